@@ -1,0 +1,186 @@
+"""The app factory: a service's `main` declares what it is, the kit does the wiring.
+
+Start-up, in order: logging, database pool and migrations, NATS and the streams the
+service publishes to, the outbox relay, rpc handlers, event consumers, then the
+service's own start-up hooks (seeding). Readiness is true only when the database
+answers, migrations are done and NATS is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+
+import asyncpg
+from litestar import Litestar, Request, Response, get
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from tessera_events import Stream
+from tessera_events.rpc import Ping, Pong, ping
+from tessera_kit import rpc
+from tessera_kit.bus import Bus
+from tessera_kit.config import ServiceSettings, load_settings
+from tessera_kit.consumer import EventConsumer, Subscription
+from tessera_kit.db import create_pool, migrate
+from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware
+from tessera_kit.logging import configure_logging, get_logger
+from tessera_kit.outbox import Outbox, OutboxRelay
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """Everything a request handler or hook may need, built at start-up."""
+
+    name: str
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    bus: Bus
+    outbox: Outbox
+    relay: OutboxRelay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    migrated: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def call(self, operation, request, *, timeout: float = 3.0):
+        return await rpc.call(self.bus, operation, request, timeout=timeout)
+
+    async def is_ready(self) -> bool:
+        if not (self.migrated and self.bus.connected):
+            return False
+        try:
+            async with self.pool.acquire(timeout=1.0) as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+
+Hook = Callable[[ServiceContext], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str  # "audit-log"
+    route_handlers: Sequence[Any]
+    migrations: Path | None = None
+    publishes: Stream | None = None  # the service's own stream, if it publishes events
+    subscriptions: Sequence[Subscription] = ()
+    rpc_handlers: Sequence[rpc.RpcHandler] = ()
+    on_startup: Sequence[Hook] = ()
+    on_shutdown: Sequence[Hook] = ()
+    settings: ServiceSettings | None = None  # default: read from the environment
+    openapi_title: str | None = None
+
+    @property
+    def schema(self) -> str:
+        return self.name.replace("-", "_")
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], tries: int = 60) -> Any:
+    """Dependencies may still be starting (or restarting): wait for them a while."""
+    for n in range(tries):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if n == tries - 1:
+                raise
+            log.warning("waiting for dependency", dependency=what, error=str(exc))
+            await asyncio.sleep(min(0.25 * (n + 1), 2.0))
+
+
+async def start_context(spec: ServiceSpec) -> ServiceContext:
+    settings = spec.settings or load_settings(ServiceSettings)
+    pool = await _retry(
+        "postgres", lambda: create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_size)
+    )
+    bus = await _retry(
+        "nats", lambda: Bus.connect(settings.nats_url, namespace=settings.namespace, name=spec.name)
+    )
+    outbox = Outbox(spec.schema)
+    ctx = ServiceContext(spec.name, settings, pool, bus, outbox)
+    await migrate(pool, spec.schema, spec.migrations)
+    ctx.migrated = True
+    if spec.publishes is not None:
+        await bus.ensure_stream(spec.publishes)
+        ctx.relay = OutboxRelay(pool, bus, outbox)
+        ctx.relay.start()
+
+    async def answer_ping(_: Ping) -> Pong:
+        return Pong(service=spec.name, ready=await ctx.is_ready())
+
+    for handler in [rpc.RpcHandler(ping(spec.name), answer_ping), *spec.rpc_handlers]:
+        await rpc.serve(bus, handler)
+    for subscription in spec.subscriptions:
+        for stream in subscription.streams:
+            consumer = EventConsumer(pool, bus, subscription, stream)
+            await consumer.ensure()
+            consumer.start()
+            ctx.consumers.append(consumer)
+    for hook in spec.on_startup:
+        await hook(ctx)
+    log.info("service started", port=settings.port)
+    return ctx
+
+
+async def stop_context(spec: ServiceSpec, ctx: ServiceContext) -> None:
+    for hook in spec.on_shutdown:
+        await hook(ctx)
+    for consumer in ctx.consumers:
+        await consumer.stop()
+    if ctx.relay:
+        await ctx.relay.stop()
+    await ctx.bus.close()
+    await ctx.pool.close()
+
+
+@get("/health/live", include_in_schema=False, sync_to_thread=False)
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", include_in_schema=False)
+async def ready(request: Request) -> Response:
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    ok = ctx is not None and await ctx.is_ready()
+    return Response({"status": "ready" if ok else "starting"}, status_code=200 if ok else 503)
+
+
+def _provide_ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+def create_app(spec: ServiceSpec) -> Litestar:
+    settings = spec.settings or load_settings(ServiceSettings)
+    configure_logging(spec.name, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        ctx = await start_context(spec)
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await stop_context(spec, ctx)
+
+    return Litestar(
+        route_handlers=[live, ready, *spec.route_handlers],
+        lifespan=[lifespan],
+        middleware=[DefineMiddleware(context_middleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
+        openapi_config=OpenAPIConfig(
+            title=spec.openapi_title or f"Tessera {spec.name}",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[],
+        ),
+        debug=False,
+        logging_config=None,
+    )

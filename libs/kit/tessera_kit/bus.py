@@ -1,0 +1,100 @@
+"""The NATS connection of a service, and the naming of subjects and streams.
+
+A deployment namespace (`TESSERA_NAMESPACE`) prefixes every subject and stream,
+so several deployments or test runs can share one NATS server. Stream definitions
+come from the event catalogue; publishers and consumers both ensure them, so
+start-up order between services does not matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from tessera_events import Stream
+from tessera_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+# JetStream drops a re-published event id seen within this window; the relay marks
+# rows right after publishing, so the window only has to outlast a relay restart.
+DUPLICATE_WINDOW_SECONDS = 3600.0
+DEAD_LETTER_STREAM = "DEADLETTER"
+
+
+class Bus:
+    def __init__(self, nc: NatsClient, namespace: str = "") -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.namespace = namespace
+
+    @classmethod
+    async def connect(cls, url: str, *, namespace: str = "", name: str = "tessera") -> "Bus":
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats error", error=str(exc))
+
+        nc = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=on_error,
+        )
+        return cls(nc, namespace)
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    def subject(self, name: str) -> str:
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    def unprefixed(self, subject: str) -> str:
+        prefix = f"{self.namespace}." if self.namespace else ""
+        return subject[len(prefix):] if prefix and subject.startswith(prefix) else subject
+
+    def stream_name(self, name: str) -> str:
+        return f"{self.namespace.upper()}_{name}" if self.namespace else name
+
+    def dead_letter_subject(self, consumer: str) -> str:
+        return self.subject(f"deadletter.{consumer}")
+
+    async def ensure_stream(self, stream: Stream) -> str:
+        return await self._ensure(self.stream_name(stream.name), self.subject(stream.subjects))
+
+    async def ensure_dead_letter_stream(self) -> str:
+        return await self._ensure(
+            self.stream_name(DEAD_LETTER_STREAM), self.subject("deadletter.>")
+        )
+
+    async def _ensure(self, name: str, subjects: str) -> str:
+        config = StreamConfig(
+            name=name,
+            subjects=[subjects],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        for attempt in range(5):
+            try:
+                await self.js.add_stream(config)
+                return name
+            except BadRequestError as exc:
+                # Already there with another config (e.g. an older duplicate window).
+                if exc.err_code == 10058:
+                    await self.js.update_stream(config)
+                    return name
+                raise
+            except Exception:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return name
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()

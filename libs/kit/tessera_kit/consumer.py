@@ -1,0 +1,248 @@
+"""Idempotent event consumers: durable JetStream pull consumers with explicit acks.
+
+Each message is applied in one database transaction together with an inbox row
+(consumer, event id); a redelivered event finds its inbox row and is only acked.
+A handler that keeps failing is retried with backoff; after `max_deliveries` tries
+the message goes to the dead-letter subject with the error (and a `dead_letters`
+row), then is acked. Nothing is dropped silently: if even the dead-letter publish
+fails, the message is left for redelivery.
+
+The pull loop keeps one pull request outstanding on the consumer and handles
+messages as the server streams them in, so an event is applied within
+milliseconds of being published, without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from tessera_events import Envelope, Stream, decode_envelope
+from tessera_kit.bus import Bus
+from tessera_kit.context import actor_var, request_id_var
+from tessera_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a service consumes: a durable name, the streams, optional event types."""
+
+    name: str
+    streams: tuple[Stream, ...]
+    handler: Handler
+    event_types: tuple[str, ...] = ()  # empty: every event of the streams
+    max_deliveries: int = 5
+    batch_size: int = 256
+    ack_wait_seconds: float = 30.0
+    backoff_seconds: tuple[float, ...] = field(default=(0.1, 0.5, 2.0, 5.0))
+
+    def durable_for(self, stream: Stream) -> str:
+        return f"{self.name}-{stream.name.lower()}".replace(".", "_")
+
+
+class PoisonMessage(Exception):
+    """The message can never be applied (e.g. it is not an envelope)."""
+
+
+class EventConsumer:
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, subscription: Subscription, stream: Stream):
+        self.pool = pool
+        self.bus = bus
+        self.subscription = subscription
+        self.stream = stream
+        self.stream_name = bus.stream_name(stream.name)
+        self.durable = subscription.durable_for(stream)
+        self.applied = 0
+        self.dead_lettered = 0
+        self._task: asyncio.Task | None = None
+
+    async def ensure(self) -> None:
+        await self.bus.ensure_stream(self.stream)
+        await self.bus.ensure_dead_letter_stream()
+        subjects = [self.bus.subject(t) for t in self.subscription.event_types]
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.subscription.ack_wait_seconds,
+            max_deliver=-1,  # we count deliveries ourselves and dead-letter
+            max_ack_pending=self.subscription.batch_size * 4,
+        )
+        if len(subjects) == 1:
+            config.filter_subject = subjects[0]
+        elif subjects:
+            config.filter_subjects = subjects
+        await self.bus.js.add_consumer(self.stream_name, config=config)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def pending(self) -> int:
+        """Messages in the stream this consumer has not yet acked (its lag)."""
+        info = await self.bus.js.consumer_info(self.stream_name, self.durable)
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._pull_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer restarting", consumer=self.durable, error=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _pull_loop(self) -> None:
+        nc = self.bus.nc
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        batch = self.subscription.batch_size
+        expires = 5.0
+        api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{self.durable}"
+
+        async def request_next() -> None:
+            body = {"batch": batch, "expires": int(expires * 1e9)}
+            await nc.publish(api, json.dumps(body).encode(), reply=inbox)
+
+        try:
+            await request_next()
+            outstanding = batch
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=expires + 2.0)
+                except asyncio.TimeoutError:
+                    # The request was lost (e.g. a reconnect): ask again.
+                    await self.ensure()
+                    await request_next()
+                    outstanding = batch
+                    continue
+                status = msg.headers.get("Status") if msg.headers else None
+                if status is not None and not msg.data:
+                    if status == "100":  # idle heartbeat
+                        continue
+                    if status == "409" and "Consumer Deleted" in (msg.headers.get("Description") or ""):
+                        await self.ensure()
+                    # 404/408/409: the request ended; open the next one.
+                    await request_next()
+                    outstanding = batch
+                    continue
+                await self.handle(msg)
+                outstanding -= 1
+                if outstanding == 0:
+                    await request_next()
+                    outstanding = batch
+        finally:
+            await sub.unsubscribe()
+
+    async def handle(self, msg: Msg) -> None:
+        deliveries = msg.metadata.num_delivered
+        envelope: Envelope | None = None
+        try:
+            try:
+                envelope = decode_envelope(msg.data)
+            except Exception as exc:
+                raise PoisonMessage(f"not an event envelope: {exc}") from exc
+            await self.apply(envelope)
+        except Exception as exc:
+            poison = isinstance(exc, PoisonMessage)
+            if poison or deliveries >= self.subscription.max_deliveries:
+                if await self._dead_letter(msg, envelope, exc, deliveries):
+                    await msg.ack()
+                else:
+                    await msg.nak(delay=5.0)
+                return
+            backoff = self.subscription.backoff_seconds
+            delay = backoff[min(deliveries - 1, len(backoff) - 1)]
+            log.warning(
+                "event handler failed; will retry",
+                consumer=self.durable,
+                event_id=envelope.id if envelope else None,
+                deliveries=deliveries,
+                error=repr(exc),
+            )
+            await msg.nak(delay=delay)
+            return
+        await msg.ack()
+
+    async def apply(self, envelope: Envelope) -> bool:
+        """Apply one event once; returns False when it had been applied before."""
+        request_token = request_id_var.set(envelope.request_id)
+        actor_token = actor_var.set(envelope.actor)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = await conn.fetchval(
+                    "INSERT INTO inbox (consumer, event_id, tenant_id) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING RETURNING true",
+                    self.subscription.name,
+                    envelope.id,
+                    envelope.tenant_id,
+                )
+                if fresh:
+                    await self.subscription.handler(conn, envelope)
+            if fresh:
+                self.applied += 1
+            return bool(fresh)
+        finally:
+            request_id_var.reset(request_token)
+            actor_var.reset(actor_token)
+
+    async def _dead_letter(
+        self, msg: Msg, envelope: Envelope | None, exc: Exception, deliveries: int
+    ) -> bool:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        event_id = envelope.id if envelope else None
+        try:
+            await self.bus.js.publish(
+                self.bus.dead_letter_subject(self.subscription.name),
+                msg.data,
+                headers={
+                    "Nats-Msg-Id": f"{self.durable}:{event_id or msg.metadata.sequence.stream}",
+                    "Tessera-Consumer": self.subscription.name,
+                    "Tessera-Subject": self.bus.unprefixed(msg.subject),
+                    "Tessera-Deliveries": str(deliveries),
+                    "Tessera-Error": error.replace("\r", " ").replace("\n", " ")[:1000],
+                },
+            )
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO dead_letters"
+                    " (consumer, tenant_id, event_id, subject, deliveries, error, payload)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    self.subscription.name,
+                    envelope.tenant_id if envelope else "default",
+                    event_id,
+                    self.bus.unprefixed(msg.subject),
+                    deliveries,
+                    error,
+                    msg.data,
+                )
+        except Exception as dl_exc:
+            log.error("dead-letter failed; message kept", consumer=self.durable, error=str(dl_exc))
+            return False
+        self.dead_lettered += 1
+        log.error(
+            "event dead-lettered",
+            consumer=self.durable,
+            event_id=event_id,
+            deliveries=deliveries,
+            error=error,
+        )
+        return True

@@ -1,0 +1,90 @@
+"""PostgreSQL: one asyncpg pool per service, its own schema, SQL migrations at start.
+
+Migrations are plain `.sql` files applied in name order, each in its own
+transaction, under an advisory lock keyed by the schema, so several replicas of a
+service starting together migrate once. The kit's own tables (outbox, inbox, dead
+letters) are migrated first, into the same schema.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+from tessera_kit.logging import get_logger
+
+KIT_MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for pg_type in ("json", "jsonb"):
+        await conn.set_type_codec(
+            pg_type,
+            encoder=lambda value: msgspec.json.encode(value).decode(),
+            decoder=msgspec.json.decode,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+    await ensure_schema(dsn, schema)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        # JIT only slows the short queries services run.
+        server_settings={"search_path": f"{schema},public", "jit": "off"},
+    )
+
+
+async def ensure_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    except asyncpg.UniqueViolationError:
+        pass  # a replica created it at the same moment
+    finally:
+        await conn.close()
+
+
+def _lock_key(schema: str) -> int:
+    return zlib.crc32(f"tessera-migrate:{schema}".encode())
+
+
+def migration_files(*folders: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every migration; kit files are named `kit/<file>`."""
+    files: list[tuple[str, Path]] = []
+    for folder in folders:
+        prefix = "kit/" if folder == KIT_MIGRATIONS else ""
+        files.extend((prefix + p.name, p) for p in sorted(folder.glob("*.sql")))
+    return files
+
+
+async def migrate(pool: asyncpg.Pool, schema: str, folder: Path | None) -> list[str]:
+    """Apply pending migrations; returns the names applied now."""
+    folders = [KIT_MIGRATIONS] + ([folder] if folder else [])
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for name, path in migration_files(*folders):
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied_now.append(name)
+                log.info("migration applied", schema=schema, migration=name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(schema))
+    return applied_now

@@ -1,0 +1,186 @@
+"""HTTP pieces shared by every service: middleware, exception handlers, list answers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any, Sequence
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera_events import Actor
+from tessera_kit.context import actor_var, new_request_id, request_id_var
+from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
+from tessera_kit.logging import get_logger
+from tessera_kit.pagination import Page, pagination_headers
+
+log = get_logger(__name__)
+
+REQUEST_ID_HEADER = b"x-request-id"
+CALLER_TYPE_HEADER = b"x-tessera-caller-type"
+CALLER_ID_HEADER = b"x-tessera-caller-id"
+
+
+def context_middleware(app: ASGIApp) -> ASGIApp:
+    """Bind the request id and the caller (set by the gateway) for logs and events;
+    echo the request id; give GET answers Logto's ETag and honour If-None-Match."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = (headers.get(REQUEST_ID_HEADER) or b"").decode("latin-1")[:64] or new_request_id()
+        caller_type = (headers.get(CALLER_TYPE_HEADER) or b"").decode("latin-1")
+        caller_id = (headers.get(CALLER_ID_HEADER) or b"").decode("latin-1") or None
+        actor = Actor(type=caller_type, id=caller_id) if caller_type in ("user", "application") else Actor(type="system")
+        rid_token = request_id_var.set(request_id)
+        actor_token = actor_var.set(actor)
+        try:
+            if scope["method"] == "GET":
+                await _with_etag(app, scope, receive, send, request_id, headers.get(b"if-none-match"))
+            else:
+                await app(scope, receive, _echo_request_id(send, request_id))
+        finally:
+            request_id_var.reset(rid_token)
+            actor_var.reset(actor_token)
+
+    return middleware
+
+
+def _echo_request_id(send: Send, request_id: str) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+        await send(message)
+
+    return wrapped
+
+
+def etag_of(body: bytes) -> str:
+    """The strong ETag koa-etag computes: `"<length hex>-<sha1 base64, 27 chars>"`."""
+    digest = base64.b64encode(hashlib.sha1(body).digest()).decode()[:27]
+    return f'"{len(body):x}-{digest}"'
+
+
+async def _with_etag(app, scope, receive, send, request_id: str, if_none_match: bytes | None) -> None:
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def buffered(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        headers = [*start.get("headers", []), (b"x-request-id", request_id.encode())]
+        status = start["status"]
+        if status == 200:
+            etag = etag_of(body).encode()
+            headers.append((b"etag", etag))
+            if if_none_match and etag in [t.strip() for t in if_none_match.split(b",")]:
+                headers = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
+                await send({**start, "status": 304, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    await app(scope, receive, buffered)
+
+
+def _logto_json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(content=body, status_code=status, headers=headers, media_type="application/json")
+
+
+def request_error_handler(_: Request, exc: RequestError) -> Response:
+    return _logto_json(exc.status, exc.to_body())
+
+
+_SOURCES = {"body": "body", "query": "query", "path": "params", "header": "headers", "cookie": "cookies"}
+
+
+def _issue(item: dict[str, Any]) -> ValidationIssue:
+    message = str(item.get("message", "Invalid value"))
+    if message.startswith("Expected"):
+        code = "invalid_type"
+        message = message.replace("`", "") + "."
+    elif message.startswith("Object missing required field"):
+        code = "invalid_type"
+        message = "Required"
+    else:
+        code = "custom"
+    key = str(item.get("key") or "")
+    if "missing required field" in str(item.get("message", "")):
+        field = str(item["message"]).split("`")[1] if "`" in str(item["message"]) else ""
+        key = f"{key}.{field}".strip(".") if field else key
+    return ValidationIssue(key, code, message)
+
+
+def validation_error_handler(_: Request, exc: ValidationException) -> Response:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    source = _SOURCES.get(str(extra[0].get("source", "body")), "body") if extra else "body"
+    issues = [_issue(item) for item in extra if isinstance(item, dict)] or [
+        ValidationIssue("", "custom", exc.detail or "Invalid input")
+    ]
+    return request_error_handler(_, invalid_input(source, issues))
+
+
+def http_exception_handler(_: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, NotFoundException):
+        # Unknown routes: Koa's default 404 with a text body.
+        return Response(content="Not Found", status_code=404, media_type="text/plain")
+    if isinstance(exc, MethodNotAllowedException):
+        return Response(content="Method Not Allowed", status_code=405, media_type="text/plain",
+                        headers=exc.headers)
+    if exc.status_code == 400:
+        # A body that is not JSON reaches validation as {} in Logto; say so the same way.
+        return request_error_handler(_, invalid_input("body", [ValidationIssue("", "custom", str(exc.detail))]))
+    body = {"message": str(exc.detail), "code": "request.general"}
+    return _logto_json(exc.status_code, body, headers=exc.headers)
+
+
+def internal_error_handler(_: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", error=repr(exc))
+    return _logto_json(500, {"message": "Internal server error."})
+
+
+EXCEPTION_HANDLERS = {
+    RequestError: request_error_handler,
+    ValidationException: validation_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}
+
+
+def public_origin(request: Request) -> tuple[str, str]:
+    """(scheme, host) as the client saw them, from the gateway's forwarded headers."""
+    scheme = request.headers.get("x-forwarded-proto") or request.url.scheme
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+    return scheme, host
+
+
+def paginated(request: Request, page: Page | None, items: Sequence[Any], total: int) -> Response:
+    """A list answer; with a page, Logto's `Total-Number` and `Link` headers."""
+    if page is None:
+        return Response(content=items)
+    scheme, host = public_origin(request)
+    headers = pagination_headers(
+        page, total, scheme=scheme, host=host, path=request.url.path,
+        query=list(request.query_params.multi_items()),
+    )
+    return Response(content=items, headers=headers)
+

@@ -1,0 +1,189 @@
+"""Transactional outbox: events are rows written with the change they announce.
+
+`Outbox.emit` inserts the envelope in the caller's transaction and notifies the
+relay. `OutboxRelay` publishes unpublished rows to JetStream in `seq` order with
+`Nats-Msg-Id` = event id, then marks them published. A crash between commit and
+publish loses nothing (the row waits); a crash between publish and mark publishes
+nothing twice (JetStream drops the repeated id within its duplicate window).
+
+Order per aggregate: a change to an aggregate locks its row, so a later change's
+outbox row gets a later `seq` and is published after. One relay per schema is the
+leader (an advisory lock), so replicas do not interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+
+import asyncpg
+import msgspec
+
+from tessera_events import Actor, Envelope, EventData, event_type_of
+from tessera_kit.bus import Bus
+from tessera_kit.context import current_actor, current_request_id
+from tessera_kit.ids import new_id
+from tessera_kit.logging import get_logger
+
+log = get_logger(__name__)
+_encoder = msgspec.json.Encoder()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def build_envelope(
+    data: EventData,
+    *,
+    tenant_id: str = "default",
+    actor: Actor | None = None,
+    request_id: str | None = None,
+) -> Envelope:
+    entry = event_type_of(data)
+    return Envelope(
+        id=new_id(),
+        type=entry.type,
+        version=entry.version,
+        tenant_id=tenant_id,
+        occurred_at=now_ms(),
+        actor=actor or current_actor(),
+        request_id=request_id or current_request_id(),
+        data=msgspec.Raw(_encoder.encode(data)),
+    )
+
+
+class Outbox:
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.channel = f"outbox_{schema}"
+
+    async def emit(
+        self,
+        conn: asyncpg.Connection,
+        data: EventData,
+        *,
+        aggregate_id: str | None = None,
+        tenant_id: str = "default",
+        actor: Actor | None = None,
+    ) -> Envelope:
+        """Write `data` as an event in the caller's (open) transaction."""
+        if not conn.is_in_transaction():
+            raise RuntimeError("Outbox.emit must run inside the transaction of the change")
+        envelope = build_envelope(data, tenant_id=tenant_id, actor=actor)
+        await conn.execute(
+            "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            envelope.id,
+            tenant_id,
+            envelope.type,
+            aggregate_id,
+            _encoder.encode(envelope),
+        )
+        # Delivered at commit, not before: the relay never sees uncommitted rows.
+        await conn.execute("SELECT pg_notify($1, '')", self.channel)
+        return envelope
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bus: Bus,
+        outbox: Outbox,
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 200,
+        retention_seconds: int = 86400,
+    ) -> None:
+        self.pool = pool
+        self.bus = bus
+        self.outbox = outbox
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.retention_seconds = retention_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._last_purge = 0.0
+        self.is_leader = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def _on_notify(self, *_args) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        lock_key = zlib.crc32(f"tessera-relay:{self.outbox.schema}".encode())
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.add_listener(self.outbox.channel, self._on_notify)
+                    try:
+                        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                            await asyncio.sleep(self.poll_interval)  # another replica leads
+                        self.is_leader = True
+                        await self._lead(conn)
+                    finally:
+                        self.is_leader = False
+                        await conn.execute("SELECT pg_advisory_unlock_all()")
+                        await conn.remove_listener(self.outbox.channel, self._on_notify)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay restarting", error=str(exc))
+                await asyncio.sleep(self.poll_interval)
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        while True:
+            self._wake.clear()
+            published = await self.publish_pending(conn)
+            if published >= self.batch_size:
+                continue
+            await self._purge_if_due(conn)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT seq, id, subject, envelope FROM outbox"
+            " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            self.batch_size,
+        )
+        done: list[int] = []
+        try:
+            for row in rows:
+                await self.bus.js.publish(
+                    self.bus.subject(row["subject"]),
+                    row["envelope"],
+                    headers={"Nats-Msg-Id": row["id"]},
+                )
+                done.append(row["seq"])
+        finally:
+            # Mark what went out even if a later publish failed; the rest waits in order.
+            if done:
+                await self.mark_published(conn, done)
+        return len(done)
+
+    async def mark_published(self, conn: asyncpg.Connection, seqs: list[int]) -> None:
+        await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1)", seqs)
+
+    async def _purge_if_due(self, conn: asyncpg.Connection) -> None:
+        if time.monotonic() - self._last_purge < 60:
+            return
+        self._last_purge = time.monotonic()
+        await conn.execute(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            float(self.retention_seconds),
+        )

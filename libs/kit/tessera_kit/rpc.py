@@ -1,0 +1,99 @@
+"""Typed request/reply over NATS.
+
+Wire format: the request is the msgspec JSON of the operation's request type; the
+reply is `{"ok": <reply>}` or `{"error": {"status", "code", "message", "data"?}}`.
+A `RequestError` raised by the server's handler reaches the caller as the same
+`RequestError`; no responder or no answer in time is 503 `service.unavailable`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Generic
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from tessera_events.rpc import Rep, Req, RpcOperation
+from tessera_kit.bus import Bus
+from tessera_kit.context import current_request_id, request_id_var
+from tessera_kit.errors import RequestError, service_unavailable
+from tessera_kit.logging import get_logger
+
+log = get_logger(__name__)
+REQUEST_ID_HEADER = "Tessera-Request-Id"
+_encoder = msgspec.json.Encoder()
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    status: int
+    code: str
+    message: str
+    data: Any = None
+    details: str | None = None
+
+
+class ReplyEnvelope(msgspec.Struct, omit_defaults=True):
+    ok: msgspec.Raw | None = None
+    error: ErrorBody | None = None
+
+
+class RpcHandler(Generic[Req, Rep]):
+    """A served operation: `handler(request) -> reply`."""
+
+    def __init__(self, operation: RpcOperation[Req, Rep], handler: Callable[[Req], Awaitable[Rep]]):
+        self.operation = operation
+        self.handler = handler
+        self._decoder = msgspec.json.Decoder(operation.request)
+
+
+async def serve(bus: Bus, handler: RpcHandler, *, queue: str | None = None):
+    """Subscribe `handler` (in a queue group, so replicas share the load)."""
+    subject = bus.subject(handler.operation.subject)
+
+    async def on_request(msg: Msg) -> None:
+        token = request_id_var.set((msg.headers or {}).get(REQUEST_ID_HEADER))
+        try:
+            try:
+                request = handler._decoder.decode(msg.data)
+            except msgspec.ValidationError as exc:
+                raise RequestError("guard.invalid_input", 400, details=str(exc), type="body")
+            reply = await handler.handler(request)
+            payload = _encoder.encode(ReplyEnvelope(ok=msgspec.Raw(_encoder.encode(reply))))
+        except RequestError as exc:
+            payload = _encoder.encode(
+                ReplyEnvelope(error=ErrorBody(exc.status, exc.code, exc.message, exc.data, exc.details))
+            )
+        except Exception as exc:  # a bug on this side: the caller sees a 500
+            log.exception("rpc handler failed", subject=handler.operation.subject)
+            payload = _encoder.encode(
+                ReplyEnvelope(error=ErrorBody(500, "request.general", f"Internal server error: {type(exc).__name__}"))
+            )
+        finally:
+            request_id_var.reset(token)
+        if msg.reply:
+            await msg.respond(payload)
+
+    return await bus.nc.subscribe(subject, queue=queue or handler.operation.subject, cb=on_request)
+
+
+async def call(
+    bus: Bus, operation: RpcOperation[Req, Rep], request: Req, *, timeout: float = 3.0
+) -> Rep:
+    headers = {}
+    request_id = current_request_id()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    try:
+        msg = await bus.nc.request(
+            bus.subject(operation.subject), _encoder.encode(request), timeout=timeout, headers=headers
+        )
+    except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
+        log.warning("rpc unavailable", subject=operation.subject, error=type(exc).__name__)
+        raise service_unavailable(operation.service) from exc
+    envelope = msgspec.json.decode(msg.data, type=ReplyEnvelope)
+    if envelope.error is not None:
+        e = envelope.error
+        raise RequestError.from_body(e.status, msgspec.to_builtins(e))
+    return msgspec.json.decode(envelope.ok or b"null", type=operation.reply)

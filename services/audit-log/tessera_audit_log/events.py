@@ -1,0 +1,25 @@
+"""The audit-log's subscription: every event of every stream becomes a log entry."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tessera_audit_log import store
+from tessera_audit_log.domain import is_user_activity, log_entry_for
+from tessera_events import STREAMS, Envelope
+from tessera_kit.consumer import Subscription
+
+
+async def record(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    entry = log_entry_for(envelope)
+    await store.insert_log(conn, envelope.tenant_id, envelope.id, entry)
+    user_id = entry.payload.get("userId")
+    if envelope.type == "identity.user.created":
+        await store.user_created(conn, envelope.tenant_id, user_id, entry.created_at)
+    elif envelope.type == "identity.user.deleted":
+        await store.user_deleted(conn, envelope.tenant_id, user_id, entry.created_at)
+    elif is_user_activity(entry):
+        await store.user_active(conn, envelope.tenant_id, user_id, entry.created_at.date())
+
+
+every_event = Subscription(name="audit-log", streams=tuple(STREAMS.values()), handler=record)
