@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import asyncpg
 from litestar import Litestar, Request, Response, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
@@ -61,6 +61,9 @@ class ServiceContext:
             return False
         return True
 
+
+# What a route handler declares to receive the service context: `ctx: Ctx`.
+Ctx = NamedDependency[ServiceContext]
 
 Hook = Callable[[ServiceContext], Awaitable[None]]
 

@@ -65,6 +65,9 @@ class EventConsumer:
         self.applied = 0
         self.dead_lettered = 0
         self._task: asyncio.Task | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
 
     async def ensure(self) -> None:
         await self.bus.ensure_stream(self.stream)
@@ -88,7 +91,13 @@ class EventConsumer:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
 
     async def stop(self) -> None:
+        """Let the message in hand finish (its transaction and ack), then stop pulling."""
+        self._stopping = True
         if self._task:
+            try:
+                await asyncio.wait_for(self._idle.wait(), 5.0)
+            except asyncio.TimeoutError:
+                pass
             self._task.cancel()
             try:
                 await self._task
@@ -144,7 +153,14 @@ class EventConsumer:
                     await request_next()
                     outstanding = batch
                     continue
-                await self.handle(msg)
+                if self._stopping:
+                    await msg.nak()  # hand it back for the next consumer instance
+                    continue
+                self._idle.clear()
+                try:
+                    await self.handle(msg)
+                finally:
+                    self._idle.set()
                 outstanding -= 1
                 if outstanding == 0:
                     await request_next()

@@ -106,31 +106,36 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._last_purge = 0.0
+        self._stopping = False
         self.is_leader = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
 
     async def stop(self) -> None:
+        """Finish the batch in flight (cancelling mid-query would break the connection)."""
+        self._stopping = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                self._task.cancel()
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()
 
     async def _run(self) -> None:
         lock_key = zlib.crc32(f"tessera-relay:{self.outbox.schema}".encode())
-        while True:
+        while not self._stopping:
             try:
                 async with self.pool.acquire() as conn:
                     await conn.add_listener(self.outbox.channel, self._on_notify)
                     try:
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
-                            await asyncio.sleep(self.poll_interval)  # another replica leads
+                            await self._sleep(self.poll_interval)  # another replica leads
+                            if self._stopping:
+                                return
                         self.is_leader = True
                         await self._lead(conn)
                     finally:
@@ -141,19 +146,23 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 log.warning("outbox relay restarting", error=str(exc))
-                await asyncio.sleep(self.poll_interval)
+                await self._sleep(self.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until woken by NOTIFY, by stop(), or for `seconds`."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             published = await self.publish_pending(conn)
             if published >= self.batch_size:
                 continue
             await self._purge_if_due(conn)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
-                pass
+            await self._sleep(self.poll_interval)
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(

@@ -35,7 +35,7 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
 
 
 class ReplyEnvelope(msgspec.Struct, omit_defaults=True):
-    ok: msgspec.Raw | None = None
+    ok: msgspec.Raw = msgspec.Raw(b"null")
     error: ErrorBody | None = None
 
 
@@ -96,4 +96,4 @@ async def call(
     if envelope.error is not None:
         e = envelope.error
         raise RequestError.from_body(e.status, msgspec.to_builtins(e))
-    return msgspec.json.decode(envelope.ok or b"null", type=operation.reply)
+    return msgspec.json.decode(envelope.ok, type=operation.reply)

@@ -6,10 +6,11 @@ import datetime as dt
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from tessera_audit_log import store
 from tessera_audit_log.domain import CountDelta, count_delta, parse_day
-from tessera_kit.app import ServiceContext
+from tessera_kit.app import Ctx
 from tessera_kit.errors import ValidationIssue, invalid_input, not_found
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
@@ -17,7 +18,7 @@ from tessera_kit.pagination import parse_page
 
 @get("/api/logs", operation_id="ListLogs", tags=["Logs"])
 async def list_logs(
-    request: Request, ctx: ServiceContext, userId: str | None = None,  # noqa: N803 (Logto's names)
+    request: Request, ctx: Ctx, userId: str | None = None,  # noqa: N803 (Logto's names)
     applicationId: str | None = None, logKey: str | None = None,  # noqa: N803
 ) -> Response:
     page = parse_page(request.query_params)
@@ -29,7 +30,7 @@ async def list_logs(
 
 
 @get("/api/logs/{log_id:str}", operation_id="GetLog", tags=["Logs"])
-async def get_log(ctx: ServiceContext, log_id: str) -> dict[str, Any]:
+async def get_log(ctx: Ctx, log_id: FromPath[str]) -> dict[str, Any]:
     row = await store.find_log(ctx.pool, ctx.settings.tenant_id, log_id)
     if row is None:
         raise not_found("logs", log_id)
@@ -37,12 +38,12 @@ async def get_log(ctx: ServiceContext, log_id: str) -> dict[str, Any]:
 
 
 @get("/api/dashboard/users/total", operation_id="GetTotalUserCount", tags=["Dashboard"])
-async def total_users(ctx: ServiceContext) -> dict[str, int]:
+async def total_users(ctx: Ctx) -> dict[str, int]:
     return {"totalUserCount": await store.count_users(ctx.pool, ctx.settings.tenant_id)}
 
 
 @get("/api/dashboard/users/new", operation_id="GetNewUserCounts", tags=["Dashboard"])
-async def new_users(ctx: ServiceContext) -> dict[str, CountDelta]:
+async def new_users(ctx: Ctx) -> dict[str, CountDelta]:
     now = dt.datetime.now(dt.timezone.utc)
     day, week = dt.timedelta(days=1), dt.timedelta(days=7)
 
@@ -56,7 +57,7 @@ async def new_users(ctx: ServiceContext) -> dict[str, CountDelta]:
 
 
 @get("/api/dashboard/users/active", operation_id="GetActiveUserCounts", tags=["Dashboard"])
-async def active_users(ctx: ServiceContext, date: str | None = None) -> dict[str, Any]:
+async def active_users(ctx: Ctx, date: str | None = None) -> dict[str, Any]:
     day = parse_day(date, dt.datetime.now(dt.timezone.utc).date())
     if day is None:
         raise invalid_input("query", [ValidationIssue("date", "invalid_string", "Invalid")])

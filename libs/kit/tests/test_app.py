@@ -1,0 +1,138 @@
+"""The app factory: a tiny service built with the kit, on real PostgreSQL and NATS."""
+
+import json
+
+import msgspec
+import pytest
+from litestar import Request, get, post
+from litestar.params import FromPath, JSONBody
+import httpx
+
+from tessera_events import STREAMS, Actor, decode_envelope
+from tessera_events.identity import UserCreated, UserSnapshot
+from tessera_kit.app import Ctx, ServiceContext, ServiceSpec, create_app, start_context, stop_context
+from tessera_kit.config import ServiceSettings
+from tessera_kit.errors import RequestError
+from tessera_kit.http import paginated
+from tessera_kit.logging import get_logger
+from tessera_kit.pagination import parse_page
+
+
+class CreateThing(msgspec.Struct):
+    name: str
+    size: int = 1
+
+
+@post("/api/things", status_code=200)
+async def create_thing(data: JSONBody[CreateThing], ctx: Ctx) -> dict:
+    get_logger("test").info("creating thing")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await ctx.outbox.emit(conn, UserCreated(user=UserSnapshot(id=data.name)))
+    return {"name": data.name, "size": data.size}
+
+
+@get("/api/things")
+async def list_things(request: Request) -> object:
+    page = parse_page(request.query_params)
+    return paginated(request, page, [{"n": page.page}], 42)
+
+
+@get("/api/things/{thing_id:str}")
+async def get_thing(thing_id: FromPath[str]) -> dict:
+    raise RequestError("entity.not_exists_with_id", 404, name="things", id=thing_id)
+
+
+@pytest.fixture
+async def client(database_url, nats_url, unique):
+    spec = ServiceSpec(
+        name=f"svc-{unique}",
+        route_handlers=[create_thing, list_things, get_thing],
+        publishes=STREAMS["identity"],
+        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique),
+    )
+    app = create_app(spec)
+    # Start the service context in the test's own loop (what the lifespan does), so
+    # tests may use its pool and bus.
+    app.state.ctx = await start_context(spec)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        client.app = app
+        yield client
+    await stop_context(spec, app.state.ctx)
+
+
+async def test_ready_once_database_migrations_and_nats_are(client):
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    ctx: ServiceContext = client.app.state.ctx
+    assert await ctx.pool.fetchval("SELECT count(*) FROM schema_migrations") >= 1
+    await ctx.bus.nc.close()  # NATS gone: no longer ready
+    assert (await client.get("/health/ready")).status_code == 503
+    assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_validation_error_shape_and_unknown_keys_dropped(client):
+    response = await client.post("/api/things", json={"size": "big"})
+    body = response.json()
+    assert response.status_code == 400
+    assert body["code"] == "guard.invalid_input"
+    assert body["message"] == "The request body is invalid."
+    assert 'Error in key path' in body["details"]
+    ok = await client.post("/api/things", json={"name": "a", "unknown": 1})
+    assert ok.status_code == 200 and ok.json() == {"name": "a", "size": 1}
+
+
+async def test_non_json_body_is_invalid_input(client):
+    response = await client.post("/api/things", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "guard.invalid_input"
+
+
+async def test_errors_unknown_routes_and_methods(client):
+    missing = await client.get("/api/things/abc")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "The things with ID `abc` does not exist.",
+                              "code": "entity.not_exists_with_id"}
+    unknown = await client.get("/api/nothing-here")
+    assert (unknown.status_code, unknown.text) == (404, "Not Found")
+    wrong_method = await client.delete("/api/things")
+    assert wrong_method.status_code == 405
+
+
+async def test_pagination_headers_use_the_forwarded_origin(client):
+    response = await client.get(
+        "/api/things?page=2&page_size=10",
+        headers={"x-forwarded-proto": "https", "x-forwarded-host": "id.example.com"},
+    )
+    assert response.headers["total-number"] == "42"
+    assert '<https://id.example.com/api/things?page_size=10&page=3>; rel="next"' in response.headers["link"]
+    bad = await client.get("/api/things?page_size=101")
+    assert bad.status_code == 400 and bad.json()["code"] == "guard.invalid_pagination"
+
+
+async def test_get_answers_have_an_etag_and_honour_if_none_match(client):
+    first = await client.get("/api/things")
+    etag = first.headers["etag"]
+    again = await client.get("/api/things", headers={"if-none-match": etag})
+    assert again.status_code == 304 and again.content == b""
+
+
+async def test_request_id_and_caller_follow_into_logs_and_events(client, capsys):
+    response = await client.post(
+        "/api/things",
+        json={"name": "traced"},
+        headers={"x-request-id": "abc-123", "x-tessera-caller-type": "user", "x-tessera-caller-id": "admin1"},
+    )
+    assert response.headers["x-request-id"] == "abc-123"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "creating thing" and line.get("request_id") == "abc-123" for line in lines)
+    ctx: ServiceContext = client.app.state.ctx
+    row = await ctx.pool.fetchrow("SELECT envelope FROM outbox ORDER BY seq DESC LIMIT 1")
+    envelope = decode_envelope(row["envelope"])
+    assert envelope.request_id == "abc-123"
+    assert envelope.actor == Actor(type="user", id="admin1")
+
+
+async def test_a_request_without_id_gets_one(client):
+    response = await client.get("/api/things")
+    assert len(response.headers["x-request-id"]) >= 8

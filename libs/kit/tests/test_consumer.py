@@ -1,0 +1,188 @@
+"""Idempotent consumers against real PostgreSQL and JetStream."""
+
+import asyncio
+
+import msgspec
+
+from tessera_events import STREAMS, Envelope
+from tessera_events.identity import UserCreated, UserSnapshot
+from tessera_kit.consumer import EventConsumer, Subscription
+from tessera_kit.outbox import build_envelope
+
+IDENTITY = STREAMS["identity"]
+
+
+async def publish(bus, envelope: Envelope, msg_id: str | None = None):
+    await bus.js.publish(
+        bus.subject(envelope.type), msgspec.json.encode(envelope),
+        headers={"Nats-Msg-Id": msg_id or envelope.id},
+    )
+
+
+def created(user_id: str) -> Envelope:
+    return build_envelope(UserCreated(user=UserSnapshot(id=user_id)))
+
+
+async def effects_table(pool):
+    await pool.execute("CREATE TABLE IF NOT EXISTS effects (event_id text, user_id text)")
+
+
+async def record_effect(conn, envelope: Envelope):
+    data = msgspec.json.decode(envelope.data)
+    await conn.execute("INSERT INTO effects VALUES ($1, $2)", envelope.id, data["user"]["id"])
+
+
+async def wait_until(predicate, timeout=15.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def count(pool, sql, *args) -> int:
+    return await pool.fetchval(sql, *args)
+
+
+async def test_consumer_down_while_events_published_applies_all_on_start(pool, bus):
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    sent = [created(f"u{i}") for i in range(25)]
+    for envelope in sent:
+        await publish(bus, envelope)
+
+    consumer = EventConsumer(pool, bus, Subscription("reader", (IDENTITY,), record_effect), IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects"), 25))
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    finally:
+        await consumer.stop()
+    applied = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")]
+    assert sorted(applied) == sorted(e.id for e in sent)
+    assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'reader'") == 25
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected
+
+
+async def test_redelivered_event_is_applied_once(pool, bus):
+    """The same event twice on the stream (e.g. published outside the dedupe window)."""
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    envelope = created("u1")
+    await publish(bus, envelope, msg_id="first")
+    await publish(bus, envelope, msg_id="second")
+    consumer = EventConsumer(pool, bus, Subscription("once", (IDENTITY,), record_effect), IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    finally:
+        await consumer.stop()
+    assert await count(pool, "SELECT count(*) FROM effects") == 1
+
+
+async def test_transient_failures_are_retried_then_applied(pool, bus):
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    attempts = []
+
+    async def flaky(conn, envelope):
+        attempts.append(envelope.id)
+        if len(attempts) < 3:
+            raise RuntimeError("database hiccup")
+        await record_effect(conn, envelope)
+
+    subscription = Subscription("flaky", (IDENTITY,), flaky, backoff_seconds=(0.05,))
+    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        await publish(bus, created("u1"))
+        await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects"), 1))
+    finally:
+        await consumer.stop()
+    assert len(attempts) == 3
+    assert await count(pool, "SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_failing_handler_sends_message_to_dead_letter_subject_with_error(pool, bus):
+    await bus.ensure_stream(IDENTITY)
+    await bus.ensure_dead_letter_stream()
+    dead = await bus.nc.subscribe(bus.dead_letter_subject("broken"))
+
+    async def broken(conn, envelope):
+        raise ValueError("cannot apply this")
+
+    subscription = Subscription("broken", (IDENTITY,), broken, max_deliveries=3, backoff_seconds=(0.05,))
+    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    envelope = created("u1")
+    try:
+        await publish(bus, envelope)
+        message = await dead.next_msg(timeout=15)
+        await wait_until(lambda: _equals(consumer.pending(), 0))  # acked, not redelivered forever
+    finally:
+        await consumer.stop()
+    assert message.headers["Tessera-Error"] == "ValueError: cannot apply this"
+    assert message.headers["Tessera-Deliveries"] == "3"
+    assert message.headers["Tessera-Subject"] == "identity.user.created"
+    assert msgspec.json.decode(message.data, type=Envelope).id == envelope.id
+    row = await pool.fetchrow("SELECT event_id, deliveries, error FROM dead_letters")
+    assert (row["event_id"], row["deliveries"]) == (envelope.id, 3)
+    assert "cannot apply this" in row["error"]
+    # The failed attempts left no inbox row: the effect was never half-applied.
+    assert await count(pool, "SELECT count(*) FROM inbox") == 0
+
+
+async def test_message_that_is_not_an_envelope_is_dead_lettered_at_once(pool, bus):
+    await bus.ensure_stream(IDENTITY)
+    await bus.ensure_dead_letter_stream()
+    dead = await bus.nc.subscribe(bus.dead_letter_subject("strict"))
+    calls = []
+
+    async def handler(conn, envelope):
+        calls.append(envelope)
+
+    consumer = EventConsumer(pool, bus, Subscription("strict", (IDENTITY,), handler), IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        await bus.js.publish(bus.subject("identity.user.created"), b"not json")
+        message = await dead.next_msg(timeout=10)
+    finally:
+        await consumer.stop()
+    assert message.data == b"not json"
+    assert message.headers["Tessera-Deliveries"] == "1"
+    assert calls == []
+
+
+async def test_event_type_filter(pool, bus):
+    await bus.ensure_stream(IDENTITY)
+    seen = []
+
+    async def handler(conn, envelope):
+        seen.append(envelope.type)
+
+    subscription = Subscription("deletions", (IDENTITY,), handler, event_types=("identity.user.deleted",))
+    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        from tessera_events.identity import UserDeleted
+
+        await publish(bus, created("u1"))
+        await publish(bus, build_envelope(UserDeleted(user_id="u1")))
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+        await wait_until(lambda: _truthy(seen))
+    finally:
+        await consumer.stop()
+    assert seen == ["identity.user.deleted"]
+
+
+async def _truthy(value) -> bool:
+    return bool(value)

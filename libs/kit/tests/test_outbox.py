@@ -1,0 +1,154 @@
+"""The transactional outbox and its relay against real PostgreSQL and JetStream."""
+
+import asyncio
+
+import pytest
+
+from tessera_events import STREAMS, decode_envelope
+from tessera_events.identity import UserCreated, UserSnapshot, UserUpdated
+from tessera_kit.outbox import Outbox, OutboxRelay
+
+IDENTITY = STREAMS["identity"]
+
+
+def user_created(user_id: str) -> UserCreated:
+    return UserCreated(user=UserSnapshot(id=user_id, username=user_id))
+
+
+async def stream_messages(bus) -> list:
+    """Every message in the IDENTITY stream of this namespace, decoded."""
+    name = bus.stream_name(IDENTITY.name)
+    info = await bus.js.stream_info(name)
+    messages = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await bus.js.get_msg(name, seq)
+        messages.append(decode_envelope(raw.data))
+    return messages
+
+
+async def emit_committed(pool, outbox, events):
+    async with pool.acquire() as conn, conn.transaction():
+        return [await outbox.emit(conn, e, aggregate_id=getattr(e, "user", None) and e.user.id) for e in events]
+
+
+async def unpublished(pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+
+
+async def wait_until(predicate, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_emit_outside_a_transaction_is_refused(pool, unique):
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError):
+            await Outbox(unique).emit(conn, user_created("u1"))
+
+
+async def test_rolled_back_change_announces_nothing(pool, unique):
+    outbox = Outbox(unique)
+    with pytest.raises(ZeroDivisionError):
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.emit(conn, user_created("u1"))
+            1 / 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_committed_events_survive_a_crash_before_publishing(pool, bus, unique):
+    """Service killed after commit, before its relay ran: on restart the events go out once."""
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    sent = await emit_committed(pool, outbox, [user_created(f"u{i}") for i in range(3)])
+    assert await unpublished(pool) == 3  # nothing published: the "process" died here
+
+    relay = OutboxRelay(pool, bus, outbox)  # the restarted service's relay
+    relay.start()
+    await wait_until(lambda: _zero(unpublished(pool)))
+    await relay.stop()
+    second = OutboxRelay(pool, bus, outbox)  # and once more, to be sure nothing repeats
+    second.start()
+    await asyncio.sleep(0.3)
+    await second.stop()
+
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent]
+
+
+async def _zero(awaitable) -> bool:
+    return await awaitable == 0
+
+
+class CrashAfterPublish(Exception):
+    pass
+
+
+class RelayDyingBeforeMark(OutboxRelay):
+    """A relay that publishes, then dies before it can mark the rows."""
+
+    async def mark_published(self, conn, seqs):
+        raise CrashAfterPublish()
+
+
+async def test_relay_killed_after_publish_before_mark_publishes_once(pool, bus, unique):
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    sent = await emit_committed(pool, outbox, [user_created(f"u{i}") for i in range(5)])
+    async with pool.acquire() as conn:
+        with pytest.raises(CrashAfterPublish):
+            await RelayDyingBeforeMark(pool, bus, outbox).publish_pending(conn)
+    assert len(await stream_messages(bus)) == 5
+    assert await unpublished(pool) == 5  # rows still look unsent
+
+    relay = OutboxRelay(pool, bus, outbox)
+    relay.start()
+    await wait_until(lambda: _zero(unpublished(pool)))
+    await relay.stop()
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent]  # deduplicated
+
+
+async def test_relay_wakes_on_notify_and_keeps_order_per_aggregate(pool, bus, unique):
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    relay = OutboxRelay(pool, bus, outbox, poll_interval=60.0)  # only NOTIFY can wake it in time
+    relay.start()
+    await asyncio.sleep(0.2)
+    snapshot = UserSnapshot(id="u1", username="alice")
+    sent = []
+    for n in range(30):
+        async with pool.acquire() as conn, conn.transaction():
+            sent.append(await outbox.emit(conn, UserUpdated(user=snapshot, changed=[f"f{n}"]), aggregate_id="u1"))
+    await wait_until(lambda: _zero(unpublished(pool)), timeout=10)
+    await relay.stop()
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent]
+
+
+async def test_one_relay_leads_per_schema(pool, bus, unique):
+    outbox = Outbox(unique)
+    first, second = OutboxRelay(pool, bus, outbox), OutboxRelay(pool, bus, outbox)
+    first.start()
+    second.start()
+    await asyncio.sleep(0.5)
+    assert [first.is_leader, second.is_leader].count(True) == 1
+    await first.stop()
+    await second.stop()
+
+
+async def test_envelope_carries_request_id_and_actor(pool, bus, unique):
+    from tessera_events import Actor
+    from tessera_kit.context import actor_var, request_id_var
+
+    tokens = request_id_var.set("req-123"), actor_var.set(Actor(type="application", id="app1"))
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    await emit_committed(pool, outbox, [user_created("u1")])
+    request_id_var.reset(tokens[0])
+    actor_var.reset(tokens[1])
+    async with pool.acquire() as conn:
+        await OutboxRelay(pool, bus, outbox).publish_pending(conn)
+    (message,) = await stream_messages(bus)
+    assert message.request_id == "req-123"
+    assert message.actor == Actor(type="application", id="app1")
+    assert message.type == "identity.user.created" and message.version == 1

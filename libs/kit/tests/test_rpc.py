@@ -1,0 +1,75 @@
+"""Typed request/reply over a real NATS server."""
+
+import asyncio
+import time
+
+import msgspec
+import pytest
+
+from tessera_events.rpc import RpcOperation
+from tessera_kit import rpc
+from tessera_kit.context import request_id_var
+from tessera_kit.errors import RequestError
+
+
+class Add(msgspec.Struct):
+    a: int
+    b: int
+
+
+class Sum(msgspec.Struct):
+    total: int
+    request_id: str | None
+
+
+ADD = RpcOperation("calculator", "add", Add, Sum)
+
+
+async def add(request: Add) -> Sum:
+    if request.a < 0:
+        raise RequestError("guard.invalid_input", 400, type="body")
+    return Sum(total=request.a + request.b, request_id=request_id_var.get())
+
+
+async def test_call_returns_the_typed_reply_and_carries_the_request_id(bus):
+    await rpc.serve(bus, rpc.RpcHandler(ADD, add))
+    token = request_id_var.set("req-9")
+    try:
+        assert await rpc.call(bus, ADD, Add(1, 2)) == Sum(total=3, request_id="req-9")
+    finally:
+        request_id_var.reset(token)
+
+
+async def test_request_error_crosses_the_wire(bus):
+    await rpc.serve(bus, rpc.RpcHandler(ADD, add))
+    with pytest.raises(RequestError) as caught:
+        await rpc.call(bus, ADD, Add(-1, 2))
+    assert (caught.value.status, caught.value.code) == (400, "guard.invalid_input")
+    assert caught.value.message == "The request body is invalid."
+
+
+async def test_bad_request_payload_is_a_400(bus):
+    await rpc.serve(bus, rpc.RpcHandler(ADD, add))
+    reply = await bus.nc.request(bus.subject(ADD.subject), b'{"a": "x"}', timeout=2)
+    body = msgspec.json.decode(reply.data)
+    assert body["error"]["status"] == 400 and body["error"]["code"] == "guard.invalid_input"
+
+
+async def test_no_responder_is_service_unavailable_at_once(bus):
+    started = time.monotonic()
+    with pytest.raises(RequestError) as caught:
+        await rpc.call(bus, ADD, Add(1, 2), timeout=5)
+    assert (caught.value.status, caught.value.code) == (503, "service.unavailable")
+    assert "calculator" in caught.value.message
+    assert time.monotonic() - started < 4  # no responders is answered, not waited out
+
+
+async def test_slow_responder_times_out_as_unavailable(bus):
+    async def slow(request: Add) -> Sum:
+        await asyncio.sleep(2)
+        return Sum(total=0, request_id=None)
+
+    await rpc.serve(bus, rpc.RpcHandler(ADD, slow))
+    with pytest.raises(RequestError) as caught:
+        await rpc.call(bus, ADD, Add(1, 2), timeout=0.3)
+    assert caught.value.status == 503
