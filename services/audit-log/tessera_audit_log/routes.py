@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from litestar import Request, Response, get
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
 from tessera_audit_log import store
 from tessera_audit_log.domain import CountDelta, count_delta, parse_day
@@ -18,8 +18,8 @@ from tessera_kit.pagination import parse_page
 
 @get("/api/logs", operation_id="ListLogs", tags=["Logs"])
 async def list_logs(
-    request: Request, ctx: Ctx, userId: str | None = None,  # noqa: N803 (Logto's names)
-    applicationId: str | None = None, logKey: str | None = None,  # noqa: N803
+    request: Request, ctx: Ctx, userId: FromQuery[str | None] = None,  # noqa: N803 (Logto's names)
+    applicationId: FromQuery[str | None] = None, logKey: FromQuery[str | None] = None,  # noqa: N803
 ) -> Response:
     page = parse_page(request.query_params)
     total, rows = await store.find_logs(
@@ -57,7 +57,7 @@ async def new_users(ctx: Ctx) -> dict[str, CountDelta]:
 
 
 @get("/api/dashboard/users/active", operation_id="GetActiveUserCounts", tags=["Dashboard"])
-async def active_users(ctx: Ctx, date: str | None = None) -> dict[str, Any]:
+async def active_users(ctx: Ctx, date: FromQuery[str | None] = None) -> dict[str, Any]:
     day = parse_day(date, dt.datetime.now(dt.timezone.utc).date())
     if day is None:
         raise invalid_input("query", [ValidationIssue("date", "invalid_string", "Invalid")])

@@ -1,0 +1,43 @@
+# Tessera: `make run` starts everything, `make test` tests everything.
+# Needs only Python 3.11+ and make; the first run installs what it needs into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast bench install pins catalogue clean-data
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): $(PY) constraints.txt requirements-dev.in $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) pip install --quiet --python $(PY) -c constraints.txt -r requirements-dev.in
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m tessera_devstack.run
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m tessera_bench $(BENCH_ARGS)
+
+# Re-pin every dependency (after changing a pyproject.toml).
+pins: $(PY)
+	{ echo "# Pinned versions of every package the workspace installs (regenerate: make pins)."; \
+	  $(UV) pip compile --quiet --python $(PY) --no-header --no-annotate requirements-dev.in | grep -v '^-e'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# Freeze the schemas of newly added event versions.
+catalogue: install
+	$(PY) -m tessera_events.snapshot
+
+clean-data:
+	rm -rf .tessera

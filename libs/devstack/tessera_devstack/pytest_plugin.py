@@ -1,0 +1,234 @@
+"""pytest fixtures for a throwaway PostgreSQL, NATS and the whole service stack.
+
+Loaded with `-p tessera_devstack.pytest_plugin` (root pyproject). Imports of tessera_kit or any
+service happen only inside the `stack` fixture, never when the plugin loads.
+
+Session fixtures reuse servers you already run: DATABASE_URL / NATS_URL if set, else
+PostgreSQL in Docker (only if testcontainers is installed and a daemon answers), else an
+embedded PostgreSQL / nats-server on free ports with temp data, removed at the end.
+Every run gets its own database names and NATS namespace, so runs sharing servers never
+see each other's data. Set TESSERA_KEEP_TEST_DATABASES=1 to keep the databases for a look.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import string
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from .admin_client import random_id
+
+TEST_POSTGRES_USER = "tessera"
+TEST_POSTGRES_PASSWORD = "tessera"
+
+
+def _keep_databases() -> bool:
+    return os.environ.get("TESSERA_KEEP_TEST_DATABASES", "").lower() in {"1", "true", "yes"}
+
+
+# ------------------------------------------------------------------ servers
+
+
+def _docker_postgres() -> tuple[str, Callable[[], None]] | None:
+    """(dsn, stop) of a PostgreSQL container, or None when Docker or testcontainers is missing."""
+    try:
+        import docker
+        from testcontainers.postgres import PostgresContainer
+    except ImportError:
+        return None
+    try:
+        docker.from_env().ping()
+    except Exception:  # no daemon
+        return None
+    try:
+        container = PostgresContainer(
+            "postgres:18-alpine",
+            username=TEST_POSTGRES_USER,
+            password=TEST_POSTGRES_PASSWORD,
+            dbname="postgres",
+            driver=None,
+        )
+        container.start()
+    except Exception as error:
+        warnings.warn(f"PostgreSQL container did not start ({error}); using embedded PostgreSQL")
+        return None
+    host = container.get_container_host_ip()
+    port = container.get_exposed_port(5432)
+    dsn = f"postgresql://{TEST_POSTGRES_USER}:{TEST_POSTGRES_PASSWORD}@{host}:{port}/postgres"
+    return dsn, container.stop
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """Server-level DSN (`.../postgres`) of a PostgreSQL this session may create databases on."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    docker = _docker_postgres()
+    if docker is not None:
+        dsn, stop = docker
+        try:
+            yield dsn
+        finally:
+            stop()
+        return
+    from .postgres import start_postgres
+
+    root = Path(tempfile.mkdtemp(prefix="tessera-pg-"))
+    server = start_postgres(
+        root / "data",
+        log_path=root / "postgres.log",
+        fast_unsafe=True,
+        user=TEST_POSTGRES_USER,
+        password=TEST_POSTGRES_PASSWORD,
+    )
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    from .nats import start_nats
+
+    root = Path(tempfile.mkdtemp(prefix="tessera-nats-"))
+    server = start_nats(root / "jetstream", log_path=root / "nats.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ names
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """Short, unique, lowercase id of this pytest run (a letter, then [0-9a-z])."""
+    return secrets.choice(string.ascii_lowercase) + random_id(7)
+
+
+@pytest.fixture(scope="session")
+def namespace(run_id: str) -> str:
+    """TESSERA_NAMESPACE for this run: prefix of NATS subjects and stream names."""
+    return f"t{run_id}"
+
+
+# ------------------------------------------------------------------ databases
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_dsn: str, run_id: str) -> Iterator[str]:
+    """DSN of database `t_<run_id>`, created for this session (dropped at the end)."""
+    from .postgres import create_database, drop_database
+
+    name = f"t_{run_id}"
+    dsn = create_database(postgres_dsn, name)
+    yield dsn
+    if not _keep_databases():
+        _drop_quietly(drop_database, postgres_dsn, name)
+
+
+@pytest.fixture
+def fresh_database(postgres_dsn: str, run_id: str) -> Iterator[Callable[[], str]]:
+    """Factory: each call creates an empty database and returns its DSN; dropped after the test.
+
+    Safe to call from async tests (creation runs outside the test's event loop).
+    """
+    from .postgres import create_database, drop_database
+
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"f_{run_id}_{random_id(6)}"
+        dsn = create_database(postgres_dsn, name)
+        created.append(name)
+        return dsn
+
+    yield make
+    if not _keep_databases():
+        for name in created:
+            _drop_quietly(drop_database, postgres_dsn, name)
+
+
+def _drop_quietly(drop: Callable[[str, str], None], server_dsn: str, name: str) -> None:
+    try:
+        drop(server_dsn, name)
+    except Exception as error:  # a leftover test database is not worth failing the run
+        warnings.warn(f"could not drop test database {name}: {error}")
+
+
+# ------------------------------------------------------------------ the whole stack
+
+
+@pytest.fixture(scope="session")
+def stack(postgres_dsn: str, nats_url: str, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+    """Every installed service as its own process on free ports, the gateway in front.
+
+    Own database `e2e_<run_id>` and namespace `e2e<run_id>`, TESSERA_DEV_AUTH=true, a generated
+    admin client (`stack.admin_client`). Yields a services.ServiceStack: `.url`,
+    `.service_url(name)`, `.env`, `.stop_service(name)`, `.start_service(name)`,
+    `.log_path(name)`, `.logs(name)`. Service output goes to files only (see log_path).
+    """
+    from .admin_client import AdminClient
+    from .ports import free_ports
+    from .postgres import create_database, drop_database
+    from .services import ServiceStack, available_services
+    from .supervisor import Supervisor
+
+    services = available_services()
+    if not services:
+        pytest.skip("no Tessera service is installed")
+    database_name = f"e2e_{run_id}"
+    database = create_database(postgres_dsn, database_name)
+    supervisor = Supervisor(log_dir=tmp_path_factory.mktemp("service-logs"), echo=False)
+    the_stack = ServiceStack(
+        supervisor=supervisor,
+        services=services,
+        ports=dict(zip([s.name for s in services], free_ports(len(services)))),
+        database_url=database,
+        nats_url=nats_url,
+        namespace=f"e2e{run_id}",
+        log_level=os.environ.get("LOG_LEVEL", "INFO"),
+        admin_client=AdminClient.generate(),
+        extra_env={"TESSERA_DEV_AUTH": "true"},
+    )
+    try:
+        the_stack.start_all()
+        yield the_stack
+    finally:
+        the_stack.stop_all()
+        supervisor.close()
+        if not _keep_databases():
+            _drop_quietly(drop_database, postgres_dsn, database_name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that used `stack` shows the last lines of every service and any crash."""
+    report = yield
+    the_stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and the_stack is not None and hasattr(the_stack, "supervisor"):
+        for name in the_stack.names:
+            try:
+                process = the_stack.supervisor.get(name)
+            except KeyError:
+                continue
+            state = "running" if process.is_running() else f"exit code {process.returncode}"
+            report.sections.append(
+                (f"{name} ({state}, log {process.log_path})", process.tail(30) or "(no output)")
+            )
+    return report

@@ -1,0 +1,171 @@
+"""`make run`: PostgreSQL, NATS and every installed service on this machine, until Ctrl-C.
+
+    python -m tessera_devstack.run [--exit-on-crash] [--state-dir .tessera]
+
+- DATABASE_URL unset: embedded PostgreSQL with its data in .tessera/postgres, database `tessera`.
+- NATS_URL unset: nats-server with JetStream, store in .tessera/nats.
+- Admin client: TESSERA_ADMIN_CLIENT_ID/SECRET, else generated once into .tessera/admin-client.json.
+- Gateway on $PORT (default 3001), the other services on their default ports.
+- Logs: every line on stdout as `[service] ...`, and in .tessera/logs/<name>.log
+  (postgres.log and nats.log only go to files).
+
+When a service dies, a loud report (name, exit code, last lines) goes to stderr and the other
+services keep running, so you can read its log and keep using the rest; the runner then exits
+with status 1 when you stop it. With --exit-on-crash it stops everything and exits 1 at once.
+A service that fails while starting always aborts the start (status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from .admin_client import AdminClient, load_or_create_admin_client
+from .nats import NatsError, start_nats
+from .postgres import PostgresError, create_database, start_postgres
+from .ports import port_is_free
+from .processes import DirectoryInUse
+from .services import GATEWAY, ServiceStack, ServiceStartError, available_services
+from .supervisor import Supervisor
+
+DATABASE_NAME = "tessera"
+MANAGEMENT_API_RESOURCE = "https://default.logto.app/api"
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _say(text: str) -> None:
+    print(f"[devstack] {text}", flush=True)
+
+
+def _banner(stack: ServiceStack, admin: AdminClient) -> str:
+    rule = "=" * 72
+    lines = [
+        rule,
+        f"Tessera is running at {stack.url}",
+        f"  services: {', '.join(f'{n} :{stack.ports[n]}' for n in stack.names) or 'none installed'}",
+        f"  admin client id:     {admin.id}",
+        f"  admin client secret: {admin.secret}",
+        "  Management API token:",
+        f'    curl -s -u "{admin.id}:{admin.secret}" -d grant_type=client_credentials \\',
+        f"      -d resource={MANAGEMENT_API_RESOURCE} -d scope=all {stack.url}/oidc/token",
+        "Ctrl-C stops everything.",
+        rule,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tessera_devstack.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--state-dir", default=".tessera", help="data, logs, credentials")
+    parser.add_argument(
+        "--exit-on-crash",
+        action="store_true",
+        help="stop everything and exit 1 as soon as a service dies",
+    )
+    args = parser.parse_args(argv)
+
+    state_dir = Path(args.state_dir).absolute()
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    previous_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C and `kill` both stop everything; installed explicitly because a shell starting us
+    # in the background would leave SIGINT ignored.
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+    supervisor = Supervisor(log_dir=log_dir, echo=True)
+    cleanup = contextlib.ExitStack()
+    cleanup.callback(supervisor.close)
+    exit_code = 0
+    try:
+        services = available_services()
+        gateway_port = int(os.environ.get("PORT", "3001"))
+        ports = {s.name: gateway_port if s.name == GATEWAY else s.default_port for s in services}
+        busy = {name: port for name, port in ports.items() if not port_is_free(port)}
+        if busy:  # before starting anything: fail in a second, not after PostgreSQL
+            raise ServiceStartError(
+                "ports already in use: "
+                + ", ".join(f"{n} :{p}" for n, p in busy.items())
+                + " (another `make run`? set PORT to move the gateway)"
+            )
+
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            _say(
+                f"starting PostgreSQL (data {state_dir / 'postgres'}, log {log_dir / 'postgres.log'})"
+            )
+            postgres = start_postgres(state_dir / "postgres", log_path=log_dir / "postgres.log")
+            cleanup.callback(postgres.stop)
+            database_url = create_database(postgres.dsn, DATABASE_NAME)
+            _say(f"PostgreSQL ready: {database_url}")
+
+        nats_url = os.environ.get("NATS_URL")
+        if not nats_url:
+            _say(f"starting nats-server (store {state_dir / 'nats'}, log {log_dir / 'nats.log'})")
+            nats = start_nats(state_dir / "nats", log_path=log_dir / "nats.log")
+            cleanup.callback(nats.stop)
+            nats_url = nats.url
+            _say(f"NATS ready: {nats_url}")
+
+        admin = load_or_create_admin_client(state_dir / "admin-client.json")
+        if not services:
+            _say("no service is installed yet (no tessera_*.main module importable)")
+        stack = ServiceStack(
+            supervisor=supervisor,
+            services=services,
+            ports=ports,
+            database_url=database_url,
+            nats_url=nats_url,
+            namespace=os.environ.get("TESSERA_NAMESPACE", ""),
+            endpoint=os.environ.get("ENDPOINT"),
+            log_level=os.environ.get("LOG_LEVEL", "INFO"),
+            admin_client=admin,
+        )
+        cleanup.callback(stack.stop_all)  # runs before supervisor.close: gateway first
+        _say(f"starting {', '.join(stack.names) or 'nothing'}")
+        stack.start_all()
+        print(_banner(stack, admin), flush=True)
+
+        while True:
+            death = supervisor.wait_for_death(timeout=1.0)
+            if death is None:
+                continue
+            exit_code = 1
+            if args.exit_on_crash:
+                _say(f"{death.name} died and --exit-on-crash is set: stopping everything")
+                break
+            _say(f"{death.name} is down; the others keep running (Ctrl-C to stop, exit status 1)")
+    except KeyboardInterrupt:
+        print(flush=True)
+        _say("stopping")
+        exit_code = 1 if supervisor.deaths else exit_code
+    except (PostgresError, NatsError, ServiceStartError, DirectoryInUse) as error:
+        print(f"\n[devstack] cannot start: {error}", file=sys.stderr, flush=True)
+        exit_code = 1
+    finally:
+        # A second Ctrl-C must not cut the cleanup short; every stop has its own timeout.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            cleanup.close()
+        finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+    _say(f"stopped (exit status {exit_code})")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

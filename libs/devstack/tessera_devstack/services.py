@@ -1,0 +1,235 @@
+"""The service table and a stack that runs the importable services as processes.
+
+A service is started as `python -m tessera_kit.serve <module>:app` with its configuration in
+the environment. Services that are not installed (module not importable) are skipped, so a
+new service joins `make run` and the e2e stack just by existing. The gateway starts last,
+once every upstream it routes to is ready.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import httpx
+
+from .admin_client import AdminClient
+from .ports import LOCALHOST, port_is_free
+from .supervisor import Supervisor
+
+GATEWAY = "gateway"
+SERVE_MODULE = "tessera_kit.serve"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    default_port: int
+
+    @property
+    def package(self) -> str:
+        return "tessera_" + self.name.replace("-", "_")
+
+    @property
+    def module(self) -> str:
+        """The python module holding the ASGI app, e.g. tessera_audit_log.main."""
+        return self.package + ".main"
+
+    @property
+    def app(self) -> str:
+        return self.module + ":app"
+
+    @property
+    def url_variable(self) -> str:
+        """How the gateway learns where this service is, e.g. TESSERA_AUDIT_LOG_URL."""
+        return f"TESSERA_{self.name.upper().replace('-', '_')}_URL"
+
+    def is_available(self) -> bool:
+        # find_spec on the package first: checking "pkg.main" would import a missing "pkg" and raise
+        if importlib.util.find_spec(self.package) is None:
+            return False
+        return importlib.util.find_spec(self.module) is not None
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec(GATEWAY, 3001),
+    ServiceSpec("identity", 3101),
+    ServiceSpec("rbac", 3102),
+    ServiceSpec("connectors", 3103),
+    ServiceSpec("experience", 3104),
+    ServiceSpec("audit-log", 3105),
+    ServiceSpec("webhook-dispatcher", 3106),
+)
+
+
+def service_spec(name: str) -> ServiceSpec:
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown service {name!r}; known: {[s.name for s in SERVICES]}")
+
+
+def available_services(specs: Iterable[ServiceSpec] = SERVICES) -> list[ServiceSpec]:
+    """Installed services in start order: upstreams in table order, the gateway last."""
+    found = [spec for spec in specs if spec.is_available()]
+    return [s for s in found if s.name != GATEWAY] + [s for s in found if s.name == GATEWAY]
+
+
+class ServiceStartError(RuntimeError):
+    pass
+
+
+class ServiceStack:
+    """Services of one environment (make run, or one pytest session) under one Supervisor."""
+
+    def __init__(
+        self,
+        *,
+        supervisor: Supervisor,
+        services: Sequence[ServiceSpec],
+        ports: Mapping[str, int],
+        database_url: str,
+        nats_url: str,
+        namespace: str = "",
+        endpoint: str | None = None,
+        log_level: str = "INFO",
+        extra_env: Mapping[str, str] | None = None,  # e.g. admin client, TESSERA_DEV_AUTH
+        base_env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+        admin_client: AdminClient | None = None,
+    ):
+        self.supervisor = supervisor
+        self.admin_client = admin_client
+        self.services = list(services)
+        self.ports = dict(ports)
+        gateway_port = self.ports.get(GATEWAY, service_spec(GATEWAY).default_port)
+        self.url = (endpoint or f"http://localhost:{gateway_port}").rstrip("/")
+        self.cwd = cwd
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        # What every service shares; per-service values (PORT, upstream URLs) come on top.
+        self.env: dict[str, str] = {
+            **(admin_client.as_env() if admin_client else {}),
+            **(extra_env or {}),
+            "HOST": LOCALHOST,
+            "DATABASE_URL": database_url,
+            "NATS_URL": nats_url,
+            "TESSERA_NAMESPACE": namespace,
+            "ENDPOINT": self.url,
+            "LOG_LEVEL": log_level,
+        }
+
+    # -------------------------------------------------------------- description
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.services]
+
+    def spec(self, name: str) -> ServiceSpec:
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"service {name!r} is not in this stack; running: {self.names}")
+
+    def service_url(self, name: str) -> str:
+        self.spec(name)
+        return f"http://{LOCALHOST}:{self.ports[name]}"
+
+    def environment_for(self, name: str) -> dict[str, str]:
+        spec = self.spec(name)
+        env = {**self._base_env, **self.env, "PORT": str(self.ports[name]), "PYTHONUNBUFFERED": "1"}
+        if spec.name == GATEWAY:
+            for upstream in self.services:
+                if upstream.name != GATEWAY:
+                    env[upstream.url_variable] = self.service_url(upstream.name)
+        return env
+
+    def command_for(self, name: str) -> list[str]:
+        return [sys.executable, "-m", SERVE_MODULE, self.spec(name).app]
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start_all(self, timeout: float = 90.0) -> None:
+        """Start the upstreams together, wait until they are ready, then the gateway."""
+        upstreams = [name for name in self.names if name != GATEWAY]
+        for name in upstreams:
+            self._launch(name)
+        self.wait_ready(upstreams, timeout)
+        if GATEWAY in self.names:
+            self._launch(GATEWAY)
+            self.wait_ready([GATEWAY], timeout)
+
+    def start_service(self, name: str, timeout: float = 60.0, wait: bool = True) -> None:
+        self._launch(name)
+        if wait:
+            self.wait_ready([name], timeout)
+
+    def stop_service(self, name: str, timeout: float = 10.0) -> int | None:
+        """Stop one service on purpose (not reported as a crash); returns its exit code."""
+        self.spec(name)
+        return self.supervisor.stop(name, timeout=timeout)
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Gateway first, then the upstreams in reverse order."""
+        for name in reversed(self.names):
+            if name in self.supervisor.names:
+                self.supervisor.stop(name, timeout=timeout)
+
+    def _launch(self, name: str) -> None:
+        port = self.ports[name]
+        if not port_is_free(port):
+            raise ServiceStartError(f"[{name}] port {port} on {LOCALHOST} is already in use")
+        self.supervisor.start(
+            name, self.command_for(name), env=self.environment_for(name), cwd=self.cwd
+        )
+
+    # -------------------------------------------------------------- readiness
+
+    def is_ready(self, name: str) -> bool:
+        try:
+            response = httpx.get(f"{self.service_url(name)}/health/ready", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def wait_ready(self, names: Sequence[str], timeout: float = 60.0) -> None:
+        """Poll GET /health/ready of each until 200; fail fast if one exits, with its last lines."""
+        deadline = time.monotonic() + timeout
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                process = self.supervisor.get(name)
+                if process.returncode is not None:
+                    raise ServiceStartError(
+                        f"[{name}] exited with code {process.returncode} before it was ready.\n"
+                        f"--- last lines of {name} ---\n{self._tail(name)}"
+                    )
+                if self.is_ready(name):
+                    pending.remove(name)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                details = "\n".join(
+                    f"--- last lines of {name} ({self.service_url(name)}/health/ready) ---\n"
+                    f"{self._tail(name)}"
+                    for name in pending
+                )
+                raise ServiceStartError(
+                    f"not ready after {timeout:.0f}s: {', '.join(pending)}\n{details}"
+                )
+            time.sleep(0.1)
+
+    # -------------------------------------------------------------- logs
+
+    def log_path(self, name: str) -> Path | None:
+        return self.supervisor.log_path(name)
+
+    def logs(self, name: str) -> str:
+        return self.supervisor.logs(name)
+
+    def _tail(self, name: str, lines: int = 40) -> str:
+        return self.supervisor.get(name).tail(lines) or "(no output)"

@@ -1,0 +1,66 @@
+"""From events to Logto-shaped log entries (no I/O)."""
+from tessera_audit_log.domain import is_user_activity, log_entry_for, mask_passwords, parse_day
+from tessera_events import Actor
+from tessera_events.experience import InteractionStep
+from tessera_events.identity import TokenExchangeFailed, TokenIssued, UserCreated, UserSnapshot
+from tessera_kit.outbox import build_envelope
+
+
+def test_token_issued_becomes_exchange_token_log():
+    envelope = build_envelope(TokenIssued(grant_type="refresh_token", application_id="app1",
+                                          user_id="u1", token_types=["AccessToken", "RefreshToken"]))
+    entry = log_entry_for(envelope)
+    assert entry.key == "ExchangeTokenBy.RefreshToken"
+    assert entry.payload["result"] == "Success"
+    assert (entry.payload["userId"], entry.payload["applicationId"]) == ("u1", "app1")
+    assert entry.payload["tokenTypes"] == ["AccessToken", "RefreshToken"]
+    assert is_user_activity(entry)
+
+
+def test_failed_exchange_is_an_error_log_and_not_activity():
+    envelope = build_envelope(TokenExchangeFailed(grant_type="authorization_code", error="invalid_grant",
+                                                  application_id="app1"))
+    entry = log_entry_for(envelope)
+    assert entry.key == "ExchangeTokenBy.AuthorizationCode"
+    assert entry.payload["result"] == "Error"
+    assert entry.payload["error"] == {"message": "invalid_grant", "code": "invalid_grant"}
+    assert not is_user_activity(entry)
+
+
+def test_interaction_step_keeps_its_logto_key_and_masks_passwords():
+    envelope = build_envelope(InteractionStep(
+        log_key="Interaction.SignIn.Identifier.Password.Submit", interaction_id="i1",
+        payload={"identifier": {"username": "alice", "password": "secret1!"}},
+    ))
+    entry = log_entry_for(envelope)
+    assert entry.key == "Interaction.SignIn.Identifier.Password.Submit"
+    assert entry.payload["identifier"] == {"username": "alice", "password": "******"}
+    assert entry.payload["interactionId"] == "i1"
+
+
+def test_other_events_are_logged_under_their_type_with_camel_case_data():
+    envelope = build_envelope(UserCreated(user=UserSnapshot(id="u1", primary_email="a@b.c")),
+                              actor=Actor(type="user", id="admin"), request_id="r1")
+    entry = log_entry_for(envelope)
+    assert entry.key == "identity.user.created"
+    assert entry.payload["userId"] == "u1"
+    assert entry.payload["data"]["user"]["primaryEmail"] == "a@b.c"
+    assert entry.payload["actor"] == {"type": "user", "id": "admin"}
+    assert entry.payload["requestId"] == "r1"
+    assert entry.payload["eventId"] == envelope.id
+    assert entry.created_at.timestamp() * 1000 == envelope.occurred_at
+
+
+def test_mask_passwords_at_any_depth_but_not_inside_arrays():
+    value = {"password": "x", "a": {"password": "y"}, "list": [{"password": "z"}]}
+    assert mask_passwords(value) == {"password": "******", "a": {"password": "******"},
+                                     "list": [{"password": "z"}]}
+
+
+def test_parse_day():
+    import datetime as dt
+
+    today = dt.date(2026, 1, 2)
+    assert parse_day(None, today) == today
+    assert parse_day("2025-12-31", today) == dt.date(2025, 12, 31)
+    assert parse_day("yesterday", today) is None
