@@ -1,0 +1,3 @@
+"""`/api/applications*` (except `/api/applications/:id/roles*`, which rbac owns)."""
+
+handlers: list = []

@@ -1,0 +1,18 @@
+"""identity: wiring only. Each bounded context (users, applications, oidc) brings its
+routes, rpc handlers and start-up hooks."""
+
+from pathlib import Path
+
+from tessera_events import STREAMS
+from tessera_identity.applications import routes as applications
+from tessera_identity.oidc import routes as oidc
+from tessera_identity.users import routes as users
+from tessera_kit.app import ServiceSpec, create_app
+
+spec = ServiceSpec(
+    name="identity",
+    route_handlers=[*users.handlers, *applications.handlers, *oidc.handlers],
+    migrations=Path(__file__).parent / "migrations",
+    publishes=STREAMS["identity"],
+)
+app = create_app(spec)

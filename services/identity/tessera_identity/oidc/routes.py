@@ -1,0 +1,3 @@
+"""The OpenID Provider under `/oidc`."""
+
+handlers: list = []

@@ -1,0 +1,3 @@
+"""`/api/users*` (except `/api/users/:id/roles*`, which rbac owns)."""
+
+handlers: list = []
