@@ -27,7 +27,7 @@ class AdminClient:
     secret: str
 
     @classmethod
-    def generate(cls) -> "AdminClient":
+    def generate(cls) -> AdminClient:
         return cls(id=random_id(21), secret=random_id(32))
 
     def as_env(self) -> dict[str, str]:

@@ -60,7 +60,7 @@ class NatsServer:
             self._lock.release()
             self._lock = None
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -171,6 +171,7 @@ def _wait_until_healthy(
             )
         if time.monotonic() > deadline:
             raise NatsError(
-                f"nats-server not ready after {timeout:.0f}s (log {log_path}):\n{tail_file(log_path)}"
+                f"nats-server not ready after {timeout:.0f}s (log {log_path}):\n"
+                f"{tail_file(log_path)}"
             )
         time.sleep(0.05)

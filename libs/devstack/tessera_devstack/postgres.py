@@ -28,9 +28,10 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .ports import LOCALHOST, accepts_connections, free_port
@@ -292,7 +293,7 @@ class PostgresServer:
             self._lock.release()
             self._lock = None
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -409,7 +410,8 @@ def _wait_until_ready(
             )
         if time.monotonic() > deadline:
             raise PostgresError(
-                f"PostgreSQL not ready after {timeout:.0f}s (log {log_path}):\n{tail_file(log_path)}"
+                f"PostgreSQL not ready after {timeout:.0f}s (log {log_path}):\n"
+                f"{tail_file(log_path)}"
             )
         time.sleep(0.05)
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import string
 import tempfile
+import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -27,6 +29,22 @@ from .admin_client import random_id
 
 TEST_POSTGRES_USER = "tessera"
 TEST_POSTGRES_PASSWORD = "tessera"
+# Temp servers of a killed session are removed by a later one once this old and unlocked.
+ABANDONED_AFTER_SECONDS = 600
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`, CI cancellation or `kill` send SIGTERM, which by default ends Python without
+    # teardown; as KeyboardInterrupt pytest still runs the fixture finalizers (servers, temp dirs).
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, _interrupt)
+        except ValueError:  # pytest.main() called outside the main thread
+            pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _keep_databases() -> bool:
@@ -34,6 +52,26 @@ def _keep_databases() -> bool:
 
 
 # ------------------------------------------------------------------ servers
+
+
+def _temp_server_root(prefix: str, server_dir: str) -> Path:
+    """A fresh temp folder; first removes those of sessions that died without teardown
+    (SIGKILL): old enough and nobody holds their `<server_dir>.lock`."""
+    from .processes import DirectoryInUse, DirectoryLock
+
+    for root in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            if time.time() - root.stat().st_mtime < ABANDONED_AFTER_SECONDS:
+                continue
+            lock = DirectoryLock(root / server_dir)
+            lock.acquire()
+        except (DirectoryInUse, OSError):
+            continue
+        try:
+            shutil.rmtree(root, ignore_errors=True)
+        finally:
+            lock.release()
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def _docker_postgres() -> tuple[str, Callable[[], None]] | None:
@@ -57,7 +95,10 @@ def _docker_postgres() -> tuple[str, Callable[[], None]] | None:
         )
         container.start()
     except Exception as error:
-        warnings.warn(f"PostgreSQL container did not start ({error}); using embedded PostgreSQL")
+        warnings.warn(
+            f"PostgreSQL container did not start ({error}); using embedded PostgreSQL",
+            stacklevel=2,
+        )
         return None
     host = container.get_container_host_ip()
     port = container.get_exposed_port(5432)
@@ -81,7 +122,7 @@ def postgres_dsn() -> Iterator[str]:
         return
     from .postgres import start_postgres
 
-    root = Path(tempfile.mkdtemp(prefix="tessera-pg-"))
+    root = _temp_server_root("tessera-pg-", "data")
     server = start_postgres(
         root / "data",
         log_path=root / "postgres.log",
@@ -103,7 +144,7 @@ def nats_url() -> Iterator[str]:
         return
     from .nats import start_nats
 
-    root = Path(tempfile.mkdtemp(prefix="tessera-nats-"))
+    root = _temp_server_root("tessera-nats-", "jetstream")
     server = start_nats(root / "jetstream", log_path=root / "nats.log")
     try:
         yield server.url
@@ -168,7 +209,7 @@ def _drop_quietly(drop: Callable[[str, str], None], server_dsn: str, name: str) 
     try:
         drop(server_dsn, name)
     except Exception as error:  # a leftover test database is not worth failing the run
-        warnings.warn(f"could not drop test database {name}: {error}")
+        warnings.warn(f"could not drop test database {name}: {error}", stacklevel=2)
 
 
 # ------------------------------------------------------------------ the whole stack
@@ -198,7 +239,7 @@ def stack(postgres_dsn: str, nats_url: str, run_id: str, tmp_path_factory: pytes
     the_stack = ServiceStack(
         supervisor=supervisor,
         services=services,
-        ports=dict(zip([s.name for s in services], free_ports(len(services)))),
+        ports=dict(zip([s.name for s in services], free_ports(len(services)), strict=True)),
         database_url=database,
         nats_url=nats_url,
         namespace=f"e2e{run_id}",

@@ -27,8 +27,8 @@ from types import FrameType
 
 from .admin_client import AdminClient, load_or_create_admin_client
 from .nats import NatsError, start_nats
-from .postgres import PostgresError, create_database, start_postgres
 from .ports import port_is_free
+from .postgres import PostgresError, create_database, start_postgres
 from .processes import DirectoryInUse
 from .services import GATEWAY, ServiceStack, ServiceStartError, available_services
 from .supervisor import Supervisor
@@ -47,10 +47,12 @@ def _say(text: str) -> None:
 
 def _banner(stack: ServiceStack, admin: AdminClient) -> str:
     rule = "=" * 72
+    services = ", ".join(f"{name} :{stack.ports[name]}" for name in stack.names)
     lines = [
         rule,
-        f"Tessera is running at {stack.url}",
-        f"  services: {', '.join(f'{n} :{stack.ports[n]}' for n in stack.names) or 'none installed'}",
+        f"Tessera is running at {stack.url}"
+        + ("" if GATEWAY in stack.names else "  (no gateway installed yet: nothing answers there)"),
+        f"  services: {services or 'none installed'}",
         f"  admin client id:     {admin.id}",
         f"  admin client secret: {admin.secret}",
         "  Management API token:",
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             _say(
-                f"starting PostgreSQL (data {state_dir / 'postgres'}, log {log_dir / 'postgres.log'})"
+                f"starting PostgreSQL (data {state_dir / 'postgres'}, "
+                f"log {log_dir / 'postgres.log'})"
             )
             postgres = start_postgres(state_dir / "postgres", log_path=log_dir / "postgres.log")
             cleanup.callback(postgres.stop)

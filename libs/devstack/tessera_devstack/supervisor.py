@@ -20,9 +20,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TextIO
+from typing import TextIO
 
 from .processes import die_with_parent, stop_process, track
 
@@ -196,7 +197,7 @@ class Supervisor:
         self.stop_all(timeout)
         self._closed.set()
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

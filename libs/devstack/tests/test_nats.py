@@ -1,5 +1,4 @@
 import nats
-
 from tessera_devstack.nats import start_nats
 
 

@@ -1,6 +1,5 @@
 import asyncpg
 import pytest
-
 from tessera_devstack.postgres import (
     create_database,
     database_dsn,

@@ -3,7 +3,6 @@ import sys
 import textwrap
 
 import pytest
-
 from tessera_devstack.ports import free_ports
 from tessera_devstack.services import (
     SERVICES,
@@ -45,7 +44,7 @@ def _stack(tmp_path, names, **kwargs):
     return FakeStack(
         supervisor=supervisor,
         services=specs,
-        ports=dict(zip(names, free_ports(len(names)))),
+        ports=dict(zip(names, free_ports(len(names)), strict=True)),
         database_url="postgresql://u:p@127.0.0.1:1/db",
         nats_url="nats://127.0.0.1:2",
         namespace="tabc",

@@ -35,7 +35,8 @@ def configure_logging(service: str, level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        # Resolve stdout when a logger is first used, not now (it may be redirected).
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stdout),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
