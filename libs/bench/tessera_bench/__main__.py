@@ -1,0 +1,153 @@
+"""`make bench`: start the stack (or use a running one), drive it, print a table.
+
+    python -m tessera_bench [--url URL] [--seconds 10] [--only TEXT] [--no-events]
+
+Without --url it starts PostgreSQL, NATS and every installed service on free ports
+(as `make run` does, in a temporary folder). Load comes from wrk in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tessera_bench.events import measure_event_latency
+from tessera_bench.scenario import BenchContext
+from tessera_bench.scenarios import all_scenarios
+from tessera_bench.wrk import ensure_wrk, run_wrk
+
+# The targets of the project (2 cores, load generator included).
+TARGETS = {
+    "client-credentials": "≥ 1000/s",
+    "GET /api/applications": "≥ 1000/s",
+    "discovery": "≥ 4000/s",
+    "password sign-in": "≥ 30/s",
+}
+
+
+def _target_for(name: str) -> str:
+    return next((t for key, t in TARGETS.items() if key in name), "")
+
+
+def resident_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            for p in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+    return total / 2**20
+
+
+@contextlib.contextmanager
+def local_stack():
+    from tessera_devstack.admin_client import AdminClient
+    from tessera_devstack.nats import start_nats
+    from tessera_devstack.ports import free_ports
+    from tessera_devstack.postgres import create_database, start_postgres
+    from tessera_devstack.services import ServiceStack, available_services
+    from tessera_devstack.supervisor import Supervisor
+
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, root, True)
+        postgres = start_postgres(root / "postgres", log_path=root / "postgres.log", fast_unsafe=True)
+        cleanup.callback(postgres.stop)
+        nats = start_nats(root / "nats", log_path=root / "nats.log")
+        cleanup.callback(nats.stop)
+        database = create_database(postgres.dsn, "bench")
+        services = available_services()
+        supervisor = Supervisor(log_dir=root / "logs", echo=False)
+        cleanup.callback(supervisor.close)
+        admin = AdminClient.generate()
+        stack = ServiceStack(
+            supervisor=supervisor, services=services,
+            ports=dict(zip([s.name for s in services], free_ports(len(services)))),
+            database_url=database, nats_url=nats.url, namespace="bench",
+            log_level="WARNING", admin_client=admin, extra_env={"TESSERA_DEV_AUTH": "true"},
+        )
+        cleanup.callback(stack.stop_all)
+        stack.start_all()
+        pids = [supervisor.get(n).pid for n in stack.names]
+        yield stack, admin, database, nats.url, pids, [postgres.process.pid, nats.process.pid]
+
+
+async def run(args) -> int:
+    ensure_wrk()
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    with contextlib.ExitStack() as cleanup:
+        if args.url:
+            ctx = BenchContext(url=args.url, admin_client_id=os.environ.get("TESSERA_ADMIN_CLIENT_ID"),
+                               admin_client_secret=os.environ.get("TESSERA_ADMIN_CLIENT_SECRET"),
+                               dev_auth=bool(os.environ.get("TESSERA_DEV_AUTH")))
+            database = nats_url = None
+        else:
+            print("starting the stack ...", file=sys.stderr, flush=True)
+            stack, admin, database, nats_url, pids, infra = cleanup.enter_context(local_stack())
+            ctx = BenchContext(url=stack.url, admin_client_id=admin.id,
+                               admin_client_secret=admin.secret, dev_auth=True)
+            time.sleep(3)  # let start-up work settle before measuring idle memory
+            services_mb = resident_mb(pids)
+            all_mb = services_mb + resident_mb([p for p in infra if p])
+            print(f"idle resident memory: services {services_mb:.0f} MB, "
+                  f"with PostgreSQL and NATS {all_mb:.0f} MB (target ≤ 450 MB)", file=sys.stderr)
+            rows.append(("idle memory, all processes", f"{all_mb:.0f} MB", "", "", "", "≤ 450 MB"))
+        async with httpx.AsyncClient(timeout=30) as client:
+            for scenario in all_scenarios():
+                if args.only and args.only.lower() not in scenario.name.lower():
+                    continue
+                print(f"• {scenario.name}", file=sys.stderr, flush=True)
+                try:
+                    request = await scenario.setup(ctx, client)
+                except Exception as exc:  # a scenario whose service is missing is reported, not fatal
+                    rows.append((scenario.name, "skipped", "", "", str(exc)[:60], _target_for(scenario.name)))
+                    continue
+                run_wrk(ctx.url, request, seconds=2, connections=scenario.connections)  # warm-up
+                result = run_wrk(ctx.url, request, seconds=args.seconds, connections=scenario.connections)
+                rows.append((
+                    scenario.name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}",
+                    f"{result.p99_ms:.1f}", str(result.errors), _target_for(scenario.name),
+                ))
+        if not args.no_events and database and nats_url and (not args.only or "event" in args.only):
+            print("• events: committed → applied", file=sys.stderr, flush=True)
+            events = await measure_event_latency(database, nats_url, rate=500, seconds=args.seconds)
+            lost = events.published - events.applied
+            rows.append((f"event committed → applied at {events.rate}/s", f"{events.applied} applied",
+                         f"{events.p50_ms:.1f}", f"{events.p99_ms:.1f}", f"{lost} lost", "p99 < 100 ms, 0 lost"))
+    print_table(rows)
+    return 0
+
+
+def print_table(rows) -> None:
+    header = ("scenario", "throughput", "p50 ms", "p99 ms", "errors", "target")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    print(line.format(*header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line.format(*row))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tessera_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="benchmark a running stack instead of starting one")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--only", help="run scenarios whose name contains this text")
+    parser.add_argument("--no-events", action="store_true", help="skip the event latency run")
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The foundation end to end: every service its own process, the gateway in front."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from tessera_events import STREAMS
+from tessera_events.identity import UserCreated, UserSnapshot
+from tessera_kit.bus import Bus
+from tessera_kit.db import create_pool, migrate
+from tessera_kit.outbox import Outbox, OutboxRelay
+
+pytestmark = pytest.mark.e2e
+ADMIN = {"development-user-id": "e2e-admin"}
+
+
+@pytest.fixture
+async def api(stack):
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def publisher(stack):
+    """A stand-in publishing service on the stack's database and namespace."""
+    schema = "e2e_publisher"
+    pool = await create_pool(stack.env["DATABASE_URL"], schema)
+    await migrate(pool, schema, None)
+    bus = await Bus.connect(stack.env["NATS_URL"], namespace=stack.env["TESSERA_NAMESPACE"])
+    await bus.ensure_stream(STREAMS["identity"])
+    outbox = Outbox(schema)
+    relay = OutboxRelay(pool, bus, outbox)
+    relay.start()
+
+    async def publish(*events):
+        async with pool.acquire() as conn, conn.transaction():
+            return [await outbox.emit(conn, e) for e in events]
+
+    yield publish
+    await relay.stop()
+    await bus.close()
+    await pool.close()
+
+
+async def logs_with(api, user_id: str, expected: int, tries: int = 300):
+    for _ in range(tries):
+        response = await api.get("/api/logs", params={"userId": user_id}, headers=ADMIN)
+        if response.status_code == 200 and int(response.headers["total-number"]) >= expected:
+            return response
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {expected} logs for {user_id}; last answer {response.status_code}")
+
+
+async def test_status_is_anonymous_204(api):
+    response = await api.get("/api/status")
+    assert response.status_code == 204 and response.content == b""
+
+
+async def test_management_routes_need_a_bearer_token(api):
+    response = await api.get("/api/logs")
+    assert response.status_code == 401
+    assert response.json()["code"] == "auth.authorization_header_missing"
+
+
+async def test_an_event_published_by_a_service_shows_up_in_logs(api, publisher):
+    (event,) = await publisher(UserCreated(user=UserSnapshot(id="e2e-user-1", username="ada")))
+    response = await logs_with(api, "e2e-user-1", 1)
+    (row,) = response.json()
+    assert row["key"] == "identity.user.created"
+    assert row["payload"]["eventId"] == event.id
+    assert response.headers["link"].startswith(f"<{api.base_url}/api/logs?")
+    one = await api.get(f"/api/logs/{row['id']}", headers=ADMIN)
+    assert one.status_code == 200 and one.json() == row
+
+
+async def test_audit_log_down_gives_503_then_catches_up(stack, api, publisher):
+    stack.stop_service("audit-log")
+    try:
+        down = await api.get("/api/logs", headers=ADMIN)
+        assert down.status_code == 503
+        assert down.json()["code"] == "service.unavailable"
+        await publisher(*[UserCreated(user=UserSnapshot(id="e2e-user-2")) for _ in range(10)])
+    finally:
+        stack.start_service("audit-log")
+    response = await logs_with(api, "e2e-user-2", 10)
+    assert response.headers["total-number"] == "10"
+
+
+async def test_request_id_is_returned_and_generated(api):
+    mine = await api.get("/api/status", headers={"x-request-id": "e2e-req-1"})
+    assert mine.headers["x-request-id"] == "e2e-req-1"
+    generated = await api.get("/api/logs", headers=ADMIN)
+    assert generated.headers["x-request-id"]
+
+
+async def test_swagger_and_asyncapi_documents(api):
+    swagger = (await api.get("/api/swagger.json")).json()
+    assert "/api/logs" in swagger["paths"] and "/api/dashboard/users/total" in swagger["paths"]
+    asyncapi = (await api.get("/api/asyncapi.json")).json()
+    assert "identity.user.created" in asyncapi["channels"]
+
+
+async def test_unknown_route_is_404(api):
+    response = await api.get("/nothing/here")
+    assert (response.status_code, response.text) == (404, "Not Found")
