@@ -1,0 +1,108 @@
+"""`GET /api/swagger.json`: the services' OpenAPI documents merged into one.
+
+Each service serves its own document at `<service url>/schema/openapi.json` (the kit's
+OpenAPIConfig). The gateway asks every configured service at once, merges what comes back
+(paths and components; a service that is down or slow is simply left out) and keeps the result
+for a few seconds, so the Console opening the page does not fan out to every service each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from tessera_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+SPEC_PATH = "/schema/openapi.json"
+
+# The gateway's own routes, so the merged document describes the whole public API.
+GATEWAY_PATHS: dict[str, Any] = {
+    "/api/status": {"get": {
+        "operationId": "GetStatus", "tags": ["Status"], "summary": "Health check",
+        "responses": {"204": {"description": "The service is up."}},
+    }},
+    "/api/swagger.json": {"get": {
+        "operationId": "GetSwaggerJson", "tags": ["Swagger.json"],
+        "summary": "The OpenAPI document of the Management API",
+        "responses": {"200": {"description": "This document."}},
+    }},
+    "/api/asyncapi.json": {"get": {
+        "operationId": "GetAsyncApiJson", "tags": ["Swagger.json"],
+        "summary": "The AsyncAPI document of the domain events",
+        "responses": {"200": {"description": "The event catalogue."}},
+    }},
+}
+
+
+def merge_documents(documents: list[dict[str, Any]], *, version: str = "0.1.0") -> dict[str, Any]:
+    """One document from many: paths merged per method, components per name (first one wins),
+    tags deduplicated by name."""
+    paths: dict[str, dict[str, Any]] = {path: dict(item) for path, item in GATEWAY_PATHS.items()}
+    components: dict[str, dict[str, Any]] = {}
+    tags: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        for path, item in (document.get("paths") or {}).items():
+            paths.setdefault(path, {}).update(item)
+        for section, entries in (document.get("components") or {}).items():
+            if isinstance(entries, dict):
+                merged = components.setdefault(section, {})
+                for name, value in entries.items():
+                    merged.setdefault(name, value)
+        for tag in document.get("tags") or []:
+            if isinstance(tag, dict) and "name" in tag:
+                tags.setdefault(tag["name"], tag)
+    merged_document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tessera",
+            "version": version,
+            "description": "Management API of Tessera, compatible with Logto Core 1.6.",
+        },
+        "paths": dict(sorted(paths.items())),
+    }
+    if components:
+        merged_document["components"] = components
+    if tags:
+        merged_document["tags"] = sorted(tags.values(), key=lambda t: t["name"])
+    return merged_document
+
+
+class OpenApiAggregator:
+    def __init__(self, upstream_urls: dict[str, str], http: httpx.AsyncClient, *, cache_seconds: float = 10.0,
+                 fetch_timeout: float = 3.0):
+        # Several services may share one process (and URL); ask each URL once.
+        self._urls = sorted(set(upstream_urls.values()))
+        self._http = http
+        self._cache_seconds = cache_seconds
+        self._fetch_timeout = fetch_timeout
+        self._cached: bytes | None = None
+        self._cached_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def document(self) -> bytes:
+        """The merged document, JSON-encoded."""
+        if self._cached is not None and time.monotonic() - self._cached_at < self._cache_seconds:
+            return self._cached
+        async with self._lock:  # one rebuild at a time; the others get its result
+            if self._cached is None or time.monotonic() - self._cached_at >= self._cache_seconds:
+                documents = await asyncio.gather(*(self._fetch(url) for url in self._urls))
+                merged = merge_documents([d for d in documents if d is not None])
+                self._cached = msgspec.json.encode(merged)
+                self._cached_at = time.monotonic()
+        return self._cached
+
+    async def _fetch(self, base_url: str) -> dict[str, Any] | None:
+        try:
+            response = await self._http.get(base_url + SPEC_PATH, timeout=self._fetch_timeout)
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            log.info("openapi document skipped", url=base_url, error=str(error))
+            return None
+        return document if isinstance(document, dict) else None

@@ -1,0 +1,223 @@
+"""Forwarding a request to its upstream service and the answer back, streamed both ways.
+
+Request headers: hop-by-hop ones go (RFC 9110 §7.6.1), so do client-sent `X-Tessera-*` (the
+gateway's word to the services) and, unless a trusted proxy is in front, client-sent
+`X-Forwarded-*`; the gateway adds Host (the upstream's), `X-Forwarded-For/-Proto/-Host`,
+`X-Request-Id` and, for Management API calls, the verified caller. Response headers come back
+unchanged (each `Set-Cookie` and `Link` on its own line) minus hop-by-hop ones.
+
+Streaming: the first ASGI body message is awaited; if it is the whole body (the usual case) it
+goes up in the same write as the head, with a Content-Length. Otherwise the rest follows as the
+client sends it (chunked, unless the client gave a Content-Length), with back-pressure. The
+answer goes back chunk by chunk as it arrives. Nothing is buffered beyond a chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from tessera_kit.errors import RequestError
+from tessera_kit.logging import get_logger
+from tessera_gateway.responses import send_error
+from tessera_gateway.upstream import UpstreamError, UpstreamPool
+
+log = get_logger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
+})
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                       b"x-forwarded-port", b"x-forwarded-prefix", b"forwarded", b"x-real-ip"})
+# Headers in this namespace are the gateway's word to the services (the verified caller);
+# a client must never be able to send one.
+INTERNAL_PREFIX = b"x-tessera-"
+REQUEST_ID = b"x-request-id"
+DEVELOPMENT_USER_ID = b"development-user-id"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# What to do with each incoming request header (all others are forwarded as they are).
+_DROP, _HOST, _AUTHORIZATION, _DEV_USER, _REQUEST_ID, _CONTENT_LENGTH, _CONNECTION, _FWD = range(8)
+_ACTIONS: dict[bytes, int] = {
+    **{name: _DROP for name in HOP_BY_HOP},
+    b"connection": _CONNECTION,
+    b"expect": _DROP,  # the server already answered `100-continue` when we read the body
+    b"host": _HOST,
+    b"authorization": _AUTHORIZATION,
+    DEVELOPMENT_USER_ID: _DEV_USER,
+    REQUEST_ID: _REQUEST_ID,
+    b"content-length": _CONTENT_LENGTH,
+    **{name: _FWD for name in FORWARDED},
+}
+_RESPONSE_DROP = HOP_BY_HOP | {REQUEST_ID}
+
+
+class IncomingRequest:
+    """One pass over the client's headers: what to forward, and what the gateway needs."""
+
+    __slots__ = ("forward", "host", "authorization", "development_user_id", "request_id",
+                 "has_content_length", "forwarded")
+
+    def __init__(self, raw_headers: Headers):
+        forward: Headers = []
+        self.host = self.authorization = self.development_user_id = self.request_id = None
+        self.has_content_length = False
+        self.forwarded: dict[bytes, bytes] = {}
+        connection_tokens: bytes | None = None
+        actions = _ACTIONS
+        for name, value in raw_headers:
+            action = actions.get(name)
+            if action is None:
+                if not name.startswith(INTERNAL_PREFIX):
+                    forward.append((name, value))
+            elif action == _AUTHORIZATION:
+                self.authorization = value
+                forward.append((name, value))  # /oidc/me needs it, services may log the caller
+            elif action == _CONTENT_LENGTH:
+                self.has_content_length = True
+                forward.append((name, value))
+            elif action == _HOST:
+                self.host = value
+            elif action == _REQUEST_ID:
+                self.request_id = value
+            elif action == _DEV_USER:
+                self.development_user_id = value
+            elif action == _FWD:
+                self.forwarded[name] = value
+            elif action == _CONNECTION:
+                connection_tokens = value
+        if connection_tokens:
+            # `Connection: foo` makes `foo` hop-by-hop too.
+            named = {t.strip().lower() for t in connection_tokens.split(b",")}
+            forward = [(n, v) for n, v in forward if n not in named]
+        self.forward = forward
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def _rest_of_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        body = message.get("body")
+        if body:
+            yield body
+        if not message.get("more_body"):
+            return
+
+
+class Proxy:
+    def __init__(self, *, trust_forwarded: bool = False):
+        self._trust_forwarded = trust_forwarded
+
+    def _upstream_headers(self, scope: Scope, incoming: IncomingRequest, pool: UpstreamPool,
+                          request_id: bytes, extra: Headers) -> Headers:
+        headers = incoming.forward
+        headers.append((b"host", pool.host_header))
+        client = scope.get("client")
+        client_address = client[0].encode() if client else b""
+        host = incoming.host
+        if host is None:  # HTTP/1.0 without Host
+            server = scope.get("server") or ("localhost", None)
+            host = (f"{server[0]}:{server[1]}" if server[1] else server[0]).encode()
+        proto = scope.get("scheme", "http").encode()
+        if self._trust_forwarded and incoming.forwarded:
+            forwarded = incoming.forwarded
+            previous = forwarded.get(b"x-forwarded-for")
+            headers.append((b"x-forwarded-for", previous + b", " + client_address if previous else client_address))
+            headers.append((b"x-forwarded-proto", forwarded.get(b"x-forwarded-proto", proto)))
+            headers.append((b"x-forwarded-host", forwarded.get(b"x-forwarded-host", host)))
+        else:
+            headers.append((b"x-forwarded-for", client_address))
+            headers.append((b"x-forwarded-proto", proto))
+            headers.append((b"x-forwarded-host", host))
+        headers.append((REQUEST_ID, request_id))
+        headers.extend(extra)
+        return headers
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send, pool: UpstreamPool,
+                      incoming: IncomingRequest, request_id: bytes, extra_headers: Headers = ()) -> None:
+        method: str = scope["method"]
+        target: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        if scope["query_string"]:
+            target = target + b"?" + scope["query_string"]
+        headers = self._upstream_headers(scope, incoming, pool, request_id, list(extra_headers))
+
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        first: bytes = message.get("body", b"")
+        body: bytes | AsyncIterator[bytes]
+        chunked = False
+        if not message.get("more_body"):
+            body = first
+            if first and not incoming.has_content_length:
+                headers.append((b"content-length", str(len(first)).encode()))
+        else:
+            body = _rest_of_body(first, receive)
+            if not incoming.has_content_length:
+                headers.append((b"transfer-encoding", b"chunked"))
+                chunked = True
+
+        echo = [(REQUEST_ID, request_id)]
+        try:
+            response = await pool.request(
+                method.encode(), target, headers, body, chunked=chunked,
+                # A keep-alive connection the upstream closed an instant ago fails on first use;
+                # a request that cannot have had an effect is then sent once more.
+                retry_on_stale=method in _IDEMPOTENT and isinstance(body, bytes),
+            )
+        except ClientDisconnected:
+            return
+        except UpstreamError as error:
+            log.warning("upstream failed", upstream=pool.name, status=error.status, error=str(error))
+            await send_error(send, RequestError("service.unavailable", error.status, service=pool.name), echo)
+            return
+
+        try:
+            response_headers: Headers = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROP]
+            response_headers.append((REQUEST_ID, request_id))
+            await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+            # Each chunk goes on as soon as it arrives. The last chunk of a Content-Length body
+            # is sent as the final message, so a small answer is one body message, not two.
+            finished = False
+            client_gone: asyncio.Future | None = None
+            try:
+                async for chunk in response.chunks():
+                    finished = response.body_read
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not finished})
+                    if finished:
+                        continue
+                    # A long answer: watch for the client going away, because granian's send()
+                    # silently drops what is sent after that and we would read the upstream's whole
+                    # answer for nobody. The request body is fully read by now, so the next
+                    # receive() only completes with `http.disconnect`.
+                    if client_gone is None:
+                        client_gone = asyncio.ensure_future(receive())
+                    elif client_gone.done():
+                        log.debug("client went away mid-answer", upstream=pool.name)
+                        return  # response.close() below drops the upstream connection
+                if not finished:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                if client_gone is not None and not client_gone.done():
+                    client_gone.cancel()
+        except UpstreamError as error:
+            # Too late for an error answer: the status line is out. Cut the client's connection
+            # so it sees a truncated body rather than a complete-looking one.
+            log.warning("upstream failed mid-answer", upstream=pool.name, error=str(error))
+            raise
+        finally:
+            response.close()

@@ -1,0 +1,90 @@
+"""The gateway's configuration, read from the environment (see `tessera_kit.config`).
+
+Field `foo` is read from `TESSERA_FOO`, except Logto's own names (`PORT`, `ENDPOINT`,
+`LOG_LEVEL`, `HOST`). An upstream whose URL is empty is "not deployed": its routes answer 503.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tessera_kit.config import env_name, load_settings
+
+# Service name (as used in the route table) -> settings field holding its base URL.
+UPSTREAM_URL_FIELDS = {
+    "identity": "identity_url",
+    "rbac": "rbac_url",
+    "connectors": "connectors_url",
+    "experience": "experience_url",
+    "audit-log": "audit_log_url",
+    "webhook-dispatcher": "webhook_dispatcher_url",
+}
+
+
+class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
+    port: int = 3001
+    host: str = "127.0.0.1"
+    # The public base URL; the OIDC issuer is `<endpoint>/oidc`.
+    endpoint: str = "http://localhost:3001"
+    log_level: str = "info"
+
+    # Upstream base URLs, e.g. http://127.0.0.1:3101 (TESSERA_IDENTITY_URL, ...).
+    identity_url: str = ""
+    rbac_url: str = ""
+    connectors_url: str = ""
+    experience_url: str = ""
+    audit_log_url: str = ""
+    webhook_dispatcher_url: str = ""
+
+    # Management API tokens: signed by a key of this JWKS (default `<identity_url>/oidc/jwks`),
+    # issued by `<endpoint>/oidc`, for this audience (Logto's fixed indicator, §1.8).
+    jwks_url: str = ""
+    management_audience: str = "https://default.logto.app/api"
+    # Seconds of clock skew tolerated on exp/nbf/iat (the gateway and identity may be on
+    # different hosts; a token must not be "issued in the future" by a second of drift).
+    jwt_leeway: int = 5
+    # An unknown `kid` refetches the JWKS at most this often (seconds); a token forged with
+    # random kids must not turn the gateway into a JWKS hammer.
+    jwks_refresh_interval: float = 10.0
+    # The JWKS is also refetched when older than this (seconds), so removed keys stop working.
+    jwks_max_age: float = 300.0
+    # Verified tokens remembered (token -> caller, until `exp`), so a repeated token costs no crypto.
+    token_cache_size: int = 10_000
+
+    # Logto's `development-user-id` header bypass (§1.8); never enable in production.
+    dev_auth: bool = False
+
+    # Upstream timeouts (seconds): a service that does not accept a connection fails fast (503);
+    # one that accepted but does not answer gets the read timeout (504).
+    connect_timeout: float = 2.0
+    read_timeout: float = 60.0
+    max_upstream_connections: int = 512
+
+    # Behind a trusted load balancer: keep its X-Forwarded-Proto/Host and append to its
+    # X-Forwarded-For. Off by default, because the gateway is normally the public edge and a
+    # client must not choose the host the services put in Link headers and redirects.
+    trust_forwarded: bool = False
+
+    # How long (seconds) the merged /api/swagger.json is reused before asking the services again.
+    openapi_cache_seconds: float = 10.0
+
+    @property
+    def issuer(self) -> str:
+        return self.endpoint.rstrip("/") + "/oidc"
+
+    @property
+    def upstream_urls(self) -> dict[str, str]:
+        """Configured upstreams only: service name -> base URL without a trailing slash."""
+        urls = {name: getattr(self, field).rstrip("/") for name, field in UPSTREAM_URL_FIELDS.items()}
+        return {name: url for name, url in urls.items() if url}
+
+    @property
+    def effective_jwks_url(self) -> str:
+        if self.jwks_url:
+            return self.jwks_url
+        identity = self.identity_url.rstrip("/")
+        return f"{identity}/oidc/jwks" if identity else ""
+
+
+def load() -> GatewaySettings:
+    return load_settings(GatewaySettings)

@@ -1,0 +1,254 @@
+"""The gateway's HTTP/1.1 client against raw TCP servers that answer exactly as scripted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tessera_gateway.upstream import (
+    UpstreamPool,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    _parse_head,
+)
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
+
+
+class RawServer:
+    """Answers each request on a connection with `script(reader, writer, n)`, n counting
+    requests on that connection; the script returns False to close the connection."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        n = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                chunked = False
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                    if line.lower() == b"transfer-encoding: chunked":
+                        chunked = True
+                body = await reader.readexactly(length) if length else b""
+                if chunked:
+                    while True:
+                        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                        body += await reader.readexactly(size + 2)
+                        if size == 0:
+                            break
+                self.requests.append(head + body)
+                n += 1
+                if not await self.script(reader, writer, n):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> "RawServer":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    def pool(self, **options) -> UpstreamPool:
+        return UpstreamPool("test", f"http://127.0.0.1:{self.port}", **options)
+
+
+def answer(raw: bytes, keep_open: bool = True) -> Script:
+    async def script(reader, writer, n) -> bool:
+        writer.write(raw)
+        await writer.drain()
+        return keep_open
+
+    return script
+
+
+async def fetch(pool: UpstreamPool, method: bytes = b"GET", body: bytes | AsyncIterator[bytes] = b"",
+                headers: list | None = None, **options) -> tuple[int, list, bytes]:
+    response = await pool.request(method, b"/x", [(b"host", b"test"), *(headers or [])], body, **options)
+    try:
+        data = b"".join([chunk async for chunk in response.chunks()])
+    finally:
+        response.close()
+    return response.status, response.headers, data
+
+
+async def test_content_length_and_keep_alive() -> None:
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello")) as server:
+        pool = server.pool()
+        for _ in range(3):
+            status, headers, body = await fetch(pool)
+            assert (status, body) == (200, b"hello")
+            assert [v for k, v in headers if k == b"x-a"] == [b"1", b"2"]
+        assert server.connections == 1
+
+
+async def test_chunked_with_trailers() -> None:
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+    async with RawServer(answer(raw)) as server:
+        pool = server.pool()
+        assert (await fetch(pool))[2] == b"hello world"
+        assert (await fetch(pool))[2] == b"hello world"
+        assert server.connections == 1
+
+
+async def test_body_until_close() -> None:
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", keep_open=False)) as server:
+        pool = server.pool()
+        assert (await fetch(pool))[2] == b"until the end"
+        assert (await fetch(pool))[2] == b"until the end"
+        assert server.connections == 2
+
+
+async def test_connection_close_is_honoured() -> None:
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")) as server:
+        pool = server.pool()
+        await fetch(pool)
+        await fetch(pool)
+        assert server.connections == 2
+
+
+async def test_no_body_answers() -> None:
+    async def script(reader, writer, n) -> bool:
+        if n == 1:  # HEAD: Content-Length describes the GET body, none follows
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        elif n == 2:
+            writer.write(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n")
+        elif n == 3:
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+        return True
+
+    async with RawServer(script) as server:
+        pool = server.pool()
+        assert await fetch(pool, b"HEAD") == (200, [(b"content-length", b"100")], b"")
+        assert (await fetch(pool))[::2] == (304, b"")
+        assert (await fetch(pool))[::2] == (204, b"")
+        assert (await fetch(pool))[2] == b"done"
+        assert server.connections == 1
+
+
+async def test_interim_answers_are_skipped() -> None:
+    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    async with RawServer(answer(raw)) as server:
+        assert (await fetch(server.pool()))[0] == 201
+
+
+async def test_stale_connection_retry() -> None:
+    state = {"drop_next": False}
+
+    async def script(reader, writer, n) -> bool:
+        if state["drop_next"]:
+            state["drop_next"] = False
+            return False  # read the request, close without answering (the keep-alive race)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        return True
+
+    async with RawServer(script) as server:
+        pool = server.pool()
+        await fetch(pool)
+        state["drop_next"] = True
+        assert (await fetch(pool, retry_on_stale=True))[2] == b"ok"
+        assert server.connections == 2
+        # Not for requests that may have had an effect.
+        state["drop_next"] = True
+        with pytest.raises(UpstreamProtocolError):
+            await fetch(pool, b"POST", b"data", [(b"content-length", b"4")])
+
+
+async def test_streamed_request_body_is_chunked() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"abc"
+        yield b""
+        yield b"defg"
+
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as server:
+        await fetch(server.pool(), b"POST", body(), [(b"transfer-encoding", b"chunked")], chunked=True)
+        # The server decoded chunks of 3 and 4 bytes and the final 0 (the empty piece was not
+        # sent as a chunk: that would have ended the body early); it keeps each chunk's CRLF.
+        assert server.requests[0].endswith(b"chunked\r\n\r\nabc\r\ndefg\r\n\r\n")
+
+
+@pytest.mark.parametrize("raw", [
+    b"HTP/1.1 200 OK\r\n\r\n",
+    b"HTTP/1.1 2x0 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+    b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+])
+async def test_malformed_answers(raw: bytes) -> None:
+    async with RawServer(answer(raw)) as server:
+        with pytest.raises(UpstreamProtocolError):
+            await fetch(server.pool())
+
+
+async def test_bad_chunk_size() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"
+    async with RawServer(answer(raw)) as server:
+        with pytest.raises(UpstreamProtocolError):
+            await fetch(server.pool())
+
+
+async def test_truncated_body() -> None:
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", keep_open=False)) as server:
+        with pytest.raises(UpstreamProtocolError):
+            await fetch(server.pool())
+
+
+async def test_connection_refused_and_timeouts() -> None:
+    from tessera_devstack.ports import free_port
+
+    with pytest.raises(UpstreamUnavailable):
+        await fetch(UpstreamPool("down", f"http://127.0.0.1:{free_port()}"))
+
+    async def never(reader, writer, n) -> bool:
+        await asyncio.sleep(5)
+        return False
+
+    async with RawServer(never) as server:
+        with pytest.raises(UpstreamTimeout):
+            await fetch(server.pool(read_timeout=0.3))
+
+
+async def test_busy_pool_gives_up() -> None:
+    async def slow(reader, writer, n) -> bool:
+        await asyncio.sleep(1.0)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    async with RawServer(slow) as server:
+        pool = server.pool(max_connections=1, connect_timeout=0.2)
+        first = asyncio.create_task(fetch(pool))
+        await asyncio.sleep(0.05)
+        with pytest.raises(UpstreamUnavailable):
+            await fetch(pool)
+        assert (await first)[0] == 200
+
+
+def test_parse_head() -> None:
+    status, headers, length, chunked, keep_alive = _parse_head(
+        b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", head_request=False)
+    assert (status, length, chunked, keep_alive) == (200, 3, False, False)
+    _, _, length, chunked, keep_alive = _parse_head(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n", head_request=False)
+    assert (length, chunked, keep_alive) == (None, True, True)
+    _, headers, *_ = _parse_head(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\n", False)
+    assert headers == [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
