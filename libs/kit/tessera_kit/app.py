@@ -104,7 +104,10 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         "postgres", lambda: create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_size)
     )
     bus = await _retry(
-        "nats", lambda: Bus.connect(settings.nats_url, namespace=settings.namespace, name=spec.name)
+        "nats", lambda: Bus.connect(
+            settings.nats_url, namespace=settings.namespace, name=spec.name,
+            stream_replicas=settings.stream_replicas,
+        )
     )
     outbox = Outbox(spec.schema)
     ctx = ServiceContext(spec.name, settings, pool, bus, outbox)

@@ -28,13 +28,16 @@ DEAD_LETTER_STREAM = "DEADLETTER"
 
 
 class Bus:
-    def __init__(self, nc: NatsClient, namespace: str = "") -> None:
+    def __init__(self, nc: NatsClient, namespace: str = "", stream_replicas: int = 1) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.namespace = namespace
+        self.stream_replicas = stream_replicas
 
     @classmethod
-    async def connect(cls, url: str, *, namespace: str = "", name: str = "tessera") -> "Bus":
+    async def connect(
+        cls, url: str, *, namespace: str = "", name: str = "tessera", stream_replicas: int = 1
+    ) -> "Bus":
         async def on_error(exc: Exception) -> None:
             log.warning("nats error", error=str(exc))
 
@@ -45,7 +48,7 @@ class Bus:
             reconnect_time_wait=0.5,
             error_cb=on_error,
         )
-        return cls(nc, namespace)
+        return cls(nc, namespace, stream_replicas)
 
     @property
     def connected(self) -> bool:
@@ -77,6 +80,7 @@ class Bus:
             name=name,
             subjects=[subjects],
             storage=StorageType.FILE,
+            num_replicas=self.stream_replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
         for attempt in range(5):

@@ -31,6 +31,8 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     namespace: str = ""
     tenant_id: str = "default"
     db_pool_size: int = 10
+    # JetStream replicas of the streams a service ensures (3 on a clustered NATS).
+    stream_replicas: int = 1
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -265,3 +265,23 @@ ERROR_PHRASES.update(
         "service.unavailable": "The {{service}} service is unavailable. Please try again later.",
     }
 )
+
+# rbac: the protected Management API (codes and texts of later Logto versions, where they
+# have them), and the machine-to-machine role routes Tessera takes from later Logto versions.
+ERROR_PHRASES.update(
+    {
+        "resource.cannot_delete_management_api": "Cannot delete Logto management API.",
+        "resource.cannot_modify_management_api": (
+            "Cannot modify Logto management API or its scopes: the Management API depends on them."
+        ),
+        "role.application_exists": (
+            "The application id {{applicationId}} is already been added to this role"
+        ),
+        "application.invalid_type": "Only machine to machine applications can have associated roles.",
+        "application.role_exists": "The role id {{roleId}} is already been added to this application.",
+        "application.invalid_role_type": (
+            "Can not assign user type role to machine to machine application."
+        ),
+        "user.invalid_role_type": "Invalid role type, can not assign machine-to-machine role to user.",
+    }
+)
