@@ -122,7 +122,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         return Pong(service=spec.name, ready=await ctx.is_ready())
 
     for handler in [rpc.RpcHandler(ping(spec.name), answer_ping), *spec.rpc_handlers]:
-        await rpc.serve(bus, handler)
+        await rpc.serve(bus, handler, context=ctx)
     for subscription in spec.subscriptions:
         for stream in subscription.streams:
             consumer = EventConsumer(pool, bus, subscription, stream)

@@ -8,6 +8,7 @@ A `RequestError` raised by the server's handler reaches the caller as the same
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Generic
 
 import msgspec
@@ -40,17 +41,45 @@ class ReplyEnvelope(msgspec.Struct, omit_defaults=True):
 
 
 class RpcHandler(Generic[Req, Rep]):
-    """A served operation: `handler(request) -> reply`."""
+    """A served operation: `handler(request) -> reply`, or with `with_context`,
+    `handler(ctx, request) -> reply` where ctx is the service's context."""
 
-    def __init__(self, operation: RpcOperation[Req, Rep], handler: Callable[[Req], Awaitable[Rep]]):
+    def __init__(
+        self,
+        operation: RpcOperation[Req, Rep],
+        handler: Callable[..., Awaitable[Rep]],
+        *,
+        with_context: bool = False,
+    ):
         self.operation = operation
         self.handler = handler
+        self.with_context = with_context
         self._decoder = msgspec.json.Decoder(operation.request)
 
 
-async def serve(bus: Bus, handler: RpcHandler, *, queue: str | None = None):
+# Requests one subscription handles at once (nats-py hands a subscription's messages to its
+# callback one at a time; each request becomes a task, up to this many in flight).
+DEFAULT_CONCURRENCY = 64
+
+
+async def serve(
+    bus: Bus,
+    handler: RpcHandler,
+    *,
+    queue: str | None = None,
+    context: Any = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+):
     """Subscribe `handler` (in a queue group, so replicas share the load)."""
     subject = bus.subject(handler.operation.subject)
+    slots = asyncio.Semaphore(concurrency)
+    in_flight: set[asyncio.Task] = set()
+
+    async def on_message(msg: Msg) -> None:
+        await slots.acquire()  # back-pressure: stop taking messages when saturated
+        task = asyncio.create_task(on_request(msg))
+        in_flight.add(task)
+        task.add_done_callback(lambda t: (in_flight.discard(t), slots.release()))
 
     async def on_request(msg: Msg) -> None:
         token = request_id_var.set((msg.headers or {}).get(REQUEST_ID_HEADER))
@@ -59,7 +88,10 @@ async def serve(bus: Bus, handler: RpcHandler, *, queue: str | None = None):
                 request = handler._decoder.decode(msg.data)
             except msgspec.ValidationError as exc:
                 raise RequestError("guard.invalid_input", 400, details=str(exc), type="body")
-            reply = await handler.handler(request)
+            if handler.with_context:
+                reply = await handler.handler(context, request)
+            else:
+                reply = await handler.handler(request)
             payload = _encoder.encode(ReplyEnvelope(ok=msgspec.Raw(_encoder.encode(reply))))
         except RequestError as exc:
             payload = _encoder.encode(
@@ -75,7 +107,7 @@ async def serve(bus: Bus, handler: RpcHandler, *, queue: str | None = None):
         if msg.reply:
             await msg.respond(payload)
 
-    return await bus.nc.subscribe(subject, queue=queue or handler.operation.subject, cb=on_request)
+    return await bus.nc.subscribe(subject, queue=queue or handler.operation.subject, cb=on_message)
 
 
 async def call(

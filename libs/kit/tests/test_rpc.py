@@ -73,3 +73,29 @@ async def test_slow_responder_times_out_as_unavailable(bus):
     with pytest.raises(RequestError) as caught:
         await rpc.call(bus, ADD, Add(1, 2), timeout=0.3)
     assert caught.value.status == 503
+
+
+async def test_requests_are_handled_concurrently(bus):
+    """Five callers at once all get in: a handler that waits for the others would
+    never finish if the subscription handled one request at a time."""
+    arrived, everyone = 0, asyncio.Event()
+
+    async def rendezvous(request: Add) -> Sum:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 5:
+            everyone.set()
+        await asyncio.wait_for(everyone.wait(), 5)
+        return Sum(total=request.a, request_id=None)
+
+    await rpc.serve(bus, rpc.RpcHandler(ADD, rendezvous))
+    replies = await asyncio.gather(*(rpc.call(bus, ADD, Add(n, 0), timeout=10) for n in range(5)))
+    assert sorted(r.total for r in replies) == [0, 1, 2, 3, 4]
+
+
+async def test_handler_with_context_receives_the_service_context(bus):
+    async def add_with_offset(ctx, request: Add) -> Sum:
+        return Sum(total=request.a + request.b + ctx["offset"], request_id=None)
+
+    await rpc.serve(bus, rpc.RpcHandler(ADD, add_with_offset, with_context=True), context={"offset": 10})
+    assert (await rpc.call(bus, ADD, Add(1, 2))).total == 13
