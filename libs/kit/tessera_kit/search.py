@@ -1,0 +1,141 @@
+"""Logto's search query language (§1.5) as parameterised SQL: plain functions, no I/O.
+
+`search` / `search.<field>` give values, `mode` / `mode.<field>` the match mode (`like`
+default, `exact`, `similar_to`, `posix`), `joint` (or `jointMode`) combines fields with `or`
+(default) or `and`, `isCaseSensitive` switches case sensitivity. Values are used verbatim:
+`like` adds no `%`. Any mistake is 400 `request.invalid_input` with Logto's text in the message.
+
+Services keep the searchable columns of their entities (a whitelist) and pass them to
+`build_conditions`; columns never come from the request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from tessera_kit.errors import RequestError, render_message
+
+MATCH_MODES = ("exact", "like", "similar_to", "posix")
+JOINT_MODES = ("or", "and")
+TRUTHY = frozenset({"1", "true", "yes", "y"})
+
+def is_truthy(value: str | None) -> bool:
+    """Logto's yes/true query flags (`includeScopes`, `isCaseSensitive`)."""
+    return value is not None and value.strip().lower() in TRUTHY
+
+
+def invalid_search(details: str) -> RequestError:
+    error = RequestError("request.invalid_input", 400)
+    # Logto interpolates the detail into the message ("Input is invalid. <detail>").
+    error.message = render_message("request.invalid_input", {"details": details})
+    return error
+
+
+@dataclass(frozen=True)
+class Match:
+    mode: str
+    field: str | None  # None: every searchable field
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Search:
+    matches: tuple[Match, ...] = ()
+    joint: str = "or"
+    case_sensitive: bool = False
+
+
+def _field_of(key: str) -> str | None:
+    path = key.split(".")
+    if len(path) > 2:
+        nested = ".".join(path[1:])
+        raise invalid_search(
+            f"Unsupported nested search field path `{nested}` detected. Only the first level field is supported."
+        )
+    return path[1] if len(path) == 2 else None
+
+
+def parse_search(params: Iterable[tuple[str, str]]) -> Search:
+    """The search in a query string's (key, value) pairs, in order (keys may repeat)."""
+    params = list(params)
+    lookup = dict(params)
+    joint = lookup.get("joint") or lookup.get("jointMode") or "or"
+    if joint not in JOINT_MODES:
+        raise invalid_search(f"Search joint mode `{joint}` is not valid, expect one of {', '.join(JOINT_MODES)}.")
+    modes: dict[str | None, str] = {}
+    values: dict[str | None, list[str]] = {}
+    for key, value in params:
+        if key.startswith("mode"):
+            name = _field_of(key)
+            if value not in MATCH_MODES:
+                where = f" for field `{name}`" if name else ""
+                raise invalid_search(
+                    f"Search match mode `{value}`{where} is not valid, expect one of {', '.join(MATCH_MODES)}."
+                )
+            modes[name] = value
+        elif key.startswith("search"):
+            values.setdefault(_field_of(key), []).append(value)
+    matches = []
+    for name, given in values.items():
+        mode = modes.get(name) or modes.get(None) or "like"
+        if mode != "exact" and len(given) != 1:
+            raise invalid_search("Only one search value is allowed when search mode is not `exact`.")
+        if not all(given):
+            raise invalid_search("Search value cannot be empty.")
+        matches.append(Match(mode, name, tuple(given)))
+    return Search(tuple(matches), joint, is_truthy(lookup.get("isCaseSensitive")))
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake_case(name: str) -> str:
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+@dataclass
+class SqlCondition:
+    """A WHERE fragment and its arguments, numbered after the query's other arguments."""
+
+    sql: str = ""
+    args: list[object] = field(default_factory=list)
+
+
+def build_conditions(search: Search, fields: tuple[str, ...], *, alias: str, first_arg: int) -> SqlCondition:
+    """SQL for the search over `alias.<field>` columns; placeholders start at `$first_arg`.
+    Columns come only from `fields` (a whitelist), values only as arguments."""
+    if not search.matches:
+        return SqlCondition()
+    args: list[object] = []
+    clauses: list[str] = []
+    for match in search.matches:
+        column = snake_case(match.field) if match.field else None
+        if column is not None and column not in fields:
+            raise invalid_search(f"Search field `{column}` is not valid, expect one of {', '.join(fields)}.")
+        operator = _operator(match.mode, search.case_sensitive)
+        lowercase = match.mode == "exact" and not search.case_sensitive
+        values = [v.lower() for v in match.values] if lowercase else list(match.values)
+        args.append(values[0] if len(values) == 1 else values)
+        placeholder = f"${first_arg + len(args) - 1}"
+        if len(values) > 1:
+            placeholder = f"any({placeholder}::varchar[])"
+        per_column = []
+        for name in [column] if column else fields:
+            target = f"lower({alias}.{name})" if lowercase else f"{alias}.{name}"
+            per_column.append(f"{target} {operator} {placeholder}")
+        clauses.append("(" + " OR ".join(per_column) + ")")
+    return SqlCondition("(" + f" {search.joint.upper()} ".join(clauses) + ")", args)
+
+
+def _operator(mode: str, case_sensitive: bool) -> str:
+    if mode == "exact":
+        return "="
+    if mode == "like":
+        return "LIKE" if case_sensitive else "ILIKE"
+    if mode == "similar_to":
+        if not case_sensitive:
+            raise invalid_search("Cannot use case-insensitive match for `similar to`.")
+        return "SIMILAR TO"
+    return "~" if case_sensitive else "~*"

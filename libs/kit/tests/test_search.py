@@ -1,0 +1,71 @@
+"""Logto's search language to parameterised SQL (no I/O)."""
+
+import pytest
+
+from tessera_kit.errors import RequestError
+from tessera_kit.search import build_conditions, is_truthy, parse_search
+
+ROLE_FIELDS = ("id", "name", "description")
+USER_FIELDS = ("id", "primary_email", "primary_phone", "username", "name")
+
+
+def sql_for(query: list[tuple[str, str]], fields=ROLE_FIELDS, first_arg=2):
+    condition = build_conditions(parse_search(query), fields, alias="r", first_arg=first_arg)
+    return condition.sql, condition.args
+
+
+def invalid(query, fields=ROLE_FIELDS) -> str:
+    with pytest.raises(RequestError) as caught:
+        sql_for(query, fields)
+    assert (caught.value.status, caught.value.code) == (400, "request.invalid_input")
+    return caught.value.message
+
+
+def test_no_search_is_no_condition():
+    assert sql_for([("page", "1"), ("page_size", "20")]) == ("", [])
+
+
+def test_general_search_is_like_over_every_field_and_values_stay_verbatim():
+    sql, args = sql_for([("search", "%adm%")])
+    assert sql == "((r.id ILIKE $2 OR r.name ILIKE $2 OR r.description ILIKE $2))"
+    assert args == ["%adm%"]
+
+
+def test_field_modes_joint_and_case_sensitivity():
+    sql, args = sql_for([("search.name", "Admin"), ("mode.name", "exact"), ("search.description", "^a"),
+                         ("mode", "posix"), ("joint", "and"), ("isCaseSensitive", "true")])
+    assert sql == "((r.name = $2) AND (r.description ~ $3))"
+    assert args == ["Admin", "^a"]
+
+
+def test_exact_case_insensitive_lowercases_both_sides_and_takes_several_values():
+    sql, args = sql_for([("search.name", "A"), ("search.name", "B"), ("mode.name", "exact")])
+    assert sql == "((lower(r.name) = any($2::varchar[])))"
+    assert args == [["a", "b"]]
+
+
+def test_camel_case_fields_become_columns():
+    sql, _ = sql_for([("search.primaryEmail", "%@x.com")], USER_FIELDS, first_arg=5)
+    assert sql == "((r.primary_email ILIKE $5))"
+
+
+def test_logto_errors():
+    assert "Search field `email` is not valid" in invalid([("search.email", "x")])
+    assert "Only the first level field" in invalid([("search.name.first", "x")])
+    assert "expect one of exact, like, similar_to, posix" in invalid([("search", "x"), ("mode", "fuzzy")])
+    assert "Only one search value is allowed" in invalid([("search", "a"), ("search", "b")])
+    assert "Search value cannot be empty." in invalid([("search.name", "")])
+    assert "case-insensitive match for `similar to`" in invalid([("search", "a%"), ("mode", "similar_to")])
+    assert "joint mode `xor` is not valid" in invalid([("search", "a"), ("joint", "xor")])
+    assert invalid([("search.nope", "x")]).startswith("Input is invalid. Search field")
+
+
+def test_similar_to_when_case_sensitive():
+    sql, _ = sql_for([("search.name", "a%"), ("mode", "similar_to"), ("isCaseSensitive", "1")])
+    assert sql == "((r.name SIMILAR TO $2))"
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("TRUE", True), ("1", True), ("yes", True),
+                                            ("y", True), ("false", False), ("0", False), ("", False), (None, False)])
+def test_truthy_flags(value, expected):
+    assert is_truthy(value) is expected
