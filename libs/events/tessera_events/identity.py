@@ -14,7 +14,8 @@ from tessera_events.envelope import EventData
 
 
 class UserSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """The public profile of a user, as other services may keep it in a read model."""
+    """The public profile of a user, as other services may keep it in a read model
+    (Logto's user info without identities, whose details may hold provider tokens)."""
 
     id: str
     username: str | None = None
@@ -22,8 +23,11 @@ class UserSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     primary_phone: str | None = None
     name: str | None = None
     avatar: str | None = None
+    custom_data: dict[str, Any] = {}
+    application_id: str | None = None
     is_suspended: bool = False
-    created_at: int = 0
+    last_sign_in_at: int | None = None  # ms since the epoch
+    created_at: int = 0  # ms since the epoch
 
 
 @event("identity.user.created", summary="A user was created (management API or registration).")
@@ -31,10 +35,14 @@ class UserCreated(EventData):
     user: UserSnapshot
     has_password: bool = False
     application_id: str | None = None
+    # Connector targets of the social identities the user was created with.
+    identity_targets: list[str] = []
 
 
 @event("identity.user.updated", summary="Profile fields of a user changed; `changed` names them.")
 class UserUpdated(EventData):
+    """`changed` holds the snake_case names of the `UserSnapshot` fields whose value changed."""
+
     user: UserSnapshot
     changed: list[str]
 
@@ -65,7 +73,7 @@ class UserPasswordChanged(EventData):
 
 @event("identity.user.identity_linked")
 class UserIdentityLinked(EventData):
-    """A social identity was linked to a user."""
+    """A social identity was linked to a user (`target` is the connector target)."""
 
     user_id: str
     target: str
@@ -84,11 +92,15 @@ ApplicationType = Literal["Native", "SPA", "Traditional", "MachineToMachine"]
 
 
 class ApplicationSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """An application as other services may keep it; never its client secret."""
+
     id: str
     name: str
     type: ApplicationType
     description: str | None = None
-    created_at: int = 0
+    oidc_client_metadata: dict[str, Any] = {}
+    custom_client_metadata: dict[str, Any] = {}
+    created_at: int = 0  # ms since the epoch
 
 
 @event("identity.application.created")
@@ -100,7 +112,8 @@ class ApplicationCreated(EventData):
 
 @event("identity.application.updated")
 class ApplicationUpdated(EventData):
-    """Fields of an application changed; `changed` names them."""
+    """Fields of an application changed; `changed` names them (snake_case; `secret` when
+    the secret was replaced, without its value)."""
 
     application: ApplicationSnapshot
     changed: list[str]
@@ -128,6 +141,9 @@ class TokenIssued(EventData):
     token_types: list[TokenKind] = []
     scope: str | None = None
     resource: str | None = None
+    grant_id: str | None = None
+    # The authorization code's interaction (Logto's `interactionId`), for code exchanges.
+    interaction_id: str | None = None
 
 
 @event("identity.token.exchange_failed")
@@ -138,6 +154,7 @@ class TokenExchangeFailed(EventData):
     error: str
     application_id: str | None = None
     error_description: str | None = None
+    user_id: str | None = None
 
 
 @event("identity.token.revoked")
@@ -149,6 +166,17 @@ class TokenRevoked(EventData):
     grant_id: str | None = None
     token_types: list[TokenKind] = []
     reason: str = "revocation"
+
+
+@event("identity.session.started")
+class SessionStarted(EventData):
+    """A user signed in at the OpenID Provider: a new session (Logto's `Interaction.End`)."""
+
+    user_id: str
+    session_id: str
+    application_id: str
+    interaction_id: str | None = None
+    amr: list[str] = []
 
 
 @event("identity.session.ended")

@@ -1,4 +1,12 @@
-"""Events published by the rbac service (resources, scopes, roles and their links)."""
+"""Events published by the rbac service (API resources, scopes, roles and their links).
+
+Link events name one role and the users, scopes or applications that gained or lost it, so a
+subscriber can keep "who holds which role" without asking rbac. Links removed as a consequence
+(a deleted resource's scopes, a deleted role, a user or application deleted in identity) are
+announced too: `rbac.resource.deleted` and `rbac.scope.deleted` name the roles that lost scopes,
+and a user or application deleted in identity yields
+`rbac.role.users_unassigned` / `rbac.role.applications_unassigned` with `reason`.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,17 @@ import msgspec
 from tessera_events.catalogue import event
 from tessera_events.envelope import EventData
 
+RoleType = Literal["User", "MachineToMachine"]
+# Why links went away: an admin's request, or the deletion of the user/application in identity.
+UnassignReason = Literal["request", "user_deleted", "application_deleted"]
+
 
 class ResourceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
     indicator: str
     is_default: bool = False
-    access_token_ttl: int = 3600
+    access_token_ttl: int = 3600  # seconds
 
 
 class ScopeSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,9 +35,6 @@ class ScopeSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     resource_id: str
     name: str
     description: str | None = None
-
-
-RoleType = Literal["User", "MachineToMachine"]
 
 
 class RoleSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,7 +53,8 @@ class ResourceCreated(EventData):
 
 @event("rbac.resource.updated")
 class ResourceUpdated(EventData):
-    """An API resource changed (name, TTL or default flag)."""
+    """An API resource changed; `changed` names the fields (`name`, `access_token_ttl`,
+    `is_default`). Making a resource the default also updates the previous default."""
 
     resource: ResourceSnapshot
     changed: list[str]
@@ -52,10 +62,12 @@ class ResourceUpdated(EventData):
 
 @event("rbac.resource.deleted")
 class ResourceDeleted(EventData):
-    """An API resource was deleted with its scopes and their role links."""
+    """An API resource was deleted with its scopes; `role_ids` lost those scopes."""
 
     resource_id: str
+    indicator: str
     scope_ids: list[str] = []
+    role_ids: list[str] = []
 
 
 @event("rbac.scope.created")
@@ -67,7 +79,7 @@ class ScopeCreated(EventData):
 
 @event("rbac.scope.updated")
 class ScopeUpdated(EventData):
-    """A scope changed."""
+    """A scope's name or description changed."""
 
     scope: ScopeSnapshot
     changed: list[str]
@@ -75,15 +87,16 @@ class ScopeUpdated(EventData):
 
 @event("rbac.scope.deleted")
 class ScopeDeleted(EventData):
-    """A scope was deleted (and unlinked from every role)."""
+    """A scope was deleted; `role_ids` are the roles that held it."""
 
     scope_id: str
     resource_id: str
+    role_ids: list[str] = []
 
 
 @event("rbac.role.created")
 class RoleCreated(EventData):
-    """A role was created (with its initial scopes)."""
+    """A role was created, with its initial scopes."""
 
     role: RoleSnapshot
     scope_ids: list[str] = []
@@ -99,9 +112,11 @@ class RoleUpdated(EventData):
 
 @event("rbac.role.deleted")
 class RoleDeleted(EventData):
-    """A role was deleted with its links."""
+    """A role was deleted with all its links. The holders are not listed (a role may have
+    more users than an event may carry); subscribers know them from the assigned events."""
 
     role_id: str
+    name: str
 
 
 @event("rbac.role.users_assigned")
@@ -118,6 +133,7 @@ class RoleUsersUnassigned(EventData):
 
     role_id: str
     user_ids: list[str]
+    reason: UnassignReason = "request"
 
 
 @event("rbac.role.scopes_assigned")
@@ -150,3 +166,4 @@ class RoleApplicationsUnassigned(EventData):
 
     role_id: str
     application_ids: list[str]
+    reason: UnassignReason = "request"

@@ -75,3 +75,16 @@ APPLICATION_SCOPES = RpcOperation("rbac", "application_scopes", ApplicationScope
 # Link or unlink the `#internal:admin` role (identity's PATCH /applications/:id {isAdmin}).
 SET_APPLICATION_ADMIN = RpcOperation("rbac", "set_application_admin", ApplicationAdminRequest, ApplicationAdminState)
 IS_APPLICATION_ADMIN = RpcOperation("rbac", "is_application_admin", ApplicationRef, ApplicationAdminState)
+
+
+# --- Added with the rbac service ---------------------------------------------------------
+
+
+class RoleRef(msgspec.Struct, frozen=True, kw_only=True):
+    role_id: str
+    tenant_id: str = "default"
+
+
+# The ids of the users holding a role (identity's `GET /users?excludeRoleId=`). An unknown
+# role holds nobody: the answer is `[]`, as Logto applies the filter without checking the role.
+ROLE_USER_IDS = RpcOperation("rbac", "role_user_ids", RoleRef, list[str])
