@@ -5,17 +5,35 @@ from pathlib import Path
 
 from tessera_events import STREAMS
 from tessera_identity.applications import routes as applications
+from tessera_identity.applications import rpc as applications_rpc
+from tessera_identity.applications.seed import seed_demo_app
 from tessera_identity.oidc import wiring as oidc
+from tessera_identity.runtime import Runtime
+from tessera_identity.users import housekeeping
 from tessera_identity.users import routes as users
+from tessera_identity.users import rpc as users_rpc
 from tessera_kit.app import ServiceSpec, create_app
+from tessera_kit.config import ServiceSettings
 
-spec = ServiceSpec(
-    name="identity",
-    route_handlers=[*users.handlers, *applications.handlers, *oidc.ROUTES],
-    migrations=Path(__file__).parent / "migrations",
-    publishes=STREAMS["identity"],
-    rpc_handlers=[*oidc.RPC_HANDLERS],
-    on_startup=[*oidc.ON_STARTUP],
-    on_shutdown=[*oidc.ON_SHUTDOWN],
-)
+
+def build_spec(settings: ServiceSettings | None = None, name: str = "identity") -> ServiceSpec:
+    """A fresh spec (and rpc runtime) per identity instance; tests build their own."""
+    runtime = Runtime()
+    return ServiceSpec(
+        name=name,
+        route_handlers=[*users.handlers, *applications.handlers, *oidc.ROUTES],
+        migrations=Path(__file__).parent / "migrations",
+        publishes=STREAMS["identity"],
+        rpc_handlers=[
+            *users_rpc.build_handlers(runtime),
+            *applications_rpc.build_handlers(runtime),
+            *oidc.RPC_HANDLERS,
+        ],
+        on_startup=[runtime.bind, seed_demo_app, housekeeping.start, *oidc.ON_STARTUP],
+        on_shutdown=[housekeeping.stop, *oidc.ON_SHUTDOWN],
+        settings=settings,
+    )
+
+
+spec = build_spec()
 app = create_app(spec)

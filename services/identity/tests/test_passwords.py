@@ -1,0 +1,92 @@
+"""Password hashing, Logto's password rule, imported argon2i hashes and their upgrade."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from argon2 import Type
+from argon2.low_level import hash_secret
+
+from tessera_events.contracts.identity import CREATE_USER, VERIFY_PASSWORD, CreateUserRequest, VerifyPasswordRequest
+from tessera_identity import passwords
+from tessera_identity.validation import PASSWORD
+from tessera_kit import rpc
+
+
+def logto_hash(password: str) -> str:
+    """A hash as Logto 1.x stores it (§1.11): argon2i, m=4096, t=256, p=1, 16-byte salt."""
+    return hash_secret(password.encode(), os.urandom(16), time_cost=256, memory_cost=4096, parallelism=1,
+                       hash_len=32, type=Type.I).decode()
+
+
+@pytest.mark.parametrize("password, ok", [
+    ("abcd1234", True),          # letters and digits
+    ("abcd_efg", True),          # letters and a special (underscore counts as special)
+    ("1234!@#$", True),          # digits and specials
+    ("abcdefgh", False),         # one class only
+    ("12345678", False),
+    ("abc123", False),           # too short
+    ("abcd 1234", False),        # no spaces
+    ("pässword1", False),        # no non-ASCII
+    ("abcd1234\n", False),       # Python's $ would accept this; fullmatch does not
+    ("[]\\^`{}~1", True),        # the whole special set is allowed
+])
+def test_password_rule_is_logtos(password, ok):
+    assert bool(PASSWORD.fullmatch(password)) is ok
+
+
+async def test_new_hashes_are_argon2id_with_explicit_owasp_parameters():
+    encoded = await passwords.hash_password("horse-battery-1")
+    assert encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert await passwords.verify_password(encoded, "Argon2id", "horse-battery-1")
+    assert not await passwords.verify_password(encoded, "Argon2id", "horse-battery-2")
+    assert not passwords.needs_rehash(encoded, "Argon2id")
+    # No hash, or an unknown method: False (after as much work as a real check).
+    assert not await passwords.verify_password(None, None, "x")
+    assert not await passwords.verify_password(encoded, "Bcrypt", "horse-battery-1")
+
+
+async def test_an_imported_logto_hash_verifies_and_is_upgraded_on_success(identity, unique):
+    """A user row imported from a Logto database (argon2i) signs in; the hash is replaced
+    by an argon2id one, without an event (the password did not change)."""
+    user = await identity.create_user(username=unique())
+    uid = user["id"]
+    imported = logto_hash("logto-pass-1")
+    await identity.ctx.pool.execute(
+        "UPDATE users SET password_encrypted = $2, password_encryption_method = 'Argon2i' WHERE id = $1",
+        uid, imported)
+    before = await identity.outbox_size()
+
+    wrong = await identity.client.post(f"/api/users/{uid}/password/verify", json={"password": "logto-pass-2"})
+    assert wrong.status_code == 422
+    stored = await identity.ctx.pool.fetchval("SELECT password_encrypted FROM users WHERE id = $1", uid)
+    assert stored == imported  # a failed check changes nothing
+
+    ok = await identity.client.post(f"/api/users/{uid}/password/verify", json={"password": "logto-pass-1"})
+    assert ok.status_code == 204
+    row = await identity.ctx.pool.fetchrow(
+        "SELECT password_encrypted, password_encryption_method FROM users WHERE id = $1", uid)
+    assert row["password_encryption_method"] == "Argon2id"
+    assert row["password_encrypted"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert await identity.outbox_size() == before
+    again = await identity.client.post(f"/api/users/{uid}/password/verify", json={"password": "logto-pass-1"})
+    assert again.status_code == 204
+
+
+async def test_import_by_rpc_with_a_logto_digest(identity, unique):
+    name = unique()
+    digest = logto_hash("imported-1")
+    created = await rpc.call(identity.ctx.bus, CREATE_USER, CreateUserRequest(
+        username=name, password_digest=digest, password_algorithm="Argon2i"))
+    assert created.has_password is True
+    verified = await rpc.call(identity.ctx.bus, VERIFY_PASSWORD, VerifyPasswordRequest(
+        by="username", value=name, password="imported-1"), timeout=10)
+    assert verified.id == created.id
+    method = await identity.ctx.pool.fetchval("SELECT password_encryption_method FROM users WHERE id = $1", created.id)
+    assert method == "Argon2id"
+    # A digest must be what it says it is.
+    with pytest.raises(Exception) as caught:
+        await rpc.call(identity.ctx.bus, CREATE_USER, CreateUserRequest(
+            username=unique(), password_digest="$2b$10$bcrypt", password_algorithm="Argon2i"))
+    assert caught.value.code == "password.unsupported_encryption_method"

@@ -1,0 +1,211 @@
+"""The search language of Logto §1.5 on GET /api/users: parsing (no I/O), each mode against
+real rows, Logto's error answers, and the indexes that keep it fast."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tessera_identity.users.search import (
+    USER_SEARCH_FIELDS,
+    Search,
+    SearchError,
+    SearchItem,
+    build_conditions,
+    parse_search,
+    snake_case,
+)
+
+# ---------------------------------------------------------------- parsing and SQL (no I/O)
+
+
+def test_parse_defaults_and_fields():
+    search = parse_search([("search", "%a%"), ("search.primaryEmail", "x@y.z"), ("mode.primaryEmail", "exact"),
+                           ("page", "2")])
+    assert search == Search(
+        matches=(SearchItem("like", None, ("%a%",)), SearchItem("exact", "primaryEmail", ("x@y.z",))),
+        joint="or", is_case_sensitive=False,
+    )
+    assert parse_search([("jointMode", "and"), ("isCaseSensitive", "yes")]).joint == "and"
+    assert parse_search([("joint", "and"), ("isCaseSensitive", "1")]).is_case_sensitive is True
+    # A general mode applies where no field mode is given.
+    assert parse_search([("search.name", "a"), ("mode", "posix")]).matches[0].mode == "posix"
+
+
+@pytest.mark.parametrize("params, message", [
+    ([("joint", "xor")], "Search joint mode `xor` is not valid, expect one of or, and."),
+    ([("mode", "fuzzy")], "Search match mode `fuzzy` is not valid, expect one of exact, like, similar_to, posix."),
+    ([("mode.name", "fuzzy")], "Search match mode `fuzzy` for field `name` is not valid"),
+    ([("search.a.b", "x")], "Unsupported nested search field path `a.b` detected."),
+    ([("search", "a"), ("search", "b")], "Only one search value is allowed when search mode is not `exact`."),
+    ([("search", "")], "Search value cannot be empty."),
+    ([("search", "a"), ("search", ""), ("mode", "exact")], "Search value cannot be empty."),
+])
+def test_parse_errors_are_logtos(params, message):
+    with pytest.raises(SearchError) as caught:
+        parse_search(params)
+    assert str(caught.value).startswith(message)
+
+
+def test_snake_case_like_the_snake_case_package():
+    assert snake_case("primaryEmail") == "primary_email"
+    assert snake_case("primary_email") == "primary_email"
+    assert snake_case("PrimaryPhone") == "primary_phone"
+    assert snake_case("id") == "id"
+
+
+def test_conditions_are_parameterised_and_lower_only_where_needed():
+    args: list[object] = ["default"]
+    search = parse_search([("search", "Bob"), ("mode", "exact"), ("search.username", "A"),
+                           ("search.username", "B"), ("joint", "and")])
+    sql = build_conditions(search, USER_SEARCH_FIELDS, args)
+    assert args == ["default", "bob", ["a", "b"]]
+    assert sql == (
+        "((id = $2 OR lower(primary_email) = $2 OR primary_phone = $2 OR lower(username) = $2"
+        " OR lower(name) = $2) AND (lower(username) = ANY($3::varchar[])))"
+    )
+    sensitive = parse_search([("search.name", "A%"), ("isCaseSensitive", "true")])
+    assert build_conditions(sensitive, USER_SEARCH_FIELDS, []) == "((name LIKE $1))"
+    assert build_conditions(parse_search([]), USER_SEARCH_FIELDS, []) is None
+
+
+def test_unknown_field_and_similar_to_without_case_sensitivity():
+    with pytest.raises(SearchError, match="Search field `password_encrypted` is not valid, expect one of id,"):
+        build_conditions(parse_search([("search.passwordEncrypted", "x")]), USER_SEARCH_FIELDS, [])
+    with pytest.raises(SearchError, match="Cannot use case-insensitive match for `similar to`."):
+        build_conditions(parse_search([("search", "x"), ("mode", "similar_to")]), USER_SEARCH_FIELDS, [])
+
+
+# ---------------------------------------------------------------- against rows
+
+
+@pytest.fixture(scope="module")
+async def people(identity):
+    """Users only this module's searches see (own schema)."""
+    rows = {}
+    for username, email, name, phone in (
+        ("alice", "Alice@Example.com", "Alice Liddell", "15550100"),
+        ("alicia", "alicia@example.org", "Alicia Keys", "15550101"),
+        ("Bob", "bob@example.com", "Bob Builder", "15550102"),
+        ("carol_9", "carol@example.net", None, "4470000"),
+    ):
+        body = {"username": username, "primaryEmail": email, "primaryPhone": phone}
+        rows[username] = await identity.create_user(**body, **({"name": name} if name else {}))
+    return rows
+
+
+async def usernames(identity, params) -> list[str]:
+    response = await identity.client.get("/api/users", params=params)
+    assert response.status_code == 200, response.text
+    assert int(response.headers["total-number"]) == len(response.json())
+    return sorted(u["username"] for u in response.json())
+
+
+async def test_like_is_verbatim_and_case_insensitive_by_default(identity, people):
+    assert await usernames(identity, {"search": "%alic%"}) == ["alice", "alicia"]
+    # No wildcards added: `alic` alone matches nothing.
+    assert await usernames(identity, {"search": "alic"}) == []
+    assert await usernames(identity, {"search.primaryEmail": "%@EXAMPLE.COM"}) == ["Bob", "alice"]
+    assert await usernames(identity, {"search.primaryEmail": "%@EXAMPLE.COM", "isCaseSensitive": "true"}) == []
+    assert await usernames(identity, {"search.primary_email": "%example.com"}) == ["Bob", "alice"]
+
+
+async def test_exact_with_several_values_and_case(identity, people):
+    assert await usernames(identity, {"search.username": ["ALICE", "bob"], "mode": "exact"}) == ["Bob", "alice"]
+    assert await usernames(identity, {"search.username": ["ALICE", "Bob"], "mode": "exact",
+                                      "isCaseSensitive": "true"}) == ["Bob"]
+    alice_id = people["alice"]["id"]
+    assert await usernames(identity, {"search.id": alice_id.upper(), "mode.id": "exact"}) == ["alice"]
+    assert await usernames(identity, {"search.primaryPhone": "15550102", "mode": "exact"}) == ["Bob"]
+
+
+async def test_joint_and_posix_and_similar_to(identity, people):
+    assert await usernames(identity, {"search.username": "ali%", "search.name": "%keys", "joint": "and"}) == ["alicia"]
+    assert await usernames(identity, {"search.username": "ali%", "search.name": "%keys"}) == ["alice", "alicia"]
+    assert await usernames(identity, {"search.username": "^(bob|carol)", "mode": "posix"}) == ["Bob", "carol_9"]
+    assert await usernames(identity, {"search.username": "(alice|Bob)", "mode": "similar_to",
+                                      "isCaseSensitive": "true"}) == ["Bob", "alice"]
+
+
+@pytest.mark.parametrize("params, detail", [
+    ({"search.password": "x"}, "Search field `password` is not valid"),
+    ({"search.a.b": "x"}, "Unsupported nested search field path"),
+    ({"mode": "fuzzy", "search": "x"}, "Search match mode `fuzzy` is not valid"),
+    ({"search": ["a", "b"]}, "Only one search value is allowed"),
+    ({"search": ""}, "Search value cannot be empty."),
+    ({"search": "x", "mode": "similar_to"}, "Cannot use case-insensitive match for `similar to`."),
+    ({"search": "(", "mode": "posix"}, "invalid regular expression"),
+    ({"search": "a\\", "isCaseSensitive": "true"}, "LIKE pattern must not end with escape character"),
+])
+async def test_bad_searches_are_400_request_invalid_input(identity, people, params, detail):
+    response = await identity.client.get("/api/users", params=params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "request.invalid_input"
+    assert body["message"].startswith("Input is invalid.")
+    assert detail in body["details"]
+
+
+# ---------------------------------------------------------------- indexes
+
+
+@pytest.fixture(scope="module")
+async def many_users(identity):
+    """100 000 rows (inserted in SQL, a few seconds), enough for the planner to choose as it
+    would at a million users."""
+    await identity.ctx.pool.execute(
+        "INSERT INTO users (tenant_id, id, username, primary_email, primary_phone, name)"
+        " SELECT 'default', 'bulk' || lpad(n::text, 8, '0'), 'bulk_user_' || n, 'bulk' || n || '@load.example',"
+        " (20000000 + n)::text, 'Bulk Person ' || n FROM generate_series(1, 100000) AS n"
+    )
+    # VACUUM also moves the new rows from the GIN pending lists into the indexes proper, as
+    # autovacuum does in a running system.
+    await identity.ctx.pool.execute("VACUUM ANALYZE users")
+
+
+async def plan_of(identity, condition: str, *args) -> str:
+    rows = await identity.ctx.pool.fetch(
+        f"EXPLAIN SELECT count(*) FROM users WHERE tenant_id = 'default' AND {condition}", *args)
+    return "\n".join(r[0] for r in rows)
+
+
+@pytest.mark.parametrize("condition, arg, index", [
+    ("primary_email ILIKE $1", "%bulk4242@%", "users_primary_email_trgm"),
+    ("username LIKE $1", "%user_4242", "users_username_trgm"),
+    ("name ~* $1", "person 4242$", "users_name_trgm"),
+    ("primary_phone ILIKE $1", "%20004242%", "users_primary_phone_trgm"),
+    ("id ILIKE $1", "%00004242%", "users_id_trgm"),
+    ("name = $1", "Bulk Person 4242", "users_name_trgm"),
+    ("lower(username) = $1", "bulk_user_4242", "users_username_lower"),
+    ("lower(name) = $1", "bulk person 4242", "users_name_lower"),
+    ("lower(primary_email) = $1", "bulk4242@load.example", "users_primary_email"),
+    ("identities @> $1::jsonb", '{"github": {"userId": "1"}}', "users_identities"),
+])
+async def test_searches_can_use_an_index(identity, many_users, condition, arg, index):
+    plan = await plan_of(identity, condition, arg)
+    assert index in plan and "Seq Scan" not in plan
+
+
+async def test_a_general_like_search_combines_the_column_indexes(identity, many_users):
+    plan = await plan_of(identity, "(id ILIKE $1 OR primary_email ILIKE $1 OR primary_phone ILIKE $1"
+                                   " OR username ILIKE $1 OR name ILIKE $1)", "%bulk4242@%")
+    assert "BitmapOr" in plan and plan.count("_trgm") == 5 and "Seq Scan" not in plan
+
+
+async def test_total_of_an_unfiltered_list_comes_from_the_counter(identity, many_users):
+    """count(*) over a million rows takes ~60 ms; the per-tenant counter kept by triggers
+    answers the same number at once, also for rows inserted or deleted in bulk."""
+    counted = await identity.ctx.pool.fetchval("SELECT count(*) FROM users WHERE tenant_id = 'default'")
+    response = await identity.client.get("/api/users", params={"page_size": "1"})
+    assert int(response.headers["total-number"]) == counted
+    await identity.ctx.pool.execute("DELETE FROM users WHERE id LIKE 'bulk0000001%'")
+    response = await identity.client.get("/api/users", params={"page_size": "1"})
+    assert int(response.headers["total-number"]) == counted - 10
+
+
+async def test_the_counter_stays_exact_under_parallel_sign_ups(identity, many_users):
+    await asyncio.gather(*[identity.client.post("/api/users", json={"username": f"rush_{i}"}) for i in range(60)])
+    counted = await identity.ctx.pool.fetchval("SELECT count(*) FROM users WHERE tenant_id = 'default'")
+    response = await identity.client.get("/api/users", params={"page_size": "1"})
+    assert int(response.headers["total-number"]) == counted

@@ -1,0 +1,108 @@
+"""What identity answers other services about users over NATS (contracts/identity.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tessera_events.contracts.identity import (
+    CREATE_USER,
+    FIND_USER,
+    UPDATE_USER,
+    CreateUserRequest,
+    FindUserRequest,
+    Identity,
+    UpdateUserRequest,
+)
+from tessera_kit import rpc
+from tessera_kit.errors import RequestError
+
+
+async def call(identity, operation, request):
+    return await rpc.call(identity.ctx.bus, operation, request, timeout=10)
+
+
+async def test_find_user_by_each_identifier(identity, unique, phone):
+    name, number = unique(), phone()
+    user = await identity.create_user(username=name, primaryEmail=f"{name}@Example.com", primaryPhone=number)
+    for by, value in (("id", user["id"]), ("username", name), ("email", f"{name.upper()}@EXAMPLE.COM"),
+                      ("phone", number)):
+        found = await call(identity, FIND_USER, FindUserRequest(by=by, value=value))
+        assert found is not None and found.id == user["id"], by
+    # Usernames are case-sensitive; nobody is None.
+    assert await call(identity, FIND_USER, FindUserRequest(by="username", value=name.upper())) is None
+    with pytest.raises(RequestError) as caught:
+        await call(identity, FIND_USER, FindUserRequest())
+    assert caught.value.status == 400
+
+
+async def test_create_user_from_a_registration(identity, unique, phone):
+    name = unique()
+    created = await call(identity, CREATE_USER, CreateUserRequest(
+        username=name, primary_phone=phone(), password="reg-pass-1", name="Reg",
+        identities={"github": Identity(user_id="gh-77", details={"id": "gh-77", "email": "x@y.z"})},
+        application_id="app-1", last_sign_in_at=1_700_000_000_000,
+    ))
+    assert created.username == name and created.has_password and created.application_id == "app-1"
+    assert created.last_sign_in_at == 1_700_000_000_000
+    assert created.identities["github"].user_id == "gh-77"
+    ((event_type, data),) = await identity.events(created.id)
+    assert event_type == "identity.user.created" and data["identity_targets"] == ["github"]
+    assert data["application_id"] == "app-1" and "reg-pass-1" not in str(data)
+    by_identity = await call(identity, FIND_USER, FindUserRequest(identity_target="github", identity_user_id="gh-77"))
+    assert by_identity.id == created.id
+
+
+@pytest.fixture(scope="module")
+async def taken(identity):
+    """A user holding the username `taken` and the GitHub identity `gh-taken`."""
+    return await call(identity, CREATE_USER, CreateUserRequest(
+        username="taken", identities={"github": Identity(user_id="gh-taken")}))
+
+
+@pytest.mark.parametrize("request_fields, code, status", [
+    ({"username": "taken"}, "user.username_already_in_use", 422),
+    ({"identities": {"github": Identity(user_id="gh-taken")}}, "user.identity_already_in_use", 422),
+    ({"primary_phone": "+1 555"}, "guard.invalid_input", 400),
+    ({"password": "weak"}, "guard.invalid_input", 400),
+])
+async def test_create_user_refusals(identity, taken, request_fields, code, status):
+    before = await identity.outbox_size()
+    with pytest.raises(RequestError) as caught:
+        await call(identity, CREATE_USER, CreateUserRequest(**request_fields))
+    assert (caught.value.code, caught.value.status) == (code, status)
+    assert await identity.outbox_size() == before
+
+
+async def test_update_user_leaves_unset_fields_and_clears_null_ones(identity, unique):
+    name = unique()
+    user = await identity.create_user(username=name, name="Before", primaryEmail=f"{name}@example.com")
+    await identity.client.patch(f"/api/users/{user['id']}", json={"customData": {"a": 1}})
+    updated = await call(identity, UPDATE_USER, UpdateUserRequest(
+        user_id=user["id"], name="After", primary_email=None, custom_data={"b": 2}, password="new-pass-1",
+        identities={"google": Identity(user_id="g-9")}, last_sign_in_at=1_700_000_000_000))
+    assert (updated.username, updated.name, updated.primary_email) == (name, "After", None)
+    assert updated.custom_data == {"a": 1, "b": 2} and updated.has_password
+    assert updated.last_sign_in_at == 1_700_000_000_000 and "google" in updated.identities
+    events = await identity.events(user["id"])
+    assert [t for t, _ in events][-3:] == ["identity.user.updated", "identity.user.password_changed",
+                                           "identity.user.identity_linked"]
+    assert events[-3][1]["changed"] == ["primary_email", "name", "custom_data", "last_sign_in_at"]
+
+
+async def test_a_sign_in_time_alone_is_not_announced(identity, unique):
+    user = await identity.create_user(username=unique())
+    before = await identity.outbox_size()
+    updated = await call(identity, UPDATE_USER, UpdateUserRequest(user_id=user["id"], last_sign_in_at=1_700_000_000_000))
+    assert updated.last_sign_in_at == 1_700_000_000_000
+    assert await identity.outbox_size() == before
+
+
+async def test_update_user_refusals(identity, unique):
+    other = await identity.create_user(username=unique())
+    user = await identity.create_user(username=unique())
+    with pytest.raises(RequestError) as caught:
+        await call(identity, UPDATE_USER, UpdateUserRequest(user_id=user["id"], username=other["username"]))
+    assert caught.value.code == "user.username_already_in_use"
+    with pytest.raises(RequestError) as caught:
+        await call(identity, UPDATE_USER, UpdateUserRequest(user_id="nobody123456", name="x"))
+    assert (caught.value.status, caught.value.code) == (404, "entity.not_found")
