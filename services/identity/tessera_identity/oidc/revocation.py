@@ -1,15 +1,72 @@
-"""Revoking what the OpenID Provider issued to a user.
+"""Revoking what the OpenID Provider issued: the revocation endpoint (RFC 7009), and a user's
+everything (called by the users context inside a suspension's or deletion's transaction, so a
+suspended user's sessions, grants and refresh tokens stop working at once — Logto's bug §11.1
+fixed).
 
-Called by the users context in the same transaction as a suspension or deletion,
-so a suspended user's sessions, grants and refresh tokens stop working at once
-(Logto's bug §11.1 fixed). The OIDC context owns the tables and fills this in.
+JWT access tokens (issued for a resource) are self-contained: they stay valid until `exp`
+(the resource's accessTokenTtl). Revoking one is accepted and has no effect (RFC 7009 §2.2
+lets the server answer 200 for tokens it cannot revoke); opaque access tokens, refresh tokens,
+codes, grants and sessions are deleted.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from tessera_events.identity import SessionEnded, TokenRevoked
+from tessera_identity.oidc import store
+from tessera_identity.oidc.clients import Client
+from tessera_identity.oidc.crypto import digest
+from tessera_identity.oidc.errors import OAuthError
+from tessera_kit.outbox import Outbox
+
+# Set at start-up to the service's outbox; the users context passes only a connection.
+_outbox: Outbox | None = None
+
+
+def use_outbox(outbox: Outbox) -> None:
+    global _outbox
+    _outbox = outbox
+
 
 async def revoke_everything_for_user(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> None:
-    """End the user's sessions and revoke their grants, codes and tokens."""
-    return None
+    """End the user's sessions and revoke their grants, codes and tokens, in the caller's
+    transaction, with an event per session and per grant."""
+    revoked = await store.revoke_account(conn, tenant_id, user_id)
+    outbox = _outbox or Outbox("identity")
+    for session_id in revoked["sessions"]:
+        await outbox.emit(conn, SessionEnded(user_id=user_id, session_id=session_id, reason="revoked"),
+                          aggregate_id=user_id, tenant_id=tenant_id)
+    for grant_id, client_id in revoked["grants"]:
+        await outbox.emit(conn, TokenRevoked(
+            application_id=client_id, user_id=user_id, grant_id=grant_id,
+            token_types=["AccessToken", "RefreshToken"], reason="user_revoked",
+        ), aggregate_id=grant_id, tenant_id=tenant_id)
+
+
+async def revoke_token(provider, client: Client, token: str, hint: str | None) -> None:
+    """RFC 7009 §2.1: revoke the token if it was issued to this client. A refresh token takes
+    its whole family (and the family's access tokens) along; invalid tokens are no error (§2.2)."""
+    if hint not in (None, "access_token", "refresh_token"):
+        raise OAuthError("unsupported_token_type", "token_type_hint must be access_token or refresh_token")
+    token_hash = digest(token)
+    async with provider.pool.acquire() as conn, conn.transaction():
+        refresh = await store.find_refresh_token(conn, provider.tenant_id, token_hash)
+        if refresh is not None:
+            if refresh["client_id"] != client.id:
+                raise OAuthError("unauthorized_client", "this token was not issued to this client")
+            await store.delete_family(conn, refresh["family_id"])
+            await provider.emit(conn, TokenRevoked(
+                application_id=client.id, user_id=refresh["account_id"], grant_id=refresh["grant_id"],
+                token_types=["AccessToken", "RefreshToken"],
+            ), aggregate_id=refresh["grant_id"])
+            return
+        access = await store.find_access_token(conn, provider.tenant_id, token_hash)
+        if access is not None:
+            if access["client_id"] != client.id:
+                raise OAuthError("unauthorized_client", "this token was not issued to this client")
+            await store.delete_access_token(conn, token_hash)
+            await provider.emit(conn, TokenRevoked(
+                application_id=client.id, user_id=access["account_id"], grant_id=access["grant_id"],
+                token_types=["AccessToken"],
+            ), aggregate_id=access["grant_id"] or client.id)

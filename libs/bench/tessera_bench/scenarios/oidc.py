@@ -1,0 +1,175 @@
+"""The OpenID Provider's scenarios (targets on 2 cores, load generator included):
+
+- client-credentials token with a resource (JWT) through the gateway   ≥ 1,000/s
+- discovery document                                                    ≥ 4,000/s
+- full password sign-in (auth → interaction → code → token)             ≥ 30/s
+
+The first two are single requests, driven by wrk like every other scenario.
+
+The sign-in is a *flow* of ~8 dependent requests carrying cookies, which one wrk request shape
+cannot express. `FLOWS` lists it as an async callable doing one complete sign-in; what the
+runner needs to measure it (not in `tessera_bench` yet) is `measure_flow` below: N concurrent
+workers repeat the flow for `seconds`, and the flow rate and per-flow p50/p99 are reported.
+The flow uses Logto's interaction API (`/api/interaction*`), which the experience service
+serves; without it the flow's setup fails with a clear message and the row is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+import httpx
+
+from tessera_bench.scenario import BenchContext, Request, Scenario
+
+MANAGEMENT_API = "https://default.logto.app/api"
+REDIRECT_URI = "http://bench.invalid/callback"
+
+
+async def _admin_credentials_ready(ctx: BenchContext, client: httpx.AsyncClient) -> str:
+    """Basic credentials of the admin client, once its token carries `all` (rbac links the
+    admin application in the background after start-up)."""
+    if not ctx.admin_client_id:
+        raise RuntimeError("no admin client credentials (TESSERA_ADMIN_CLIENT_ID/SECRET)")
+    for _ in range(100):
+        response = await client.post(
+            f"{ctx.url}/oidc/token",
+            data={"grant_type": "client_credentials", "resource": MANAGEMENT_API, "scope": "all"},
+            auth=(ctx.admin_client_id, ctx.admin_client_secret or ""),
+        )
+        if response.status_code == 200 and "all" in response.json().get("scope", "").split():
+            return base64.b64encode(f"{ctx.admin_client_id}:{ctx.admin_client_secret}".encode()).decode()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no Management API token for the admin client: {response.status_code} {response.text[:80]}")
+
+
+async def client_credentials(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
+    basic = await _admin_credentials_ready(ctx, client)
+    return Request(
+        "POST", "/oidc/token",
+        headers={"authorization": f"Basic {basic}", "content-type": "application/x-www-form-urlencoded"},
+        body=urlencode({"grant_type": "client_credentials", "resource": MANAGEMENT_API, "scope": "all"}),
+    )
+
+
+async def discovery(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
+    return Request("GET", "/oidc/.well-known/openid-configuration")
+
+
+SCENARIOS = [
+    Scenario("POST /oidc/token client-credentials with a resource (JWT)", client_credentials),
+    Scenario("GET /oidc/.well-known/openid-configuration (discovery)", discovery),
+]
+
+
+# ------------------------------------------------------------------ the sign-in flow
+
+
+@dataclass
+class SignInSetup:
+    client_id: str
+    username: str
+    password: str
+
+
+async def sign_in_setup(ctx: BenchContext, client: httpx.AsyncClient) -> SignInSetup:
+    """An SPA client and a user with a password, through the Management API."""
+    headers = await ctx.management_headers(client)
+    app = await client.post(f"{ctx.url}/api/applications", headers=headers, json={
+        "name": "bench sign-in", "type": "SPA",
+        "oidcClientMetadata": {"redirectUris": [REDIRECT_URI], "postLogoutRedirectUris": []}})
+    app.raise_for_status()
+    username, password = f"bench_{secrets.token_hex(4)}", "Bench-passw0rd!" + secrets.token_hex(4)
+    user = await client.post(f"{ctx.url}/api/users", headers=headers,
+                             json={"username": username, "password": password})
+    user.raise_for_status()
+    probe = await client.put(f"{ctx.url}/api/interaction", json={"event": "SignIn"})
+    if probe.status_code == 404:
+        raise RuntimeError("the interaction API (experience service) does not answer")
+    return SignInSetup(app.json()["id"], username, password)
+
+
+async def password_sign_in(ctx: BenchContext, setup: SignInSetup) -> None:
+    """One browser: authorize (PKCE) → sign-in pages' API with the password → submit →
+    consent → code → token. Raises if any step answers unexpectedly."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    async with httpx.AsyncClient(base_url=ctx.url, timeout=30) as browser:
+        response = await browser.get("/oidc/auth", params={
+            "client_id": setup.client_id, "redirect_uri": REDIRECT_URI, "response_type": "code",
+            "scope": "openid offline_access profile", "prompt": "consent", "state": "bench",
+            "code_challenge": challenge, "code_challenge_method": "S256"})
+        assert response.status_code == 303, response.text
+        step = await browser.put("/api/interaction", json={
+            "event": "SignIn", "identifier": {"username": setup.username, "password": setup.password}})
+        assert step.status_code == 204, step.text
+        location = (await browser.post("/api/interaction/submit")).json()["redirectTo"]
+        for _ in range(6):
+            response = await browser.get(urljoin(ctx.url + "/", location))
+            location = response.headers.get("location", "")
+            path = urlsplit(location).path
+            if path.endswith("/consent"):
+                location = (await browser.post("/api/interaction/consent")).json()["redirectTo"]
+            elif location.startswith(REDIRECT_URI):
+                break
+        code = parse_qs(urlsplit(location).query)["code"][0]
+        token = await browser.post("/oidc/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, "client_id": setup.client_id})
+        assert token.status_code == 200, token.text
+
+
+@dataclass
+class Flow:
+    name: str
+    setup: Callable[[BenchContext, httpx.AsyncClient], Awaitable[object]]
+    run_once: Callable[[BenchContext, object], Awaitable[None]]
+    concurrency: int = 8
+
+
+FLOWS = [Flow("full password sign-in (auth → interaction → code → token)", sign_in_setup, password_sign_in)]
+
+
+@dataclass
+class FlowResult:
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    completed: int
+    errors: int
+
+
+async def measure_flow(ctx: BenchContext, flow: Flow, *, seconds: float, client: httpx.AsyncClient) -> FlowResult:
+    """Run `flow.concurrency` workers repeating the flow for `seconds`; bounded by time."""
+    prepared = await flow.setup(ctx, client)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                await flow.run_once(ctx, prepared)
+                latencies.append(time.perf_counter() - started)
+            except Exception:
+                errors += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(flow.concurrency)))
+    elapsed = time.perf_counter() - began
+    ordered = sorted(latencies) or [float("nan")]
+    return FlowResult(
+        per_second=len(latencies) / elapsed,
+        p50_ms=ordered[len(ordered) // 2] * 1000,
+        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        completed=len(latencies), errors=errors,
+    )

@@ -1,0 +1,160 @@
+"""OIDC clients from the `applications` table (logto-behaviour.md §5.3), cached in memory.
+
+| type             | application_type | grant types                          | token endpoint auth          |
+| Native           | native           | authorization_code, refresh_token    | none (PKCE required)         |
+| SPA              | web              | authorization_code, refresh_token    | none (PKCE required)         |
+| Traditional      | web              | authorization_code, refresh_token    | client_secret_basic (or _post) |
+| MachineToMachine | web              | client_credentials                   | client_secret_basic (or _post) |
+
+Lookups are cached for `oidc_client_cache_seconds`; any `identity.application.*` event (seen on
+the bus, from whichever replica changed the row) empties the cache sooner. Callers that find a
+cached client wrong (secret or redirect URI mismatch) reread it once before refusing, so a
+rotated secret or a new redirect URI works at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from tessera_identity.oidc import store
+
+DEMO_APP_ID = "demo-app"
+DEFAULT_ID_TOKEN_TTL = 3600
+DEFAULT_REFRESH_TOKEN_TTL = 14 * 86400
+PUBLIC_TYPES = frozenset({"Native", "SPA"})
+
+
+def origin_of(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    name: str
+    secret: str
+    type: str
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    cors_allowed_origins: frozenset[str] = frozenset()
+    id_token_ttl: int = DEFAULT_ID_TOKEN_TTL
+    refresh_token_ttl: int = DEFAULT_REFRESH_TOKEN_TTL
+    always_issue_refresh_token: bool = False
+    rotate_refresh_token: bool = True
+    loaded_at: float = field(default_factory=time.monotonic, compare=False)
+
+    @property
+    def is_public(self) -> bool:
+        return self.type in PUBLIC_TYPES
+
+    @property
+    def auth_method(self) -> str:
+        return "none" if self.is_public else "client_secret_basic"
+
+    @property
+    def requires_pkce(self) -> bool:
+        # Logto §5.3: PKCE for every client whose auth method is not client_secret_basic.
+        return self.auth_method != "client_secret_basic"
+
+    @property
+    def application_type(self) -> str:
+        return "native" if self.type == "Native" else "web"
+
+    @property
+    def grant_types(self) -> tuple[str, ...]:
+        if self.type == "MachineToMachine":
+            return ("client_credentials",)
+        return ("authorization_code", "refresh_token")
+
+    @property
+    def response_types(self) -> tuple[str, ...]:
+        return () if self.type == "MachineToMachine" else ("code",)
+
+    def allows_origin(self, origin: str) -> bool:
+        return origin.lower() in self.cors_allowed_origins
+
+
+def _positive_int(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
+
+
+def client_from_row(row: asyncpg.Record | dict[str, Any]) -> Client:
+    oidc = row["oidc_client_metadata"] or {}
+    custom = row["custom_client_metadata"] or {}
+    redirect_uris = tuple(u for u in oidc.get("redirectUris") or () if isinstance(u, str))
+    cors = {o for o in (origin_of(u) for u in redirect_uris) if o}
+    cors |= {o for o in (origin_of(u) for u in custom.get("corsAllowedOrigins") or () if isinstance(u, str)) if o}
+    refresh_ttl = _positive_int(custom.get("refreshTokenTtl"), DEFAULT_REFRESH_TOKEN_TTL)
+    if custom.get("refreshTokenTtlInDays"):  # Logto 1.6's name for the same setting
+        refresh_ttl = _positive_int(custom.get("refreshTokenTtlInDays"), 14) * 86400
+    return Client(
+        id=row["id"],
+        name=row["name"],
+        secret=row["secret"],
+        type=row["type"],
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=tuple(
+            u for u in oidc.get("postLogoutRedirectUris") or () if isinstance(u, str)
+        ),
+        cors_allowed_origins=frozenset(cors),
+        id_token_ttl=_positive_int(custom.get("idTokenTtl"), DEFAULT_ID_TOKEN_TTL),
+        refresh_token_ttl=refresh_ttl,
+        always_issue_refresh_token=custom.get("alwaysIssueRefreshToken") is True,
+        rotate_refresh_token=custom.get("rotateRefreshToken") is not False,
+    )
+
+
+def demo_app(endpoint: str) -> Client:
+    """Logto's synthetic `demo-app` ("Live Preview"), never stored (§5.3)."""
+    uri = endpoint.rstrip("/") + "/demo-app"
+    return client_from_row({
+        "id": DEMO_APP_ID, "name": "Live Preview", "secret": "", "type": "SPA",
+        "oidc_client_metadata": {"redirectUris": [uri], "postLogoutRedirectUris": [uri]},
+        "custom_client_metadata": {},
+    })
+
+
+class ClientCache:
+    def __init__(self, pool: asyncpg.Pool, tenant_id: str, endpoint: str, ttl: float) -> None:
+        self.pool = pool
+        self.tenant_id = tenant_id
+        self.ttl = ttl
+        self._demo = demo_app(endpoint)
+        self._cache: dict[str, Client] = {}
+
+    async def get(self, client_id: str, *, fresh: bool = False) -> Client | None:
+        if not fresh:
+            cached = self._cache.get(client_id)
+            if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
+                return cached
+        row = await store.find_application(self.pool, self.tenant_id, client_id)
+        if row is None:
+            self._cache.pop(client_id, None)
+            # The demo app exists whether or not the applications context stored its row.
+            return self._demo if client_id == DEMO_APP_ID else None
+        client = client_from_row(row)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[client_id] = client
+        return client
+
+    def is_stale(self, client: Client) -> bool:
+        """Loaded from the cache rather than just now (worth rereading before refusing)."""
+        return time.monotonic() - client.loaded_at > 0.05
+
+    def evict(self, client_id: str | None = None) -> None:
+        if client_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(client_id, None)

@@ -1,0 +1,83 @@
+"""Small cryptographic pieces: random tokens and their digests, signed cookie values, and the
+encryption of signing keys at rest. Nothing here is JOSE (that is joserfc's, in keys.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TOKEN_BYTES = 32  # 256 bits of entropy for codes, refresh tokens and opaque access tokens
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def digest(token: str) -> bytes:
+    """What the database keeps of a code or token (a lookup key that reveals nothing)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def s256(verifier: str) -> str:
+    """RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier)))."""
+    return b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def half_hash(value: str, alg: str) -> str:
+    """OIDC Core §3.1.3.6 `at_hash`: the left half of the hash the signing alg uses."""
+    name = {"ES256": "sha256", "RS256": "sha256", "ES384": "sha384"}[alg]
+    full = hashlib.new(name, value.encode("ascii")).digest()
+    return b64url(full[: len(full) // 2])
+
+
+def derive(secret: str, label: str, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode()).derive(
+        secret.encode()
+    )
+
+
+class CookieSigner:
+    """`<value>.<HMAC-SHA256(name=value)>`: the name is signed too, so a `_session` value
+    cannot be replayed as an `_interaction` one."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, name: str, value: str) -> str:
+        return b64url(hmac.new(self._key, f"{name}={value}".encode(), hashlib.sha256).digest())
+
+    def sign(self, name: str, value: str) -> str:
+        return f"{value}.{self._mac(name, value)}"
+
+    def unsign(self, name: str, signed: str | None) -> str | None:
+        if not signed or "." not in signed:
+            return None
+        value, mac = signed.rsplit(".", 1)
+        return value if hmac.compare_digest(mac, self._mac(name, value)) else None
+
+
+class KeyEncryption:
+    """AES-256-GCM with a key derived from TESSERA_KEY_ENCRYPTION_KEY; `kek_id` names it
+    without revealing it, so a row encrypted under another key is reported, not garbled."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = derive(secret, "tessera oidc signing keys at rest")
+        self.kek_id = hashlib.sha256(b"kek-id" + self._key).hexdigest()[:16]
+
+    def encrypt(self, plaintext: bytes, associated: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self._key).encrypt(nonce, plaintext, associated)
+
+    def decrypt(self, blob: bytes, associated: bytes) -> bytes:
+        return AESGCM(self._key).decrypt(blob[:12], blob[12:], associated)

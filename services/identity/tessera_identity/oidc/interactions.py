@@ -1,0 +1,112 @@
+"""The rpc the sign-in experience calls on an interaction (contracts/oidc.py).
+
+The experience passes the `_interaction` cookie value as the browser sent it; its signature
+is checked here, so only the browser that started the authorization can finish it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tessera_events.contracts.oidc import (
+    ABORT_INTERACTION,
+    FINISH_LOGIN,
+    GRANT_CONSENT,
+    INTERACTION_DETAILS,
+    AbortInteraction,
+    FinishLogin,
+    GrantConsent,
+    InteractionDetails,
+    InteractionRef,
+    Prompt,
+    Redirect,
+)
+from tessera_identity.oidc import store
+from tessera_identity.oidc.authorize import INTERACTION_COOKIE
+from tessera_identity.oidc.provider import Provider
+from tessera_kit.errors import RequestError, not_found
+from tessera_kit.rpc import RpcHandler
+
+
+def _session_not_found() -> RequestError:
+    # Logto: oidc-provider's SessionNotFound becomes 400 `session.not_found`.
+    return RequestError("session.not_found", 400)
+
+
+class InteractionRpc:
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def _uid(self, cookie_value: str, tenant_id: str) -> str:
+        uid = self.provider.cookies.unsign(INTERACTION_COOKIE, cookie_value)
+        if uid is None or tenant_id != self.provider.tenant_id:
+            raise _session_not_found()
+        return uid
+
+    async def _update(self, cookie_value: str, tenant_id: str, change) -> Redirect:
+        uid = self._uid(cookie_value, tenant_id)
+        async with self.provider.pool.acquire() as conn, conn.transaction():
+            row = await store.find_interaction(conn, self.provider.tenant_id, uid, lock=True)
+            if row is None:
+                raise _session_not_found()
+            result: dict[str, Any] = dict(row["result"] or {})
+            await change(conn, row, result)
+            await store.set_interaction_result(conn, uid, result)
+        return Redirect(redirect_to=f"{self.provider.issuer}/auth/{uid}")
+
+    async def details(self, request: InteractionRef) -> InteractionDetails:
+        uid = self._uid(request.interaction_cookie, request.tenant_id)
+        row = await store.find_interaction(self.provider.pool, self.provider.tenant_id, uid)
+        if row is None:
+            raise _session_not_found()
+        prompt = row["prompt"]
+        result = row["result"] or {}
+        params = dict(row["params"].get("raw") or {})
+        return InteractionDetails(
+            uid=uid, client_id=row["client_id"], params=params,
+            prompt=Prompt(name=prompt["name"], reasons=prompt.get("reasons", []),
+                          missing_oidc_scope=prompt.get("missing_oidc_scope", []),
+                          missing_resource_scopes=prompt.get("missing_resource_scopes", {})),
+            session_account_id=row["session_account_id"],
+            login_account_id=(result.get("login") or {}).get("account_id"),
+            consent_granted=bool(result.get("consent")),
+            expires_at=int(row["expires_at"].timestamp() * 1000),
+        )
+
+    async def finish_login(self, request: FinishLogin) -> Redirect:
+        async def change(conn, row, result):
+            user = await store.find_user(conn, self.provider.tenant_id, request.account_id)
+            if user is None:
+                raise not_found("users", request.account_id)
+            if user["is_suspended"]:
+                raise RequestError("user.suspended", 401)
+            result["login"] = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
+            result.pop("error", None)
+
+        return await self._update(request.interaction_cookie, request.tenant_id, change)
+
+    async def grant_consent(self, request: GrantConsent) -> Redirect:
+        async def change(conn, row, result):
+            # Logto asserts a signed-in user before consent.
+            if not (row["session_account_id"] or result.get("login")):
+                raise _session_not_found()
+            result["consent"] = True
+
+        return await self._update(request.interaction_cookie, request.tenant_id, change)
+
+    async def abort(self, request: AbortInteraction) -> Redirect:
+        async def change(conn, row, result):
+            result.clear()
+            result["error"] = request.error
+            result["error_description"] = request.error_description
+
+        return await self._update(request.interaction_cookie, request.tenant_id, change)
+
+    def handlers(self) -> list[RpcHandler]:
+        return [
+            RpcHandler(INTERACTION_DETAILS, self.details),
+            RpcHandler(FINISH_LOGIN, self.finish_login),
+            RpcHandler(GRANT_CONSENT, self.grant_consent),
+            RpcHandler(ABORT_INTERACTION, self.abort),
+        ]

@@ -1,0 +1,267 @@
+"""The OpenID Provider of one identity process: configuration, keys, clients, and the
+questions it asks rbac. Built at start-up (wiring.ON_STARTUP), kept in `ctx.extras["oidc"]`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from tessera_events import EventData, decode_envelope
+from tessera_events.contracts.rbac import (
+    APPLICATION_SCOPES,
+    DEFAULT_RESOURCE,
+    RESOURCE_BY_INDICATOR,
+    USER_SCOPES,
+    AllowedScopes,
+    ApplicationScopesRequest,
+    ResourceByIndicator,
+    ResourceInfo,
+    TenantRef,
+    UserScopesRequest,
+)
+from tessera_identity.oidc import store
+from tessera_identity.oidc.clients import ClientCache
+from tessera_identity.oidc.crypto import CookieSigner, KeyEncryption, derive
+from tessera_identity.oidc.discovery import discovery_document
+from tessera_identity.oidc.errors import OAuthError
+from tessera_identity.oidc.keys import KeyRing
+from tessera_identity.oidc.settings import OidcSettings
+from tessera_kit.app import ServiceContext
+from tessera_kit.errors import RequestError
+from tessera_kit.logging import get_logger
+from tessera_kit.outbox import build_envelope
+
+log = get_logger(__name__)
+
+EXTRAS_KEY = "oidc"
+_encoder = msgspec.json.Encoder()
+PURGE_EVERY_SECONDS = 600.0
+
+
+def temporarily_unavailable(service: str) -> OAuthError:
+    return OAuthError("temporarily_unavailable", f"{service} is not answering; try again", status=503)
+
+
+class Provider:
+    def __init__(self, ctx: ServiceContext, settings: OidcSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.pool = ctx.pool
+        self.outbox = ctx.outbox
+        self.tenant_id = ctx.settings.tenant_id
+        self.endpoint = ctx.settings.endpoint.rstrip("/")
+        self.issuer = self.endpoint + "/oidc"
+        self.secure_cookies = self.endpoint.startswith("https:")
+        kek = settings.effective_key_encryption_key()
+        settings.check_cookie_secret()
+        self.keys = KeyRing(
+            self.tenant_id, KeyEncryption(kek), alg=settings.oidc_signing_alg,
+            propagation_seconds=settings.oidc_key_propagation_seconds,
+            retired_seconds=settings.oidc_retired_key_seconds,
+        )
+        cookie_key = derive(settings.cookie_secret or kek, "tessera oidc cookies")
+        self.cookies = CookieSigner(cookie_key)
+        self.clients = ClientCache(self.pool, self.tenant_id, self.endpoint, settings.oidc_client_cache_seconds)
+        self.discovery_json = b"{}"
+        self.batcher = EventBatcher(self.pool, self.outbox)
+        self._subscription = None
+        self._rbac_subscription = None
+        # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
+        self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.keys.ensure(self.pool)
+        self.keys.start(self.pool, self.settings.oidc_key_refresh_seconds)
+        # Every algorithm a published key signs with (a staged key of a new algorithm included).
+        algs = sorted({self.keys.signing_alg, self.settings.oidc_signing_alg, *self.keys.published_algs.values()})
+        self.discovery_json = msgspec.json.encode(discovery_document(self.issuer, algs))
+        bus = self.ctx.bus
+        self._subscription = await bus.nc.subscribe(
+            bus.subject("identity.application.>"), cb=self._on_application_event
+        )
+        # Any change in rbac (roles, scopes, links, resources) may change what an application
+        # holds: forget every cached answer as soon as rbac announces it.
+        self._rbac_subscription = await bus.nc.subscribe(bus.subject("rbac.>"), cb=self._on_rbac_event)
+        self._tasks.append(asyncio.create_task(self._purge_loop(), name="oidc-purge"))
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.keys.stop()
+        for subscription in (self._subscription, self._rbac_subscription):
+            if subscription is not None:
+                try:
+                    await subscription.unsubscribe()
+                except Exception:
+                    pass
+
+    async def _on_application_event(self, msg: Any) -> None:
+        try:
+            data = msgspec.json.decode(decode_envelope(msg.data).data)
+            app_id = data.get("application_id") or (data.get("application") or {}).get("id")
+        except Exception:
+            app_id = None
+        self.clients.evict(app_id)
+
+    async def _on_rbac_event(self, msg: Any) -> None:
+        self._application_scopes.clear()
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_EVERY_SECONDS)
+            try:
+                await store.purge_expired(self.pool)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("oidc purge failed", error=str(exc))
+
+    # ------------------------------------------------------------ events
+
+    async def emit(self, conn, data: EventData, *, aggregate_id: str | None = None) -> None:
+        await self.outbox.emit(conn, data, aggregate_id=aggregate_id, tenant_id=self.tenant_id)
+
+    async def emit_alone(self, data: EventData, *, aggregate_id: str | None = None) -> None:
+        """An event with no state change beside it (e.g. a stateless JWT was issued)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.emit(conn, data, aggregate_id=aggregate_id)
+
+    def emit_soon(self, data: EventData, *, aggregate_id: str | None = None) -> None:
+        """An event with no state change beside it, written with others in one transaction
+        a few milliseconds later (see EventBatcher)."""
+        self.batcher.add(data, aggregate_id, self.tenant_id)
+
+    # ------------------------------------------------------------ rbac (one call per token)
+
+    async def _rbac(self, operation, request):
+        try:
+            return await self.ctx.call(operation, request)
+        except RequestError as exc:
+            if exc.status == 503:
+                raise temporarily_unavailable("rbac") from exc
+            raise
+
+    async def resource_by_indicator(self, indicator: str) -> ResourceInfo | None:
+        return await self._rbac(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator=indicator, tenant_id=self.tenant_id))
+
+    async def default_resource(self) -> ResourceInfo | None:
+        return await self._rbac(DEFAULT_RESOURCE, TenantRef(tenant_id=self.tenant_id))
+
+    async def user_scopes(self, user_id: str, indicator: str) -> AllowedScopes:
+        return await self._rbac(USER_SCOPES, UserScopesRequest(user_id=user_id, indicator=indicator, tenant_id=self.tenant_id))
+
+    async def application_scopes(self, application_id: str, indicator: str, *,
+                                 requested: list[str] | None = None) -> AllowedScopes:
+        """What an application holds on a resource. Client-credentials tokens are the hot path
+        (machines ask for tokens far more often than roles change): the answer is reused for
+        `oidc_application_scopes_cache_seconds`, and forgotten at once when rbac publishes any
+        event, so a role change is seen within the event's delivery time (the TTL bounds it if
+        an event is missed). A cached answer lacking a `requested` scope is not trusted (the
+        role may have just been granted): rbac is asked again. So the cache can only be late
+        in taking a scope away — as a JWT already issued is for its whole lifetime — never in
+        granting one. 0 disables the cache: one rbac call per token."""
+        ttl = self.settings.oidc_application_scopes_cache_seconds
+        key = (application_id, indicator)
+        if ttl > 0:
+            cached = self._application_scopes.get(key)
+            if cached is not None and time.monotonic() - cached[1] < ttl:
+                if requested is None or set(requested) <= set(cached[0].scopes):
+                    return cached[0]
+        answer = await self._rbac(
+            APPLICATION_SCOPES,
+            ApplicationScopesRequest(application_id=application_id, indicator=indicator, tenant_id=self.tenant_id),
+        )
+        if ttl > 0 and answer.resource is not None:
+            if len(self._application_scopes) > 10_000:
+                self._application_scopes.clear()
+            self._application_scopes[key] = (answer, time.monotonic())
+        return answer
+
+    # ------------------------------------------------------------ cookies
+
+    def cookie_value(self, request: Request, name: str) -> str | None:
+        return self.cookies.unsign(name, request.cookies.get(name))
+
+
+class EventBatcher:
+    """Outbox rows for events that announce no state change (a client-credentials JWT has no
+    row to change), gathered for `interval` seconds and written in one transaction.
+
+    Why: one transaction per token (BEGIN, INSERT, NOTIFY, COMMIT) is most of the database
+    work of a client-credentials request; batched, a burst of tokens costs one. The envelope is
+    built when the token is issued (its id, time, request id and actor are the request's).
+    The price: a crash within `interval` of issuing loses those events (never a token's state,
+    there is none). Rows go to the kit's outbox table as `Outbox.emit` writes them; the relay
+    publishes them as any other.
+    """
+
+    def __init__(self, pool, outbox, *, interval: float = 0.02, max_pending: int = 10_000) -> None:
+        self.pool = pool
+        self.outbox = outbox
+        self.interval = interval
+        self.max_pending = max_pending
+        self._pending: list[tuple] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def add(self, data: EventData, aggregate_id: str | None, tenant_id: str) -> None:
+        if len(self._pending) >= self.max_pending:
+            log.warning("event batch full: dropping an event", type=type(data).__name__)
+            return
+        envelope = build_envelope(data, tenant_id=tenant_id)
+        self._pending.append((envelope.id, tenant_id, envelope.type, aggregate_id, _encoder.encode(envelope)))
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="oidc-event-batcher")
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.interval)  # let the burst gather
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if not rows:
+            return
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope) VALUES ($1, $2, $3, $4, $5)",
+                    rows,
+                )
+                await conn.execute("SELECT pg_notify($1, '')", self.outbox.channel)
+        except Exception as exc:  # keep them for the next round (bounded by max_pending)
+            log.warning("event batch not written; retrying", error=str(exc), events=len(rows))
+            self._pending[:0] = rows
+            self._wake.set()
+            await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.flush()
+
+
+def provider_of(request: Request) -> Provider:
+    return request.app.state.ctx.extras[EXTRAS_KEY]

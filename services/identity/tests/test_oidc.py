@@ -1,0 +1,552 @@
+"""The OpenID Provider in process, on real PostgreSQL and NATS, driven by Authlib's OAuth 2.0
+client as a relying party. rbac is the in-memory FakeRbac answering rbac's fixed contracts;
+the sign-in experience is stood in for by its rpc (`complete_interaction`)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import os
+import secrets
+import warnings
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import msgspec
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+from tessera_identity.oidc.testing import (
+    ADMIN_ID,
+    ADMIN_SECRET,
+    ENDPOINT,
+    ISSUER,
+    Deployment,
+    complete_interaction,
+    query_of,
+    start_deployment,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from authlib.integrations.httpx_client import OAuthError as AuthlibOAuthError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+_count = itertools.count()
+
+
+@pytest.fixture(scope="module")
+async def deployment(database_url, nats_url, namespace):
+    async with start_deployment(database_url, nats_url, namespace) as dep:
+        yield dep
+
+
+async def keyset(dep: Deployment) -> KeySet:
+    async with dep.browser() as http:
+        return KeySet.import_key_set((await http.get("/oidc/jwks")).json())
+
+
+async def verify(dep: Deployment, token: str, **claims) -> tuple[dict, dict]:
+    """Signature against /oidc/jwks, then the registered claims (joserfc)."""
+    decoded = jwt.decode(token, await keyset(dep), algorithms=["ES384"])
+    JWTClaimsRegistry(iss={"essential": True, "value": ISSUER},
+                      **{k: {"essential": True, "value": v} for k, v in claims.items()}).validate(decoded.claims)
+    return decoded.header, decoded.claims
+
+
+def at_hash(access_token: str) -> str:
+    digest = hashlib.sha384(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:24]).rstrip(b"=").decode()
+
+
+async def discover(dep: Deployment) -> dict:
+    async with dep.browser() as http:
+        return (await http.get("/oidc/.well-known/openid-configuration")).json()
+
+
+async def sign_in(dep: Deployment, rp: AsyncOAuth2Client, user_id: str, *, redirect_uri: str,
+                  scope: str = "openid offline_access profile email phone custom_data identities",
+                  prompt: str = "consent", browser: httpx.AsyncClient | None = None, **extra) -> tuple[dict, str]:
+    """Discovery -> authorization (PKCE S256) -> interaction -> code -> tokens, as an RP does."""
+    meta = await discover(dep)
+    verifier = secrets.token_urlsafe(48)
+    nonce = secrets.token_urlsafe(12)
+    url, state = rp.create_authorization_url(
+        meta["authorization_endpoint"], code_verifier=verifier, redirect_uri=redirect_uri, scope=scope,
+        nonce=nonce, prompt=prompt, **extra)
+    own_browser = browser is None
+    browser = browser or dep.browser()
+    try:
+        final = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+    finally:
+        if own_browser:
+            await browser.aclose()
+    assert final.status_code == 303, final.text
+    location = final.headers["location"]
+    assert location.startswith(redirect_uri)
+    params = query_of(location)
+    assert params["state"] == state and params["iss"] == ISSUER
+    token = await rp.fetch_token(meta["token_endpoint"], code=params["code"], code_verifier=verifier,
+                                 redirect_uri=redirect_uri, **({"resource": extra["resource"]} if "resource" in extra else {}))
+    return token, nonce
+
+
+# ------------------------------------------------------------------ discovery and keys
+
+
+async def test_discovery_is_complete_and_advertises_only_what_works(deployment):
+    meta = await discover(deployment)
+    assert meta["issuer"] == ISSUER
+    for name, path in [("authorization_endpoint", "/auth"), ("token_endpoint", "/token"),
+                       ("userinfo_endpoint", "/me"), ("jwks_uri", "/jwks"), ("end_session_endpoint", "/session/end"),
+                       ("revocation_endpoint", "/token/revocation"), ("introspection_endpoint", "/token/introspection")]:
+        assert meta[name] == ISSUER + path
+    assert meta["response_types_supported"] == ["code"]
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["id_token_signing_alg_values_supported"] == ["ES384"]
+    assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    assert set(meta["scopes_supported"]) >= {"openid", "offline_access", "profile", "email", "phone",
+                                             "custom_data", "identities"}
+    assert meta["request_parameter_supported"] is False and meta["claims_parameter_supported"] is False
+    async with deployment.browser() as http:
+        response = await http.get("/oidc/.well-known/openid-configuration", headers={"origin": "https://any.example"})
+        assert response.headers["access-control-allow-origin"] == "*"
+        # Every advertised endpoint answers (not 404).
+        for name in ("authorization_endpoint", "userinfo_endpoint", "jwks_uri", "end_session_endpoint"):
+            assert (await http.get(meta[name].removeprefix(ENDPOINT))).status_code != 404
+
+
+async def test_jwks_publishes_a_p384_public_key_encrypted_at_rest(deployment):
+    async with deployment.browser() as http:
+        keys = (await http.get("/oidc/jwks")).json()["keys"]
+    assert len(keys) == 1
+    key = keys[0]
+    assert key["kty"] == "EC" and key["crv"] == "P-384" and key["alg"] == "ES384" and key["use"] == "sig"
+    assert "d" not in key
+    row = await deployment.ctx.pool.fetchrow("SELECT private_key_encrypted, kek_id FROM oidc_signing_keys WHERE kid = $1", key["kid"])
+    assert b"PRIVATE KEY" not in row["private_key_encrypted"]
+    assert row["kek_id"] == deployment.provider.keys.encryption.kek_id
+
+
+# ------------------------------------------------------------------ the user flow, end to end
+
+
+SPA_REDIRECT = "https://spa.example/callback"
+SPA_LOGOUT = "https://spa.example/"
+
+
+async def spa_and_user(dep: Deployment):
+    app = await dep.application("SPA", redirect_uris=[SPA_REDIRECT], post_logout_redirect_uris=[SPA_LOGOUT])
+    user_id = await dep.user(username=f"alice{next(_count)}", name="Alice", primary_email=f"alice{next(_count)}@example.com",
+                             avatar="https://img.example/a.png", custom_data={"plan": "pro"},
+                             identities={"github": {"userId": "gh-1"}})
+    return app, user_id
+
+
+async def test_authorization_code_flow_with_pkce_id_token_userinfo_and_logout(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
+        token, nonce = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT, browser=browser)
+        assert token["token_type"].lower() == "bearer" and token["expires_in"] == 3600
+        assert set(token["scope"].split()) == {"openid", "offline_access", "profile", "email", "phone",
+                                               "custom_data", "identities"}
+        assert token["refresh_token"] and token["access_token"].count(".") == 0  # opaque: no resource
+
+        # ID token (OIDC Core §3.1.3.7), verified against /oidc/jwks.
+        header, claims = await verify(dep, token["id_token"], aud=app["id"], sub=user_id, nonce=nonce)
+        assert header["alg"] == "ES384" and header["kid"]
+        assert claims["at_hash"] == at_hash(token["access_token"])
+        assert claims["name"] == "Alice" and claims["username"].startswith("alice")
+        assert claims["picture"] == "https://img.example/a.png"
+        assert claims["email"].endswith("@example.com") and claims["email_verified"] is True
+        assert claims["phone_number"] is None and claims["phone_number_verified"] is False
+        assert "custom_data" not in claims and "identities" not in claims  # userinfo only
+        assert claims["exp"] - claims["iat"] == 3600
+
+        # Userinfo (OIDC Core §5.3) with custom_data and identities.
+        response = await rp.get(ISSUER + "/me")
+        assert response.status_code == 200
+        info = response.json()
+        assert info["sub"] == user_id and info["custom_data"] == {"plan": "pro"}
+        assert info["identities"] == {"github": {"userId": "gh-1"}} and info["email"] == claims["email"]
+
+        # SSO: the browser's session and grant cover a second request without a prompt.
+        url, state = rp.create_authorization_url(ISSUER + "/auth", code_verifier=secrets.token_urlsafe(48),
+                                                 redirect_uri=SPA_REDIRECT, scope="openid profile", prompt="none")
+        response = await browser.get(url)
+        assert response.status_code == 303 and "code" in query_of(response.headers["location"])
+
+        # Logout (RP-Initiated Logout 1.0): confirmation page, then the redirect with state.
+        response = await browser.get("/oidc/session/end", params={
+            "id_token_hint": token["id_token"], "post_logout_redirect_uri": SPA_LOGOUT, "state": "bye"})
+        assert response.status_code == 200 and "session/end/confirm" in response.text
+        xsrf = response.text.split('name="xsrf" value="')[1].split('"')[0]
+        response = await browser.post("/oidc/session/end/confirm", data={"xsrf": xsrf, "logout": "yes"})
+        assert response.status_code == 303 and response.headers["location"] == SPA_LOGOUT + "?state=bye"
+        ended = await dep.event_data("identity.session.ended")
+        assert any(e["user_id"] == user_id and e["reason"] == "logout" for e in ended)
+        # The session is gone: prompt=none now needs a login.
+        response = await browser.get(url)
+        assert query_of(response.headers["location"])["error"] == "login_required"
+        # The offline grant outlives the session (oidc-provider's logout rule): refresh still works.
+        refreshed = await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+        assert refreshed["access_token"]
+
+    started = await dep.event_data("identity.session.started")
+    assert any(e["user_id"] == user_id and e["application_id"] == app["id"] for e in started)
+    issued = [e for e in await dep.event_data("identity.token.issued") if e["user_id"] == user_id]
+    assert issued[0]["grant_type"] == "authorization_code"
+    assert set(issued[0]["token_types"]) == {"AccessToken", "IdToken", "RefreshToken"}
+
+
+async def test_refresh_rotation_concurrent_refreshes_and_replay(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
+        first = token["refresh_token"]
+
+        # Public clients always rotate.
+        rotated = await rp.refresh_token(ISSUER + "/token", refresh_token=first)
+        assert rotated["refresh_token"] != first
+        _, claims = await verify(dep, rotated["id_token"], aud=app["id"], sub=user_id)
+        assert "nonce" not in claims  # OIDC Core §12.2
+
+        # Two concurrent refreshes of one token within the reuse interval both succeed.
+        second = rotated["refresh_token"]
+        a, b = await asyncio.gather(
+            rp.refresh_token(ISSUER + "/token", refresh_token=second),
+            rp.refresh_token(ISSUER + "/token", refresh_token=second),
+        )
+        assert a["refresh_token"] != b["refresh_token"]
+        assert a["access_token"] != b["access_token"]
+
+        # Past the interval (0 s here, 3 s by default), the same token is a replay: the family goes.
+        dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
+        try:
+            with pytest.raises(AuthlibOAuthError) as error:
+                await rp.refresh_token(ISSUER + "/token", refresh_token=second)
+            assert error.value.error == "invalid_grant"
+        finally:
+            dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=3.0)
+        for survivor in (a["refresh_token"], b["refresh_token"]):
+            with pytest.raises(AuthlibOAuthError) as error:
+                await rp.refresh_token(ISSUER + "/token", refresh_token=survivor)
+            assert error.value.error == "invalid_grant"
+        # The family's opaque access tokens are revoked too.
+        async with dep.browser() as http:
+            response = await http.get("/oidc/me", headers={"authorization": f"Bearer {a['access_token']}"})
+        assert response.status_code == 401
+        assert any(e["reason"] == "refresh_token_replayed" for e in await dep.event_data("identity.token.revoked"))
+
+
+async def test_revocation_of_a_refresh_token_revokes_its_access_tokens(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
+        response = await rp.revoke_token(ISSUER + "/token/revocation", token=token["refresh_token"],
+                                         token_type_hint="refresh_token")
+        assert response.status_code == 200
+        with pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+        assert error.value.error == "invalid_grant"
+        response = await rp.get(ISSUER + "/me")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        # Unknown tokens are no error (RFC 7009 §2.2).
+        response = await rp.revoke_token(ISSUER + "/token/revocation", token="not-a-token")
+        assert response.status_code == 200
+
+
+# ------------------------------------------------------------------ resources and roles
+
+
+WEB_REDIRECT = "https://web.example/cb"
+
+
+async def test_code_flow_with_a_resource_gives_an_at_jwt_with_role_filtered_scopes(deployment):
+    dep = deployment
+    api = f"https://api{next(_count)}.example"
+    dep.rbac.add_resource(api, ttl=900)
+    app = await dep.application("Traditional", redirect_uris=[WEB_REDIRECT])
+    user_id = await dep.user()
+    dep.rbac.user_scopes[(user_id, api)] = ["read", "write"]
+    async with dep.rp(app["id"], app["secret"], method="client_secret_basic", code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=WEB_REDIRECT,
+                                 scope="openid offline_access read write delete", resource=api)
+        header, claims = await verify(dep, token["access_token"], aud=api, sub=user_id)
+        assert header["typ"] == "at+jwt"  # RFC 9068 §2.1
+        assert claims["client_id"] == app["id"] and claims["scope"] == "read write"  # delete: no role
+        assert claims["exp"] - claims["iat"] == 900 and token["expires_in"] == 900 and claims["jti"]
+        assert token["scope"] == "read write"
+
+        # Refresh for the resource; the role lost meanwhile drops the scope.
+        dep.rbac.user_scopes[(user_id, api)] = ["read"]
+        refreshed = await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"], resource=api)
+        _, claims = await verify(dep, refreshed["access_token"], aud=api, sub=user_id)
+        assert claims["scope"] == "read"
+        # Confidential clients do not rotate before 70 % of the lifetime: the same token comes back.
+        assert refreshed["refresh_token"] == token["refresh_token"]
+        # Without resource: an opaque token for userinfo.
+        plain = await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+        assert plain["access_token"].count(".") == 0 and "openid" in plain["scope"]
+        # A JWT access token is for its API, not for userinfo.
+        async with dep.browser() as http:
+            response = await http.get("/oidc/me", headers={"authorization": f"Bearer {refreshed['access_token']}"})
+        assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+
+
+async def test_default_resource_applies_without_a_resource_parameter(deployment):
+    dep = deployment
+    api = f"https://default{next(_count)}.example"
+    dep.rbac.add_resource(api, ttl=1200)
+    dep.rbac.set_default(api)
+    try:
+        m2m = await dep.application("MachineToMachine")
+        dep.rbac.application_scopes[(m2m["id"], api)] = ["jobs:run"]
+        async with dep.rp(m2m["id"], m2m["secret"], method="client_secret_basic") as rp:
+            token = await rp.fetch_token(ISSUER + "/token", grant_type="client_credentials", scope="jobs:run other")
+        _, claims = await verify(dep, token["access_token"], aud=api, sub=m2m["id"])
+        assert claims["scope"] == "jobs:run" and token["expires_in"] == 1200
+    finally:
+        dep.rbac.set_default(None)
+
+
+async def test_client_credentials_with_and_without_a_resource(deployment):
+    dep = deployment
+    api = f"https://m2m{next(_count)}.example"
+    dep.rbac.add_resource(api, ttl=600)
+    m2m = await dep.application("MachineToMachine")
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["a", "b"]
+    async with dep.rp(m2m["id"], m2m["secret"], method="client_secret_post") as rp:
+        calls = len(dep.rbac.calls)
+        token = await rp.fetch_token(ISSUER + "/token", grant_type="client_credentials", scope="a c", resource=api)
+        assert dep.rbac.calls[calls:] == ["application_scopes"]  # one rbac call per token
+        header, claims = await verify(dep, token["access_token"], aud=api, sub=m2m["id"])
+        assert header["typ"] == "at+jwt" and claims["client_id"] == m2m["id"] and claims["scope"] == "a"
+        assert "refresh_token" not in token and "id_token" not in token
+
+        # No resource and no default: an opaque token, introspectable and revocable.
+        opaque = await rp.fetch_token(ISSUER + "/token", grant_type="client_credentials", scope="a")
+        assert opaque["access_token"].count(".") == 0 and opaque["expires_in"] == 600
+        response = await rp.post(ISSUER + "/token/introspection", data={"token": opaque["access_token"]},
+                                 auth=(m2m["id"], m2m["secret"]))
+        body = response.json()
+        assert body["active"] is True and body["sub"] == m2m["id"] and body["client_id"] == m2m["id"]
+        await rp.revoke_token(ISSUER + "/token/revocation", token=opaque["access_token"])
+        response = await rp.post(ISSUER + "/token/introspection", data={"token": opaque["access_token"]},
+                                 auth=(m2m["id"], m2m["secret"]))
+        assert response.json() == {"active": False}
+        # A JWT access token introspects by its signature.
+        response = await rp.post(ISSUER + "/token/introspection", data={"token": token["access_token"]},
+                                 auth=(m2m["id"], m2m["secret"]))
+        assert response.json()["active"] is True and response.json()["aud"] == api
+
+    # JSON bodies are accepted as Logto does (Content-Type exactly application/json).
+    async with dep.browser() as http:
+        response = await http.post("/oidc/token", json={"grant_type": "client_credentials", "resource": api,
+                                                        "scope": "b"}, auth=(m2m["id"], m2m["secret"]))
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+        assert response.json()["scope"] == "b"
+    await dep.provider.batcher.flush()  # JWT tokens' events are written in batches
+    issued = [e for e in await dep.event_data("identity.token.issued") if e["application_id"] == m2m["id"]]
+    assert len(issued) == 3 and {e["grant_type"] for e in issued} == {"client_credentials"}
+    assert sorted((e["resource"] or "", e["scope"]) for e in issued) == [("", "a"), (api, "a"), (api, "b")]
+
+
+async def test_admin_application_is_seeded_and_linked_to_the_admin_role(deployment):
+    dep = deployment
+    for _ in range(100):
+        if ADMIN_ID in dep.rbac.admins:
+            break
+        await asyncio.sleep(0.05)
+    assert ADMIN_ID in dep.rbac.admins  # SET_APPLICATION_ADMIN was called
+    row = await dep.ctx.pool.fetchrow("SELECT type, secret FROM applications WHERE id = $1", ADMIN_ID)
+    assert row["type"] == "MachineToMachine" and row["secret"] == ADMIN_SECRET
+    async with dep.browser() as http:
+        response = await http.post("/oidc/token", data={
+            "grant_type": "client_credentials", "resource": "https://default.logto.app/api", "scope": "all"},
+            auth=(ADMIN_ID, ADMIN_SECRET))
+    assert response.status_code == 200, response.text
+    _, claims = await verify(dep, response.json()["access_token"], aud="https://default.logto.app/api", sub=ADMIN_ID)
+    assert claims["scope"] == "all"
+
+
+# ------------------------------------------------------------------ suspension
+
+
+async def test_a_suspended_users_refresh_token_stops_working(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
+        # Even before any revocation runs, a suspended user's refresh is refused.
+        await dep.ctx.pool.execute("UPDATE users SET is_suspended = true WHERE id = $1", user_id)
+        with pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+        assert error.value.error == "invalid_grant"
+        assert (await rp.get(ISSUER + "/me")).status_code == 401
+
+
+async def test_revoke_everything_for_user_ends_sessions_and_tokens_in_the_callers_transaction(deployment):
+    from tessera_identity.oidc.revocation import revoke_everything_for_user
+
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
+        async with dep.ctx.pool.acquire() as conn:
+            async with conn.transaction():
+                await revoke_everything_for_user(conn, "default", user_id)
+        for table in ("oidc_sessions", "oidc_grants", "oidc_refresh_tokens", "oidc_access_tokens"):
+            column = "account_id"
+            assert await dep.ctx.pool.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user_id) == 0
+        with pytest.raises(AuthlibOAuthError):
+            await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+    assert any(e["user_id"] == user_id and e["reason"] == "revoked" for e in await dep.event_data("identity.session.ended"))
+    assert any(e["user_id"] == user_id and e["reason"] == "user_revoked" for e in await dep.event_data("identity.token.revoked"))
+
+
+# ------------------------------------------------------------------ keys
+
+
+async def test_key_rotation_publishes_before_signing_and_keeps_the_old_key(deployment):
+    dep = deployment
+    ring = dep.provider.keys
+    m2m = await dep.application("MachineToMachine")
+
+    async def cc_token() -> str:
+        async with dep.browser() as http:
+            response = await http.post("/oidc/token", data={"grant_type": "client_credentials",
+                                                             "resource": "https://default.logto.app/api"},
+                                       auth=(m2m["id"], m2m["secret"]))
+        return response.json()["access_token"]
+
+    old_kid = ring.signing.kid
+    old_token = await cc_token()
+    new_kid = await ring.stage(dep.ctx.pool)
+    await ring.promote_due(dep.ctx.pool)  # not yet: the propagation time has not passed
+    await ring.reload(dep.ctx.pool)
+    async with dep.browser() as http:
+        kids = [k["kid"] for k in (await http.get("/oidc/jwks")).json()["keys"]]
+    assert set(kids) == {old_kid, new_kid}  # published before it signs
+    assert jwt.decode(await cc_token(), await keyset(dep), algorithms=["ES384"]).header["kid"] == old_kid
+
+    # Once propagated, the new key signs; the old one stays published for its tokens.
+    assert await ring.promote_due(dep.ctx.pool, now_offset=ring.propagation_seconds + 1)
+    await ring.reload(dep.ctx.pool)
+    assert jwt.decode(await cc_token(), await keyset(dep), algorithms=["ES384"]).header["kid"] == new_kid
+    decoded = jwt.decode(old_token, await keyset(dep), algorithms=["ES384"])
+    assert decoded.header["kid"] == old_kid
+    status = dict(await dep.ctx.pool.fetch("SELECT kid, status FROM oidc_signing_keys WHERE kid = ANY($1)",
+                                           [old_kid, new_kid]))
+    assert status == {old_kid: "retired", new_kid: "current"}
+
+
+async def test_keys_encrypted_with_another_key_encryption_key_are_refused(deployment):
+    from tessera_identity.oidc.crypto import KeyEncryption
+    from tessera_identity.oidc.keys import KeyDecryptionError, KeyRing
+
+    ring = KeyRing("default", KeyEncryption("another-key-encryption-key-of-32-chars!!"), alg="ES384",
+                   propagation_seconds=600, retired_seconds=60)
+    with pytest.raises(KeyDecryptionError, match="another TESSERA_KEY_ENCRYPTION_KEY"):
+        await ring.reload(deployment.ctx.pool)
+
+
+# ------------------------------------------------------------------ browser details
+
+
+async def test_sign_in_pages_cookie_and_register_mode(deployment):
+    dep = deployment
+    app, _ = await spa_and_user(dep)
+    params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
+              "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s"}
+    async with dep.browser() as browser:
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.status_code == 303 and response.headers["location"] == "/sign-in"
+        set_cookie = [h for h in response.headers.get_list("set-cookie") if h.startswith("_interaction=")][0].lower()
+        assert "path=/" in set_cookie and "httponly" in set_cookie and "samesite=lax" in set_cookie
+        assert "max-age=3600" in set_cookie
+        response = await browser.get("/oidc/auth", params={**params, "interaction_mode": "signUp"})
+        assert response.headers["location"] == "/register"
+        # POST works as GET (OIDC Core §3.1.2.1).
+        response = await browser.post("/oidc/auth", data=params)
+        assert response.status_code == 303 and response.headers["location"] == "/sign-in"
+        # A forged or foreign interaction cookie cannot resume anything.
+        browser.cookies.set("_interaction", "forged.value", domain="id.test")
+        response = await browser.get("/oidc/auth/forged")
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+async def test_form_post_response_mode(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    verifier = secrets.token_urlsafe(48)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
+        url, state = rp.create_authorization_url(ISSUER + "/auth", code_verifier=verifier, redirect_uri=SPA_REDIRECT,
+                                                 scope="openid", response_mode="form_post")
+        response = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+        assert response.status_code == 200 and f'action="{SPA_REDIRECT}"' in response.text
+        code = response.text.split('name="code" value="')[1].split('"')[0]
+        assert f'name="state" value="{state}"' in response.text
+        token = await rp.fetch_token(ISSUER + "/token", code=code, code_verifier=verifier, redirect_uri=SPA_REDIRECT)
+        assert "refresh_token" not in token  # no offline_access
+
+
+async def test_cors_follows_the_clients_origins(deployment):
+    dep = deployment
+    app = await dep.application("SPA", redirect_uris=["https://spa-cors.example/cb"],
+                                custom={"corsAllowedOrigins": ["https://extra.example"]})
+    async with dep.browser() as http:
+        preflight = await http.options("/oidc/token", headers={
+            "origin": "https://spa-cors.example", "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type"})
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "https://spa-cors.example"
+        for origin, allowed in [("https://spa-cors.example", True), ("https://extra.example", True),
+                                ("https://evil.example", False)]:
+            response = await http.post("/oidc/token", data={"grant_type": "refresh_token", "refresh_token": "x",
+                                                             "client_id": app["id"]}, headers={"origin": origin})
+            if allowed:
+                assert response.headers["access-control-allow-origin"] == origin
+                assert response.json()["error"] == "invalid_grant"
+            else:
+                assert "access-control-allow-origin" not in response.headers
+                assert response.json()["error"] == "invalid_request"
+
+
+async def test_application_scopes_are_reused_but_never_late_to_grant(deployment):
+    dep = deployment
+    api = f"https://cache{next(_count)}.example"
+    dep.rbac.add_resource(api)
+    m2m = await dep.application("MachineToMachine")
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["a"]
+
+    async def token(scope: str) -> str:
+        async with dep.browser() as http:
+            response = await http.post("/oidc/token", data={"grant_type": "client_credentials", "resource": api,
+                                                             "scope": scope}, auth=(m2m["id"], m2m["secret"]))
+        return response.json()["scope"]
+
+    calls = len(dep.rbac.calls)
+    assert await token("a") == "a" and await token("a") == "a"
+    assert dep.rbac.calls[calls:] == ["application_scopes"]  # the second token reused the answer
+    # A scope just granted is seen at once: a cached answer lacking it is not trusted.
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["a", "b"]
+    assert await token("a b") == "a b"
+    # A scope taken away is seen as soon as rbac announces a change.
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["b"]
+    await dep.ctx.bus.nc.publish(dep.ctx.bus.subject("rbac.role.scopes_unassigned"), b"{}")
+    await dep.ctx.bus.nc.flush()
+    for _ in range(100):
+        if not dep.provider._application_scopes:
+            break
+        await asyncio.sleep(0.01)
+    assert await token("a b") == "b"
