@@ -1,0 +1,1 @@
+"""rbac's read models of identity's users and applications, fed by identity's events."""

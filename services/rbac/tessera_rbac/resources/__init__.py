@@ -1,0 +1,1 @@
+"""API resources and their scopes (`/api/resources*`)."""
