@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench install pins catalogue clean-data
+.PHONY: run test test-fast bench install pins catalogue clean-data browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ install: $(STAMP)
 run: install
 	$(PY) -m tessera_devstack.run
 
-test: install
+test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium (never a browser build downloaded by playwright).
+# A fresh CI machine has none: install it when we are root with apt-get; otherwise those
+# tests skip and say why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: the browser tests will skip"; \
+	fi
 
 bench: install
 	$(PY) -m tessera_bench $(BENCH_ARGS)
