@@ -91,10 +91,12 @@ async def run(args) -> int:
             ctx = BenchContext(url=args.url, admin_client_id=os.environ.get("TESSERA_ADMIN_CLIENT_ID"),
                                admin_client_secret=os.environ.get("TESSERA_ADMIN_CLIENT_SECRET"),
                                dev_auth=bool(os.environ.get("TESSERA_DEV_AUTH")))
-            database = nats_url = None
+            database = None
+            nats_url, namespace = os.environ.get("NATS_URL"), os.environ.get("TESSERA_NAMESPACE", "")
         else:
             print("starting the stack ...", file=sys.stderr, flush=True)
             stack, admin, database, nats_url, pids, infra = cleanup.enter_context(local_stack())
+            namespace = stack.env["TESSERA_NAMESPACE"]
             ctx = BenchContext(url=stack.url, admin_client_id=admin.id,
                                admin_client_secret=admin.secret, dev_auth=True)
             time.sleep(3)  # let start-up work settle before measuring idle memory
@@ -119,6 +121,7 @@ async def run(args) -> int:
                     scenario.name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}",
                     f"{result.p99_ms:.1f}", str(result.errors), _target_for(scenario.name),
                 ))
+            rows.extend(await custom_benchmarks(ctx, client, args, nats_url, namespace))
         if not args.no_events and database and nats_url and (not args.only or "event" in args.only):
             print("• events: committed → applied", file=sys.stderr, flush=True)
             events = await measure_event_latency(database, nats_url, rate=500, seconds=args.seconds)
@@ -127,6 +130,36 @@ async def run(args) -> int:
                          f"{events.p50_ms:.1f}", f"{events.p99_ms:.1f}", f"{lost} lost", "p99 < 100 ms, 0 lost"))
     print_table(rows)
     return 0
+
+
+async def custom_benchmarks(ctx, client, args, nats_url, namespace) -> list[tuple]:
+    """Benchmarks wrk cannot drive: multi-step flows (sign-in) and NATS rpc."""
+    from tessera_bench.scenarios import oidc, rbac
+
+    rows: list[tuple] = []
+    for flow in oidc.FLOWS:
+        if args.only and args.only.lower() not in flow.name.lower():
+            continue
+        print(f"• {flow.name}", file=sys.stderr, flush=True)
+        try:
+            result = await oidc.measure_flow(ctx, flow, seconds=args.seconds, client=client)
+        except Exception as exc:
+            rows.append((flow.name, "skipped", "", "", str(exc)[:60], _target_for(flow.name)))
+            continue
+        rows.append((flow.name, f"{result.per_second:,.1f}/s", f"{result.p50_ms:.0f}", f"{result.p99_ms:.0f}",
+                     str(result.errors), _target_for(flow.name)))
+    for benchmark in rbac.RPC_BENCHMARKS if nats_url else []:
+        if args.only and args.only.lower() not in benchmark.name.lower():
+            continue
+        print(f"• {benchmark.name}", file=sys.stderr, flush=True)
+        try:
+            result = await benchmark.run(ctx, client, nats_url, namespace, args.seconds)
+        except Exception as exc:
+            rows.append((benchmark.name, "skipped", "", "", str(exc)[:60], benchmark.target))
+            continue
+        rows.append((benchmark.name, f"{result.calls_per_second:,.0f}/s", f"{result.p50_ms:.1f}",
+                     f"{result.p99_ms:.1f}", str(result.errors), benchmark.target))
+    return rows
 
 
 def print_table(rows) -> None:
