@@ -39,6 +39,28 @@ def _target_for(name: str) -> str:
     return next((t for key, t in TARGETS.items() if key in name), "")
 
 
+def settle(pids: list[int], *, quiet_percent: float = 25.0, limit_seconds: float = 30.0) -> None:
+    """Wait until the stack is idle again (consumers done with the last scenario's events),
+    so each scenario is measured on a quiet machine."""
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            processes += [root, *root.children(recursive=True)]
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        for p in processes:
+            with contextlib.suppress(psutil.Error):
+                p.cpu_percent(None)
+        time.sleep(1.0)
+        busy = 0.0
+        for p in processes:
+            with contextlib.suppress(psutil.Error):
+                busy += p.cpu_percent(None)
+        if busy < quiet_percent:
+            return
+
+
 def resident_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -91,14 +113,15 @@ async def run(args) -> int:
             ctx = BenchContext(url=args.url, admin_client_id=os.environ.get("TESSERA_ADMIN_CLIENT_ID"),
                                admin_client_secret=os.environ.get("TESSERA_ADMIN_CLIENT_SECRET"),
                                dev_auth=bool(os.environ.get("TESSERA_DEV_AUTH")))
-            database = None
+            database, watched = None, []
             nats_url, namespace = os.environ.get("NATS_URL"), os.environ.get("TESSERA_NAMESPACE", "")
         else:
             print("starting the stack ...", file=sys.stderr, flush=True)
             stack, admin, database, nats_url, pids, infra = cleanup.enter_context(local_stack())
             namespace = stack.env["TESSERA_NAMESPACE"]
+            watched = pids + [p for p in infra if p]
             ctx = BenchContext(url=stack.url, admin_client_id=admin.id,
-                               admin_client_secret=admin.secret, dev_auth=True)
+                               admin_client_secret=admin.secret, dev_auth=True, database_url=database)
             time.sleep(3)  # let start-up work settle before measuring idle memory
             services_mb = resident_mb(pids)
             all_mb = services_mb + resident_mb([p for p in infra if p])
@@ -115,14 +138,17 @@ async def run(args) -> int:
                 except Exception as exc:  # a scenario whose service is missing is reported, not fatal
                     rows.append((scenario.name, "skipped", "", "", str(exc)[:60], _target_for(scenario.name)))
                     continue
+                settle(watched)
                 run_wrk(ctx.url, request, seconds=2, connections=scenario.connections)  # warm-up
                 result = run_wrk(ctx.url, request, seconds=args.seconds, connections=scenario.connections)
                 rows.append((
                     scenario.name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}",
                     f"{result.p99_ms:.1f}", str(result.errors), _target_for(scenario.name),
                 ))
+            settle(watched)
             rows.extend(await custom_benchmarks(ctx, client, args, nats_url, namespace))
         if not args.no_events and database and nats_url and (not args.only or "event" in args.only):
+            settle(watched)
             print("• events: committed → applied", file=sys.stderr, flush=True)
             events = await measure_event_latency(database, nats_url, rate=500, seconds=args.seconds)
             lost = events.published - events.applied

@@ -16,6 +16,8 @@ class BenchContext:
     admin_client_id: str | None = None
     admin_client_secret: str | None = None
     dev_auth: bool = False
+    # The stack's database, when the runner started the stack itself (fast SQL seeding).
+    database_url: str | None = None
     _token: str | None = None
 
     async def management_headers(self, client: httpx.AsyncClient) -> dict[str, str]:

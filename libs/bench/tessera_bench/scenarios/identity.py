@@ -102,7 +102,22 @@ async def search_users(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
     return Request("GET", "/api/users?search.primaryEmail=%25seed4242%40%25&page_size=20", headers=headers)
 
 
+async def list_applications(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
+    """The Console's application list: a page of 20 (at least 20 applications exist)."""
+    headers = await ctx.management_headers(client)
+    listed = await client.get(f"{ctx.url}/api/applications", params={"page_size": "1"}, headers=headers)
+    listed.raise_for_status()
+    for n in range(int(listed.headers["total-number"]), 25):
+        created = await client.post(f"{ctx.url}/api/applications", headers=headers, json={
+            "name": f"Bench app {n}", "type": "SPA",
+            "oidcClientMetadata": {"redirectUris": [f"https://app{n}.example/cb"], "postLogoutRedirectUris": []},
+        })
+        created.raise_for_status()
+    return Request("GET", "/api/applications?page=1&page_size=20", headers=headers)
+
+
 SCENARIOS = [
+    Scenario("GET /api/applications (page of 20)", list_applications),
     Scenario("POST /api/users (create, no password)", create_user),
     Scenario("POST /api/users (create with password, argon2id)", create_user_with_password, connections=8),
     Scenario("GET /api/users/:id", get_user),
