@@ -8,7 +8,6 @@ from tessera_identity.applications import routes as applications
 from tessera_identity.applications import rpc as applications_rpc
 from tessera_identity.applications.seed import seed_demo_app
 from tessera_identity.oidc import wiring as oidc
-from tessera_identity.runtime import Runtime
 from tessera_identity.users import housekeeping
 from tessera_identity.users import routes as users
 from tessera_identity.users import rpc as users_rpc
@@ -17,19 +16,18 @@ from tessera_kit.config import ServiceSettings
 
 
 def build_spec(settings: ServiceSettings | None = None, name: str = "identity") -> ServiceSpec:
-    """A fresh spec (and rpc runtime) per identity instance; tests build their own."""
-    runtime = Runtime()
+    """A fresh spec per identity instance; tests build their own."""
     return ServiceSpec(
         name=name,
         route_handlers=[*users.handlers, *applications.handlers, *oidc.ROUTES],
         migrations=Path(__file__).parent / "migrations",
         publishes=STREAMS["identity"],
         rpc_handlers=[
-            *users_rpc.build_handlers(runtime),
-            *applications_rpc.build_handlers(runtime),
+            *users_rpc.HANDLERS,
+            *applications_rpc.HANDLERS,
             *oidc.RPC_HANDLERS,
         ],
-        on_startup=[runtime.bind, seed_demo_app, housekeeping.start, *oidc.ON_STARTUP],
+        on_startup=[seed_demo_app, housekeeping.start, *oidc.ON_STARTUP],
         on_shutdown=[housekeeping.stop, *oidc.ON_SHUTDOWN],
         settings=settings,
     )

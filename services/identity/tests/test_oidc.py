@@ -404,7 +404,7 @@ async def test_revoke_everything_for_user_ends_sessions_and_tokens_in_the_caller
         token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
         async with dep.ctx.pool.acquire() as conn:
             async with conn.transaction():
-                await revoke_everything_for_user(conn, "default", user_id)
+                await revoke_everything_for_user(conn, dep.ctx.outbox, "default", user_id)
         for table in ("oidc_sessions", "oidc_grants", "oidc_refresh_tokens", "oidc_access_tokens"):
             column = "account_id"
             assert await dep.ctx.pool.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", user_id) == 0

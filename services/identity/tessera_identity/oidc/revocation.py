@@ -20,20 +20,13 @@ from tessera_identity.oidc.crypto import digest
 from tessera_identity.oidc.errors import OAuthError
 from tessera_kit.outbox import Outbox
 
-# Set at start-up to the service's outbox; the users context passes only a connection.
-_outbox: Outbox | None = None
 
-
-def use_outbox(outbox: Outbox) -> None:
-    global _outbox
-    _outbox = outbox
-
-
-async def revoke_everything_for_user(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> None:
+async def revoke_everything_for_user(
+    conn: asyncpg.Connection, outbox: Outbox, tenant_id: str, user_id: str
+) -> None:
     """End the user's sessions and revoke their grants, codes and tokens, in the caller's
     transaction, with an event per session and per grant."""
     revoked = await store.revoke_account(conn, tenant_id, user_id)
-    outbox = _outbox or Outbox("identity")
     for session_id in revoked["sessions"]:
         await outbox.emit(conn, SessionEnded(user_id=user_id, session_id=session_id, reason="revoked"),
                           aggregate_id=user_id, tenant_id=tenant_id)

@@ -1,8 +1,8 @@
 """What the OIDC context adds to the identity service (main.py reads these).
 
 The provider is built in ON_STARTUP (after the kit has the pool, the bus and the outbox), but
-the kit serves rpc before start-up hooks run: the rpc handlers look the provider up when
-called and answer 503 until it exists.
+the kit serves rpc before start-up hooks run: the rpc handlers look the interaction answers up
+in the service context when called and answer 503 until they exist.
 """
 
 from __future__ import annotations
@@ -18,29 +18,27 @@ from tessera_events.contracts.oidc import (
 from tessera_identity.oidc import routes
 from tessera_identity.oidc.interactions import InteractionRpc
 from tessera_identity.oidc.provider import EXTRAS_KEY, Provider
-from tessera_identity.oidc.revocation import use_outbox
 from tessera_identity.oidc.seed import link_admin_role, seed_admin_application
 from tessera_identity.oidc.settings import load
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import service_unavailable
 from tessera_kit.rpc import RpcHandler
 
-_rpc: InteractionRpc | None = None
+INTERACTIONS_KEY = "oidc.interactions"
 
 
-def _interactions() -> InteractionRpc:
-    if _rpc is None:
+def _interactions(ctx: ServiceContext) -> InteractionRpc:
+    answers = ctx.extras.get(INTERACTIONS_KEY)
+    if answers is None:
         raise service_unavailable("identity")
-    return _rpc
+    return answers
 
 
 async def start(ctx: ServiceContext) -> None:
-    global _rpc
     provider = Provider(ctx, load())
     await provider.start()
     ctx.extras[EXTRAS_KEY] = provider
-    use_outbox(ctx.outbox)
-    _rpc = InteractionRpc(provider)
+    ctx.extras[INTERACTIONS_KEY] = InteractionRpc(provider)
     admin_id = await seed_admin_application(provider)
     provider._tasks.append(asyncio.create_task(link_admin_role(provider, admin_id), name="oidc-admin-link"))
 
@@ -53,10 +51,10 @@ async def stop(ctx: ServiceContext) -> None:
 
 ROUTES: list = [*routes.handlers]
 RPC_HANDLERS: list = [
-    RpcHandler(INTERACTION_DETAILS, lambda request: _interactions().details(request)),
-    RpcHandler(FINISH_LOGIN, lambda request: _interactions().finish_login(request)),
-    RpcHandler(GRANT_CONSENT, lambda request: _interactions().grant_consent(request)),
-    RpcHandler(ABORT_INTERACTION, lambda request: _interactions().abort(request)),
+    RpcHandler(INTERACTION_DETAILS, lambda ctx, request: _interactions(ctx).details(request), with_context=True),
+    RpcHandler(FINISH_LOGIN, lambda ctx, request: _interactions(ctx).finish_login(request), with_context=True),
+    RpcHandler(GRANT_CONSENT, lambda ctx, request: _interactions(ctx).grant_consent(request), with_context=True),
+    RpcHandler(ABORT_INTERACTION, lambda ctx, request: _interactions(ctx).abort(request), with_context=True),
 ]
 ON_STARTUP: list = [start]
 ON_SHUTDOWN: list = [stop]

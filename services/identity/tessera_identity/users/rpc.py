@@ -18,7 +18,6 @@ from tessera_events.contracts.identity import (
     VerifyPasswordRequest,
 )
 from tessera_identity import passwords
-from tessera_identity.runtime import Runtime
 from tessera_identity.users import lockout, service, store
 from tessera_identity.users.domain import AVATAR_MAX, IDENTIFIER_MAX, NAME_MAX, identities_json, user_info
 from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_url
@@ -60,78 +59,76 @@ def _same_tenant(ctx: ServiceContext, tenant_id: str) -> None:
         raise RequestError("request.invalid_input", 400, details=f"tenant {tenant_id!r} is not served here")
 
 
-def build_handlers(runtime: Runtime) -> list[RpcHandler]:
-    async def find_user(request: FindUserRequest) -> UserInfo | None:
-        ctx = await runtime.ctx()
-        _same_tenant(ctx, request.tenant_id)
-        tenant = ctx.settings.tenant_id
-        if request.identity_target and request.identity_user_id:
-            row = await store.find_user_by_identity(ctx.pool, tenant, request.identity_target,
-                                                    request.identity_user_id)
-        elif request.by and request.value:
-            row = await store.find_user_by(ctx.pool, tenant, request.by, request.value)
-        else:
-            raise RequestError("request.invalid_input", 400,
-                               details="give `by` and `value`, or `identity_target` and `identity_user_id`")
-        return user_info(row) if row else None
+async def find_user(ctx: ServiceContext, request: FindUserRequest) -> UserInfo | None:
+    _same_tenant(ctx, request.tenant_id)
+    tenant = ctx.settings.tenant_id
+    if request.identity_target and request.identity_user_id:
+        row = await store.find_user_by_identity(ctx.pool, tenant, request.identity_target,
+                                                request.identity_user_id)
+    elif request.by and request.value:
+        row = await store.find_user_by(ctx.pool, tenant, request.by, request.value)
+    else:
+        raise RequestError("request.invalid_input", 400,
+                           details="give `by` and `value`, or `identity_target` and `identity_user_id`")
+    return user_info(row) if row else None
 
-    async def verify_password(request: VerifyPasswordRequest) -> UserInfo:
-        ctx = await runtime.ctx()
-        _same_tenant(ctx, request.tenant_id)
-        row = None
-        if request.value:
-            row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, request.by, request.value,
-                                           with_secret=True)
-        key = lockout.identifier_key(request.by, request.value) if request.count_failures else None
-        if not await service.check_password(ctx, row, request.password, key):
-            raise service.invalid_credentials()
-        if row["is_suspended"] and request.reject_suspended:
-            raise RequestError("user.suspended", 401)
-        return user_info(row)
 
-    async def create_user(request: CreateUserRequest) -> UserInfo:
-        ctx = await runtime.ctx()
-        _same_tenant(ctx, request.tenant_id)
-        values: dict[str, Any] = {
-            "username": request.username, "primary_email": request.primary_email,
-            "primary_phone": request.primary_phone, "name": request.name, "avatar": request.avatar,
-            "custom_data": request.custom_data, "identities": identities_json(request.identities),
-            "application_id": request.application_id,
-            "last_sign_in_at": store.from_ms(request.last_sign_in_at),
-        }
-        _check_fields(values, request.password)
-        digest = None
-        if request.password_digest:
-            method = request.password_algorithm or passwords.method_of(request.password_digest)
-            if method not in passwords.SUPPORTED_METHODS or passwords.method_of(request.password_digest) != method:
-                raise RequestError("password.unsupported_encryption_method", 400, name=str(method))
-            digest = (request.password_digest, method)
-        row = await service.create_user(ctx, {k: v for k, v in values.items() if v is not None},
-                                        password=request.password, password_digest=digest)
-        return user_info(row)
+async def verify_password(ctx: ServiceContext, request: VerifyPasswordRequest) -> UserInfo:
+    _same_tenant(ctx, request.tenant_id)
+    row = None
+    if request.value:
+        row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, request.by, request.value,
+                                       with_secret=True)
+    key = lockout.identifier_key(request.by, request.value) if request.count_failures else None
+    if not await service.check_password(ctx, row, request.password, key):
+        raise service.invalid_credentials()
+    if row["is_suspended"] and request.reject_suspended:
+        raise RequestError("user.suspended", 401)
+    return user_info(row)
 
-    async def update_user(request: UpdateUserRequest) -> UserInfo:
-        ctx = await runtime.ctx()
-        _same_tenant(ctx, request.tenant_id)
-        values: dict[str, Any] = {}
-        for field in ("username", "primary_email", "primary_phone", "name", "avatar", "application_id",
-                      "custom_data"):
-            value = getattr(request, field)
-            if value is not msgspec.UNSET:
-                values[field] = value
-        if request.identities is not msgspec.UNSET:
-            values["identities"] = identities_json(request.identities)
-        if request.last_sign_in_at is not msgspec.UNSET:
-            values["last_sign_in_at"] = store.from_ms(request.last_sign_in_at)
-        password = None if request.password is msgspec.UNSET else request.password
-        _check_fields(values, password)
-        row = await service.update_user(ctx, request.user_id, values, password=password,
-                                        merge_custom_data=True, merge_identities=True)
-        return user_info(row)
 
-    return [
-        RpcHandler(FIND_USER, find_user),
-        RpcHandler(VERIFY_PASSWORD, verify_password),
-        RpcHandler(CREATE_USER, create_user),
-        RpcHandler(UPDATE_USER, update_user),
-    ]
+async def create_user(ctx: ServiceContext, request: CreateUserRequest) -> UserInfo:
+    _same_tenant(ctx, request.tenant_id)
+    values: dict[str, Any] = {
+        "username": request.username, "primary_email": request.primary_email,
+        "primary_phone": request.primary_phone, "name": request.name, "avatar": request.avatar,
+        "custom_data": request.custom_data, "identities": identities_json(request.identities),
+        "application_id": request.application_id,
+        "last_sign_in_at": store.from_ms(request.last_sign_in_at),
+    }
+    _check_fields(values, request.password)
+    digest = None
+    if request.password_digest:
+        method = request.password_algorithm or passwords.method_of(request.password_digest)
+        if method not in passwords.SUPPORTED_METHODS or passwords.method_of(request.password_digest) != method:
+            raise RequestError("password.unsupported_encryption_method", 400, name=str(method))
+        digest = (request.password_digest, method)
+    row = await service.create_user(ctx, {k: v for k, v in values.items() if v is not None},
+                                    password=request.password, password_digest=digest)
+    return user_info(row)
+
+
+async def update_user(ctx: ServiceContext, request: UpdateUserRequest) -> UserInfo:
+    _same_tenant(ctx, request.tenant_id)
+    values: dict[str, Any] = {}
+    for field in ("username", "primary_email", "primary_phone", "name", "avatar", "application_id",
+                  "custom_data"):
+        value = getattr(request, field)
+        if value is not msgspec.UNSET:
+            values[field] = value
+    if request.identities is not msgspec.UNSET:
+        values["identities"] = identities_json(request.identities)
+    if request.last_sign_in_at is not msgspec.UNSET:
+        values["last_sign_in_at"] = store.from_ms(request.last_sign_in_at)
+    password = None if request.password is msgspec.UNSET else request.password
+    _check_fields(values, password)
+    row = await service.update_user(ctx, request.user_id, values, password=password,
+                                    merge_custom_data=True, merge_identities=True)
+    return user_info(row)
+
+HANDLERS = [
+    RpcHandler(FIND_USER, find_user, with_context=True),
+    RpcHandler(VERIFY_PASSWORD, verify_password, with_context=True),
+    RpcHandler(CREATE_USER, create_user, with_context=True),
+    RpcHandler(UPDATE_USER, update_user, with_context=True),
+]

@@ -157,7 +157,7 @@ async def set_suspended(ctx: ServiceContext, user_id: str, is_suspended: bool) -
             raise user_not_found()
         after = await store.update_user(conn, tenant, user_id, {"is_suspended": is_suspended})
         if is_suspended:
-            await revoke_everything_for_user(conn, tenant, user_id)
+            await revoke_everything_for_user(conn, ctx.outbox, tenant, user_id)
         if before["is_suspended"] != is_suspended:
             event = UserSuspended(user_id=user_id) if is_suspended else UserUnsuspended(user_id=user_id)
             await _emit(ctx, conn, event, user_id)
@@ -170,7 +170,7 @@ async def delete_user(ctx: ServiceContext, user_id: str) -> None:
     async with ctx.pool.acquire() as conn, conn.transaction():
         if await store.find_user_for_update(conn, tenant, user_id) is None:
             raise user_not_found()
-        await revoke_everything_for_user(conn, tenant, user_id)
+        await revoke_everything_for_user(conn, ctx.outbox, tenant, user_id)
         removed = await store.delete_user(conn, tenant, user_id)
         keys = [lockout.identifier_key("id", user_id)] + [
             lockout.identifier_key(kind, removed[column])
