@@ -19,7 +19,7 @@ from tessera_kit.errors import RequestError, render_message
 
 MATCH_MODES = ("exact", "like", "similar_to", "posix")
 JOINT_MODES = ("or", "and")
-TRUTHY = frozenset({"1", "true", "yes", "y"})
+TRUTHY = frozenset({"1", "true", "y", "yes", "yep", "yeah"})
 
 def is_truthy(value: str | None) -> bool:
     """Logto's yes/true query flags (`includeScopes`, `isCaseSensitive`)."""
@@ -27,8 +27,9 @@ def is_truthy(value: str | None) -> bool:
 
 
 def invalid_search(details: str) -> RequestError:
-    error = RequestError("request.invalid_input", 400)
-    # Logto interpolates the detail into the message ("Input is invalid. <detail>").
+    """Logto wraps its search parser's TypeError: 400 `request.invalid_input`, the text
+    interpolated into the message ("Input is invalid. <text>") and given as `details`."""
+    error = RequestError("request.invalid_input", 400, details=details)
     error.message = render_message("request.invalid_input", {"details": details})
     return error
 
@@ -60,8 +61,10 @@ def _field_of(key: str) -> str | None:
 def parse_search(params: Iterable[tuple[str, str]]) -> Search:
     """The search in a query string's (key, value) pairs, in order (keys may repeat)."""
     params = list(params)
-    lookup = dict(params)
-    joint = lookup.get("joint") or lookup.get("jointMode") or "or"
+    lookup: dict[str, str] = {}
+    for key, value in params:
+        lookup.setdefault(key, value)  # the first of a repeated control key counts
+    joint = (lookup.get("joint") if "joint" in lookup else lookup.get("jointMode")) or "or"
     if joint not in JOINT_MODES:
         raise invalid_search(f"Search joint mode `{joint}` is not valid, expect one of {', '.join(JOINT_MODES)}.")
     modes: dict[str | None, str] = {}
@@ -88,11 +91,15 @@ def parse_search(params: Iterable[tuple[str, str]]) -> Search:
     return Search(tuple(matches), joint, is_truthy(lookup.get("isCaseSensitive")))
 
 
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_BOUNDARIES = (re.compile(r"([a-z0-9])([A-Z])"), re.compile(r"([A-Z])([A-Z][a-z])"))
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
 
 def snake_case(name: str) -> str:
-    return _CAMEL_BOUNDARY.sub("_", name).lower()
+    """The `snake-case` package's result: `primaryEmail` and `primary-email` -> `primary_email`."""
+    for pattern in _WORD_BOUNDARIES:
+        name = pattern.sub(r"\1 \2", name)
+    return "_".join(part.lower() for part in _NOT_ALNUM.split(name) if part)
 
 
 @dataclass
@@ -103,9 +110,18 @@ class SqlCondition:
     args: list[object] = field(default_factory=list)
 
 
-def build_conditions(search: Search, fields: tuple[str, ...], *, alias: str, first_arg: int) -> SqlCondition:
-    """SQL for the search over `alias.<field>` columns; placeholders start at `$first_arg`.
-    Columns come only from `fields` (a whitelist), values only as arguments."""
+def build_conditions(
+    search: Search,
+    fields: tuple[str, ...],
+    *,
+    first_arg: int,
+    alias: str | None = None,
+    never_upper_case: frozenset[str] = frozenset(),
+) -> SqlCondition:
+    """SQL for the search over `[alias.]<field>` columns; placeholders start at `$first_arg`.
+    Columns come only from `fields` (a whitelist), values only as arguments. Columns in
+    `never_upper_case` (generated ids, digits) are compared without lower() in a
+    case-insensitive `exact` match, so their plain indexes serve it."""
     if not search.matches:
         return SqlCondition()
     args: list[object] = []
@@ -123,7 +139,8 @@ def build_conditions(search: Search, fields: tuple[str, ...], *, alias: str, fir
             placeholder = f"any({placeholder}::varchar[])"
         per_column = []
         for name in [column] if column else fields:
-            target = f"lower({alias}.{name})" if lowercase else f"{alias}.{name}"
+            qualified = f"{alias}.{name}" if alias else name
+            target = f"lower({qualified})" if lowercase and name not in never_upper_case else qualified
             per_column.append(f"{target} {operator} {placeholder}")
         clauses.append("(" + " OR ".join(per_column) + ")")
     return SqlCondition("(" + f" {search.joint.upper()} ".join(clauses) + ")", args)

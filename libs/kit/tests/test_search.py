@@ -69,3 +69,30 @@ def test_similar_to_when_case_sensitive():
                                             ("y", True), ("false", False), ("0", False), ("", False), (None, False)])
 def test_truthy_flags(value, expected):
     assert is_truthy(value) is expected
+
+
+def test_snake_case_like_the_snake_case_package():
+    from tessera_kit.search import snake_case
+
+    assert snake_case("primaryEmail") == "primary_email"
+    assert snake_case("primary_email") == "primary_email"
+    assert snake_case("PrimaryPhone") == "primary_phone"
+    assert snake_case("id") == "id"
+
+
+def test_first_control_value_counts_and_errors_carry_details():
+    search = parse_search([("joint", "and"), ("joint", "or"), ("search.name", "a")])
+    assert search.joint == "and"
+    with pytest.raises(RequestError) as caught:
+        parse_search([("mode", "fuzzy")])
+    body = caught.value.to_body()
+    assert body["code"] == "request.invalid_input"
+    assert body["message"].startswith("Input is invalid. Search match mode `fuzzy` is not valid")
+    assert body["details"].startswith("Search match mode `fuzzy` is not valid")
+
+
+def test_without_alias_and_columns_that_are_never_upper_case():
+    condition = build_conditions(parse_search([("search", "X"), ("mode", "exact")]), ("id", "name"),
+                                 first_arg=1, never_upper_case=frozenset({"id"}))
+    assert condition.sql == "((id = $1 OR lower(name) = $1))"
+    assert condition.args == ["x"]

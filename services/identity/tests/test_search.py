@@ -7,74 +7,21 @@ import asyncio
 
 import pytest
 
-from tessera_identity.users.search import (
-    USER_SEARCH_FIELDS,
-    Search,
-    SearchError,
-    SearchItem,
-    build_conditions,
-    parse_search,
-    snake_case,
-)
+from tessera_identity.users.search import NEVER_UPPER_CASE, USER_SEARCH_FIELDS
+from tessera_kit.search import build_conditions, parse_search
 
-# ---------------------------------------------------------------- parsing and SQL (no I/O)
+# The language itself (parsing, errors, snake_case) is tested with the kit: libs/kit/tests.
 
 
-def test_parse_defaults_and_fields():
-    search = parse_search([("search", "%a%"), ("search.primaryEmail", "x@y.z"), ("mode.primaryEmail", "exact"),
-                           ("page", "2")])
-    assert search == Search(
-        matches=(SearchItem("like", None, ("%a%",)), SearchItem("exact", "primaryEmail", ("x@y.z",))),
-        joint="or", is_case_sensitive=False,
-    )
-    assert parse_search([("jointMode", "and"), ("isCaseSensitive", "yes")]).joint == "and"
-    assert parse_search([("joint", "and"), ("isCaseSensitive", "1")]).is_case_sensitive is True
-    # A general mode applies where no field mode is given.
-    assert parse_search([("search.name", "a"), ("mode", "posix")]).matches[0].mode == "posix"
-
-
-@pytest.mark.parametrize("params, message", [
-    ([("joint", "xor")], "Search joint mode `xor` is not valid, expect one of or, and."),
-    ([("mode", "fuzzy")], "Search match mode `fuzzy` is not valid, expect one of exact, like, similar_to, posix."),
-    ([("mode.name", "fuzzy")], "Search match mode `fuzzy` for field `name` is not valid"),
-    ([("search.a.b", "x")], "Unsupported nested search field path `a.b` detected."),
-    ([("search", "a"), ("search", "b")], "Only one search value is allowed when search mode is not `exact`."),
-    ([("search", "")], "Search value cannot be empty."),
-    ([("search", "a"), ("search", ""), ("mode", "exact")], "Search value cannot be empty."),
-])
-def test_parse_errors_are_logtos(params, message):
-    with pytest.raises(SearchError) as caught:
-        parse_search(params)
-    assert str(caught.value).startswith(message)
-
-
-def test_snake_case_like_the_snake_case_package():
-    assert snake_case("primaryEmail") == "primary_email"
-    assert snake_case("primary_email") == "primary_email"
-    assert snake_case("PrimaryPhone") == "primary_phone"
-    assert snake_case("id") == "id"
-
-
-def test_conditions_are_parameterised_and_lower_only_where_needed():
-    args: list[object] = ["default"]
+def test_user_conditions_lower_only_where_needed():
     search = parse_search([("search", "Bob"), ("mode", "exact"), ("search.username", "A"),
                            ("search.username", "B"), ("joint", "and")])
-    sql = build_conditions(search, USER_SEARCH_FIELDS, args)
-    assert args == ["default", "bob", ["a", "b"]]
-    assert sql == (
+    condition = build_conditions(search, USER_SEARCH_FIELDS, first_arg=2, never_upper_case=NEVER_UPPER_CASE)
+    assert condition.args == ["bob", ["a", "b"]]
+    assert condition.sql == (
         "((id = $2 OR lower(primary_email) = $2 OR primary_phone = $2 OR lower(username) = $2"
-        " OR lower(name) = $2) AND (lower(username) = ANY($3::varchar[])))"
+        " OR lower(name) = $2) AND (lower(username) = any($3::varchar[])))"
     )
-    sensitive = parse_search([("search.name", "A%"), ("isCaseSensitive", "true")])
-    assert build_conditions(sensitive, USER_SEARCH_FIELDS, []) == "((name LIKE $1))"
-    assert build_conditions(parse_search([]), USER_SEARCH_FIELDS, []) is None
-
-
-def test_unknown_field_and_similar_to_without_case_sensitivity():
-    with pytest.raises(SearchError, match="Search field `password_encrypted` is not valid, expect one of id,"):
-        build_conditions(parse_search([("search.passwordEncrypted", "x")]), USER_SEARCH_FIELDS, [])
-    with pytest.raises(SearchError, match="Cannot use case-insensitive match for `similar to`."):
-        build_conditions(parse_search([("search", "x"), ("mode", "similar_to")]), USER_SEARCH_FIELDS, [])
 
 
 # ---------------------------------------------------------------- against rows

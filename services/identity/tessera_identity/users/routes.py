@@ -24,7 +24,7 @@ from tessera_identity.users.domain import (
     guard_update,
     public_user,
 )
-from tessera_identity.users.search import SearchError, parse_search
+from tessera_kit.search import invalid_search, parse_search
 from tessera_identity.validation import read_object
 from tessera_kit.app import Ctx
 from tessera_kit.context import current_actor
@@ -35,19 +35,11 @@ from tessera_kit.pagination import parse_page
 TAGS = ["Users"]
 
 
-def invalid_search(message: str) -> RequestError:
-    # Logto wraps the TypeError of its search parser: 400, the text in `details`, data `{}`.
-    return RequestError("request.invalid_input", 400, data={}, details=message)
-
-
 @get("/api/users", operation_id="ListUsers", tags=TAGS)
 async def list_users(request: Request, ctx: Ctx) -> Response:
     page = parse_page(request.query_params)
     query = list(request.query_params.multi_items())
-    try:
-        search = parse_search(query)
-    except SearchError as exc:
-        raise invalid_search(str(exc)) from None
+    search = parse_search(query)
     exclude_ids = None
     exclude_role_id = request.query_params.get("excludeRoleId")
     if exclude_role_id:
@@ -57,8 +49,6 @@ async def list_users(request: Request, ctx: Ctx) -> Response:
         async with ctx.pool.acquire() as conn:
             total, rows = await store.find_users(conn, ctx.settings.tenant_id, search, exclude_ids,
                                                  page.limit, page.offset)
-    except SearchError as exc:
-        raise invalid_search(str(exc)) from None
     except (asyncpg.InvalidRegularExpressionError, asyncpg.InvalidEscapeSequenceError,
             asyncpg.InvalidParameterValueError) as exc:
         # A `posix` / `similar_to` / `like` pattern PostgreSQL cannot use: the client's mistake.

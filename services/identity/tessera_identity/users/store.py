@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from tessera_identity.users.search import USER_SEARCH_FIELDS, Search, build_conditions
+from tessera_identity.users.search import NEVER_UPPER_CASE, USER_SEARCH_FIELDS
+from tessera_kit.search import Search, build_conditions
 
 # The public user (Logto's userInfoSelectFields) plus hasPassword, timestamps in ms.
 USER_COLUMNS = (
@@ -147,12 +148,13 @@ async def delete_user(conn: asyncpg.Connection, tenant_id: str, user_id: str) ->
 
 async def find_users(conn, tenant_id: str, search: Search, exclude_ids: list[str] | None,
                      limit: int, offset: int) -> tuple[int, list[asyncpg.Record]]:
-    """A page of users, newest first, and how many match (raises SearchError)."""
+    """A page of users, newest first, and how many match (a bad search is a RequestError)."""
     params: list[Any] = [tenant_id]
     clauses = ["tenant_id = $1"]
-    where = build_conditions(search, USER_SEARCH_FIELDS, params)
-    if where:
-        clauses.append(where)
+    where = build_conditions(search, USER_SEARCH_FIELDS, first_arg=2, never_upper_case=NEVER_UPPER_CASE)
+    if where.sql:
+        clauses.append(where.sql)
+        params.extend(where.args)
     if exclude_ids:
         params.append(exclude_ids)
         clauses.append(f"id <> ALL(${len(params)}::text[])")
