@@ -78,3 +78,23 @@ def test_pagination_headers_links():
     ]
     empty = pagination_headers(Page(1, 20), 0, scheme="http", host="h", path="/p", query=[])
     assert empty["Link"] == '<http://h/p?page=1>; rel="first", <http://h/p?page=1>; rel="last"'
+
+
+@pytest.mark.parametrize("password, ok", [
+    ("abcd1234", True), ("abcdefg!", True), ("1234567!", True), ("abcdefgh", False),
+    ("12345678", False), ("ab1!", False), ("abcd 1234", False), ("abcd1234\\", False),
+    ("pässword1", False), ("abcd1234\n", False),
+])
+def test_password_regex_is_logtos(password, ok):
+    from tessera_kit.regexes import PASSWORD
+
+    assert bool(PASSWORD.fullmatch(password)) is ok
+
+
+def test_identifier_regexes():
+    from tessera_kit.regexes import EMAIL, HEX_COLOR, PHONE, USERNAME
+
+    assert USERNAME.fullmatch("_alice9") and not USERNAME.fullmatch("9alice")
+    assert EMAIL.fullmatch("a@b.co") and not EMAIL.fullmatch("a@b")
+    assert PHONE.fullmatch("123") and not PHONE.fullmatch("+123")
+    assert HEX_COLOR.fullmatch("#ABC") and HEX_COLOR.fullmatch("#a1b2c3") and not HEX_COLOR.fullmatch("#abcd")

@@ -16,6 +16,7 @@ import msgspec
 from litestar import Request
 
 from tessera_kit.errors import ValidationIssue, invalid_input
+from tessera_kit.regexes import EMAIL, PASSWORD, PHONE, USERNAME  # noqa: F401  (Logto §1.10)
 
 
 class _Absent:
@@ -30,17 +31,6 @@ class _Absent:
 
 ABSENT: Any = _Absent()
 
-# packages/toolkit/core-kit/src/regex.ts. JS `\d` and `\w` are ASCII-only, hence re.ASCII;
-# `fullmatch` because Python's `$` would also accept a trailing newline.
-USERNAME = re.compile(r"[A-Z_a-z]\w*", re.ASCII)
-EMAIL = re.compile(r"\S+@\S+\.\S+")
-PHONE = re.compile(r"\d+", re.ASCII)
-_SPECIAL = r"""!"#$%&'()*+,./:;<=>?@\[\\\]^_`{|}~-"""
-PASSWORD = re.compile(
-    rf"((?=.*\d)(?=.*[A-Za-z])|(?=.*\d)(?=.*[{_SPECIAL}])|(?=.*[A-Za-z])(?=.*[{_SPECIAL}]))"
-    rf"""[\w!"#$%&'()*+,./:;<=>?@\[\\\]^`{{|}}~-]{{8,}}""",
-    re.ASCII,
-)
 # A native app's redirect URI may use a reverse-domain scheme (`io.logto.app:/callback`).
 MOBILE_SCHEME = re.compile(r"[a-z][\d_a-z]*(\.[\d_a-z]+)+:", re.ASCII)
 

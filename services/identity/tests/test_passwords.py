@@ -30,7 +30,8 @@ def logto_hash(password: str) -> str:
     ("abcd 1234", False),        # no spaces
     ("pässword1", False),        # no non-ASCII
     ("abcd1234\n", False),       # Python's $ would accept this; fullmatch does not
-    ("[]\\^`{}~1", True),        # the whole special set is allowed
+    ("[]^`{}~1", True),          # the whole special set is allowed
+    ("[]\\^`{}~1", False),       # but not a backslash: in Logto's class `\]` is an escaped `]`
 ])
 def test_password_rule_is_logtos(password, ok):
     assert bool(PASSWORD.fullmatch(password)) is ok

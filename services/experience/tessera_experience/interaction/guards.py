@@ -12,19 +12,10 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from tessera_kit.errors import ValidationIssue, invalid_input
+from tessera_kit.regexes import EMAIL, PASSWORD, PASSWORD_MIN_LENGTH, PHONE, USERNAME  # noqa: F401
 
 EVENTS = ("SignIn", "Register", "ForgotPassword")
 
-USERNAME = re.compile(r"[A-Z_a-z]\w*", re.ASCII)
-EMAIL = re.compile(r"\S+@\S+\.\S+")
-PHONE = re.compile(r"\d+", re.ASCII)
-_SPECIAL = r"""!"#$%&'()*+,./:;<=>?@\[\]^_`{|}~-"""
-PASSWORD = re.compile(
-    rf"((?=.*\d)(?=.*[A-Za-z])|(?=.*\d)(?=.*[{_SPECIAL}])|(?=.*[A-Za-z])(?=.*[{_SPECIAL}]))"
-    rf"[\w{_SPECIAL}]{{8,}}",
-    re.ASCII,
-)
-PASSWORD_MIN_LENGTH = 8
 
 Payload = dict[str, Any]
 
