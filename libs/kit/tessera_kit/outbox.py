@@ -54,6 +54,13 @@ def build_envelope(
     )
 
 
+_INSERT = "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope) VALUES ($1, $2, $3, $4, $5)"
+
+
+def _row(envelope: Envelope, aggregate_id: str | None) -> tuple:
+    return (envelope.id, envelope.tenant_id, envelope.type, aggregate_id, _encoder.encode(envelope))
+
+
 class Outbox:
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -72,18 +79,54 @@ class Outbox:
         if not conn.is_in_transaction():
             raise RuntimeError("Outbox.emit must run inside the transaction of the change")
         envelope = build_envelope(data, tenant_id=tenant_id, actor=actor)
-        await conn.execute(
-            "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            envelope.id,
-            tenant_id,
-            envelope.type,
-            aggregate_id,
-            _encoder.encode(envelope),
-        )
+        await conn.execute(_INSERT, *_row(envelope, aggregate_id))
         # Delivered at commit, not before: the relay never sees uncommitted rows.
         await conn.execute("SELECT pg_notify($1, '')", self.channel)
         return envelope
+
+
+class GroupCommitEmitter:
+    """For events that announce no row change (a stateless JWT was issued): each caller
+    waits until its event is committed, but the events of concurrent callers share one
+    transaction, so a burst of N costs one commit instead of N.
+
+    Nothing is lost: `emit` returns only once the event is durable (a caller answers its
+    client after that), and a failed commit raises in every caller of that batch.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, outbox: Outbox) -> None:
+        self.pool = pool
+        self.outbox = outbox
+        self._waiting: list[tuple[tuple, asyncio.Future]] = []
+        self._committing: asyncio.Task | None = None
+
+    async def emit(
+        self, data: EventData, *, aggregate_id: str | None = None, tenant_id: str = "default"
+    ) -> Envelope:
+        envelope = build_envelope(data, tenant_id=tenant_id)
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((_row(envelope, aggregate_id), done))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._commit_while_waiting())
+        await asyncio.shield(done)
+        return envelope
+
+    async def _commit_while_waiting(self) -> None:
+        # While one batch commits, the next gathers; each round takes all who wait.
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await conn.executemany(_INSERT, [row for row, _ in batch])
+                    await conn.execute("SELECT pg_notify($1, '')", self.outbox.channel)
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
 
 class OutboxRelay:

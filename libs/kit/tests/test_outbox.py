@@ -152,3 +152,25 @@ async def test_envelope_carries_request_id_and_actor(pool, bus, unique):
     assert message.request_id == "req-123"
     assert message.actor == Actor(type="application", id="app1")
     assert message.type == "identity.user.created" and message.version == 1
+
+
+async def test_group_commit_writes_concurrent_events_in_one_transaction_before_returning(pool, unique):
+    from tessera_kit.outbox import GroupCommitEmitter
+
+    emitter = GroupCommitEmitter(pool, Outbox(unique))
+    envelopes = await asyncio.gather(*(emitter.emit(user_created(f"u{i}")) for i in range(20)))
+    # Every caller returned only after its row was committed.
+    rows = await pool.fetch("SELECT id, xmin::text AS tx FROM outbox")
+    assert sorted(r["id"] for r in rows) == sorted(e.id for e in envelopes)
+    assert len({r["tx"] for r in rows}) < 20  # batched: fewer transactions than events
+
+
+async def test_group_commit_failure_reaches_every_caller_of_the_batch(pool, unique):
+    from tessera_kit.outbox import GroupCommitEmitter
+
+    await pool.execute("ALTER TABLE outbox ADD CONSTRAINT no_rows CHECK (false) NOT VALID")
+    emitter = GroupCommitEmitter(pool, Outbox(unique))
+    results = await asyncio.gather(*(emitter.emit(user_created(f"u{i}")) for i in range(5)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, Exception) for r in results)
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0

@@ -355,7 +355,6 @@ async def test_client_credentials_with_and_without_a_resource(deployment):
                                                         "scope": "b"}, auth=(m2m["id"], m2m["secret"]))
         assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
         assert response.json()["scope"] == "b"
-    await dep.provider.batcher.flush()  # JWT tokens' events are written in batches
     issued = [e for e in await dep.event_data("identity.token.issued") if e["application_id"] == m2m["id"]]
     assert len(issued) == 3 and {e["grant_type"] for e in issued} == {"client_credentials"}
     assert sorted((e["resource"] or "", e["scope"]) for e in issued) == [("", "a"), (api, "a"), (api, "b")]

@@ -297,7 +297,6 @@ async def test_token_authorization_code_errors(dep, apps):
                                " WHERE consumed_at IS NULL")
     expect(await token_request(dep, {**base, "code": expired}), 400, "invalid_grant")
 
-    await dep.provider.batcher.flush()
     failed = await dep.event_data("identity.token.exchange_failed")
     assert any(e["grant_type"] == "authorization_code" and e["error"] == "invalid_grant" for e in failed)
 

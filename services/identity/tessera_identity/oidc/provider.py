@@ -33,12 +33,11 @@ from tessera_identity.oidc.settings import OidcSettings
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
-from tessera_kit.outbox import build_envelope
+from tessera_kit.outbox import GroupCommitEmitter
 
 log = get_logger(__name__)
 
 EXTRAS_KEY = "oidc"
-_encoder = msgspec.json.Encoder()
 PURGE_EVERY_SECONDS = 600.0
 
 
@@ -67,7 +66,7 @@ class Provider:
         self.cookies = CookieSigner(cookie_key)
         self.clients = ClientCache(self.pool, self.tenant_id, self.endpoint, settings.oidc_client_cache_seconds)
         self.discovery_json = b"{}"
-        self.batcher = EventBatcher(self.pool, self.outbox)
+        self.grouped_events = GroupCommitEmitter(self.pool, self.outbox)
         self._subscription = None
         self._rbac_subscription = None
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
@@ -90,10 +89,8 @@ class Provider:
         # holds: forget every cached answer as soon as rbac announces it.
         self._rbac_subscription = await bus.nc.subscribe(bus.subject("rbac.>"), cb=self._on_rbac_event)
         self._tasks.append(asyncio.create_task(self._purge_loop(), name="oidc-purge"))
-        self.batcher.start()
 
     async def stop(self) -> None:
-        await self.batcher.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -140,10 +137,10 @@ class Provider:
         async with self.pool.acquire() as conn, conn.transaction():
             await self.emit(conn, data, aggregate_id=aggregate_id)
 
-    def emit_soon(self, data: EventData, *, aggregate_id: str | None = None) -> None:
-        """An event with no state change beside it, written with others in one transaction
-        a few milliseconds later (see EventBatcher)."""
-        self.batcher.add(data, aggregate_id, self.tenant_id)
+    async def emit_grouped(self, data: EventData, *, aggregate_id: str | None = None) -> None:
+        """An event with no state change beside it (a stateless JWT was issued), committed
+        together with concurrent requests' events before the answer goes out."""
+        await self.grouped_events.emit(data, aggregate_id=aggregate_id, tenant_id=self.tenant_id)
 
     # ------------------------------------------------------------ rbac (one call per token)
 
@@ -195,72 +192,6 @@ class Provider:
 
     def cookie_value(self, request: Request, name: str) -> str | None:
         return self.cookies.unsign(name, request.cookies.get(name))
-
-
-class EventBatcher:
-    """Outbox rows for events that announce no state change (a client-credentials JWT has no
-    row to change), gathered for `interval` seconds and written in one transaction.
-
-    Why: one transaction per token (BEGIN, INSERT, NOTIFY, COMMIT) is most of the database
-    work of a client-credentials request; batched, a burst of tokens costs one. The envelope is
-    built when the token is issued (its id, time, request id and actor are the request's).
-    The price: a crash within `interval` of issuing loses those events (never a token's state,
-    there is none). Rows go to the kit's outbox table as `Outbox.emit` writes them; the relay
-    publishes them as any other.
-    """
-
-    def __init__(self, pool, outbox, *, interval: float = 0.02, max_pending: int = 10_000) -> None:
-        self.pool = pool
-        self.outbox = outbox
-        self.interval = interval
-        self.max_pending = max_pending
-        self._pending: list[tuple] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def add(self, data: EventData, aggregate_id: str | None, tenant_id: str) -> None:
-        if len(self._pending) >= self.max_pending:
-            log.warning("event batch full: dropping an event", type=type(data).__name__)
-            return
-        envelope = build_envelope(data, tenant_id=tenant_id)
-        self._pending.append((envelope.id, tenant_id, envelope.type, aggregate_id, _encoder.encode(envelope)))
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="oidc-event-batcher")
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self.interval)  # let the burst gather
-            self._wake.clear()
-            await self.flush()
-
-    async def flush(self) -> None:
-        rows, self._pending = self._pending, []
-        if not rows:
-            return
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.executemany(
-                    "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope) VALUES ($1, $2, $3, $4, $5)",
-                    rows,
-                )
-                await conn.execute("SELECT pg_notify($1, '')", self.outbox.channel)
-        except Exception as exc:  # keep them for the next round (bounded by max_pending)
-            log.warning("event batch not written; retrying", error=str(exc), events=len(rows))
-            self._pending[:0] = rows
-            self._wake.set()
-            await asyncio.sleep(0.5)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self.flush()
 
 
 def provider_of(request: Request) -> Provider:

@@ -169,7 +169,7 @@ async def _exchange_failed(provider: Provider, grant_type: str | None, client: C
 
     body = response.content if isinstance(response.content, dict) else {}
     # Batched (no state changed): a flood of bad requests must not cost a transaction each.
-    provider.emit_soon(TokenExchangeFailed(
+    await provider.emit_grouped(TokenExchangeFailed(
         grant_type=grant_type or "unknown", error=str(body.get("error", "server_error")),
         application_id=client.id if client else None,
         error_description=body.get("error_description"),

@@ -41,7 +41,7 @@ async def issue(provider: Provider, client: Client, params: Params) -> tokens.To
         token_set = tokens.TokenSet(access_token=access_token, expires_in=ttl, scope=" ".join(scopes),
                                     resource=indicator, kinds=["AccessToken"])
         # Nothing changed in the database for a JWT: its event is batched with others.
-        provider.emit_soon(_issued(client, token_set), aggregate_id=client.id)
+        await provider.emit_grouped(_issued(client, token_set), aggregate_id=client.id)
         return token_set
 
     async with provider.pool.acquire() as conn, conn.transaction():
