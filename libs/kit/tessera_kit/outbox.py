@@ -57,6 +57,15 @@ def build_envelope(
 _INSERT = "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope) VALUES ($1, $2, $3, $4, $5)"
 
 
+# One statement (so one implicit transaction and one round trip) for a whole batch and its
+# notification: the insert commits with the NOTIFY or not at all.
+_INSERT_MANY_AND_NOTIFY = (
+    "WITH inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) RETURNING 1)"
+    " SELECT pg_notify($6, ''), (SELECT count(*) FROM inserted)"
+)
+
+
 def _row(envelope: Envelope, aggregate_id: str | None) -> tuple:
     return (envelope.id, envelope.tenant_id, envelope.type, aggregate_id, _encoder.encode(envelope))
 
@@ -94,11 +103,12 @@ class GroupCommitEmitter:
     client after that), and a failed commit raises in every caller of that batch.
     """
 
-    def __init__(self, pool: asyncpg.Pool, outbox: Outbox) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, *, commits_in_flight: int = 4) -> None:
         self.pool = pool
         self.outbox = outbox
+        self.commits_in_flight = commits_in_flight
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
-        self._committing: asyncio.Task | None = None
+        self._committers: set[asyncio.Task] = set()
 
     async def emit(
         self, data: EventData, *, aggregate_id: str | None = None, tenant_id: str = "default"
@@ -106,19 +116,21 @@ class GroupCommitEmitter:
         envelope = build_envelope(data, tenant_id=tenant_id)
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((_row(envelope, aggregate_id), done))
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.create_task(self._commit_while_waiting())
+        if len(self._committers) < self.commits_in_flight:
+            committer = asyncio.create_task(self._commit_while_waiting())
+            self._committers.add(committer)
+            committer.add_done_callback(self._committers.discard)
         await asyncio.shield(done)
         return envelope
 
     async def _commit_while_waiting(self) -> None:
-        # While one batch commits, the next gathers; each round takes all who wait.
+        # While a batch commits, the next gathers; each round takes all who wait. A few
+        # committers overlap, so a request waits for about one commit, not a queue of them.
         while self._waiting:
             batch, self._waiting = self._waiting, []
+            columns = list(zip(*(row for row, _ in batch)))
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.executemany(_INSERT, [row for row, _ in batch])
-                    await conn.execute("SELECT pg_notify($1, '')", self.outbox.channel)
+                await self.pool.fetchrow(_INSERT_MANY_AND_NOTIFY, *columns, self.outbox.channel)
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
