@@ -9,7 +9,9 @@ fails, the message is left for redelivery.
 
 The pull loop keeps one pull request outstanding on the consumer and handles
 messages as the server streams them in, so an event is applied within
-milliseconds of being published, without polling.
+milliseconds of being published, without polling. Messages that arrive together
+(a burst, a backlog) are applied in one transaction; if that fails, each is
+retried on its own, so one bad message never holds the others back.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ class Subscription:
 
     def durable_for(self, stream: Stream) -> str:
         return f"{self.name}-{stream.name.lower()}".replace(".", "_")
+
+
+# Bounds one transaction's size (and its lock time) when a backlog is drained.
+MAX_MESSAGES_PER_TRANSACTION = 100
+
+
+def _status_of(msg: Msg) -> str | None:
+    """The status of a JetStream control message (heartbeat, end of a pull request); None
+    for an event."""
+    if msg.headers and not msg.data:
+        return msg.headers.get("Status")
+    return None
 
 
 class PoisonMessage(Exception):
@@ -122,10 +136,16 @@ class EventConsumer:
     async def _pull_loop(self) -> None:
         nc = self.bus.nc
         inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox)
+        arrived: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_message(msg: Msg) -> None:
+            arrived.put_nowait(msg)
+
+        sub = await nc.subscribe(inbox, cb=on_message)
         batch = self.subscription.batch_size
         expires = 5.0
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{self.durable}"
+        held_back: Msg | None = None  # a status message met while draining a batch
 
         async def request_next() -> None:
             body = {"batch": batch, "expires": int(expires * 1e9)}
@@ -135,16 +155,19 @@ class EventConsumer:
             await request_next()
             outstanding = batch
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=expires + 2.0)
-                except asyncio.TimeoutError:
-                    # The request was lost (e.g. a reconnect): ask again.
-                    await self.ensure()
-                    await request_next()
-                    outstanding = batch
-                    continue
-                status = msg.headers.get("Status") if msg.headers else None
-                if status is not None and not msg.data:
+                if held_back is not None:
+                    msg, held_back = held_back, None
+                else:
+                    try:
+                        msg = await asyncio.wait_for(arrived.get(), timeout=expires + 2.0)
+                    except asyncio.TimeoutError:
+                        # The request was lost (e.g. a reconnect): ask again.
+                        await self.ensure()
+                        await request_next()
+                        outstanding = batch
+                        continue
+                status = _status_of(msg)
+                if status is not None:
                     if status == "100":  # idle heartbeat
                         continue
                     if status == "409" and "Consumer Deleted" in (msg.headers.get("Description") or ""):
@@ -153,20 +176,76 @@ class EventConsumer:
                     await request_next()
                     outstanding = batch
                     continue
+                # Whatever else has already arrived is applied with it, in one transaction.
+                messages = [msg]
+                while len(messages) < MAX_MESSAGES_PER_TRANSACTION and not arrived.empty():
+                    following = arrived.get_nowait()
+                    if _status_of(following) is not None:
+                        held_back = following
+                        break
+                    messages.append(following)
                 if self._stopping:
-                    await msg.nak()  # hand it back for the next consumer instance
+                    for each in messages:
+                        await each.nak()  # hand them back for the next consumer instance
                     continue
                 self._idle.clear()
                 try:
-                    await self.handle(msg)
+                    await self.handle_many(messages)
                 finally:
                     self._idle.set()
-                outstanding -= 1
-                if outstanding == 0:
+                outstanding -= len(messages)
+                if outstanding <= 0:
                     await request_next()
                     outstanding = batch
         finally:
             await sub.unsubscribe()
+
+    async def handle_many(self, messages: list[Msg]) -> None:
+        """Apply messages that arrived together in one transaction (one inbox statement, then
+        the handlers in stream order), then ack them. If anything in it fails, nothing of it
+        is kept and each message takes the one-by-one path, with its retries and dead letter."""
+        if len(messages) > 1:
+            try:
+                envelopes = [decode_envelope(m.data) for m in messages]
+                await self.apply_many(envelopes)
+            except Exception:
+                pass  # the one-by-one path below finds and reports the culprit
+            else:
+                for msg in messages:
+                    await msg.ack()
+                return
+        for msg in messages:
+            await self.handle(msg)
+
+    async def apply_many(self, envelopes: list[Envelope]) -> int:
+        """Apply events once each, in one transaction; returns how many were new."""
+        applied = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = {
+                row["event_id"]
+                for row in await conn.fetch(
+                    "INSERT INTO inbox (consumer, event_id, tenant_id)"
+                    " SELECT $1, event_id, tenant_id FROM unnest($2::text[], $3::text[]) AS t(event_id, tenant_id)"
+                    " ON CONFLICT DO NOTHING RETURNING event_id",
+                    self.subscription.name,
+                    [e.id for e in envelopes],
+                    [e.tenant_id for e in envelopes],
+                )
+            }
+            for envelope in envelopes:
+                if envelope.id not in fresh:
+                    continue
+                fresh.discard(envelope.id)  # the same event twice in one batch applies once
+                request_token = request_id_var.set(envelope.request_id)
+                actor_token = actor_var.set(envelope.actor)
+                try:
+                    await self.subscription.handler(conn, envelope)
+                finally:
+                    request_id_var.reset(request_token)
+                    actor_var.reset(actor_token)
+                applied += 1
+        self.applied += applied
+        return applied
 
     async def handle(self, msg: Msg) -> None:
         deliveries = msg.metadata.num_delivered

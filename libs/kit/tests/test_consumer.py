@@ -186,3 +186,56 @@ async def test_event_type_filter(pool, bus):
 
 async def _truthy(value) -> bool:
     return bool(value)
+
+
+async def test_a_backlog_is_applied_in_shared_transactions_in_stream_order(pool, bus):
+    await bus.ensure_stream(IDENTITY)
+    await pool.execute("CREATE TABLE IF NOT EXISTS batched (event_id text, txid bigint, seq serial)")
+    sent = [created(f"u{i}") for i in range(40)]
+    for envelope in sent:
+        await publish(bus, envelope)
+
+    async def record_with_transaction(conn, envelope):
+        await conn.execute("INSERT INTO batched (event_id, txid) VALUES ($1, txid_current())", envelope.id)
+
+    consumer = EventConsumer(pool, bus, Subscription("batched", (IDENTITY,), record_with_transaction), IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    finally:
+        await consumer.stop()
+    rows = await pool.fetch("SELECT event_id, txid FROM batched ORDER BY seq")
+    assert [r["event_id"] for r in rows] == [e.id for e in sent]
+    assert len({r["txid"] for r in rows}) < len(sent)  # several events shared a transaction
+    assert consumer.applied == 40
+
+
+async def test_one_bad_event_in_a_backlog_holds_back_none_of_the_others(pool, bus):
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    await bus.ensure_dead_letter_stream()
+    dead = await bus.nc.subscribe(bus.dead_letter_subject("picky"))
+    sent = [created(f"u{i}") for i in range(30)]
+    bad = sent[11]
+    for envelope in sent:
+        await publish(bus, envelope)
+
+    async def picky(conn, envelope):
+        if envelope.id == bad.id:
+            raise ValueError("not this one")
+        await record_effect(conn, envelope)
+
+    subscription = Subscription("picky", (IDENTITY,), picky, max_deliveries=2, backoff_seconds=(0.05,))
+    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        message = await dead.next_msg(timeout=15)
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    finally:
+        await consumer.stop()
+    assert msgspec.json.decode(message.data, type=Envelope).id == bad.id
+    applied = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")]
+    assert sorted(applied) == sorted(e.id for e in sent if e is not bad)  # each once
+    assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'picky'") == 29
