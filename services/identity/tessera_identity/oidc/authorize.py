@@ -276,8 +276,12 @@ def _missing(auth_request: AuthorizationRequest, grant) -> tuple[list[str], dict
     return missing_oidc, missing_resources
 
 
+# `decide` looks the grant up itself unless the caller already holds it (or knows there is none).
+UNKNOWN_GRANT: Any = object()
+
+
 async def decide(provider: Provider, client: Client, auth_request: AuthorizationRequest, session, *,
-                 interaction_id: str | None) -> Response:
+                 interaction_id: str | None, grant: Any = UNKNOWN_GRANT) -> Response:
     """Which prompt the request still needs (OIDC Core §3.1.2.3, §3.1.2.4), or the code."""
     target = Target(auth_request.redirect_uri, auth_request.response_mode, auth_request.state)
     fulfilled = set(auth_request.fulfilled)
@@ -295,7 +299,8 @@ async def decide(provider: Provider, client: Client, auth_request: Authorization
             raise OAuthError("login_required", "End-User authentication is required")
         return await start_interaction(provider, auth_request, session, "login", reasons)
 
-    grant = await store.find_grant_for(provider.pool, provider.tenant_id, session["id"], client.id)
+    if grant is UNKNOWN_GRANT:
+        grant = await store.find_grant_for(provider.pool, provider.tenant_id, session["id"], client.id)
     missing_oidc, missing_resources = _missing(auth_request, grant)
     if missing_oidc:
         reasons.append("op_scopes_missing")
@@ -368,10 +373,7 @@ def _interaction_not_found() -> OAuthError:
 async def resume(provider: Provider, request: Request, uid: str) -> Response:
     if provider.cookie_value(request, INTERACTION_COOKIE) != uid:
         return _interaction_not_found().response()
-    async with provider.pool.acquire() as conn, conn.transaction():
-        row = await store.find_interaction(conn, provider.tenant_id, uid, lock=True)
-        if row is not None:
-            await store.delete_interaction(conn, uid)  # an interaction resumes once
+    row = await store.take_interaction(provider.pool, provider.tenant_id, uid)  # resumes once
     if row is None:
         return _interaction_not_found().response()
     auth_request = AuthorizationRequest.from_json(row["params"])
@@ -386,18 +388,21 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
             raise OAuthError(result["error"], result.get("error_description") or "")
         session = await current_session(provider, request)
         fulfilled = set(auth_request.fulfilled)
+        grant: Any = UNKNOWN_GRANT
         login = result.get("login")
         if login:
-            session = await _sign_in(provider, session, login, client.id, uid)
+            session, is_new_session = await _sign_in(provider, session, login, client.id, uid)
             cookies.append(cookie(provider, SESSION_COOKIE, provider.cookies.sign(SESSION_COOKIE, session["id"]), SESSION_TTL))
             fulfilled.add("login")
+            if is_new_session:
+                grant = None  # nothing was granted to a session that did not exist
         if result.get("consent"):
             if session is None:
                 raise OAuthError("access_denied", "consent without a signed-in user")
-            await _grant(provider, session, auth_request)
+            grant = await _grant(provider, session, auth_request)
             fulfilled.add("consent")
         auth_request.fulfilled = sorted(fulfilled)
-        response = await decide(provider, client, auth_request, session, interaction_id=uid)
+        response = await decide(provider, client, auth_request, session, interaction_id=uid, grant=grant)
     except OAuthError as error:
         response = error_to_client(provider, target, error)
     for item in cookies:
@@ -407,9 +412,11 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
     return response
 
 
-async def _sign_in(provider: Provider, session, login: dict[str, Any], client_id: str, interaction_id: str):
+async def _sign_in(provider: Provider, session, login: dict[str, Any], client_id: str,
+                   interaction_id: str) -> tuple[dict[str, Any], bool]:
     """Create the OIDC session for the user the experience identified (or refresh the login
-    time of the same user's session); another user's session in this browser ends."""
+    time of the same user's session); another user's session in this browser ends.
+    Returns (session, whether it is new)."""
     account_id = login["account_id"]
     amr = list(login.get("amr") or [])
     login_at = from_timestamp(login.get("ts") or time.time())
@@ -418,24 +425,26 @@ async def _sign_in(provider: Provider, session, login: dict[str, Any], client_id
             raise OAuthError("access_denied", "the user may not sign in")
         if session is not None and session["account_id"] == account_id:
             await store.refresh_session_login(conn, session["id"], login_at, amr)
-            session_id = session["id"]
-        else:
-            if session is not None:
-                await end_session_rows(conn, provider, session["id"], reason="replaced")
-            session_id = new_id()
-            await store.insert_session(
-                conn, tenant_id=provider.tenant_id, session_id=session_id, account_id=account_id,
-                login_at=login_at, amr=amr, expires_at=from_timestamp(time.time() + SESSION_TTL),
-            )
-            await provider.emit(conn, SessionStarted(
-                user_id=account_id, session_id=session_id, application_id=client_id,
-                interaction_id=interaction_id, amr=amr,
-            ), aggregate_id=account_id)
-        return await store.find_session(conn, provider.tenant_id, session_id)
+            return {**dict(session), "login_at": login_at, "amr": amr}, False
+        if session is not None:
+            await end_session_rows(conn, provider, session["id"], reason="replaced")
+        session_id = new_id()
+        expires_at = from_timestamp(time.time() + SESSION_TTL)
+        await store.insert_session(
+            conn, tenant_id=provider.tenant_id, session_id=session_id, account_id=account_id,
+            login_at=login_at, amr=amr, expires_at=expires_at,
+        )
+        await provider.emit(conn, SessionStarted(
+            user_id=account_id, session_id=session_id, application_id=client_id,
+            interaction_id=interaction_id, amr=amr,
+        ), aggregate_id=account_id)
+        return {"id": session_id, "account_id": account_id, "login_at": login_at, "amr": amr,
+                "expires_at": expires_at}, True
 
 
-async def _grant(provider: Provider, session, auth_request: AuthorizationRequest) -> None:
-    """Record consent: the grant of (session, client) gets everything the request asked for."""
+async def _grant(provider: Provider, session, auth_request: AuthorizationRequest) -> dict[str, Any]:
+    """Record consent: the grant of (session, client) gets everything the request asked for.
+    Returns the grant as it now stands."""
     async with provider.pool.acquire() as conn, conn.transaction():
         grant = await store.find_grant_for(conn, provider.tenant_id, session["id"], auth_request.client_id)
         oidc_scopes = list(dict.fromkeys([*(grant["oidc_scopes"] if grant else []), *auth_request.oidc_scopes]))
@@ -444,13 +453,17 @@ async def _grant(provider: Provider, session, auth_request: AuthorizationRequest
             resource_scopes[indicator] = list(dict.fromkeys([*resource_scopes.get(indicator, []),
                                                             *auth_request.resource_scopes]))
         if grant is None:
+            grant_id = new_id()
             await store.insert_grant(
-                conn, tenant_id=provider.tenant_id, grant_id=new_id(), account_id=session["account_id"],
+                conn, tenant_id=provider.tenant_id, grant_id=grant_id, account_id=session["account_id"],
                 client_id=auth_request.client_id, session_id=session["id"], oidc_scopes=oidc_scopes,
                 resource_scopes=resource_scopes, expires_at=from_timestamp(time.time() + GRANT_TTL),
             )
         else:
-            await store.update_grant_scopes(conn, grant["id"], oidc_scopes, resource_scopes)
+            grant_id = grant["id"]
+            await store.update_grant_scopes(conn, grant_id, oidc_scopes, resource_scopes)
+    return {"id": grant_id, "account_id": session["account_id"], "client_id": auth_request.client_id,
+            "session_id": session["id"], "oidc_scopes": oidc_scopes, "resource_scopes": resource_scopes}
 
 
 async def end_session_rows(conn, provider: Provider, session_id: str, *, reason: str) -> str | None:

@@ -66,6 +66,18 @@ async def set_interaction_result(conn: Conn, uid: str, result: dict[str, Any]) -
     await conn.execute("UPDATE oidc_interactions SET result = $2 WHERE uid = $1", uid, result)
 
 
+async def take_interaction(conn: Conn, tenant_id: str, uid: str) -> asyncpg.Record | None:
+    """Remove a live interaction and return it: one statement, so it resumes exactly once
+    (an expired one goes too, and is not returned)."""
+    row = await conn.fetchrow(
+        "DELETE FROM oidc_interactions WHERE tenant_id = $1 AND uid = $2"
+        " RETURNING uid, client_id, params, prompt, session_id, session_account_id, result, expires_at,"
+        " expires_at > now() AS live",
+        tenant_id, uid,
+    )
+    return row if row is not None and row["live"] else None
+
+
 async def delete_interaction(conn: Conn, uid: str) -> None:
     await conn.execute("DELETE FROM oidc_interactions WHERE uid = $1", uid)
 

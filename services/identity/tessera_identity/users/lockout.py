@@ -106,6 +106,11 @@ _SAVE_ROW = (
     " WHERE tenant_id = $1 AND identifier_hash = $2"
 )
 
+_GIVE_BACK_SLOT = (
+    "UPDATE password_attempts SET in_flight = greatest(in_flight - 1, 0)"
+    " WHERE tenant_id = $1 AND identifier_hash = $2"
+)
+
 
 def _counter(row: asyncpg.Record) -> Counter | None:
     if row["created"]:
@@ -131,6 +136,12 @@ async def take_attempt(pool: asyncpg.Pool, tenant_id: str, key: str, policy: Pol
 
 async def settle(pool: asyncpg.Pool, tenant_id: str, key: str, succeeded: bool,
                  policy: Policy = DEFAULT_POLICY) -> None:
+    if succeeded:
+        # settle_attempt's rule for a right password (the slot goes back, nothing else
+        # changes) as one atomic statement: the common case costs one round trip. A row
+        # purged meanwhile needs nothing: a fresh counter with no slot is no row at all.
+        await pool.execute(_GIVE_BACK_SLOT, tenant_id, key)
+        return
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_LOCK_ROW, tenant_id, key)
         # A row purged meanwhile comes back new: it starts with the slot this attempt held.
