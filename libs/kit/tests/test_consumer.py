@@ -1,11 +1,12 @@
 """Idempotent consumers against real PostgreSQL and JetStream."""
 
 import asyncio
+import contextlib
 
 import msgspec
 
 from tessera_events import STREAMS, Envelope
-from tessera_events.identity import UserCreated, UserSnapshot
+from tessera_events.identity import UserCreated, UserDeleted, UserSnapshot
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.outbox import build_envelope
 
@@ -40,6 +41,18 @@ async def wait_until(predicate, timeout=15.0):
         await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def running(pool, bus, subscription: Subscription):
+    """A consumer of the identity stream, started, and stopped on the way out."""
+    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
+    await consumer.ensure()
+    consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 async def count(pool, sql, *args) -> int:
     return await pool.fetchval(sql, *args)
 
@@ -51,14 +64,9 @@ async def test_consumer_down_while_events_published_applies_all_on_start(pool, b
     for envelope in sent:
         await publish(bus, envelope)
 
-    consumer = EventConsumer(pool, bus, Subscription("reader", (IDENTITY,), record_effect), IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
+    async with running(pool, bus, Subscription("reader", (IDENTITY,), record_effect)) as consumer:
         await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects"), 25))
         await wait_until(lambda: _equals(consumer.pending(), 0))
-    finally:
-        await consumer.stop()
     applied = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")]
     assert sorted(applied) == sorted(e.id for e in sent)
     assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'reader'") == 25
@@ -75,13 +83,8 @@ async def test_redelivered_event_is_applied_once(pool, bus):
     envelope = created("u1")
     await publish(bus, envelope, msg_id="first")
     await publish(bus, envelope, msg_id="second")
-    consumer = EventConsumer(pool, bus, Subscription("once", (IDENTITY,), record_effect), IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
+    async with running(pool, bus, Subscription("once", (IDENTITY,), record_effect)) as consumer:
         await wait_until(lambda: _equals(consumer.pending(), 0))
-    finally:
-        await consumer.stop()
     assert await count(pool, "SELECT count(*) FROM effects") == 1
 
 
@@ -97,14 +100,9 @@ async def test_transient_failures_are_retried_then_applied(pool, bus):
         await record_effect(conn, envelope)
 
     subscription = Subscription("flaky", (IDENTITY,), flaky, backoff_seconds=(0.05,))
-    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
+    async with running(pool, bus, subscription) as consumer:
         await publish(bus, created("u1"))
         await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects"), 1))
-    finally:
-        await consumer.stop()
     assert len(attempts) == 3
     assert await count(pool, "SELECT count(*) FROM dead_letters") == 0
 
@@ -118,16 +116,11 @@ async def test_failing_handler_sends_message_to_dead_letter_subject_with_error(p
         raise ValueError("cannot apply this")
 
     subscription = Subscription("broken", (IDENTITY,), broken, max_deliveries=3, backoff_seconds=(0.05,))
-    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
-    await consumer.ensure()
-    consumer.start()
     envelope = created("u1")
-    try:
+    async with running(pool, bus, subscription) as consumer:
         await publish(bus, envelope)
         message = await dead.next_msg(timeout=15)
         await wait_until(lambda: _equals(consumer.pending(), 0))  # acked, not redelivered forever
-    finally:
-        await consumer.stop()
     assert message.headers["Tessera-Error"] == "ValueError: cannot apply this"
     assert message.headers["Tessera-Deliveries"] == "3"
     assert message.headers["Tessera-Subject"] == "identity.user.created"
@@ -148,14 +141,9 @@ async def test_message_that_is_not_an_envelope_is_dead_lettered_at_once(pool, bu
     async def handler(conn, envelope):
         calls.append(envelope)
 
-    consumer = EventConsumer(pool, bus, Subscription("strict", (IDENTITY,), handler), IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
+    async with running(pool, bus, Subscription("strict", (IDENTITY,), handler)) as consumer:
         await bus.js.publish(bus.subject("identity.user.created"), b"not json")
         message = await dead.next_msg(timeout=10)
-    finally:
-        await consumer.stop()
     assert message.data == b"not json"
     assert message.headers["Tessera-Deliveries"] == "1"
     assert calls == []
@@ -169,18 +157,11 @@ async def test_event_type_filter(pool, bus):
         seen.append(envelope.type)
 
     subscription = Subscription("deletions", (IDENTITY,), handler, event_types=("identity.user.deleted",))
-    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
-        from tessera_events.identity import UserDeleted
-
+    async with running(pool, bus, subscription) as consumer:
         await publish(bus, created("u1"))
         await publish(bus, build_envelope(UserDeleted(user_id="u1")))
         await wait_until(lambda: _equals(consumer.pending(), 0))
         await wait_until(lambda: _truthy(seen))
-    finally:
-        await consumer.stop()
     assert seen == ["identity.user.deleted"]
 
 
@@ -198,13 +179,8 @@ async def test_a_backlog_is_applied_in_shared_transactions_in_stream_order(pool,
     async def record_with_transaction(conn, envelope):
         await conn.execute("INSERT INTO batched (event_id, txid) VALUES ($1, txid_current())", envelope.id)
 
-    consumer = EventConsumer(pool, bus, Subscription("batched", (IDENTITY,), record_with_transaction), IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
+    async with running(pool, bus, Subscription("batched", (IDENTITY,), record_with_transaction)) as consumer:
         await wait_until(lambda: _equals(consumer.pending(), 0))
-    finally:
-        await consumer.stop()
     rows = await pool.fetch("SELECT event_id, txid FROM batched ORDER BY seq")
     assert [r["event_id"] for r in rows] == [e.id for e in sent]
     assert len({r["txid"] for r in rows}) < len(sent)  # several events shared a transaction
@@ -227,14 +203,9 @@ async def test_one_bad_event_in_a_backlog_holds_back_none_of_the_others(pool, bu
         await record_effect(conn, envelope)
 
     subscription = Subscription("picky", (IDENTITY,), picky, max_deliveries=2, backoff_seconds=(0.05,))
-    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
-    await consumer.ensure()
-    consumer.start()
-    try:
+    async with running(pool, bus, subscription) as consumer:
         message = await dead.next_msg(timeout=15)
         await wait_until(lambda: _equals(consumer.pending(), 0))
-    finally:
-        await consumer.stop()
     assert msgspec.json.decode(message.data, type=Envelope).id == bad.id
     applied = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")]
     assert sorted(applied) == sorted(e.id for e in sent if e is not bad)  # each once
