@@ -111,16 +111,23 @@ async def serve(
 
 
 async def call(
-    bus: Bus, operation: RpcOperation[Req, Rep], request: Req, *, timeout: float = 3.0
+    bus: Bus, operation: RpcOperation[Req, Rep], request: Req, *, timeout: float = 3.0,
+    no_responders_retry_after: float = 0.05,
 ) -> Rep:
+    """Ask the service that owns `operation`. With no responder the server answers at once;
+    one retry after a short pause covers a replica that is just (re)subscribing, then the
+    caller gets 503 `service.unavailable`, never a hang."""
     headers = {}
     request_id = current_request_id()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
+    subject, payload = bus.subject(operation.subject), _encoder.encode(request)
     try:
-        msg = await bus.nc.request(
-            bus.subject(operation.subject), _encoder.encode(request), timeout=timeout, headers=headers
-        )
+        try:
+            msg = await bus.nc.request(subject, payload, timeout=timeout, headers=headers)
+        except NoRespondersError:
+            await asyncio.sleep(no_responders_retry_after)
+            msg = await bus.nc.request(subject, payload, timeout=timeout, headers=headers)
     except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
         log.warning("rpc unavailable", subject=operation.subject, error=type(exc).__name__)
         raise service_unavailable(operation.service) from exc

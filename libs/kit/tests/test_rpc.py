@@ -64,6 +64,15 @@ async def test_no_responder_is_service_unavailable_at_once(bus):
     assert time.monotonic() - started < 4  # no responders is answered, not waited out
 
 
+async def test_a_responder_that_subscribes_just_after_the_call_still_answers(bus):
+    call = asyncio.create_task(rpc.call(bus, ADD, Add(2, 3), no_responders_retry_after=1.0))
+    await asyncio.sleep(0.3)  # the first request has long met no responder
+    assert not call.done()  # ... and the call waits to try once more
+    await rpc.serve(bus, rpc.RpcHandler(ADD, add))
+    await bus.nc.flush()
+    assert (await call).total == 5
+
+
 async def test_slow_responder_times_out_as_unavailable(bus):
     async def slow(request: Add) -> Sum:
         await asyncio.sleep(2)
