@@ -79,6 +79,7 @@ class FakeIdentity:
         self.users: dict[str, FakeUser] = {}
         self.interactions: dict[str, FakeInteraction] = {}
         self.calls: list[str] = []
+        self.failing_logins = 0  # how many next finish_login calls fail (identity trouble)
 
     # -- helpers for tests
     def add_user(self, **fields: Any) -> FakeUser:
@@ -175,6 +176,9 @@ class FakeIdentity:
 
     async def finish_login(self, r: oidc_contracts.FinishLogin):
         self.calls.append("finish_login")
+        if self.failing_logins:
+            self.failing_logins -= 1
+            raise RequestError("unknown", 500)
         i = self.interaction(r.interaction_cookie)
         user = self.users.get(r.account_id)
         if user is None:

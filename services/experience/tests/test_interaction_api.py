@@ -332,6 +332,27 @@ async def test_register_with_username_and_password(deployment):
     assert stored["account_id"] == gina.id and "password" not in stored["profile"]
 
 
+async def test_a_register_whose_login_failed_is_finished_by_the_next_submit(deployment):
+    d = deployment
+    cookie = d.use_interaction()
+    assert (await put(d, {"event": "Register", "profile": {"username": "ivy", "password": PASSWORD}})).status_code == 204
+    d.identity.failing_logins = 1
+    assert (await submit(d)).status_code == 500
+    (ivy,) = [u for u in d.identity.users.values() if u.username == "ivy"]
+    assert await submitted_events(d) == []
+
+    response = await submit(d)
+    assert response.status_code == 200, response.text
+    assert [u.id for u in d.identity.users.values() if u.username == "ivy"] == [ivy.id]  # not created twice
+    assert d.identity.calls.count("create_user") == 1
+    assert d.identity.interactions[cookie.split(".")[0]].login_account_id == ivy.id
+    assert await submitted_events(d) == ["experience.interaction.registered"]
+    (_, event), = await d.events("experience.interaction.registered")
+    assert event["user_id"] == ivy.id and event["methods"] == ["password"]
+    stored = await d.ctx.pool.fetchrow("SELECT account_id, registered FROM interactions")
+    assert stored["account_id"] == ivy.id and stored["registered"] is None
+
+
 @pytest.mark.parametrize("profile, missing", [
     ({"username": "hank"}, ["password"]),
     ({"password": PASSWORD}, ["username"]),

@@ -417,22 +417,34 @@ class InteractionService:
         async def run() -> str | None:
             entry = steps.create(f"Interaction.{event}.Submit")
             entry["interaction"] = mask_passwords(storage)
-            sie = await load_sign_in_experience(self.ctx)
             identifiers: list[Identifier] = list(storage.get("identifiers") or [])
             profile: Payload = dict(storage.get("profile") or {})
             user: UserInfo | None = None
-            if event in ("SignIn", FORGOT_PASSWORD):
-                account_id = await self._identify(storage, identifiers, profile)
-                user = await self._find_user(by="id", value=account_id)
+            registered = storage.get("registered") if event == "Register" else None
+            if registered:
+                # An earlier submit created this user and then could not finish the login
+                # (identity's login rpc failed): finish that registration, never create a
+                # second user or answer "username already in use" to its own registrant.
+                user = await self._find_user(by="id", value=registered["accountId"])
                 if user is None:
                     raise RequestError("entity.not_found", 404)
-            await self._verify_profile(event, user, identifiers, profile)
-            if event != FORGOT_PASSWORD:
-                identifiers, profile = await self._check_mandatory_profile(event, sie, user, identifiers, profile)
-            methods = domain.authentication_methods(identifiers, profile, event)
+                methods = list(registered["methods"])
+            else:
+                sie = await load_sign_in_experience(self.ctx)
+                if event in ("SignIn", FORGOT_PASSWORD):
+                    account_id = await self._identify(storage, identifiers, profile)
+                    user = await self._find_user(by="id", value=account_id)
+                    if user is None:
+                        raise RequestError("entity.not_found", 404)
+                await self._verify_profile(event, user, identifiers, profile)
+                if event != FORGOT_PASSWORD:
+                    identifiers, profile = await self._check_mandatory_profile(event, sie, user, identifiers, profile)
+                methods = domain.authentication_methods(identifiers, profile, event)
             redirect: str | None = None
             if event == "Register":
-                user = await self._register(identifiers, profile)
+                if user is None:
+                    user = await self._register(identifiers, profile)
+                    await self._remember_registration(details, storage, user, methods)
             elif event == "SignIn":
                 assert user is not None
                 user = await self._sign_in(user, identifiers, profile)
@@ -451,6 +463,14 @@ class InteractionService:
             return redirect
 
         return await self._logged(steps, run)
+
+    async def _remember_registration(self, details: InteractionDetails, storage: dict[str, Any],
+                                     user: UserInfo, methods: list[str]) -> None:
+        """Written as soon as the user exists, so a failure before the login is finished
+        leaves a registration the next submit completes (`_finish` clears it)."""
+        expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
+        remembered = {**storage, "registered": {"accountId": user.id, "methods": methods}}
+        await store.save(self.ctx.pool, self.tenant, details.uid, remembered, expires_at)
 
     async def _identify(self, storage: dict[str, Any], identifiers: list[Identifier], profile: Payload) -> str:
         """The one account every auth identifier points at (§4.5.2)."""

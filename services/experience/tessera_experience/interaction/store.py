@@ -22,29 +22,32 @@ def _storage(row: asyncpg.Record) -> dict[str, Any]:
         storage["accountId"] = row["account_id"]
     if row["connector_session"] is not None:
         storage["connectorSession"] = row["connector_session"]
+    if row["registered"] is not None:
+        storage["registered"] = row["registered"]
     return storage
 
 
 async def find(conn: Executor, tenant_id: str, uid: str, *, lock: bool = False) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        "SELECT event, identifiers, profile, account_id, connector_session FROM interactions"
+        "SELECT event, identifiers, profile, account_id, connector_session, registered FROM interactions"
         " WHERE tenant_id = $1 AND uid = $2 AND expires_at > now()" + (" FOR UPDATE" if lock else ""),
         tenant_id, uid,
     )
     return _storage(row) if row else None
 
 
-async def save(conn: asyncpg.Connection, tenant_id: str, uid: str, storage: dict[str, Any],
+async def save(conn: Executor, tenant_id: str, uid: str, storage: dict[str, Any],
                expires_at: dt.datetime) -> None:
     """Replace the stored interaction (Logto stores the whole result each time)."""
     await conn.execute(
         "INSERT INTO interactions (tenant_id, uid, event, identifiers, profile, account_id, connector_session,"
-        " updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8)"
+        " registered, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)"
         " ON CONFLICT (tenant_id, uid) DO UPDATE SET event = excluded.event, identifiers = excluded.identifiers,"
         " profile = excluded.profile, account_id = excluded.account_id,"
-        " connector_session = excluded.connector_session, updated_at = now(), expires_at = excluded.expires_at",
+        " connector_session = excluded.connector_session, registered = excluded.registered,"
+        " updated_at = now(), expires_at = excluded.expires_at",
         tenant_id, uid, storage["event"], storage.get("identifiers") or [], storage.get("profile"),
-        storage.get("accountId"), storage.get("connectorSession"), expires_at,
+        storage.get("accountId"), storage.get("connectorSession"), storage.get("registered"), expires_at,
     )
 
 
