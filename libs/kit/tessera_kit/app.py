@@ -86,16 +86,31 @@ class ServiceSpec:
         return self.name.replace("-", "_")
 
 
+# Set when the process is asked to stop (the signal handler of `tessera_kit.serve`): a
+# service still waiting for its database or NATS gives up at once instead of retrying
+# for up to two minutes after SIGTERM.
+stop_requested = asyncio.Event()
+
+
+class StartupAborted(RuntimeError):
+    """The process was asked to stop before its dependencies answered."""
+
+
 async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], tries: int = 60) -> Any:
     """Dependencies may still be starting (or restarting): wait for them a while."""
     for n in range(tries):
+        if stop_requested.is_set():
+            raise StartupAborted(f"asked to stop while waiting for {what}")
         try:
             return await attempt()
         except Exception as exc:
             if n == tries - 1:
                 raise
             log.warning("waiting for dependency", dependency=what, error=str(exc))
-            await asyncio.sleep(min(0.25 * (n + 1), 2.0))
+            try:
+                await asyncio.wait_for(stop_requested.wait(), min(0.25 * (n + 1), 2.0))
+            except asyncio.TimeoutError:
+                pass
 
 
 async def start_context(spec: ServiceSpec) -> ServiceContext:

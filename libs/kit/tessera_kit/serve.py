@@ -19,6 +19,8 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.server.embed import Server
 
+from tessera_kit.app import stop_requested
+
 
 def load(target: str):
     module_name, _, attribute = target.partition(":")
@@ -38,8 +40,13 @@ async def serve(target: str) -> None:
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
     )
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        stop_requested.set()  # ends a startup still waiting for its dependencies
+        server.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stop)
+        loop.add_signal_handler(sig, stop)
     await server.serve()
 
 

@@ -136,3 +136,33 @@ async def test_request_id_and_caller_follow_into_logs_and_events(client, capsys)
 async def test_a_request_without_id_gets_one(client):
     response = await client.get("/api/things")
     assert len(response.headers["x-request-id"]) >= 8
+
+
+def test_sigterm_ends_a_startup_still_waiting_for_its_database(tmp_path):
+    """Without the stop signal reaching the retries, the process would keep waiting for
+    PostgreSQL for about two minutes after SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed_port}/none",
+           "NATS_URL": f"nats://127.0.0.1:{closed_port}", "PORT": "0", "LOG_LEVEL": "warning"}
+    process = subprocess.Popen([sys.executable, "-m", "tessera_kit.serve", "tessera_audit_log.main:app"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        output = ""
+        while "waiting for dependency" not in output:  # it is in the retry loop
+            assert time.monotonic() < deadline and process.poll() is None, output
+            output += process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)  # raises TimeoutExpired while it keeps retrying
+    finally:
+        process.kill()
+        process.wait()
