@@ -7,9 +7,9 @@
 The first two are single requests, driven by wrk like every other scenario.
 
 The sign-in is a *flow* of ~8 dependent requests carrying cookies, which one wrk request shape
-cannot express. `FLOWS` lists it as an async callable doing one complete sign-in; what the
-runner needs to measure it (not in `tessera_bench` yet) is `measure_flow` below: N concurrent
-workers repeat the flow for `seconds`, and the flow rate and per-flow p50/p99 are reported.
+cannot express. `FLOWS` lists it as an async callable doing one complete sign-in, on the lean
+client of `tessera_bench.browser`; `measure_flow` runs N concurrent workers repeating it for
+`seconds` and reports the flow rate and per-flow p50/p99.
 The flow uses Logto's interaction API (`/api/interaction*`), which the experience service
 serves; without it the flow's setup fails with a clear message and the row is skipped.
 """
@@ -20,17 +20,20 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from tessera_bench.browser import Browser, Connection
 from tessera_bench.scenario import BenchContext, Request, Scenario
 
 MANAGEMENT_API = "https://default.logto.app/api"
 REDIRECT_URI = "http://bench.invalid/callback"
+JSON, FORM = "application/json", "application/x-www-form-urlencoded"
 
 
 async def _admin_credentials_ready(ctx: BenchContext, client: httpx.AsyncClient) -> str:
@@ -77,10 +80,9 @@ class SignInSetup:
     client_id: str
     username: str
     password: str
-    # One connection pool shared by every simulated browser: building an httpx client's own
-    # transport (an SSL context with the CA bundle) costs ~25 ms of CPU on the cores being
-    # measured. Each flow still gets its own client, so its own cookie jar.
-    transport: httpx.AsyncBaseTransport | None = None
+    # Keep-alive connections shared by the simulated browsers (each flow has its own
+    # cookie jar): opening a connection per flow would measure TCP set-up instead.
+    connections: asyncio.Queue[Connection] = field(default_factory=asyncio.Queue)
 
 
 async def sign_in_setup(ctx: BenchContext, client: httpx.AsyncClient) -> SignInSetup:
@@ -97,7 +99,7 @@ async def sign_in_setup(ctx: BenchContext, client: httpx.AsyncClient) -> SignInS
     probe = await client.put(f"{ctx.url}/api/interaction", json={"event": "SignIn"})
     if probe.status_code == 404:
         raise RuntimeError("the interaction API (experience service) does not answer")
-    return SignInSetup(app.json()["id"], username, password, httpx.AsyncHTTPTransport())
+    return SignInSetup(app.json()["id"], username, password)
 
 
 async def password_sign_in(ctx: BenchContext, setup: SignInSetup) -> None:
@@ -105,30 +107,36 @@ async def password_sign_in(ctx: BenchContext, setup: SignInSetup) -> None:
     consent → code → token. Raises if any step answers unexpectedly."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    # No `async with`: closing the client would close the shared transport.
-    browser = httpx.AsyncClient(base_url=ctx.url, timeout=30, transport=setup.transport, trust_env=False)
-    response = await browser.get("/oidc/auth", params={
-        "client_id": setup.client_id, "redirect_uri": REDIRECT_URI, "response_type": "code",
-        "scope": "openid offline_access profile", "prompt": "consent", "state": "bench",
-        "code_challenge": challenge, "code_challenge_method": "S256"})
-    assert response.status_code == 303, response.text
-    step = await browser.put("/api/interaction", json={
-        "event": "SignIn", "identifier": {"username": setup.username, "password": setup.password}})
-    assert step.status_code == 204, step.text
-    location = (await browser.post("/api/interaction/submit")).json()["redirectTo"]
-    for _ in range(6):
-        response = await browser.get(urljoin(ctx.url + "/", location))
-        location = response.headers.get("location", "")
-        path = urlsplit(location).path
-        if path.endswith("/consent"):
-            location = (await browser.post("/api/interaction/consent")).json()["redirectTo"]
-        elif location.startswith(REDIRECT_URI):
-            break
-    code = parse_qs(urlsplit(location).query)["code"][0]
-    token = await browser.post("/oidc/token", data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier, "client_id": setup.client_id})
-    assert token.status_code == 200 and "access_token" in token.json(), token.text
+    connection = setup.connections.get_nowait() if not setup.connections.empty() else Connection(ctx.url)
+    try:
+        browser = Browser(connection)
+        query = urlencode({
+            "client_id": setup.client_id, "redirect_uri": REDIRECT_URI, "response_type": "code",
+            "scope": "openid offline_access profile", "prompt": "consent", "state": "bench",
+            "code_challenge": challenge, "code_challenge_method": "S256"})
+        response = await browser.request("GET", f"/oidc/auth?{query}")
+        assert response.status == 303, response.body
+        step = await browser.request("PUT", "/api/interaction", content_type=JSON, body=json.dumps({
+            "event": "SignIn", "identifier": {"username": setup.username, "password": setup.password}}).encode())
+        assert step.status == 204, step.body
+        location = json.loads((await browser.request("POST", "/api/interaction/submit")).body)["redirectTo"]
+        for _ in range(6):
+            response = await browser.request("GET", location)
+            location = response.headers.get("location", "")
+            if urlsplit(location).path.endswith("/consent"):
+                consent = await browser.request("POST", "/api/interaction/consent")
+                location = json.loads(consent.body)["redirectTo"]
+            elif location.startswith(REDIRECT_URI):
+                break
+        code = parse_qs(urlsplit(location).query)["code"][0]
+        token = await browser.request("POST", "/oidc/token", content_type=FORM, body=urlencode({
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, "client_id": setup.client_id}).encode())
+        assert token.status == 200 and "access_token" in json.loads(token.body), token.body
+    except BaseException:
+        await connection.close()  # in an unknown state: the next flow opens a new one
+        raise
+    setup.connections.put_nowait(connection)
 
 
 @dataclass
