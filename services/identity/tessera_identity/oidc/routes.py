@@ -97,7 +97,7 @@ def _static_document(path: str, body_of: Callable[[Provider], bytes], name: str)
     dependency injection — discovery is the most requested path of an OP (and is cached by
     nobody in between). GET/HEAD answer the bytes, OPTIONS the preflight."""
 
-    @asgi(path, is_mount=False, include_in_schema=False, name=name)
+    @asgi(path, is_mount=False, include_in_schema=False, name=name, copy_scope=False)
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method == "OPTIONS":
