@@ -80,6 +80,8 @@ class FakeIdentity:
         self.interactions: dict[str, FakeInteraction] = {}
         self.calls: list[str] = []
         self.failing_logins = 0  # how many next finish_login calls fail (identity trouble)
+        self.lost_create_replies = 0  # how many next create_user calls create, then "time out"
+        self.created_by_key: dict[str, str] = {}  # idempotency key → user id, as identity keeps it
 
     # -- helpers for tests
     def add_user(self, **fields: Any) -> FakeUser:
@@ -119,6 +121,9 @@ class FakeIdentity:
                 if user.identities.get(r.identity_target, {}).get("user_id") == r.identity_user_id:
                     return user.info()
             return None
+        if r.idempotency_key:
+            user_id = self.created_by_key.get(r.idempotency_key)
+            return self.users[user_id].info() if user_id in self.users else None
         user = self.find(r.by, r.value)
         return user.info() if user else None
 
@@ -133,6 +138,8 @@ class FakeIdentity:
 
     async def create_user(self, r: identity_contracts.CreateUserRequest):
         self.calls.append("create_user")
+        if r.idempotency_key in self.created_by_key:
+            return self.users[self.created_by_key[r.idempotency_key]].info()
         for by, value, code in (("username", r.username, "username"), ("email", r.primary_email, "email"),
                                 ("phone", r.primary_phone, "phone")):
             if value and self.find(by, value):
@@ -143,6 +150,11 @@ class FakeIdentity:
             identities={k: {"user_id": v.user_id, "details": v.details} for k, v in r.identities.items()},
             last_sign_in_at=r.last_sign_in_at,
         )
+        if r.idempotency_key:
+            self.created_by_key[r.idempotency_key] = user.id
+        if self.lost_create_replies:
+            self.lost_create_replies -= 1
+            raise RequestError("service.unavailable", 503)
         return user.info()
 
     async def update_user(self, r: identity_contracts.UpdateUserRequest):

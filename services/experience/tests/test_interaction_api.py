@@ -353,6 +353,22 @@ async def test_a_register_whose_login_failed_is_finished_by_the_next_submit(depl
     assert stored["account_id"] == ivy.id and stored["registered"] is None
 
 
+async def test_a_register_whose_create_reply_was_lost_creates_the_user_once(deployment):
+    d = deployment
+    d.use_interaction()
+    assert (await put(d, {"event": "Register", "profile": {"username": "jo", "password": PASSWORD}})).status_code == 204
+    d.identity.lost_create_replies = 1
+    assert (await submit(d)).status_code == 503
+    assert (await submit(d)).status_code == 200
+    assert [u.username for u in d.identity.users.values()] == ["jo"]
+    assert await submitted_events(d) == ["experience.interaction.registered"]
+    # Another interaction is another registration.
+    d.use_interaction()
+    assert (await put(d, {"event": "Register", "profile": {"username": "kim", "password": PASSWORD}})).status_code == 204
+    assert (await submit(d)).status_code == 200
+    assert sorted(u.username for u in d.identity.users.values()) == ["jo", "kim"]
+
+
 @pytest.mark.parametrize("profile, missing", [
     ({"username": "hank"}, ["password"]),
     ({"password": PASSWORD}, ["username"]),

@@ -106,3 +106,24 @@ async def test_update_user_refusals(identity, unique):
     with pytest.raises(RequestError) as caught:
         await call(identity, UPDATE_USER, UpdateUserRequest(user_id="nobody123456", name="x"))
     assert (caught.value.status, caught.value.code) == (404, "entity.not_found")
+
+
+async def test_create_user_with_an_idempotency_key_creates_once(identity, unique):
+    import asyncio
+
+    name, key = unique(), f"interaction:{unique()}"
+    request = CreateUserRequest(username=name, password="reg-pass-1", idempotency_key=key)
+    first, second = await asyncio.gather(call(identity, CREATE_USER, request), call(identity, CREATE_USER, request))
+    again = await call(identity, CREATE_USER, request)  # a retry after a lost reply
+    assert first.id == second.id == again.id and first.username == name
+    assert [t for t, _ in await identity.events(first.id)] == ["identity.user.created"]
+    found = await call(identity, FIND_USER, FindUserRequest(idempotency_key=key))
+    assert found is not None and found.id == first.id
+    assert await call(identity, FIND_USER, FindUserRequest(idempotency_key=key + "-unknown")) is None
+    # Another key is another registration: the username is taken now.
+    with pytest.raises(RequestError) as caught:
+        await call(identity, CREATE_USER, CreateUserRequest(username=name, idempotency_key=key + "-other"))
+    assert caught.value.code == "user.username_already_in_use"
+    # Deleting the user forgets its key.
+    await identity.ctx.pool.execute("DELETE FROM users WHERE id = $1", first.id)
+    assert await identity.ctx.pool.fetchval("SELECT count(*) FROM user_creation_keys WHERE key = $1", key) == 0

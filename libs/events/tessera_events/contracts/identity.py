@@ -56,12 +56,14 @@ class UserInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FindUserRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """Either (`by`, `value`) or (`identity_target`, `identity_user_id`) for a social identity."""
+    """Either (`by`, `value`), (`identity_target`, `identity_user_id`) for a social
+    identity, or `idempotency_key`: the user a `CreateUserRequest` with that key created."""
 
     by: IdentifierType | None = None
     value: str | None = None
     identity_target: str | None = None
     identity_user_id: str | None = None
+    idempotency_key: str | None = None
     tenant_id: str = "default"
 
 
@@ -103,6 +105,9 @@ class CreateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
     identities: dict[str, Identity] = {}
     application_id: str | None = None
     last_sign_in_at: int | None = None  # ms; registration signs the user in
+    # The same key again answers the user created the first time (a caller retrying after
+    # a lost reply), without creating another or announcing it twice.
+    idempotency_key: str | None = None
     tenant_id: str = "default"
 
 

@@ -92,6 +92,11 @@ def snapshot(user: UserInfo | None) -> UserSnapshot | None:
     )
 
 
+def registration_key(interaction_uid: str) -> str:
+    """The idempotency key of the user a Register interaction creates: one per interaction."""
+    return f"register:{interaction_uid}"
+
+
 class InteractionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -421,10 +426,16 @@ class InteractionService:
             profile: Payload = dict(storage.get("profile") or {})
             user: UserInfo | None = None
             registered = storage.get("registered") if event == "Register" else None
+            if event == "Register" and not registered:
+                # Identity created the user but its reply never came back (a timeout).
+                created = await self._find_user(idempotency_key=registration_key(details.uid))
+                if created is not None:
+                    registered = {"accountId": created.id,
+                                  "methods": domain.authentication_methods(identifiers, profile, event)}
             if registered:
-                # An earlier submit created this user and then could not finish the login
-                # (identity's login rpc failed): finish that registration, never create a
-                # second user or answer "username already in use" to its own registrant.
+                # An earlier submit created this user and then could not finish the login:
+                # finish that registration, never create a second user or answer
+                # "username already in use" to its own registrant.
                 user = await self._find_user(by="id", value=registered["accountId"])
                 if user is None:
                     raise RequestError("entity.not_found", 404)
@@ -443,7 +454,7 @@ class InteractionService:
             redirect: str | None = None
             if event == "Register":
                 if user is None:
-                    user = await self._register(identifiers, profile)
+                    user = await self._register(identifiers, profile, details.uid)
                     await self._remember_registration(details, storage, user, methods)
             elif event == "SignIn":
                 assert user is not None
@@ -588,7 +599,7 @@ class InteractionService:
         identities = {connector.target: Identity(user_id=social_id, details=info)}
         return identities, info, connector.sync_profile
 
-    async def _register(self, identifiers: list[Identifier], profile: Payload) -> UserInfo:
+    async def _register(self, identifiers: list[Identifier], profile: Payload, interaction_uid: str) -> UserInfo:
         fields: dict[str, Any] = {}
         social = await self._social_profile(identifiers, profile)
         if social is not None:
@@ -603,7 +614,8 @@ class InteractionService:
             if source in profile:
                 fields[target] = profile[source]
         return await self.ctx.call(CREATE_USER, CreateUserRequest(
-            last_sign_in_at=now_ms(), tenant_id=self.tenant, **fields,
+            last_sign_in_at=now_ms(), tenant_id=self.tenant, idempotency_key=registration_key(interaction_uid),
+            **fields,
         ))
 
     async def _sign_in(self, user: UserInfo, identifiers: list[Identifier], profile: Payload) -> UserInfo:

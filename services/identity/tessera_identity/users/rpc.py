@@ -67,9 +67,11 @@ async def find_user(ctx: ServiceContext, request: FindUserRequest) -> UserInfo |
                                                 request.identity_user_id)
     elif request.by and request.value:
         row = await store.find_user_by(ctx.pool, tenant, request.by, request.value)
+    elif request.idempotency_key:
+        row = await store.user_created_with_key(ctx.pool, tenant, request.idempotency_key)
     else:
-        raise RequestError("request.invalid_input", 400,
-                           details="give `by` and `value`, or `identity_target` and `identity_user_id`")
+        raise RequestError("request.invalid_input", 400, details="give `by` and `value`,"
+                           " `identity_target` and `identity_user_id`, or `idempotency_key`")
     return user_info(row) if row else None
 
 
@@ -104,7 +106,8 @@ async def create_user(ctx: ServiceContext, request: CreateUserRequest) -> UserIn
             raise RequestError("password.unsupported_encryption_method", 400, name=str(method))
         digest = (request.password_digest, method)
     row = await service.create_user(ctx, {k: v for k, v in values.items() if v is not None},
-                                    password=request.password, password_digest=digest)
+                                    password=request.password, password_digest=digest,
+                                    idempotency_key=request.idempotency_key)
     return user_info(row)
 
 

@@ -63,10 +63,11 @@ async def get_user(ctx: ServiceContext, user_id: str) -> asyncpg.Record:
 
 async def create_user(
     ctx: ServiceContext, values: dict[str, Any], *, password: str | None = None,
-    password_digest: tuple[str, str] | None = None,
+    password_digest: tuple[str, str] | None = None, idempotency_key: str | None = None,
 ) -> asyncpg.Record:
     """Insert a user. `values` are columns; `password` is hashed here; `password_digest` is
-    an imported (hash, method). Identifier collisions are 422 in Logto's order."""
+    an imported (hash, method). Identifier collisions are 422 in Logto's order. A known
+    `idempotency_key` answers the user it created, unchanged and unannounced."""
     tenant = ctx.settings.tenant_id
     values = dict(values)
     if password:
@@ -75,6 +76,13 @@ async def create_user(
     elif password_digest:
         values["password_encrypted"], values["password_encryption_method"] = password_digest
     async with ctx.pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            # Serialises the calls with this key: the second waits, then finds the first's user.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('create-user:' || $1 || ':' || $2))",
+                               tenant, idempotency_key)
+            created_before = await store.user_created_with_key(conn, tenant, idempotency_key)
+            if created_before is not None:
+                return created_before
         await _check_identifiers_free(conn, tenant, values, None)
         for target, identity in (values.get("identities") or {}).items():
             if await store.find_user_by_identity(conn, tenant, target, identity["userId"]):
@@ -85,6 +93,8 @@ async def create_user(
                 row = await store.insert_user(conn, tenant, new_user_id(), values)
             except asyncpg.UniqueViolationError as exc:  # a concurrent request took an identifier
                 raise _unique_violation(exc) from None
+        if idempotency_key is not None:
+            await store.remember_creation_key(conn, tenant, idempotency_key, row["id"])
         await _emit(ctx, conn, UserCreated(
             user=snapshot(row), has_password=row["has_password"], application_id=row["application_id"],
             identity_targets=sorted(row["identities"]),

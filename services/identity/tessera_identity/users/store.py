@@ -49,6 +49,21 @@ async def find_user(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, use
                                tenant_id, user_id)
 
 
+async def user_created_with_key(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, key: str) -> asyncpg.Record | None:
+    """The user a create_user call with this idempotency key made (a deleted user's keys
+    went with it)."""
+    return await conn.fetchrow(
+        f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1"
+        " AND id = (SELECT user_id FROM user_creation_keys WHERE tenant_id = $1 AND key = $2)",
+        tenant_id, key,
+    )
+
+
+async def remember_creation_key(conn: asyncpg.Connection, tenant_id: str, key: str, user_id: str) -> None:
+    await conn.execute("INSERT INTO user_creation_keys (tenant_id, key, user_id) VALUES ($1, $2, $3)",
+                       tenant_id, key, user_id)
+
+
 async def find_user_for_update(conn: asyncpg.Connection, tenant_id: str, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {SECRET_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE", tenant_id, user_id
