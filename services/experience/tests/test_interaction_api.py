@@ -332,12 +332,19 @@ async def test_register_with_username_and_password(deployment):
     assert stored["account_id"] == gina.id and "password" not in stored["profile"]
 
 
-async def test_a_register_whose_login_failed_is_finished_by_the_next_submit(deployment):
-    d = deployment
+async def register_until_the_login_fails(d, username: str) -> str:
+    """A Register submit that created its user and then met a failing login rpc; returns
+    the interaction cookie."""
     cookie = d.use_interaction()
-    assert (await put(d, {"event": "Register", "profile": {"username": "ivy", "password": PASSWORD}})).status_code == 204
+    assert (await put(d, {"event": "Register", "profile": {"username": username, "password": PASSWORD}})).status_code == 204
     d.identity.failing_logins = 1
     assert (await submit(d)).status_code == 500
+    return cookie
+
+
+async def test_a_register_whose_login_failed_is_finished_by_the_next_submit(deployment):
+    d = deployment
+    cookie = await register_until_the_login_fails(d, "ivy")
     (ivy,) = [u for u in d.identity.users.values() if u.username == "ivy"]
     assert await submitted_events(d) == []
 
@@ -351,6 +358,20 @@ async def test_a_register_whose_login_failed_is_finished_by_the_next_submit(depl
     assert event["user_id"] == ivy.id and event["methods"] == ["password"]
     stored = await d.ctx.pool.fetchrow("SELECT account_id, registered FROM interactions")
     assert stored["account_id"] == ivy.id and stored["registered"] is None
+    # Submitting again after the registration finished registers nobody a second time.
+    error(await submit(d), 422, "user.username_already_in_use")
+    assert await submitted_events(d) == ["experience.interaction.registered"]
+
+
+async def test_a_new_profile_after_an_unfinished_register_is_a_new_registration(deployment):
+    d = deployment
+    cookie = await register_until_the_login_fails(d, "lee")
+    assert (await put(d, {"event": "Register", "profile": {"username": "max", "password": PASSWORD}})).status_code == 204
+    assert (await submit(d)).status_code == 200
+    (max_,) = [u for u in d.identity.users.values() if u.username == "max"]
+    assert d.identity.interactions[cookie.split(".")[0]].login_account_id == max_.id  # not lee
+    (_, event), = await d.events("experience.interaction.registered")
+    assert event["user_id"] == max_.id
 
 
 async def test_a_register_whose_create_reply_was_lost_creates_the_user_once(deployment):
@@ -753,3 +774,16 @@ async def test_sign_in_adds_a_verified_email(deployment):
     await verified_email(d, "tom@example.com")
     assert (await submit(d)).status_code == 200
     assert tom.primary_email == "tom@example.com"
+
+
+async def test_two_submits_racing_to_finish_a_registration_announce_it_once(deployment):
+    import asyncio
+
+    d = deployment
+    await register_until_the_login_fails(d, "ned")
+    first, second = await asyncio.gather(submit(d), submit(d))
+    # The later one either joins the unfinished registration or, when it reads the finished
+    # state, is a new registration of a taken username.
+    assert sorted([first.status_code, second.status_code]) in ([200, 200], [200, 422])
+    assert [u.username for u in d.identity.users.values()] == ["ned"]
+    assert await submitted_events(d) == ["experience.interaction.registered"]

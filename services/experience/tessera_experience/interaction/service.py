@@ -92,11 +92,6 @@ def snapshot(user: UserInfo | None) -> UserSnapshot | None:
     )
 
 
-def registration_key(interaction_uid: str) -> str:
-    """The idempotency key of the user a Register interaction creates: one per interaction."""
-    return f"register:{interaction_uid}"
-
-
 class InteractionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -137,6 +132,9 @@ class InteractionService:
         steps.written = True
 
     async def _save(self, details: InteractionDetails, storage: dict[str, Any], steps: StepLog) -> None:
+        # Any change to the interaction is a new attempt: an unfinished registration's user
+        # is not signed in by a later submit of a different profile.
+        storage = {k: v for k, v in storage.items() if k != "registered"}
         expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             await store.save(conn, self.tenant, details.uid, storage, expires_at)
@@ -426,21 +424,17 @@ class InteractionService:
             profile: Payload = dict(storage.get("profile") or {})
             user: UserInfo | None = None
             registered = storage.get("registered") if event == "Register" else None
-            if event == "Register" and not registered:
-                # Identity created the user but its reply never came back (a timeout).
-                created = await self._find_user(idempotency_key=registration_key(details.uid))
-                if created is not None:
-                    registered = {"accountId": created.id,
-                                  "methods": domain.authentication_methods(identifiers, profile, event)}
             if registered:
-                # An earlier submit created this user and then could not finish the login:
-                # finish that registration, never create a second user or answer
-                # "username already in use" to its own registrant.
-                user = await self._find_user(by="id", value=registered["accountId"])
+                # An earlier submit of this registration asked identity for its user and did
+                # not finish (the reply was lost, or the login rpc failed): finish it with that
+                # user, never create a second one or answer "username already in use" to its
+                # own registrant. If identity never created it, register afresh.
+                user = await self._find_user(idempotency_key=registered["key"])
                 if user is None:
-                    raise RequestError("entity.not_found", 404)
-                methods = list(registered["methods"])
-            else:
+                    registered = None
+                else:
+                    methods = list(registered["methods"])
+            if user is None:
                 sie = await load_sign_in_experience(self.ctx)
                 if event in ("SignIn", FORGOT_PASSWORD):
                     account_id = await self._identify(storage, identifiers, profile)
@@ -453,9 +447,12 @@ class InteractionService:
                 methods = domain.authentication_methods(identifiers, profile, event)
             redirect: str | None = None
             if event == "Register":
-                if user is None:
-                    user = await self._register(identifiers, profile, details.uid)
-                    await self._remember_registration(details, storage, user, methods)
+                if registered is None:
+                    # The key is stored before identity is asked, so whatever happens to the
+                    # reply, the next submit can find the user this registration created.
+                    registered = {"key": f"register:{details.uid}:{secrets.token_hex(8)}", "methods": methods}
+                    await self._remember_registration(details, storage, registered)
+                    user = await self._register(identifiers, profile, registered["key"])
             elif event == "SignIn":
                 assert user is not None
                 user = await self._sign_in(user, identifiers, profile)
@@ -470,18 +467,16 @@ class InteractionService:
                     amr=[domain.AMR[m] for m in methods], tenant_id=self.tenant,
                 ))).redirect_to
             steps.set_user(entry, user.id)
-            await self._finish(details, caller, steps, event, user, identifiers, profile, methods)
+            await self._finish(details, caller, steps, event, user, identifiers, profile, methods,
+                               registration_key=registered["key"] if registered else None)
             return redirect
 
         return await self._logged(steps, run)
 
     async def _remember_registration(self, details: InteractionDetails, storage: dict[str, Any],
-                                     user: UserInfo, methods: list[str]) -> None:
-        """Written as soon as the user exists, so a failure before the login is finished
-        leaves a registration the next submit completes (`_finish` clears it)."""
+                                     registered: dict[str, Any]) -> None:
         expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
-        remembered = {**storage, "registered": {"accountId": user.id, "methods": methods}}
-        await store.save(self.ctx.pool, self.tenant, details.uid, remembered, expires_at)
+        await store.save(self.ctx.pool, self.tenant, details.uid, {**storage, "registered": registered}, expires_at)
 
     async def _identify(self, storage: dict[str, Any], identifiers: list[Identifier], profile: Payload) -> str:
         """The one account every auth identifier points at (§4.5.2)."""
@@ -599,7 +594,7 @@ class InteractionService:
         identities = {connector.target: Identity(user_id=social_id, details=info)}
         return identities, info, connector.sync_profile
 
-    async def _register(self, identifiers: list[Identifier], profile: Payload, interaction_uid: str) -> UserInfo:
+    async def _register(self, identifiers: list[Identifier], profile: Payload, idempotency_key: str) -> UserInfo:
         fields: dict[str, Any] = {}
         social = await self._social_profile(identifiers, profile)
         if social is not None:
@@ -614,8 +609,7 @@ class InteractionService:
             if source in profile:
                 fields[target] = profile[source]
         return await self.ctx.call(CREATE_USER, CreateUserRequest(
-            last_sign_in_at=now_ms(), tenant_id=self.tenant, idempotency_key=registration_key(interaction_uid),
-            **fields,
+            last_sign_in_at=now_ms(), tenant_id=self.tenant, idempotency_key=idempotency_key, **fields,
         ))
 
     async def _sign_in(self, user: UserInfo, identifiers: list[Identifier], profile: Payload) -> UserInfo:
@@ -652,8 +646,11 @@ class InteractionService:
         return InteractionApplication(id=client.id, type=client.type, name=client.name, description=client.description)
 
     async def _finish(self, details: InteractionDetails, caller: Caller, steps: StepLog, event: str,
-                      user: UserInfo, identifiers: list[Identifier], profile: Payload, methods: list[str]) -> None:
-        """One transaction: the interaction's new state, the domain event, the step logs."""
+                      user: UserInfo, identifiers: list[Identifier], profile: Payload, methods: list[str],
+                      *, registration_key: str | None = None) -> None:
+        """One transaction: the interaction's new state, the domain event, the step logs.
+        A registration is announced once: when a concurrent submit has finished it already,
+        this one only logs its steps."""
         context = InteractionContext(interaction_id=details.uid, application_id=details.client_id,
                                      ip=caller.ip, user_agent=caller.user_agent)
         application = await self.application(details.client_id)
@@ -667,6 +664,11 @@ class InteractionService:
             announced = InteractionPasswordReset(
                 user_id=user.id, context=context, user=snapshot(user), application=application)
         async with self.ctx.pool.acquire() as conn, conn.transaction():
+            if registration_key is not None:
+                current = await store.find(conn, self.tenant, details.uid, lock=True) or {}
+                if current.get("accountId") == user.id and "registered" not in current:
+                    await self._write_steps(conn, steps)  # a concurrent submit finished it
+                    return
             if event == FORGOT_PASSWORD:
                 # Logto clears the result: there is no login after a reset.
                 await store.delete(conn, self.tenant, details.uid)
