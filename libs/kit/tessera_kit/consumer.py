@@ -47,13 +47,13 @@ class Subscription:
     batch_size: int = 256
     ack_wait_seconds: float = 30.0
     backoff_seconds: tuple[float, ...] = field(default=(0.1, 0.5, 2.0, 5.0))
+    # Messages that arrived together share one transaction, up to this many. 1 when the
+    # handler locks rows that requests also lock: a batch takes its row locks in stream
+    # order, a request in its own, and the two could deadlock.
+    max_per_transaction: int = 100
 
     def durable_for(self, stream: Stream) -> str:
         return f"{self.name}-{stream.name.lower()}".replace(".", "_")
-
-
-# Bounds one transaction's size (and its lock time) when a backlog is drained.
-MAX_MESSAGES_PER_TRANSACTION = 100
 
 
 def _status_of(msg: Msg) -> str | None:
@@ -178,7 +178,7 @@ class EventConsumer:
                     continue
                 # Whatever else has already arrived is applied with it, in one transaction.
                 messages = [msg]
-                while len(messages) < MAX_MESSAGES_PER_TRANSACTION and not arrived.empty():
+                while len(messages) < self.subscription.max_per_transaction and not arrived.empty():
                     following = arrived.get_nowait()
                     if _status_of(following) is not None:
                         held_back = following
@@ -208,8 +208,10 @@ class EventConsumer:
             try:
                 envelopes = [decode_envelope(m.data) for m in messages]
                 await self.apply_many(envelopes)
-            except Exception:
-                pass  # the one-by-one path below finds and reports the culprit
+            except Exception as exc:
+                # The one-by-one path below finds and reports the culprit.
+                log.warning("event batch failed; applying one by one", consumer=self.durable,
+                            messages=len(messages), error=repr(exc))
             else:
                 for msg in messages:
                     await msg.ack()

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 
 import msgspec
+import pytest
 
 from tessera_events import STREAMS, Envelope
 from tessera_events.identity import UserCreated, UserDeleted, UserSnapshot
@@ -169,9 +170,12 @@ async def _truthy(value) -> bool:
     return bool(value)
 
 
-async def test_a_backlog_is_applied_in_shared_transactions_in_stream_order(pool, bus):
+@pytest.mark.parametrize("max_per_transaction", [100, 1])
+async def test_a_backlog_is_applied_in_stream_order_sharing_transactions_up_to_the_limit(
+        pool, bus, max_per_transaction):
     await bus.ensure_stream(IDENTITY)
-    await pool.execute("CREATE TABLE IF NOT EXISTS batched (event_id text, txid bigint, seq serial)")
+    await pool.execute("DROP TABLE IF EXISTS batched")
+    await pool.execute("CREATE TABLE batched (event_id text, txid bigint, seq serial)")
     sent = [created(f"u{i}") for i in range(40)]
     for envelope in sent:
         await publish(bus, envelope)
@@ -179,11 +183,17 @@ async def test_a_backlog_is_applied_in_shared_transactions_in_stream_order(pool,
     async def record_with_transaction(conn, envelope):
         await conn.execute("INSERT INTO batched (event_id, txid) VALUES ($1, txid_current())", envelope.id)
 
-    async with running(pool, bus, Subscription("batched", (IDENTITY,), record_with_transaction)) as consumer:
+    subscription = Subscription(f"batched{max_per_transaction}", (IDENTITY,), record_with_transaction,
+                                max_per_transaction=max_per_transaction)
+    async with running(pool, bus, subscription) as consumer:
         await wait_until(lambda: _equals(consumer.pending(), 0))
     rows = await pool.fetch("SELECT event_id, txid FROM batched ORDER BY seq")
     assert [r["event_id"] for r in rows] == [e.id for e in sent]
-    assert len({r["txid"] for r in rows}) < len(sent)  # several events shared a transaction
+    transactions = len({r["txid"] for r in rows})
+    if max_per_transaction == 1:
+        assert transactions == len(sent)
+    else:
+        assert transactions < len(sent)  # several events shared a transaction
     assert consumer.applied == 40
 
 

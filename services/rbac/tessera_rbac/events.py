@@ -76,4 +76,7 @@ identity_events = Subscription(
     streams=(STREAMS["identity"],),
     handler=apply_identity_event,
     event_types=IDENTITY_EVENT_TYPES,
+    # Role assignment share-locks directory rows in id order; a batch would lock them in
+    # stream order, and the two could deadlock. One event per transaction never holds two.
+    max_per_transaction=1,
 )
