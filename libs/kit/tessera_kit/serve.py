@@ -19,7 +19,7 @@ from granian.constants import Interfaces
 from granian.log import LogLevels
 from granian.server.embed import Server
 
-from tessera_kit.app import stop_requested
+from tessera_kit.app import request_stop
 
 
 def load(target: str):
@@ -42,7 +42,7 @@ async def serve(target: str) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        stop_requested.set()  # ends a startup still waiting for its dependencies
+        request_stop()  # ends a startup still waiting for its dependencies
         server.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
