@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 
 @dataclass
@@ -28,16 +28,27 @@ class Connection:
         self.authority = parts.netloc
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def exchange(self, head: bytes, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    async def exchange(self, head: bytes, body: bytes, *, timeout: float = 30.0) -> tuple[int, list[tuple[str, str]], bytes]:
+        reused = self._streams is not None
+        try:
+            return await asyncio.wait_for(self._exchange(head, body), timeout)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            await self.close()
+            if not reused:
+                raise
+        # The server had closed the idle connection: send it again on a new one.
+        try:
+            return await asyncio.wait_for(self._exchange(head, body), timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _exchange(self, head: bytes, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self._streams
         writer.write(head + body)
-        try:
-            status, headers, payload, keep_alive = await _read_response(reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            await self.close()
-            raise
+        status, headers, payload, keep_alive = await _read_response(reader)
         if not keep_alive:
             await self.close()
         return status, headers, payload
@@ -67,8 +78,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[
                 break
             chunks.append(chunk[:-2])
         payload = b"".join(chunks)
-    else:
+    elif "content-length" in named or status in (204, 304) or 100 <= status < 200:
         payload = await reader.readexactly(int(named.get("content-length", "0")))
+    else:  # neither length nor chunks: the body runs until the server closes
+        return status, headers, await reader.read(), False
     return status, headers, payload, named.get("connection", "").lower() != "close"
 
 
@@ -81,10 +94,10 @@ class Browser:
 
     async def request(self, method: str, target: str, *, body: bytes = b"",
                       content_type: str | None = None) -> Reply:
-        """`target` is a path with its query, or an absolute URL on the same server."""
-        if target.startswith(("http://", "https://")):
-            parts = urlsplit(target)
-            target = parts.path + (f"?{parts.query}" if parts.query else "")
+        """`target` is a path with its query, or a URL (absolute or relative to the root)
+        on the same server."""
+        parts = urlsplit(urljoin("http://server/", target))
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"host: {self.connection.authority}",
                  "user-agent: tessera-bench", f"content-length: {len(body)}"]
         if content_type:
