@@ -100,6 +100,11 @@ async def test_swagger_and_asyncapi_documents(api):
     for path in ("/api/logs", "/api/dashboard/users/total", "/api/users", "/api/applications",
                  "/api/roles", "/api/resources", "/api/sign-in-exp", "/api/interaction"):
         assert path in swagger["paths"], path
+    # Request bodies are documented, also where a service reads its body itself (identity).
+    for path, method in (("/api/users", "post"), ("/api/applications/{id}", "patch"), ("/api/roles", "post")):
+        body = swagger["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        name = body["$ref"].rsplit("/", 1)[-1]
+        assert swagger["components"]["schemas"][name]["properties"], (path, method)
     asyncapi = (await api.get("/api/asyncapi.json")).json()
     assert "identity.user.created" in asyncapi["channels"]
 

@@ -12,13 +12,15 @@ import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
@@ -80,6 +82,9 @@ class ServiceSpec:
     on_shutdown: Sequence[Hook] = ()
     settings: ServiceSettings | None = None  # default: read from the environment
     openapi_title: str | None = None
+    # operation id → a type describing its JSON body, for handlers that read the body
+    # themselves (to answer Logto's exact validation details): the OpenAPI shows it anyway.
+    documented_bodies: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def schema(self) -> str:
@@ -199,7 +204,7 @@ def create_app(spec: ServiceSpec) -> Litestar:
         finally:
             await stop_context(spec, ctx)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[live, ready, *spec.route_handlers],
         lifespan=[lifespan],
         middleware=[DefineMiddleware(context_middleware)],
@@ -214,3 +219,24 @@ def create_app(spec: ServiceSpec) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    _document_bodies(app, spec.documented_bodies)
+    return app
+
+
+def _document_bodies(app: Litestar, bodies: Mapping[str, Any]) -> None:
+    if not bodies:
+        return
+    names = list(bodies)
+    schemas, components = msgspec.json.schema_components(
+        [bodies[name] for name in names], ref_template="#/components/schemas/{name}")
+    openapi = app.openapi_schema  # built once and cached: changing it changes what is served
+    for path_item in (openapi.paths or {}).values():
+        for method in ("post", "put", "patch", "delete"):
+            operation = getattr(path_item, method, None)
+            if operation is not None and operation.operation_id in bodies and operation.request_body is None:
+                schema = schemas[names.index(operation.operation_id)]
+                operation.request_body = RequestBody(
+                    content={"application/json": OpenAPIMediaType(schema=schema)}, required=True)
+    if openapi.components is None:
+        openapi.components = Components()
+    openapi.components.schemas = {**(openapi.components.schemas or {}), **components}

@@ -7,6 +7,7 @@ from tessera_events import STREAMS
 from tessera_identity.applications import routes as applications
 from tessera_identity.applications import rpc as applications_rpc
 from tessera_identity.applications.seed import seed_demo_app
+from tessera_identity.openapi_bodies import REQUEST_BODIES
 from tessera_identity.oidc import wiring as oidc
 from tessera_identity.users import housekeeping
 from tessera_identity.users import routes as users
@@ -30,6 +31,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "identity") 
         on_startup=[seed_demo_app, housekeeping.start, *oidc.ON_STARTUP],
         on_shutdown=[housekeeping.stop, *oidc.ON_SHUTDOWN],
         settings=settings,
+        documented_bodies=REQUEST_BODIES,
     )
 
 
