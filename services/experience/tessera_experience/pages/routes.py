@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
@@ -55,6 +55,22 @@ async def live_interaction(ctx: ServiceContext, request: Request) -> Interaction
         if error.code == "session.not_found":
             return None
         raise
+
+
+class NoLiveInteraction(Exception):
+    """The browser has no live interaction: every page sends it to the unknown-session page."""
+
+
+async def live_page(ctx: ServiceContext, request: Request) -> tuple[InteractionDetails, Page]:
+    """The live interaction and the page's look and language; raises NoLiveInteraction."""
+    details = await live_interaction(ctx, request)
+    if details is None:
+        raise NoLiveInteraction
+    return details, await page_for(ctx, request, details.params)
+
+
+def _to_unknown_session(request: Request, exc: NoLiveInteraction) -> Response:
+    return see_other(UNKNOWN_SESSION)
 
 
 def kind_of(value: str, allowed: list[str]) -> str:
@@ -127,10 +143,7 @@ async def render_sign_in(ctx: ServiceContext, page: Page, *, errors: FormErrors 
 
 @get("/sign-in", include_in_schema=False)
 async def sign_in_page(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     if page.sie["signInMode"] == "Register":
         return see_other("/register")
     return await render_sign_in(ctx, page)
@@ -138,10 +151,7 @@ async def sign_in_page(request: Request, ctx: Ctx) -> Response:
 
 @post("/sign-in", include_in_schema=False, status_code=200)
 async def sign_in(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     form = await form_of(request)
     with_password, _ = _sign_in_options(page)
     identifier, password = form.get("identifier", ""), form.get("password", "")
@@ -199,10 +209,7 @@ def render_missing_profile(page: Page, event: str, missing: list[str], *, errors
 
 
 async def complete_profile(request: Request, ctx: ServiceContext, event: str) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     fields = [f for f in request.query_params.get("fields", "").split(",") if f in PROFILE_FIELDS]
     form = await form_of(request)
     errors = FormErrors()
@@ -256,10 +263,7 @@ def code_payload(target: str, code: str) -> dict[str, str]:
 
 @post("/sign-in/verification-code", include_in_schema=False, status_code=200)
 async def sign_in_send_code(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     form = await form_of(request)
     _, with_code = _sign_in_options(page)
     target = form.get("code_identifier", "")
@@ -305,10 +309,7 @@ async def register_with_code(request: Request, ctx: Ctx) -> Response:
 
 async def _verify_code_and_submit(request: Request, ctx: ServiceContext, *, action: str, back: str,
                                   event: str) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", ""), form.get("code", "")
     label = page.t("action.sign_in" if event == "SignIn" else "action.create_account")
@@ -352,10 +353,7 @@ def render_register(page: Page, *, errors: FormErrors | None = None, values: dic
 
 @get("/register", include_in_schema=False)
 async def register_page(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     if page.sie["signInMode"] == "SignIn":
         return see_other("/sign-in")
     return render_register(page)
@@ -363,10 +361,7 @@ async def register_page(request: Request, ctx: Ctx) -> Response:
 
 @post("/register", include_in_schema=False, status_code=200)
 async def register(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     form = await form_of(request)
     fields = _sign_up_fields(page)
     values = {name: form.get(name, "") for name in ("username", "email", "phone")}
@@ -420,18 +415,13 @@ async def render_forgot_password(ctx: ServiceContext, page: Page, *, errors: For
 
 @get("/forgot-password", include_in_schema=False)
 async def forgot_password_page(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    return await render_forgot_password(ctx, await page_for(ctx, request, details.params))
+    _, page = await live_page(ctx, request)
+    return await render_forgot_password(ctx, page)
 
 
 @post("/forgot-password", include_in_schema=False, status_code=200)
 async def forgot_password(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     form = await form_of(request)
     target = form.get("identifier", "")
     kind = "email" if "@" in target else "phone"
@@ -457,10 +447,7 @@ async def forgot_password(request: Request, ctx: Ctx) -> Response:
 
 @post("/forgot-password/reset", include_in_schema=False, status_code=200)
 async def reset_password(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", ""), form.get("code", "")
     errors = FormErrors()
@@ -496,10 +483,7 @@ async def reset_password(request: Request, ctx: Ctx) -> Response:
 
 @post("/sign-in/social/{connector_id:str}", include_in_schema=False, status_code=200)
 async def social_sign_in(request: Request, ctx: Ctx, connector_id: FromPath[str]) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     scheme, host = public_origin(request)
     state = secrets.token_urlsafe(16)
     service = InteractionService(ctx)
@@ -521,10 +505,7 @@ async def social_sign_in(request: Request, ctx: Ctx, connector_id: FromPath[str]
 
 @get("/sign-in/social/{connector_id:str}/callback", include_in_schema=False)
 async def social_callback(request: Request, ctx: Ctx, connector_id: FromPath[str]) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    _, page = await live_page(ctx, request)
     connector_data: dict[str, Any] = dict(request.query_params)
     expected = request.cookies.get(SOCIAL_STATE_COOKIE)
     if not expected or not secrets.compare_digest(expected, connector_data.get("state", "")):
@@ -555,10 +536,7 @@ async def social_callback(request: Request, ctx: Ctx, connector_id: FromPath[str
 
 @get("/sign-in/consent", include_in_schema=False)
 async def consent_page(request: Request, ctx: Ctx) -> Response:
-    details = await live_interaction(ctx, request)
-    if details is None:
-        return see_other(UNKNOWN_SESSION)
-    page = await page_for(ctx, request, details.params)
+    details, page = await live_page(ctx, request)
     application = await InteractionService(ctx).application(details.client_id)
     name = application.name if application else details.client_id
     return page.render("consent.html", title=page.t("description.consent", name=name))
@@ -588,7 +566,10 @@ static_files = create_static_files_router(
 )
 
 route_handlers = [
-    sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_send_code, sign_in_with_code,
-    register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
-    social_sign_in, social_callback, consent_page, consent, unknown_session, static_files,
+    Router("/", route_handlers=[
+        sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_send_code, sign_in_with_code,
+        register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
+        social_sign_in, social_callback, consent_page, consent, unknown_session,
+    ], exception_handlers={NoLiveInteraction: _to_unknown_session}),
+    static_files,
 ]
