@@ -256,19 +256,7 @@ async def list_user_roles(request: Request, ctx: Ctx, userId: FromPath[str]) -> 
 @post("/api/users/{userId:str}/roles", operation_id="CreateUserRoles", tags=["Users"], status_code=201,
       summary="Give roles to a user", description="Answers 201 with the text `Created`.")
 async def add_user_roles(data: JSONBody[RoleIds], ctx: Ctx, userId: FromPath[str]) -> Response:  # noqa: N803
-    role_ids = unique_in_order(data.role_ids)
-
-    async def attempt() -> None:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await _require_user(conn, ctx, userId)
-            held = await store.roles_held(conn, USERS, ctx.settings.tenant_id, userId)
-            already = next((role_id for role_id in role_ids if role_id in held), None)
-            if already is not None:
-                raise RequestError("user.role_exists", 422, roleId=already)
-            await _roles_to_grant(conn, ctx, role_ids, holder_type=USER)
-            await _link_and_announce(ctx, conn, USERS, userId, role_ids)
-
-    await known_or_not_found(ctx, attempt)
+    await _change_roles(ctx, USERS, userId, unique_in_order(data.role_ids), replace=False)
     return created_text()
 
 
@@ -276,14 +264,7 @@ async def add_user_roles(data: JSONBody[RoleIds], ctx: Ctx, userId: FromPath[str
      summary="Set the roles of a user", description="The user holds exactly these roles afterwards. "
                                                     "Answers 200 with the text `OK`.")
 async def replace_user_roles(data: JSONBody[RoleIds], ctx: Ctx, userId: FromPath[str]) -> Response:  # noqa: N803
-    role_ids = unique_in_order(data.role_ids)
-
-    async def attempt() -> None:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await _require_user(conn, ctx, userId)
-            await _replace(ctx, conn, USERS, userId, role_ids, holder_type=USER)
-
-    await known_or_not_found(ctx, attempt)
+    await _change_roles(ctx, USERS, userId, unique_in_order(data.role_ids), replace=True)
     return ok_text()
 
 
@@ -291,6 +272,37 @@ async def replace_user_roles(data: JSONBody[RoleIds], ctx: Ctx, userId: FromPath
         status_code=204, summary="Take a role from a user")
 async def remove_user_role(ctx: Ctx, userId: FromPath[str], roleId: FromPath[str]) -> None:  # noqa: N803
     await _unlink_one(ctx, USERS, holder_id=userId, role_id=roleId)
+
+
+async def _change_roles(
+    ctx: ServiceContext, link: tuple[str, str], holder_id: str, role_ids: list[str], *, replace: bool
+) -> None:
+    """POST (none of the roles held yet) or PUT (exactly these roles) of
+    `/users/:userId/roles` and `/applications/:id/roles`, for a holder the read model knows."""
+    is_user = link is USERS
+
+    async def attempt() -> None:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if is_user:
+                await _require_user(conn, ctx, holder_id)
+            else:
+                await _m2m_application(conn, ctx, holder_id)
+            holder_type = USER if is_user else MACHINE_TO_MACHINE
+            if replace:
+                await _replace(ctx, conn, link, holder_id, role_ids, holder_type=holder_type)
+                return
+            held = await store.roles_held(conn, link, ctx.settings.tenant_id, holder_id)
+            already = next((role_id for role_id in role_ids if role_id in held), None)
+            if already is not None:
+                raise _role_exists(link, already)
+            await _roles_to_grant(conn, ctx, role_ids, holder_type=holder_type)
+            await _link_and_announce(ctx, conn, link, holder_id, role_ids)
+
+    await known_or_not_found(ctx, attempt)
+
+
+def _role_exists(link: tuple[str, str], role_id: str) -> RequestError:
+    return RequestError("user.role_exists" if link is USERS else "application.role_exists", 422, roleId=role_id)
 
 
 async def _link_and_announce(
@@ -301,8 +313,7 @@ async def _link_and_announce(
     try:
         await store.link(conn, link, ctx.settings.tenant_id, [(holder_id, role_id) for role_id in role_ids])
     except asyncpg.UniqueViolationError:  # linked concurrently
-        code = "user.role_exists" if link is USERS else "application.role_exists"
-        raise RequestError(code, 422, roleId=role_ids[0]) from None
+        raise _role_exists(link, role_ids[0]) from None
     await _announce_assigned(ctx, conn, link, holder_id, role_ids)
 
 
@@ -356,19 +367,7 @@ async def list_application_roles(request: Request, ctx: Ctx, id: FromPath[str]) 
       status_code=201, summary="Give machine-to-machine roles to an application",
       description="Answers 201 with the text `Created`.")
 async def add_application_roles(data: JSONBody[RoleIds], ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002
-    role_ids = unique_in_order(data.role_ids)
-
-    async def attempt() -> None:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await _m2m_application(conn, ctx, id)
-            held = await store.roles_held(conn, APPLICATIONS, ctx.settings.tenant_id, id)
-            already = next((role_id for role_id in role_ids if role_id in held), None)
-            if already is not None:
-                raise RequestError("application.role_exists", 422, roleId=already)
-            await _roles_to_grant(conn, ctx, role_ids, holder_type=MACHINE_TO_MACHINE)
-            await _link_and_announce(ctx, conn, APPLICATIONS, id, role_ids)
-
-    await known_or_not_found(ctx, attempt)
+    await _change_roles(ctx, APPLICATIONS, id, unique_in_order(data.role_ids), replace=False)
     return created_text()
 
 
@@ -377,14 +376,7 @@ async def add_application_roles(data: JSONBody[RoleIds], ctx: Ctx, id: FromPath[
      description="The application holds exactly these roles afterwards (and the admin role if it is an "
                  "admin). Answers 200 with the text `OK`.")
 async def replace_application_roles(data: JSONBody[RoleIds], ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002
-    role_ids = unique_in_order(data.role_ids)
-
-    async def attempt() -> None:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await _m2m_application(conn, ctx, id)
-            await _replace(ctx, conn, APPLICATIONS, id, role_ids, holder_type=MACHINE_TO_MACHINE)
-
-    await known_or_not_found(ctx, attempt)
+    await _change_roles(ctx, APPLICATIONS, id, unique_in_order(data.role_ids), replace=True)
     return ok_text()
 
 
