@@ -9,11 +9,8 @@ import pytest
 from tessera_audit_log.main import spec as audit_spec
 from tessera_events import STREAMS
 from tessera_events.identity import TokenIssued, UserCreated, UserDeleted, UserSnapshot
-from tessera_kit.app import create_app, start_context, stop_context
-from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings
-from tessera_kit.db import create_pool, migrate
-from tessera_kit.outbox import Outbox, OutboxRelay
+from tessera_kit.testing import publisher, started
 
 _count = itertools.count()
 
@@ -24,29 +21,11 @@ async def deployment(database_url, nats_url, namespace):
     ns = f"{namespace}a{next(_count)}"
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns)
     spec = type(audit_spec)(**{**audit_spec.__dict__, "settings": settings, "name": f"audit-log-{ns}"})
-    app = create_app(spec)
-    app.state.ctx = ctx = await start_context(spec)
-    publisher_schema = f"pub_{ns}"
-    pool = await create_pool(database_url, publisher_schema)
-    await migrate(pool, publisher_schema, None)
-    bus = await Bus.connect(nats_url, namespace=ns)
-    await bus.ensure_stream(STREAMS["identity"])
-    outbox = Outbox(publisher_schema)
-    relay = OutboxRelay(pool, bus, outbox)
-    relay.start()
-
-    async def publish(*events):
-        async with pool.acquire() as conn, conn.transaction():
-            for event in events:
-                await outbox.emit(conn, event)
-
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit")
-    yield client, publish, ctx
-    await client.aclose()
-    await relay.stop()
-    await bus.close()
-    await pool.close()
-    await stop_context(spec, ctx)
+    async with started(spec) as (app, ctx), publisher(
+        database_url, nats_url, namespace=ns, stream=STREAMS["identity"], schema=f"pub_{ns}"
+    ) as identity:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
+            yield client, identity.publish, ctx
 
 
 async def logs(client, **params):

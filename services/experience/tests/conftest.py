@@ -23,13 +23,12 @@ from tessera_events.contracts import identity as identity_contracts
 from tessera_events.contracts import oidc as oidc_contracts
 from tessera_experience.main import build_spec
 from tessera_kit import rpc
-from tessera_kit.app import ServiceContext, create_app, start_context, stop_context
+from tessera_kit.app import ServiceContext
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings
-from tessera_kit.db import create_pool, migrate
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id, new_user_id
-from tessera_kit.outbox import Outbox, OutboxRelay
+from tessera_kit.testing import publisher, started
 
 _count = itertools.count()
 ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
@@ -336,38 +335,20 @@ async def deployment(database_url, nats_url, namespace):
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns,
                                endpoint="http://tessera.test")
     spec = build_spec(settings, name=f"experience-{ns}")
-    app = create_app(spec)
-    app.state.ctx = ctx = await start_context(spec)
-
-    publisher_schema = f"connectors_{ns}"
-    pool = await create_pool(database_url, publisher_schema)
-    await migrate(pool, publisher_schema, None)
-    bus = await Bus.connect(nats_url, namespace=ns)
-    await bus.ensure_stream(STREAMS["connectors"])
-    outbox = Outbox(publisher_schema)
-    relay = OutboxRelay(pool, bus, outbox)
-    relay.start()
-
-    async def publish(*events):
-        async with pool.acquire() as conn, conn.transaction():
-            for event in events:
-                await outbox.emit(conn, event)
-
-    identity = FakeIdentity()
-    fake_connectors = FakeConnectors(publish)
-    served = {
-        "identity": [await rpc.serve(bus, h) for h in identity.handlers()],
-        "connectors": [await rpc.serve(bus, h) for h in fake_connectors.handlers()],
-    }
-    await bus.nc.flush()  # the server knows the subscriptions before anyone calls
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://experience",
-                               headers={"user-agent": "pytest"})
-    deployment = Deployment(client, ctx, identity, fake_connectors, bus, served)
-    yield deployment
-    await client.aclose()
-    for name in list(served):
-        await deployment.stop_serving(name)
-    await relay.stop()
-    await bus.close()
-    await pool.close()
-    await stop_context(spec, ctx)
+    async with started(spec) as (app, ctx), publisher(
+        database_url, nats_url, namespace=ns, stream=STREAMS["connectors"], schema=f"connectors_{ns}"
+    ) as connectors:
+        bus = connectors.bus
+        identity = FakeIdentity()
+        fake_connectors = FakeConnectors(connectors.publish)
+        served = {
+            "identity": [await rpc.serve(bus, h) for h in identity.handlers()],
+            "connectors": [await rpc.serve(bus, h) for h in fake_connectors.handlers()],
+        }
+        await bus.nc.flush()  # the server knows the subscriptions before anyone calls
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://experience",
+                                     headers={"user-agent": "pytest"}) as client:
+            deployment = Deployment(client, ctx, identity, fake_connectors, bus, served)
+            yield deployment
+            for name in list(served):
+                await deployment.stop_serving(name)

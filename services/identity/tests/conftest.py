@@ -18,8 +18,9 @@ import pytest
 
 from tessera_events import decode_envelope
 from tessera_identity.main import build_spec
-from tessera_kit.app import ServiceContext, create_app, start_context, stop_context
+from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
+from tessera_kit.testing import started
 
 _modules = itertools.count()
 ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
@@ -73,9 +74,6 @@ async def identity(database_url, nats_url, namespace):
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns,
                                endpoint="http://tessera.test")
     spec = build_spec(settings, name=f"identity-{ns}")
-    app = create_app(spec)
-    app.state.ctx = ctx = await start_context(spec)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://identity", headers=ADMIN) as client:
+    async with started(spec) as (app, ctx), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://identity", headers=ADMIN) as client:
         yield Identity(client, ctx, ns)
-    await stop_context(spec, ctx)

@@ -12,9 +12,9 @@ import pytest
 
 from tessera_events.contracts.rbac import ROLE_USER_IDS, RoleRef
 from tessera_identity.main import build_spec
-from tessera_kit.app import create_app, start_context, stop_context
 from tessera_kit.config import ServiceSettings
 from tessera_kit.errors import RequestError
+from tessera_kit.testing import started
 
 rbac_main = pytest.importorskip("tessera_rbac.main", reason="rbac is not installed")
 
@@ -26,28 +26,21 @@ ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
 async def services(database_url, nats_url, namespace):
     ns = f"{namespace}rb{next(_modules)}"
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns)
-    started = []
-    clients = {}
-    for name, spec in (("identity", build_spec(settings, name=f"identity-{ns}")),
-                       ("rbac", rbac_main.build_spec(settings))):
-        spec.name = f"{name}-{ns}"  # own schema per module
-        app = create_app(spec)
-        app.state.ctx = ctx = await start_context(spec)
-        started.append((spec, ctx))
-        clients[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}",
-                                          headers=ADMIN)
-    identity_ctx = started[0][1]
-    try:
-        await identity_ctx.call(ROLE_USER_IDS, RoleRef(role_id="probe"))
-    except RequestError as error:
-        if error.code == "service.unavailable":
-            pytest.skip("rbac does not answer rbac.role_user_ids yet")
-        raise
-    yield clients["identity"], clients["rbac"]
-    for client in clients.values():
-        await client.aclose()
-    for spec, ctx in reversed(started):
-        await stop_context(spec, ctx)
+    identity_spec, rbac_spec = build_spec(settings, name=f"identity-{ns}"), rbac_main.build_spec(settings)
+    rbac_spec.name = f"rbac-{ns}"  # own schema per module
+    async with started(identity_spec) as (identity_app, identity_ctx), started(rbac_spec) as (rbac_app, _):
+        try:
+            await identity_ctx.call(ROLE_USER_IDS, RoleRef(role_id="probe"))
+        except RequestError as error:
+            if error.code == "service.unavailable":
+                pytest.skip("rbac does not answer rbac.role_user_ids yet")
+            raise
+        async with client_of(identity_app, "identity") as identity, client_of(rbac_app, "rbac") as rbac:
+            yield identity, rbac
+
+
+def client_of(app, name: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", headers=ADMIN)
 
 
 async def eventually(attempt, *, tries: int = 200):

@@ -18,11 +18,9 @@ import pytest
 
 from tessera_events import STREAMS, Envelope, EventData
 from tessera_events.identity import ApplicationCreated, ApplicationSnapshot, UserCreated, UserSnapshot
-from tessera_kit.app import ServiceContext, create_app, start_context, stop_context
-from tessera_kit.bus import Bus
+from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
-from tessera_kit.db import create_pool, migrate
-from tessera_kit.outbox import Outbox, OutboxRelay
+from tessera_kit.testing import Publisher, publisher, started
 from tessera_rbac.main import build_spec
 
 _count = itertools.count()
@@ -33,16 +31,13 @@ ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "admin-user"}
 class Deployment:
     client: httpx.AsyncClient
     ctx: ServiceContext
-    identity_pool: Any
-    identity_outbox: Outbox
+    identity: Publisher
     namespace: str
     published: int = 0
 
     async def publish(self, *events: EventData) -> None:
         """Identity commits these events (one transaction); its relay publishes them."""
-        async with self.identity_pool.acquire() as conn, conn.transaction():
-            for event in events:
-                await self.identity_outbox.emit(conn, event)
+        await self.identity.publish(*events)
         self.published += len(events)
 
     async def applied(self) -> None:
@@ -89,21 +84,10 @@ async def rbac(database_url, nats_url, namespace):
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns)
     base = build_spec(settings)
     spec = type(base)(**{**base.__dict__, "name": f"rbac-{ns}"})
-    app = create_app(spec)
-    app.state.ctx = ctx = await start_context(spec)
-    identity_schema = f"identity_{ns}"
-    identity_pool = await create_pool(database_url, identity_schema, max_size=4)
-    await migrate(identity_pool, identity_schema, None)
-    identity_bus = await Bus.connect(nats_url, namespace=ns)
-    await identity_bus.ensure_stream(STREAMS["identity"])
-    identity_outbox = Outbox(identity_schema)
-    relay = OutboxRelay(identity_pool, identity_bus, identity_outbox)
-    relay.start()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rbac", headers=ADMIN)
-    yield Deployment(client, ctx, identity_pool, identity_outbox, ns)
-    await client.aclose()
-    await relay.stop()
-    await identity_bus.close()
-    await identity_pool.close()
-    await stop_context(spec, ctx)
+    async with started(spec) as (app, ctx), publisher(
+        database_url, nats_url, namespace=ns, stream=STREAMS["identity"], schema=f"identity_{ns}"
+    ) as identity:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rbac",
+                                     headers=ADMIN) as client:
+            yield Deployment(client, ctx, identity, ns)
 
