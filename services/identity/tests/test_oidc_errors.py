@@ -291,6 +291,7 @@ async def test_token_authorization_code_errors(dep, apps):
     async with dep.browser() as http:
         me = await http.get("/oidc/me", headers={"authorization": f"Bearer {first.json()['access_token']}"})
     assert me.status_code == 401
+    assert any(e["reason"] == "authorization_code_replayed" for e in await dep.event_data("identity.token.revoked"))
 
     expired = await code_for(dep, spa["id"])
     await dep.ctx.pool.execute("UPDATE oidc_authorization_codes SET expires_at = now() - interval '1 second'"

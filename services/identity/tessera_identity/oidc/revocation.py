@@ -37,6 +37,18 @@ async def revoke_everything_for_user(
         ), aggregate_id=grant_id, tenant_id=tenant_id)
 
 
+async def revoke_family(conn: asyncpg.Connection, provider, client_id: str, row, *,
+                        reason: str = "revocation") -> None:
+    """Delete the token family of `row` (a code's or a refresh token's: the refresh and
+    access tokens issued along it) and announce it."""
+    if row["family_id"]:
+        await store.delete_family(conn, row["family_id"])
+    await provider.emit(conn, TokenRevoked(
+        application_id=client_id, user_id=row["account_id"], grant_id=row["grant_id"],
+        token_types=["AccessToken", "RefreshToken"], reason=reason,
+    ), aggregate_id=row["grant_id"])
+
+
 async def revoke_token(provider, client: Client, token: str, hint: str | None) -> None:
     """RFC 7009 §2.1: revoke the token if it was issued to this client. A refresh token takes
     its whole family (and the family's access tokens) along; invalid tokens are no error (§2.2)."""
@@ -48,11 +60,7 @@ async def revoke_token(provider, client: Client, token: str, hint: str | None) -
         if refresh is not None:
             if refresh["client_id"] != client.id:
                 raise OAuthError("unauthorized_client", "this token was not issued to this client")
-            await store.delete_family(conn, refresh["family_id"])
-            await provider.emit(conn, TokenRevoked(
-                application_id=client.id, user_id=refresh["account_id"], grant_id=refresh["grant_id"],
-                token_types=["AccessToken", "RefreshToken"],
-            ), aggregate_id=refresh["grant_id"])
+            await revoke_family(conn, provider, client.id, refresh)
             return
         access = await store.find_access_token(conn, provider.tenant_id, token_hash)
         if access is not None:

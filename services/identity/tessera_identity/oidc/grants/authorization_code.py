@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import re
 
-from tessera_events.identity import TokenIssued, TokenRevoked
+from tessera_events.identity import TokenIssued
 from tessera_identity.oidc import claims as claim_rules
 from tessera_identity.oidc import store, tokens
 from tessera_identity.oidc.clients import Client
@@ -16,6 +16,7 @@ from tessera_identity.oidc.errors import invalid_grant
 from tessera_identity.oidc.keys import from_timestamp
 from tessera_identity.oidc.params import Params
 from tessera_identity.oidc.provider import Provider
+from tessera_identity.oidc.revocation import revoke_family
 from tessera_kit.ids import new_id
 
 # RFC 7636 §4.1: code_verifier = 43*128unreserved
@@ -40,12 +41,7 @@ async def exchange(provider: Provider, client: Client, params: Params) -> tokens
                 raise invalid_grant("authorization code is invalid, expired or not issued to this client")
             if row["consumed_at"] is not None:
                 # §4.1.2: a code used twice is refused, and what it issued SHOULD be revoked.
-                if row["family_id"]:
-                    await store.delete_family(conn, row["family_id"])
-                await provider.emit(conn, TokenRevoked(
-                    application_id=client.id, user_id=row["account_id"], grant_id=row["grant_id"],
-                    token_types=["AccessToken", "RefreshToken"], reason="authorization_code_replayed",
-                ), aggregate_id=row["grant_id"])
+                await revoke_family(conn, provider, client.id, row, reason="authorization_code_replayed")
                 replayed = True
             else:
                 token_set, event, family_id = await _issue(conn, provider, client, row, redirect_uri,

@@ -9,7 +9,7 @@ refreshes of one token both succeed. Presented later, it is a replay: every toke
 
 from __future__ import annotations
 
-from tessera_events.identity import TokenIssued, TokenRevoked
+from tessera_events.identity import TokenIssued
 from tessera_identity.oidc import claims as claim_rules
 from tessera_identity.oidc import store, tokens
 from tessera_identity.oidc.clients import Client
@@ -17,6 +17,7 @@ from tessera_identity.oidc.crypto import digest
 from tessera_identity.oidc.errors import OAuthError, invalid_grant
 from tessera_identity.oidc.params import Params, check_scope_syntax
 from tessera_identity.oidc.provider import Provider
+from tessera_identity.oidc.revocation import revoke_family
 
 
 async def refresh(provider: Provider, client: Client, params: Params) -> tokens.TokenSet:
@@ -36,11 +37,7 @@ async def refresh(provider: Provider, client: Client, params: Params) -> tokens.
                 raise invalid_grant("refresh token is invalid, expired or not issued to this client")
             if row["consumed_at"] is not None and row["consumed_seconds_ago"] > provider.settings.oidc_refresh_reuse_seconds:
                 # Security BCP §4.14.2: a rotated token used again means it leaked; revoke the family.
-                await store.delete_family(conn, row["family_id"])
-                await provider.emit(conn, TokenRevoked(
-                    application_id=client.id, user_id=row["account_id"], grant_id=row["grant_id"],
-                    token_types=["AccessToken", "RefreshToken"], reason="refresh_token_replayed",
-                ), aggregate_id=row["grant_id"])
+                await revoke_family(conn, provider, client.id, row, reason="refresh_token_replayed")
                 replayed = True
             else:
                 token_set, event = await _issue(conn, provider, client, row, token_hash, presented,
