@@ -30,6 +30,7 @@ from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
 from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware
+from tessera_kit.text_guard import text_guard_middleware
 from tessera_kit.logging import configure_logging, get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
 
@@ -207,7 +208,7 @@ def create_app(spec: ServiceSpec) -> Litestar:
     app = Litestar(
         route_handlers=[live, ready, *spec.route_handlers],
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(context_middleware)],
+        middleware=[DefineMiddleware(context_middleware), DefineMiddleware(text_guard_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(

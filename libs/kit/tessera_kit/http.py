@@ -20,6 +20,7 @@ from tessera_kit.context import actor_var, new_request_id, request_id_var
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.logging import get_logger
 from tessera_kit.pagination import Page, pagination_headers
+from tessera_kit.text_guard import InvalidText, error_body
 
 log = get_logger(__name__)
 
@@ -158,7 +159,12 @@ def internal_error_handler(_: Request, exc: Exception) -> Response:
     return _logto_json(500, {"message": "Internal server error."})
 
 
+def invalid_text_handler(request: Request, exc: InvalidText) -> Response:
+    return _logto_json(400, error_body(request.url.path, exc))
+
+
 EXCEPTION_HANDLERS = {
+    InvalidText: invalid_text_handler,
     RequestError: request_error_handler,
     ValidationException: validation_error_handler,
     HTTPException: http_exception_handler,

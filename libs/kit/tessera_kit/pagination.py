@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from tessera_kit.errors import RequestError
 
@@ -52,8 +52,12 @@ def parse_page(query: Mapping[str, str], *, optional: bool = False) -> Page | No
 
 
 def public_url(scheme: str, host: str, path: str, query: list[tuple[str, str]]) -> str:
+    # The path comes decoded: encode it again, so a header never carries raw non-ASCII text.
     qs = urlencode(query)
-    return f"{scheme}://{host}{path}" + (f"?{qs}" if qs else "")
+    return f"{scheme}://{host}{quote(path, safe=_PATH_SAFE)}" + (f"?{qs}" if qs else "")
+
+
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def pagination_headers(

@@ -20,6 +20,7 @@ from tessera_identity.oidc.params import Params, read_params
 from tessera_identity.oidc.provider import Provider, provider_of
 from tessera_kit.http import public_origin
 from tessera_kit.logging import get_logger
+from tessera_kit.text_guard import InvalidText, error_body
 
 log = get_logger(__name__)
 TAGS = ["OIDC"]
@@ -84,6 +85,8 @@ async def _guard(request: Request, work: Callable[[], Awaitable[Response]],
         return await work()
     except OAuthError as error:
         return error.response(cors)
+    except InvalidText as error:  # NUL or invalid UTF-8 in the body: the kit's edge rule
+        return invalid_request(error_body("/oidc", error)["error_description"]).response(cors)
     except Exception:
         log.exception("oidc endpoint failed", path=request.url.path)
         return OAuthError("server_error", "unexpected error", status=500).response()
