@@ -79,6 +79,14 @@ def event_type_of(data: EventData) -> EventType:
         raise LookupError(f"{type(data).__name__} is not a registered event") from None
 
 
+def event_type_of_class(cls: type[EventData]) -> EventType:
+    """The newest registered (type, version) whose payload is `cls`."""
+    try:
+        return _latest[cls]
+    except KeyError:
+        raise LookupError(f"{cls.__name__} is not a registered event") from None
+
+
 def lookup(type_: str, version: int) -> EventType | None:
     return _registry.get((type_, version))
 

@@ -1,8 +1,9 @@
 """The published schema of every event version, frozen in `schemas/published.json`.
 
-`python -m tessera_events.snapshot` rewrites the file after adding a version; the
-test suite fails when a published version's schema changes, because subscribers
-outside Tessera rely on it. Change a payload incompatibly only as a new version.
+`python -m tessera_events.snapshot` (`make catalogue`) rewrites the file after adding a
+version or making a compatible change (compatibility.py says what is compatible); it refuses
+a change that would break a reader, and so does the test suite, because subscribers outside
+Tessera rely on it. Change a payload incompatibly only as a new version.
 """
 
 from __future__ import annotations
@@ -52,7 +53,20 @@ def published() -> dict[str, Any]:
     return json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
 
 
+def breaking() -> dict[str, list[str]]:
+    """Published versions whose current schema would break a reader (compatibility.py)."""
+    from tessera_events.compatibility import breaking_changes
+
+    frozen, now = published(), current_schemas()
+    found = {name: breaking_changes(frozen[name], now[name]) for name in frozen if name in now}
+    found.update({name: ["removed from the catalogue"] for name in frozen if name not in now})
+    return {name: problems for name, problems in found.items() if problems}
+
+
 def write() -> None:
+    problems = breaking()
+    if problems:
+        raise SystemExit(f"not written: these changes would break readers (add a new version): {problems}")
     merged = {**published(), **current_schemas()}
     SNAPSHOT.parent.mkdir(exist_ok=True)
     SNAPSHOT.write_text(json.dumps(dict(sorted(merged.items())), indent=1, sort_keys=True) + "\n")

@@ -25,7 +25,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
 from tessera_kit import rpc
-from tessera_kit.bus import Bus
+from tessera_kit.bus import Bus, Retention
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
@@ -137,6 +137,8 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         "nats", lambda: Bus.connect(
             settings.nats_url, namespace=settings.namespace, name=spec.name,
             stream_replicas=settings.stream_replicas,
+            retention=Retention(settings.stream_max_age_seconds, settings.stream_max_bytes,
+                                settings.stream_max_msgs),
         )
     )
     outbox = Outbox(spec.schema)
@@ -144,7 +146,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
     await migrate(pool, spec.schema, spec.migrations)
     ctx.migrated = True
     if spec.publishes is not None:
-        await bus.ensure_stream(spec.publishes)
+        await bus.ensure_stream(spec.publishes, owner=True)
         ctx.relay = OutboxRelay(pool, bus, outbox)
         ctx.relay.start()
 

@@ -9,6 +9,7 @@ start-up order between services does not matter.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -27,16 +28,31 @@ DUPLICATE_WINDOW_SECONDS = 3600.0
 DEAD_LETTER_STREAM = "DEADLETTER"
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long the owner's stream keeps events (JetStream limits; 0 / -1: no limit).
+
+    Subscribers replay from the oldest event still kept, so the default keeps everything:
+    every user and auth fact stays readable until an operator sets a limit."""
+
+    max_age_seconds: float = 0
+    max_bytes: int = -1
+    max_msgs: int = -1
+
+
 class Bus:
-    def __init__(self, nc: NatsClient, namespace: str = "", stream_replicas: int = 1) -> None:
+    def __init__(self, nc: NatsClient, namespace: str = "", stream_replicas: int = 1,
+                 retention: Retention = Retention()) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.namespace = namespace
         self.stream_replicas = stream_replicas
+        self.retention = retention
 
     @classmethod
     async def connect(
-        cls, url: str, *, namespace: str = "", name: str = "tessera", stream_replicas: int = 1
+        cls, url: str, *, namespace: str = "", name: str = "tessera", stream_replicas: int = 1,
+        retention: Retention = Retention(),
     ) -> "Bus":
         async def on_error(exc: Exception) -> None:
             log.warning("nats error", error=str(exc))
@@ -48,7 +64,7 @@ class Bus:
             reconnect_time_wait=0.5,
             error_cb=on_error,
         )
-        return cls(nc, namespace, stream_replicas)
+        return cls(nc, namespace, stream_replicas, retention)
 
     @property
     def connected(self) -> bool:
@@ -67,21 +83,27 @@ class Bus:
     def dead_letter_subject(self, consumer: str) -> str:
         return self.subject(f"deadletter.{consumer}")
 
-    async def ensure_stream(self, stream: Stream) -> str:
-        return await self._ensure(self.stream_name(stream.name), self.subject(stream.subjects))
+    async def ensure_stream(self, stream: Stream, *, owner: bool = False) -> str:
+        """Create the stream if missing. Only its owner (the publishing service) applies its
+        retention settings to an existing stream; a consumer leaves them as they are."""
+        return await self._ensure(self.stream_name(stream.name), self.subject(stream.subjects),
+                                  owner=owner)
 
     async def ensure_dead_letter_stream(self) -> str:
         return await self._ensure(
-            self.stream_name(DEAD_LETTER_STREAM), self.subject("deadletter.>")
+            self.stream_name(DEAD_LETTER_STREAM), self.subject("deadletter.>"), owner=True
         )
 
-    async def _ensure(self, name: str, subjects: str) -> str:
+    async def _ensure(self, name: str, subjects: str, *, owner: bool) -> str:
         config = StreamConfig(
             name=name,
             subjects=[subjects],
             storage=StorageType.FILE,
             num_replicas=self.stream_replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_age=self.retention.max_age_seconds,
+            max_bytes=self.retention.max_bytes,
+            max_msgs=self.retention.max_msgs,
         )
         for attempt in range(5):
             try:
@@ -90,7 +112,8 @@ class Bus:
             except BadRequestError as exc:
                 # Already there with another config (e.g. an older duplicate window).
                 if exc.err_code == 10058:
-                    await self.js.update_stream(config)
+                    if owner:
+                        await self.js.update_stream(config)
                     return name
                 raise
             except Exception:

@@ -33,6 +33,11 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     db_pool_size: int = 10
     # JetStream replicas of the streams a service ensures (3 on a clustered NATS).
     stream_replicas: int = 1
+    # Retention of the service's own stream (JetStream limits; 0 / -1 keep everything, the
+    # default: subscribers replay from the oldest event kept). See docs/events.md.
+    stream_max_age_seconds: float = 0
+    stream_max_bytes: int = -1
+    stream_max_msgs: int = -1
 
 
 S = TypeVar("S", bound=msgspec.Struct)

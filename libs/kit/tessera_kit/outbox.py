@@ -2,7 +2,8 @@
 
 `Outbox.emit` inserts the envelope in the caller's transaction and notifies the
 relay. `OutboxRelay` publishes unpublished rows to JetStream in `seq` order with
-`Nats-Msg-Id` = event id, then marks them published. A crash between commit and
+`Nats-Msg-Id` = event id and the CloudEvents `ce-*` headers (binary mode), then marks them
+published. A crash between commit and
 publish loses nothing (the row waits); a crash between publish and mark publishes
 nothing twice (JetStream drops the repeated id within its duplicate window).
 
@@ -20,7 +21,7 @@ import zlib
 import asyncpg
 import msgspec
 
-from tessera_events import Actor, Envelope, EventData, event_type_of
+from tessera_events import Actor, Envelope, EventData, cloudevents, event_type_of
 from tessera_kit.bus import Bus
 from tessera_kit.context import current_actor, current_request_id
 from tessera_kit.ids import new_id
@@ -221,7 +222,7 @@ class OutboxRelay:
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(
-            "SELECT seq, id, subject, envelope FROM outbox"
+            "SELECT seq, id, subject, aggregate_id, envelope FROM outbox"
             " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
             self.batch_size,
         )
@@ -231,7 +232,8 @@ class OutboxRelay:
                 await self.bus.js.publish(
                     self.bus.subject(row["subject"]),
                     row["envelope"],
-                    headers={"Nats-Msg-Id": row["id"]},
+                    headers={"Nats-Msg-Id": row["id"],
+                             **cloudevents.headers_for(row["envelope"], row["aggregate_id"])},
                 )
                 done.append(row["seq"])
         finally:
