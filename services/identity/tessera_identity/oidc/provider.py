@@ -57,6 +57,7 @@ class Provider:
         self.secure_cookies = self.endpoint.startswith("https:")
         kek = settings.effective_key_encryption_key()
         settings.check_cookie_secret()
+        settings.check_admin_client()
         self.keys = KeyRing(
             self.tenant_id, KeyEncryption(kek), alg=settings.oidc_signing_alg,
             propagation_seconds=settings.oidc_key_propagation_seconds,
