@@ -549,3 +549,75 @@ async def test_application_scopes_are_reused_but_never_late_to_grant(deployment)
             break
         await asyncio.sleep(0.01)
     assert await token("a b") == "b"
+
+
+# ------------------------------------------------------------------ a new password ends old sessions
+
+
+@pytest.fixture(scope="module")
+async def whole_identity(database_url, nats_url, namespace):
+    async with start_deployment(database_url, nats_url, namespace + "w", whole_service=True) as dep:
+        yield dep
+
+
+async def _signed_in_with_everything(dep: Deployment, app: dict, user_id: str, browser: httpx.AsyncClient):
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT, browser=browser)
+    assert token["refresh_token"] and token["access_token"].count(".") == 0  # opaque
+    return token
+
+
+async def _old_credentials_are_dead(dep: Deployment, app: dict, token: dict, browser: httpx.AsyncClient) -> None:
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        with pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+        assert error.value.error == "invalid_grant"
+        url, _ = rp.create_authorization_url(ISSUER + "/auth", code_verifier=secrets.token_urlsafe(48),
+                                             redirect_uri=SPA_REDIRECT, scope="openid profile", prompt="none")
+    response = await browser.get("/oidc/me", headers={"authorization": f"Bearer {token['access_token']}"})
+    assert response.status_code == 401
+    response = await browser.get(url)
+    assert response.status_code == 303
+    assert query_of(response.headers["location"])["error"] == "login_required"
+
+
+async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identity):
+    from tessera_events.contracts.identity import UPDATE_USER, UpdateUserRequest
+    from tessera_kit import rpc
+
+    dep = whole_identity
+    app = await dep.application("SPA", redirect_uris=[SPA_REDIRECT], post_logout_redirect_uris=[SPA_LOGOUT])
+    admin = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
+    for change in ("management API", "forgot-password rpc"):
+        async with dep.browser() as browser:
+            created = await browser.post("/api/users", headers=admin, json={
+                "username": f"pw{secrets.token_hex(4)}", "password": "old-pass-123"})
+            assert created.status_code == 200, created.text
+            user_id = created.json()["id"]
+            token = await _signed_in_with_everything(dep, app, user_id, browser)
+            # Before the change, all three still work.
+            assert (await browser.get("/oidc/me", headers={"authorization": f"Bearer {token['access_token']}"})
+                    ).status_code == 200
+            session_ids = [r["id"] for r in await dep.ctx.pool.fetch(
+                "SELECT id FROM oidc_sessions WHERE account_id = $1", user_id)]
+            assert len(session_ids) == 1
+
+            if change == "management API":
+                response = await browser.patch(f"/api/users/{user_id}/password", headers=admin,
+                                               json={"password": "new-pass-456"})
+                assert response.status_code == 200, response.text
+            else:  # what experience asks after a ForgotPassword interaction
+                await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
+                    user_id=user_id, password="new-pass-456", tenant_id="default"))
+
+            await _old_credentials_are_dead(dep, app, token, browser)
+        revoked = [e for e in await dep.event_data("identity.user.sessions_revoked") if e["user_id"] == user_id]
+        assert revoked == [{"user_id": user_id, "reason": "password_changed", "session_ids": session_ids,
+                            "grant_ids": revoked[0]["grant_ids"]}] and len(revoked[0]["grant_ids"]) == 1
+        ended = [e for e in await dep.event_data("identity.session.ended") if e["user_id"] == user_id]
+        assert [e["reason"] for e in ended] == ["password_changed"]
+        # The password did change, in the same transaction.
+        async with dep.browser() as browser:
+            response = await browser.post(f"/api/users/{user_id}/password/verify", headers=admin,
+                                          json={"password": "new-pass-456"})
+        assert response.status_code == 204

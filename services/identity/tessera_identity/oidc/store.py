@@ -272,9 +272,12 @@ async def delete_access_token(conn: Conn, token_hash: bytes) -> None:
 # ------------------------------------------------------------------ a user's everything
 
 
-async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: str) -> dict[str, list]:
+async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: str, *,
+                         keep_interactions: bool = False) -> dict[str, list]:
     """Delete every session, grant, code and token of one user; what was there is returned
-    (for the events)."""
+    (for the events). Interactions begun on one of the user's sessions are deleted too, or,
+    with `keep_interactions`, detached from it: they go on, but only after a new login (the
+    sign-in that is setting a password may be one of them)."""
     sessions = await conn.fetch(
         "DELETE FROM oidc_sessions WHERE tenant_id = $1 AND account_id = $2 RETURNING id",
         tenant_id, account_id,
@@ -285,10 +288,17 @@ async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: s
     )
     for table in ("oidc_refresh_tokens", "oidc_access_tokens", "oidc_authorization_codes"):
         await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND account_id = $2", tenant_id, account_id)
-    await conn.execute(
-        "DELETE FROM oidc_interactions WHERE tenant_id = $1 AND session_account_id = $2",
-        tenant_id, account_id,
-    )
+    if keep_interactions:
+        await conn.execute(
+            "UPDATE oidc_interactions SET session_id = NULL, session_account_id = NULL"
+            " WHERE tenant_id = $1 AND session_account_id = $2",
+            tenant_id, account_id,
+        )
+    else:
+        await conn.execute(
+            "DELETE FROM oidc_interactions WHERE tenant_id = $1 AND session_account_id = $2",
+            tenant_id, account_id,
+        )
     return {"sessions": [r["id"] for r in sessions], "grants": [(r["id"], r["client_id"]) for r in grants]}
 
 
