@@ -71,6 +71,18 @@ class UserPasswordChanged(EventData):
     user_id: str
 
 
+@event("identity.user.sessions_revoked")
+class UserSessionsRevoked(EventData):
+    """Every session, grant, refresh token and opaque access token of a user was revoked at
+    once, in the transaction of the change named by `reason` (`password_changed`: RFC 9700
+    §4.14.2, ASVS V3.3.3). JWT access tokens already issued live until their `exp`."""
+
+    user_id: str
+    reason: str
+    session_ids: list[str] = []
+    grant_ids: list[str] = []
+
+
 @event("identity.user.identity_linked")
 class UserIdentityLinked(EventData):
     """A social identity was linked to a user (`target` is the connector target)."""

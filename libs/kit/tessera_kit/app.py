@@ -143,26 +143,35 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
     )
     outbox = Outbox(spec.schema)
     ctx = ServiceContext(spec.name, settings, pool, bus, outbox)
-    await migrate(pool, spec.schema, spec.migrations)
-    ctx.migrated = True
-    if spec.publishes is not None:
-        await bus.ensure_stream(spec.publishes, owner=True)
-        ctx.relay = OutboxRelay(pool, bus, outbox)
-        ctx.relay.start()
+    try:
+        await migrate(pool, spec.schema, spec.migrations)
+        ctx.migrated = True
+        if spec.publishes is not None:
+            await bus.ensure_stream(spec.publishes, owner=True)
+            ctx.relay = OutboxRelay(pool, bus, outbox)
+            ctx.relay.start()
 
-    async def answer_ping(_: Ping) -> Pong:
-        return Pong(service=spec.name, ready=await ctx.is_ready())
+        async def answer_ping(_: Ping) -> Pong:
+            return Pong(service=spec.name, ready=await ctx.is_ready())
 
-    for handler in [rpc.RpcHandler(ping(spec.name), answer_ping), *spec.rpc_handlers]:
-        await rpc.serve(bus, handler, context=ctx)
-    for subscription in spec.subscriptions:
-        for stream in subscription.streams:
-            consumer = EventConsumer(pool, bus, subscription, stream)
-            await consumer.ensure()
-            consumer.start()
-            ctx.consumers.append(consumer)
-    for hook in spec.on_startup:
-        await hook(ctx)
+        for handler in [rpc.RpcHandler(ping(spec.name), answer_ping), *spec.rpc_handlers]:
+            await rpc.serve(bus, handler, context=ctx)
+        for subscription in spec.subscriptions:
+            for stream in subscription.streams:
+                consumer = EventConsumer(pool, bus, subscription, stream)
+                await consumer.ensure()
+                consumer.start()
+                ctx.consumers.append(consumer)
+        for hook in spec.on_startup:
+            await hook(ctx)
+    except BaseException:
+        # A start-up that fails (a refused setting, a broken migration) leaves nothing open;
+        # shutdown hooks are written to tolerate what never started.
+        try:
+            await stop_context(spec, ctx)
+        except Exception as exc:
+            log.warning("cleanup after a failed start-up failed", error=repr(exc))
+        raise
     log.info("service started", port=settings.port)
     return ctx
 

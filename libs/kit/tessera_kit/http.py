@@ -108,7 +108,7 @@ def _logto_json(status: int, body: dict[str, Any], headers: dict[str, str] | Non
 
 
 def request_error_handler(_: Request, exc: RequestError) -> Response:
-    return _logto_json(exc.status, exc.to_body())
+    return _logto_json(exc.status, exc.to_body(), getattr(exc, "headers", None))
 
 
 _SOURCES = {"body": "body", "query": "query", "path": "params", "header": "headers", "cookie": "cookies"}

@@ -6,9 +6,13 @@ so they can be raised later without breaking old hashes. Logto's hashes
 (`$argon2i$v=19$m=4096,t=256,p=1$...`, method `Argon2i`) verify as they are and are
 replaced by a current hash at the next successful verification.
 
-Hashing and verifying run in a small thread pool of their own (argon2 releases the GIL),
-sized to the CPUs, so a burst of sign-ins neither blocks the loop nor allocates 19 MiB
-per waiting request.
+Hashing and verifying run in a small thread pool of their own (argon2 releases the GIL), so
+a burst of sign-ins never blocks the loop. Each running hash holds 19 MiB, so the pool is
+bounded by the memory the process may spend on it, not by the node's CPUs (a pod limited to
+256 MiB on a 16-CPU node would otherwise be OOM-killed by 16 parallel hashes):
+`TESSERA_ARGON2_MAX_PARALLEL` hashes at most (default 4, about 76 MiB), and never more than
+the CPUs, which could not run more at once anyway. Requests beyond it wait in the pool's queue,
+holding only their password.
 """
 
 from __future__ import annotations
@@ -16,9 +20,14 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import msgspec
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from tessera_kit.config import env_name, load_settings
 
 ARGON2ID = "Argon2id"
 ARGON2I = "Argon2i"
@@ -39,7 +48,40 @@ _hasher = PasswordHasher(
     salt_len=SALT_LENGTH,
     type=Type.ID,
 )
-_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="argon2")
+
+
+class HashingSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
+    # TESSERA_ARGON2_MAX_PARALLEL: hashes computed at once (each holds MEMORY_COST_KIB).
+    argon2_max_parallel: int = 4
+
+
+def parallel_hashes(max_parallel: int, cpus: int | None) -> int:
+    """How many hashes run at once: the memory bound, and no more than the CPUs (at least one)."""
+    return max(1, min(max_parallel, cpus or 1))
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def configure(max_parallel: int | None = None) -> int:
+    """(Re)build the hashing pool; `max_parallel` defaults to the setting. Returns its size."""
+    global _pool
+    if max_parallel is None:
+        max_parallel = load_settings(HashingSettings).argon2_max_parallel
+    previous = _pool
+    size = parallel_hashes(max_parallel, os.cpu_count())
+    _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="argon2")
+    if previous is not None:
+        previous.shutdown(wait=False)
+    return size
+
+
+async def run_hashing(function: Callable[..., Any], *args: Any) -> Any:
+    """Run `function` in the bounded hashing pool (queued while it is full)."""
+    if _pool is None:
+        configure()
+    return await asyncio.get_running_loop().run_in_executor(_pool, function, *args)
+
 # Verified against when there is no user or no hash, so that answer takes as long as a real one.
 _DUMMY_HASH = _hasher.hash("tessera-dummy-password")
 
@@ -53,15 +95,15 @@ def _verify_sync(encoded: str, password: str) -> bool:
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.get_running_loop().run_in_executor(_pool, _hasher.hash, password)
+    return await run_hashing(_hasher.hash, password)
 
 
 async def verify_password(encoded: str | None, method: str | None, password: str) -> bool:
     """True when `password` matches `encoded`. With no usable hash, an equally slow False."""
     if not encoded or method not in SUPPORTED_METHODS:
-        await asyncio.get_running_loop().run_in_executor(_pool, _verify_sync, _DUMMY_HASH, password)
+        await run_hashing(_verify_sync, _DUMMY_HASH, password)
         return False
-    return await asyncio.get_running_loop().run_in_executor(_pool, _verify_sync, encoded, password)
+    return await run_hashing(_verify_sync, encoded, password)
 
 
 def needs_rehash(encoded: str, method: str | None) -> bool:

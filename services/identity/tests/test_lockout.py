@@ -96,16 +96,22 @@ async def sign_in(identity, by: str, value: str, password: str):
         return error
 
 
-async def test_sign_in_lockout_is_per_identifier_and_counts_unknown_ones(identity, unique):
-    name = unique()
-    user = await identity.create_user(username=name, primaryEmail=f"{name}@example.com", password="right-pass-1")
-    results = await asyncio.gather(*[sign_in(identity, "username", name, f"wrong-{i}") for i in range(101)])
+async def test_sign_in_lockout_is_per_account_and_counts_unknown_ones(identity, unique, phone):
+    name, number = unique(), phone()
+    user = await identity.create_user(username=name, primaryEmail=f"{name}@example.com", primaryPhone=number,
+                                      password="right-pass-1")
+    # 100 guesses per account, however they are spread over its identifiers (not 100 each).
+    guesses = [("username", name), ("email", f"{name}@example.com"), ("phone", number)]
+    results = await asyncio.gather(*[sign_in(identity, *guesses[i % 3], f"wrong-{i}") for i in range(101)])
     assert Tally(r.code for r in results) == {"session.invalid_credentials": 100,
                                               "session.verification_blocked_too_many_attempts": 1}
-    assert (await sign_in(identity, "username", name, "right-pass-1")).status == 400
-    # The e-mail address is another identifier (and is matched case-insensitively).
-    ok = await sign_in(identity, "email", f"{name.upper()}@EXAMPLE.COM", "right-pass-1")
-    assert ok.id == user["id"] and ok.username == name and ok.has_password
+    for by, value in guesses + [("email", f"{name.upper()}@EXAMPLE.COM")]:
+        assert (await sign_in(identity, by, value, "right-pass-1")).status == 400
+    # Another account is not affected (and e-mail addresses match case-insensitively).
+    other = unique()
+    created = await identity.create_user(username=other, primaryEmail=f"{other}@example.com", password="right-pass-1")
+    ok = await sign_in(identity, "email", f"{other.upper()}@EXAMPLE.COM", "right-pass-1")
+    assert ok.id == created["id"] and ok.username == other and ok.has_password and ok.id != user["id"]
     # Identifiers nobody has are counted too, and answer like a wrong password.
     ghost = unique("ghost")
     results = [await sign_in(identity, "username", ghost, "whatever-1") for _ in range(3)]

@@ -218,14 +218,20 @@ async def test_refresh_rotation_concurrent_refreshes_and_replay(deployment):
         _, claims = await verify(dep, rotated["id_token"], aud=app["id"], sub=user_id)
         assert "nonce" not in claims  # OIDC Core §12.2
 
-        # Two concurrent refreshes of one token within the reuse interval both succeed.
+        # Two concurrent refreshes of one token within the reuse interval both succeed, with
+        # the same successor (RFC 9700 §4.14.2: one chain, never a fork).
         second = rotated["refresh_token"]
         a, b = await asyncio.gather(
             rp.refresh_token(ISSUER + "/token", refresh_token=second),
             rp.refresh_token(ISSUER + "/token", refresh_token=second),
         )
-        assert a["refresh_token"] != b["refresh_token"]
+        assert a["refresh_token"] == b["refresh_token"] != second
         assert a["access_token"] != b["access_token"]
+        family = await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1"
+                                             " LIMIT 1", user_id)
+        live = await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1"
+                                           " AND consumed_at IS NULL", family)
+        assert live == 1
 
         # Past the interval (0 s here, 3 s by default), the same token is a replay: the family goes.
         dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
@@ -549,3 +555,156 @@ async def test_application_scopes_are_reused_but_never_late_to_grant(deployment)
             break
         await asyncio.sleep(0.01)
     assert await token("a b") == "b"
+
+
+# ------------------------------------------------------------------ a new password ends old sessions
+
+
+@pytest.fixture(scope="module")
+async def whole_identity(database_url, nats_url, namespace):
+    async with start_deployment(database_url, nats_url, namespace + "w", whole_service=True) as dep:
+        yield dep
+
+
+async def _signed_in_with_everything(dep: Deployment, app: dict, user_id: str, browser: httpx.AsyncClient):
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT, browser=browser)
+    assert token["refresh_token"] and token["access_token"].count(".") == 0  # opaque
+    return token
+
+
+async def _old_credentials_are_dead(dep: Deployment, app: dict, token: dict, browser: httpx.AsyncClient) -> None:
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        with pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
+        assert error.value.error == "invalid_grant"
+        url, _ = rp.create_authorization_url(ISSUER + "/auth", code_verifier=secrets.token_urlsafe(48),
+                                             redirect_uri=SPA_REDIRECT, scope="openid profile", prompt="none")
+    response = await browser.get("/oidc/me", headers={"authorization": f"Bearer {token['access_token']}"})
+    assert response.status_code == 401
+    response = await browser.get(url)
+    assert response.status_code == 303
+    assert query_of(response.headers["location"])["error"] == "login_required"
+
+
+async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identity):
+    from tessera_events.contracts.identity import UPDATE_USER, UpdateUserRequest
+    from tessera_kit import rpc
+
+    dep = whole_identity
+    app = await dep.application("SPA", redirect_uris=[SPA_REDIRECT], post_logout_redirect_uris=[SPA_LOGOUT])
+    admin = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
+    for change in ("management API", "forgot-password rpc"):
+        async with dep.browser() as browser:
+            created = await browser.post("/api/users", headers=admin, json={
+                "username": f"pw{secrets.token_hex(4)}", "password": "old-pass-123"})
+            assert created.status_code == 200, created.text
+            user_id = created.json()["id"]
+            token = await _signed_in_with_everything(dep, app, user_id, browser)
+            # Before the change, all three still work.
+            assert (await browser.get("/oidc/me", headers={"authorization": f"Bearer {token['access_token']}"})
+                    ).status_code == 200
+            session_ids = [r["id"] for r in await dep.ctx.pool.fetch(
+                "SELECT id FROM oidc_sessions WHERE account_id = $1", user_id)]
+            assert len(session_ids) == 1
+
+            if change == "management API":
+                response = await browser.patch(f"/api/users/{user_id}/password", headers=admin,
+                                               json={"password": "new-pass-456"})
+                assert response.status_code == 200, response.text
+            else:  # what experience asks after a ForgotPassword interaction
+                await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
+                    user_id=user_id, password="new-pass-456", tenant_id="default"))
+
+            await _old_credentials_are_dead(dep, app, token, browser)
+        revoked = [e for e in await dep.event_data("identity.user.sessions_revoked") if e["user_id"] == user_id]
+        assert revoked == [{"user_id": user_id, "reason": "password_changed", "session_ids": session_ids,
+                            "grant_ids": revoked[0]["grant_ids"]}] and len(revoked[0]["grant_ids"]) == 1
+        ended = [e for e in await dep.event_data("identity.session.ended") if e["user_id"] == user_id]
+        assert [e["reason"] for e in ended] == ["password_changed"]
+        # The password did change, in the same transaction.
+        async with dep.browser() as browser:
+            response = await browser.post(f"/api/users/{user_id}/password/verify", headers=admin,
+                                          json={"password": "new-pass-456"})
+        assert response.status_code == 204
+
+
+# ------------------------------------------------------------------ refresh families: one chain, no fork
+
+
+async def _family_of(dep: Deployment, user_id: str) -> str:
+    return await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1 LIMIT 1",
+                                       user_id)
+
+
+async def test_a_refresh_token_reused_within_the_interval_gets_the_same_successor(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
+        rt1 = token["refresh_token"]
+        first = await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)
+        again = await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)  # within the 3 s interval
+        rt2 = first["refresh_token"]
+        assert again["refresh_token"] == rt2 != rt1
+        family = await _family_of(dep, user_id)
+        rows = await dep.ctx.pool.fetch("SELECT token_hash, consumed_at FROM oidc_refresh_tokens"
+                                        " WHERE family_id = $1", family)
+        assert len(rows) == 2 and sum(r["consumed_at"] is None for r in rows) == 1  # one chain: rt1 -> rt2
+        assert rt2.encode() not in b"".join(bytes(r["token_hash"]) for r in rows)  # digests only
+        # The chain goes on from rt2; past the interval a reuse of rt1 revokes the whole family.
+        rt3 = (await rp.refresh_token(ISSUER + "/token", refresh_token=rt2))["refresh_token"]
+        dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
+        try:
+            with pytest.raises(AuthlibOAuthError) as error:
+                await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)
+            assert error.value.error == "invalid_grant"
+        finally:
+            dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=3.0)
+        with pytest.raises(AuthlibOAuthError):
+            await rp.refresh_token(ISSUER + "/token", refresh_token=rt3)
+        assert await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1",
+                                           family) == 0
+
+
+async def _waiting_queries(dep: Deployment) -> list[str]:
+    return [r["query"] for r in await dep.ctx.pool.fetch(
+        "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")]
+
+
+async def test_a_refresh_racing_a_revocation_leaves_no_live_token(deployment):
+    """The rotation is held inside its transaction (after it wrote its successor) until the
+    revocation is waiting too; then both finish. Whatever the order, no token of the family
+    may survive: not the successor the refresh answered, not the one it consumed."""
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT)
+        rt1 = token["refresh_token"]
+        family = await _family_of(dep, user_id)
+        async with dep.ctx.pool.acquire() as gate:
+            gate_tx = gate.transaction()
+            await gate_tx.start()
+            # The rotation's last write is its event: hold the outbox so it waits there, locks taken.
+            await gate.execute("LOCK TABLE outbox IN EXCLUSIVE MODE")
+            rotation = asyncio.ensure_future(rp.refresh_token(ISSUER + "/token", refresh_token=rt1))
+            while not any("INSERT INTO outbox" in q for q in await _waiting_queries(dep)):
+                await asyncio.sleep(0.01)
+            revocation = asyncio.ensure_future(rp.revoke_token(ISSUER + "/token/revocation", token=rt1,
+                                                               token_type_hint="refresh_token"))
+            while not any("oidc_token_families" in q or "DELETE FROM oidc_refresh_tokens" in q
+                          for q in await _waiting_queries(dep)):
+                await asyncio.sleep(0.01)
+            await gate_tx.rollback()
+        rotated = await rotation
+        assert (await revocation).status_code == 200
+        assert await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1",
+                                           family) == 0
+        assert await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_access_tokens WHERE family_id = $1",
+                                           family) == 0
+        with pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=rotated["refresh_token"])
+        assert error.value.error == "invalid_grant"
+        async with dep.browser() as http:
+            response = await http.get("/oidc/me", headers={"authorization": f"Bearer {rotated['access_token']}"})
+        assert response.status_code == 401

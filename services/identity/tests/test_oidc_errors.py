@@ -393,3 +393,57 @@ def test_key_encryption_key_is_required_in_production():
     real = "r" * 40
     assert load_settings(OidcSettings, {"TESSERA_ENV": "production",
                                         "TESSERA_KEY_ENCRYPTION_KEY": real}).effective_key_encryption_key() == real
+
+
+def test_admin_client_must_be_real_in_production():
+    from tessera_identity.oidc.settings import OidcSettings
+    from tessera_kit.config import ConfigError, load_settings
+
+    production = {"TESSERA_ENV": "production", "TESSERA_KEY_ENCRYPTION_KEY": "k" * 40}
+    good_id, good_secret = "a1b2c3d4e5f6g7h8i9j0k", "s" * 32
+    for env, complaint in [
+        ({}, "TESSERA_ADMIN_CLIENT_ID is not set; TESSERA_ADMIN_CLIENT_SECRET is not set"),
+        ({"TESSERA_ADMIN_CLIENT_ID": "REPLACE_ME", "TESSERA_ADMIN_CLIENT_SECRET": "REPLACE_ME"},
+         "TESSERA_ADMIN_CLIENT_ID is a placeholder; TESSERA_ADMIN_CLIENT_SECRET is a placeholder"),
+        ({"TESSERA_ADMIN_CLIENT_ID": good_id, "TESSERA_ADMIN_CLIENT_SECRET": "short-secret"},
+         "TESSERA_ADMIN_CLIENT_SECRET is shorter than 32"),
+        ({"TESSERA_ADMIN_CLIENT_ID": "admin", "TESSERA_ADMIN_CLIENT_SECRET": good_secret},
+         "TESSERA_ADMIN_CLIENT_ID is shorter than 16"),
+        ({"TESSERA_ADMIN_CLIENT_ID": good_id, "TESSERA_ADMIN_CLIENT_SECRET": "replace-me-with-32-random-characters"},
+         "TESSERA_ADMIN_CLIENT_SECRET is a placeholder"),
+    ]:
+        with pytest.raises(ConfigError, match=complaint):
+            load_settings(OidcSettings, {**production, **env}).check_admin_client()
+    load_settings(OidcSettings, {**production, "TESSERA_ADMIN_CLIENT_ID": good_id,
+                                 "TESSERA_ADMIN_CLIENT_SECRET": good_secret}).check_admin_client()
+    # Development generates an admin client when none is given.
+    load_settings(OidcSettings, {}).check_admin_client()
+    # A placeholder key-encryption key is refused too, however long.
+    with pytest.raises(ConfigError, match="TESSERA_KEY_ENCRYPTION_KEY is a placeholder"):
+        load_settings(OidcSettings, {"TESSERA_ENV": "production", "TESSERA_KEY_ENCRYPTION_KEY":
+                                     "REPLACE_ME_with_at_least_32_random_characters"}).effective_key_encryption_key()
+
+
+async def test_identity_refuses_to_start_in_production_with_a_placeholder_admin_client(database_url, nats_url,
+                                                                                        namespace):
+    from tessera_kit.config import ConfigError
+
+    env = {"TESSERA_ENV": "production", "TESSERA_ADMIN_CLIENT_ID": "REPLACE_ME",
+           "TESSERA_ADMIN_CLIENT_SECRET": "REPLACE_ME"}
+    with pytest.raises(ConfigError, match="placeholder"):
+        async with start_deployment(database_url, nats_url, namespace, env=env):
+            pass
+
+
+def test_compose_never_falls_back_to_development_secrets():
+    """`${VAR:-}` would start on identity's public development key; `${VAR:?message}` makes
+    compose refuse to start until the secret is given."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    identity_env = compose["services"]["identity"]["environment"]
+    for name in ("TESSERA_ADMIN_CLIENT_ID", "TESSERA_ADMIN_CLIENT_SECRET", "TESSERA_KEY_ENCRYPTION_KEY"):
+        assert identity_env[name].startswith("${" + name + ":?"), (name, identity_env[name])

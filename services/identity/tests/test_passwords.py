@@ -91,3 +91,54 @@ async def test_import_by_rpc_with_a_logto_digest(identity, unique):
         await rpc.call(identity.ctx.bus, CREATE_USER, CreateUserRequest(
             username=unique(), password_digest="$2b$10$bcrypt", password_algorithm="Argon2i"))
     assert caught.value.code == "password.unsupported_encryption_method"
+
+
+def test_parallel_hashes_follow_the_memory_setting_not_the_node():
+    assert passwords.parallel_hashes(4, 16) == 4  # a big node: the memory bound wins
+    assert passwords.parallel_hashes(4, 2) == 2  # more threads than CPUs would only queue in the OS
+    assert passwords.parallel_hashes(0, 8) == 1
+    assert passwords.parallel_hashes(2, None) == 1
+    assert passwords.load_settings(passwords.HashingSettings, {}).argon2_max_parallel == 4
+    assert passwords.load_settings(passwords.HashingSettings,
+                                   {"TESSERA_ARGON2_MAX_PARALLEL": "3"}).argon2_max_parallel == 3
+
+
+async def test_hashing_runs_at_most_the_bound_at_once_and_queues_the_rest():
+    import asyncio
+    import threading
+
+    size = passwords.configure(2)
+    assert size == min(2, os.cpu_count() or 1)
+    lock, release = threading.Lock(), threading.Event()
+    running, most = 0, 0
+
+    def work(_: int) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        release.wait()
+        with lock:
+            running -= 1
+
+    try:
+        tasks = [asyncio.ensure_future(passwords.run_hashing(work, n)) for n in range(8)]
+        while True:  # until the pool is full (no time limit: the workers block on `release`)
+            with lock:
+                if running == size:
+                    break
+            await asyncio.sleep(0.01)
+        for _ in range(20):  # give queued work every chance to start, were there a free thread
+            await asyncio.sleep(0)
+        with lock:
+            assert running == size and most == size
+        assert sum(not t.done() for t in tasks) == 8
+        release.set()
+        await asyncio.gather(*tasks)
+        assert most == size  # the other six ran afterwards, never alongside
+        # Real hashing still works through the bounded pool.
+        assert await passwords.verify_password(await passwords.hash_password("abcd1234"), passwords.ARGON2ID,
+                                               "abcd1234")
+    finally:
+        release.set()
+        passwords.configure()

@@ -25,6 +25,13 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def successor_token(key: bytes, token: str) -> str:
+    """The refresh token that rotating `token` yields, the same every time (HMAC-SHA256 under
+    a key derived from the key-encryption key): a reuse inside the reuse interval is answered
+    with the same successor, and neither it nor any ciphertext of it is stored."""
+    return b64url(hmac.new(key, b"refresh-successor:" + token.encode(), hashlib.sha256).digest())
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

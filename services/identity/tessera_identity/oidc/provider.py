@@ -57,11 +57,13 @@ class Provider:
         self.secure_cookies = self.endpoint.startswith("https:")
         kek = settings.effective_key_encryption_key()
         settings.check_cookie_secret()
+        settings.check_admin_client()
         self.keys = KeyRing(
             self.tenant_id, KeyEncryption(kek), alg=settings.oidc_signing_alg,
             propagation_seconds=settings.oidc_key_propagation_seconds,
             retired_seconds=settings.oidc_retired_key_seconds,
         )
+        self.refresh_successor_key = derive(kek, "tessera oidc refresh token successors")
         cookie_key = derive(settings.cookie_secret or kek, "tessera oidc cookies")
         self.cookies = CookieSigner(cookie_key)
         self.clients = ClientCache(self.pool, self.tenant_id, self.endpoint, settings.oidc_client_cache_seconds)

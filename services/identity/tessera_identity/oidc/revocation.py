@@ -22,19 +22,21 @@ from tessera_kit.outbox import Outbox
 
 
 async def revoke_everything_for_user(
-    conn: asyncpg.Connection, outbox: Outbox, tenant_id: str, user_id: str
-) -> None:
+    conn: asyncpg.Connection, outbox: Outbox, tenant_id: str, user_id: str, *,
+    session_reason: str = "revoked", token_reason: str = "user_revoked", keep_interactions: bool = False,
+) -> dict[str, list]:
     """End the user's sessions and revoke their grants, codes and tokens, in the caller's
-    transaction, with an event per session and per grant."""
-    revoked = await store.revoke_account(conn, tenant_id, user_id)
+    transaction, with an event per session and per grant. Returns what was revoked."""
+    revoked = await store.revoke_account(conn, tenant_id, user_id, keep_interactions=keep_interactions)
     for session_id in revoked["sessions"]:
-        await outbox.emit(conn, SessionEnded(user_id=user_id, session_id=session_id, reason="revoked"),
+        await outbox.emit(conn, SessionEnded(user_id=user_id, session_id=session_id, reason=session_reason),
                           aggregate_id=user_id, tenant_id=tenant_id)
     for grant_id, client_id in revoked["grants"]:
         await outbox.emit(conn, TokenRevoked(
             application_id=client_id, user_id=user_id, grant_id=grant_id,
-            token_types=["AccessToken", "RefreshToken"], reason="user_revoked",
+            token_types=["AccessToken", "RefreshToken"], reason=token_reason,
         ), aggregate_id=grant_id, tenant_id=tenant_id)
+    return revoked
 
 
 async def revoke_family(conn: asyncpg.Connection, provider, client_id: str, row, *,

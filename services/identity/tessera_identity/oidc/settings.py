@@ -7,7 +7,10 @@ Two secrets protect what the provider stores and hands out:
   Unset: derived from the key-encryption key (another HKDF label), so one secret suffices.
 
 Unset in development: a fixed, publicly known development key and a loud warning at every
-start. With `TESSERA_ENV=production` an unset or short key refuses to start.
+start. With `TESSERA_ENV=production` an unset, short or placeholder key refuses to start, and
+so does an admin client (`TESSERA_ADMIN_CLIENT_ID` / `_SECRET`) that is unset, short or a
+template placeholder such as `REPLACE_ME`: a production deployment never runs on a generated
+or publicly known credential.
 """
 
 from __future__ import annotations
@@ -24,6 +27,25 @@ log = get_logger(__name__)
 SigningAlg = Literal["ES384", "ES256", "RS256"]
 DEVELOPMENT_KEY_ENCRYPTION_KEY = "tessera-development-only-key-encryption-key-do-not-use"
 MINIMUM_SECRET_LENGTH = 32
+# Logto's ids are 21 characters; anything much shorter is guessable or a leftover value.
+MINIMUM_CLIENT_ID_LENGTH = 16
+# What the templates (deploy/k8s/secret.yaml, READMEs) put where a secret belongs.
+PLACEHOLDER_MARKERS = ("replace", "changeme", "change_me", "change-me", "placeholder", "<", "xxxx")
+
+
+def looks_like_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+def _secret_problem(value: str, minimum: int) -> str | None:
+    if not value:
+        return "is not set"
+    if looks_like_placeholder(value):
+        return "is a placeholder"
+    if len(value) < minimum:
+        return f"is shorter than {minimum} characters"
+    return None
 
 
 class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
@@ -56,9 +78,9 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
 
     def effective_key_encryption_key(self) -> str:
         key = self.key_encryption_key
-        if len(key) >= MINIMUM_SECRET_LENGTH:
+        problem = _secret_problem(key, MINIMUM_SECRET_LENGTH)
+        if problem is None or (not self.is_production and len(key) >= MINIMUM_SECRET_LENGTH):
             return key
-        problem = "is not set" if not key else f"is shorter than {MINIMUM_SECRET_LENGTH} characters"
         if self.is_production:
             raise ConfigError(f"TESSERA_KEY_ENCRYPTION_KEY {problem}; refusing to start in production")
         log.warning(
@@ -75,6 +97,23 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
                     f"TESSERA_COOKIE_SECRET is shorter than {MINIMUM_SECRET_LENGTH} characters"
                 )
             log.warning("INSECURE: TESSERA_COOKIE_SECRET is short")
+
+
+    def check_admin_client(self) -> None:
+        """In production the admin client must be given, long enough and not a template's
+        placeholder (development generates one, or takes what it is given)."""
+        if not self.is_production:
+            return
+        problems = [
+            f"{name} {problem}"
+            for name, value, minimum in (
+                ("TESSERA_ADMIN_CLIENT_ID", self.admin_client_id, MINIMUM_CLIENT_ID_LENGTH),
+                ("TESSERA_ADMIN_CLIENT_SECRET", self.admin_client_secret, MINIMUM_SECRET_LENGTH),
+            )
+            if (problem := _secret_problem(value, minimum)) is not None
+        ]
+        if problems:
+            raise ConfigError("; ".join(problems) + "; refusing to start in production")
 
 
 def load() -> OidcSettings:

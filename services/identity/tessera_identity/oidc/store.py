@@ -202,6 +202,22 @@ async def consume_code(conn: Conn, code_hash: bytes, family_id: str) -> None:
     )
 
 
+# ------------------------------------------------------------------ token families
+
+
+async def insert_family(conn: Conn, tenant_id: str, family_id: str) -> None:
+    await conn.execute("INSERT INTO oidc_token_families (family_id, tenant_id) VALUES ($1, $2)",
+                       family_id, tenant_id)
+
+
+async def lock_family(conn: asyncpg.Connection, tenant_id: str, family_id: str) -> asyncpg.Record | None:
+    """Taken before any token row of the family, by rotation and revocation alike."""
+    return await conn.fetchrow(
+        "SELECT family_id, revoked_at FROM oidc_token_families WHERE tenant_id = $1 AND family_id = $2"
+        " FOR UPDATE", tenant_id, family_id,
+    )
+
+
 # ------------------------------------------------------------------ refresh tokens
 
 
@@ -240,7 +256,13 @@ async def mark_refresh_token_consumed(conn: Conn, token_hash: bytes) -> None:
 
 
 async def delete_family(conn: Conn, family_id: str) -> int:
-    """Revoke every refresh and opaque access token descending from one code exchange."""
+    """Revoke every refresh and opaque access token descending from one code exchange. The
+    family row is marked first: that waits for a rotation holding it, so the DELETEs below
+    (each a new snapshot) see the tokens it committed, and a later rotation sees the mark."""
+    await conn.execute(
+        "UPDATE oidc_token_families SET revoked_at = COALESCE(revoked_at, now()) WHERE family_id = $1",
+        family_id,
+    )
     refresh = await conn.execute("DELETE FROM oidc_refresh_tokens WHERE family_id = $1", family_id)
     access = await conn.execute("DELETE FROM oidc_access_tokens WHERE family_id = $1", family_id)
     return int(refresh.split()[-1]) + int(access.split()[-1])
@@ -272,9 +294,21 @@ async def delete_access_token(conn: Conn, token_hash: bytes) -> None:
 # ------------------------------------------------------------------ a user's everything
 
 
-async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: str) -> dict[str, list]:
+async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: str, *,
+                         keep_interactions: bool = False) -> dict[str, list]:
     """Delete every session, grant, code and token of one user; what was there is returned
-    (for the events)."""
+    (for the events). Interactions begun on one of the user's sessions are deleted too, or,
+    with `keep_interactions`, detached from it: they go on, but only after a new login (the
+    sign-in that is setting a password may be one of them)."""
+    # The user's token families first, as delete_family does: a rotation under way commits
+    # before the DELETEs below look, and none starts after them.
+    await conn.execute(
+        "UPDATE oidc_token_families SET revoked_at = COALESCE(revoked_at, now())"
+        " WHERE tenant_id = $1 AND family_id IN ("
+        " SELECT family_id FROM oidc_refresh_tokens WHERE tenant_id = $1 AND account_id = $2"
+        " UNION SELECT family_id FROM oidc_access_tokens WHERE tenant_id = $1 AND account_id = $2)",
+        tenant_id, account_id,
+    )
     sessions = await conn.fetch(
         "DELETE FROM oidc_sessions WHERE tenant_id = $1 AND account_id = $2 RETURNING id",
         tenant_id, account_id,
@@ -285,10 +319,17 @@ async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: s
     )
     for table in ("oidc_refresh_tokens", "oidc_access_tokens", "oidc_authorization_codes"):
         await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND account_id = $2", tenant_id, account_id)
-    await conn.execute(
-        "DELETE FROM oidc_interactions WHERE tenant_id = $1 AND session_account_id = $2",
-        tenant_id, account_id,
-    )
+    if keep_interactions:
+        await conn.execute(
+            "UPDATE oidc_interactions SET session_id = NULL, session_account_id = NULL"
+            " WHERE tenant_id = $1 AND session_account_id = $2",
+            tenant_id, account_id,
+        )
+    else:
+        await conn.execute(
+            "DELETE FROM oidc_interactions WHERE tenant_id = $1 AND session_account_id = $2",
+            tenant_id, account_id,
+        )
     return {"sessions": [r["id"] for r in sessions], "grants": [(r["id"], r["client_id"]) for r in grants]}
 
 
@@ -301,6 +342,13 @@ async def purge_expired(conn: Conn) -> None:
     for table in ("oidc_interactions", "oidc_authorization_codes", "oidc_access_tokens",
                   "oidc_refresh_tokens", "oidc_sessions", "oidc_grants"):
         await conn.execute(f"DELETE FROM {table} WHERE expires_at < now() - interval '1 hour'")
+    # A family with no token left has nothing to guard (a code replay finds its code gone).
+    await conn.execute(
+        "DELETE FROM oidc_token_families f WHERE f.created_at < now() - interval '1 day'"
+        " AND NOT EXISTS (SELECT 1 FROM oidc_refresh_tokens r WHERE r.family_id = f.family_id)"
+        " AND NOT EXISTS (SELECT 1 FROM oidc_access_tokens a WHERE a.family_id = f.family_id)"
+        " AND NOT EXISTS (SELECT 1 FROM oidc_authorization_codes c WHERE c.family_id = f.family_id)"
+    )
 
 
 async def get_seed_state(conn: Conn, tenant_id: str, key: str) -> Any:

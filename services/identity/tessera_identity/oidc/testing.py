@@ -220,16 +220,22 @@ class Deployment:
 
 @asynccontextmanager
 async def start_deployment(database_url: str, nats_url: str, namespace: str,
-                           env: dict[str, str] | None = None) -> AsyncIterator[Deployment]:
+                           env: dict[str, str] | None = None, *, whole_service: bool = False
+                           ) -> AsyncIterator[Deployment]:
+    """The OIDC context alone, or with `whole_service` all of identity (users, applications)."""
+    from tessera_identity.main import build_spec
     from tessera_identity.oidc import wiring
 
     ns = f"{namespace}o{next(_count)}"
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns, endpoint=ENDPOINT)
-    spec = ServiceSpec(
-        name=f"identity_{ns}", route_handlers=wiring.ROUTES, migrations=MIGRATIONS,
-        publishes=STREAMS["identity"], rpc_handlers=wiring.RPC_HANDLERS, on_startup=wiring.ON_STARTUP,
-        on_shutdown=wiring.ON_SHUTDOWN, settings=settings,
-    )
+    if whole_service:
+        spec = build_spec(settings, name=f"identity_{ns}")
+    else:
+        spec = ServiceSpec(
+            name=f"identity_{ns}", route_handlers=wiring.ROUTES, migrations=MIGRATIONS,
+            publishes=STREAMS["identity"], rpc_handlers=wiring.RPC_HANDLERS, on_startup=wiring.ON_STARTUP,
+            on_shutdown=wiring.ON_SHUTDOWN, settings=settings,
+        )
     variables = {**OIDC_ENV, **(env or {})}
     saved = {k: os.environ.get(k) for k in variables}
     os.environ.update(variables)

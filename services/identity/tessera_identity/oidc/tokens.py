@@ -111,8 +111,10 @@ async def opaque_access_token(conn: asyncpg.Connection, provider: Provider, *, c
 
 async def refresh_token(conn: asyncpg.Connection, provider: Provider, client: Client, *, family_id: str,
                         grant_id: str, account_id: str, session_id: str | None, scope: str,
-                        nonce: str | None, auth_time: Any, family_created_at: Any, now: int) -> str:
-    token = new_token()
+                        nonce: str | None, auth_time: Any, family_created_at: Any, now: int,
+                        token: str | None = None) -> str:
+    """A new refresh token of the family: random, or `token` (a rotation's successor)."""
+    token = token or new_token()
     await store.insert_refresh_token(
         conn, token_hash=digest(token), id=new_jti(), tenant_id=provider.tenant_id, family_id=family_id,
         grant_id=grant_id, client_id=client.id, account_id=account_id, session_id=session_id,

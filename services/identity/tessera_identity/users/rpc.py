@@ -81,7 +81,11 @@ async def verify_password(ctx: ServiceContext, request: VerifyPasswordRequest) -
     if request.value:
         row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, request.by, request.value,
                                        with_secret=True)
-    key = lockout.identifier_key(request.by, request.value) if request.count_failures else None
+    # One counter per account, whichever identifier names it (username, e-mail and phone
+    # would otherwise each give the full allowance); an unknown identifier counts for itself.
+    key = None
+    if request.count_failures:
+        key = lockout.identifier_key("id", row["id"]) if row else lockout.identifier_key(request.by, request.value)
     if not await service.check_password(ctx, row, request.password, key):
         raise service.invalid_credentials()
     if row["is_suspended"] and request.reject_suspended:

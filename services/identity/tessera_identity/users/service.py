@@ -18,6 +18,7 @@ from tessera_events.identity import (
     UserIdentityLinked,
     UserIdentityUnlinked,
     UserPasswordChanged,
+    UserSessionsRevoked,
     UserSuspended,
     UserUnsuspended,
     UserUpdated,
@@ -116,7 +117,8 @@ async def update_user(
     merge_custom_data: bool = False, merge_identities: bool = False,
 ) -> asyncpg.Record:
     """Change profile columns (and the password, identities) of an existing user, announcing
-    what changed: `updated` for profile fields, `password_changed`, `identity_linked`."""
+    what changed: `updated` for profile fields, `password_changed`, `identity_linked`. A new
+    password revokes the user's sessions, grants and tokens (`sessions_revoked`)."""
     tenant = ctx.settings.tenant_id
     values = dict(values)
     if password:
@@ -147,6 +149,16 @@ async def update_user(
             await _emit(ctx, conn, UserUpdated(user=snapshot(after), changed=changed), user_id)
         if password:
             await _emit(ctx, conn, UserPasswordChanged(user_id=user_id), user_id)
+            # A new password ends what the old one opened (RFC 9700 §4.14.2; ASVS V3.3.3),
+            # in this transaction: no refresh, userinfo or silent sign-in outlives it. An
+            # interaction under way (a sign-in setting its password) goes on after a login.
+            revoked = await revoke_everything_for_user(
+                conn, ctx.outbox, tenant, user_id, session_reason="password_changed",
+                token_reason="password_changed", keep_interactions=True)
+            if revoked["sessions"] or revoked["grants"]:
+                await _emit(ctx, conn, UserSessionsRevoked(
+                    user_id=user_id, reason="password_changed", session_ids=revoked["sessions"],
+                    grant_ids=[grant_id for grant_id, _ in revoked["grants"]]), user_id)
         for target, identity_user_id in linked:
             await _emit(ctx, conn, UserIdentityLinked(user_id=user_id, target=target,
                                                       identity_user_id=identity_user_id), user_id)

@@ -80,6 +80,7 @@ async def _issue(conn, provider: Provider, client: Client, row, redirect_uri: st
     oidc_scopes = [s for s in claim_rules.oidc_part(scopes) if s in grant["oidc_scopes"]]
     scopes = oidc_scopes + claim_rules.resource_part(scopes)
     family_id = new_id()
+    await store.insert_family(conn, provider.tenant_id, family_id)
     auth_time = int(row["auth_time"].timestamp())
     request = tokens.UserTokenRequest(
         client=client, account_id=row["account_id"], grant=_grant_dict(grant), scopes=scopes,

@@ -3,8 +3,13 @@
 
 Rotation: a rotated token is consumed; a consumed token is still accepted for
 `oidc_refresh_reuse_seconds` (3 s, Logto's refreshTokenReuseInterval) so that two concurrent
-refreshes of one token both succeed. Presented later, it is a replay: every token of its family
-(all refresh and opaque access tokens descending from the same code exchange) is revoked.
+refreshes of one token both succeed — with the SAME successor (idempotent rotation: the
+successor is derived from the token, see crypto.successor_token), so the family stays one
+chain. Presented later, it is a replay: every token of its family (all refresh and opaque
+access tokens descending from the same code exchange) is revoked.
+
+Rotation and revocation serialise on the family's row (locked before any token row): a
+refresh never commits a successor that a concurrent revocation misses.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from tessera_events.identity import TokenIssued
 from tessera_identity.oidc import claims as claim_rules
 from tessera_identity.oidc import store, tokens
 from tessera_identity.oidc.clients import Client
-from tessera_identity.oidc.crypto import digest
+from tessera_identity.oidc.crypto import digest, successor_token
 from tessera_identity.oidc.errors import OAuthError, invalid_grant
 from tessera_identity.oidc.params import Params, check_scope_syntax
 from tessera_identity.oidc.provider import Provider
@@ -31,9 +36,13 @@ async def refresh(provider: Provider, client: Client, params: Params) -> tokens.
     replayed = False
     async with provider.pool.acquire() as conn:
         async with conn.transaction():
-            row = await store.lock_refresh_token(conn, provider.tenant_id, token_hash)
+            # The family first (as revocation does), then the token row: see the module doc.
+            seen = await store.find_refresh_token(conn, provider.tenant_id, token_hash)
+            family = seen and await store.lock_family(conn, provider.tenant_id, seen["family_id"])
+            row = family and await store.lock_refresh_token(conn, provider.tenant_id, token_hash)
             # §6: the refresh token must be valid and issued to the authenticated client.
-            if row is None or row["expires_at"].timestamp() <= now or row["client_id"] != client.id:
+            if (not row or family["revoked_at"] is not None or row["expires_at"].timestamp() <= now
+                    or row["client_id"] != client.id):
                 raise invalid_grant("refresh token is invalid, expired or not issued to this client")
             if row["consumed_at"] is not None and row["consumed_seconds_ago"] > provider.settings.oidc_refresh_reuse_seconds:
                 # Security BCP §4.14.2: a rotated token used again means it leaked; revoke the family.
@@ -90,13 +99,19 @@ async def _issue(conn, provider: Provider, client: Client, row, token_hash: byte
         client, issued_at=row["created_at"].timestamp(), expires_at=row["expires_at"].timestamp(),
         family_created_at=row["family_created_at"].timestamp(), now=now,
     )
-    if rotate:
+    successor = successor_token(provider.refresh_successor_key, presented)
+    if row["consumed_at"] is not None:
+        # A reuse within the interval: the successor the first use issued, not a second chain.
+        if await store.find_refresh_token(conn, provider.tenant_id, digest(successor)) is None:
+            raise invalid_grant("refresh token has already been used")
+        token_set.refresh_token = successor
+    elif rotate:
         await store.mark_refresh_token_consumed(conn, token_hash)
         token_set.refresh_token = await tokens.refresh_token(
             conn, provider, client, family_id=row["family_id"], grant_id=grant["id"],
             account_id=row["account_id"], session_id=row["session_id"], scope=row["scope"],
             nonce=row["nonce"], auth_time=row["auth_time"], family_created_at=row["family_created_at"],
-            now=now,
+            now=now, token=successor,
         )
     else:
         token_set.refresh_token = presented  # not rotated: the same token stays in use
