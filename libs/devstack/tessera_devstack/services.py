@@ -113,6 +113,9 @@ class ServiceStack:
         self._base_env = dict(os.environ if base_env is None else base_env)
         # What every service shares; per-service values (PORT, upstream URLs) come on top.
         self.env: dict[str, str] = {
+            # Logto's test connectors (mock-email-service, ...), so Logto's suite and SDK test
+            # setups run unchanged against a local stack; never set in deploy/.
+            "TESSERA_MOCK_CONNECTORS": "true",
             **(admin_client.as_env() if admin_client else {}),
             **(extra_env or {}),
             "HOST": LOCALHOST,

@@ -58,3 +58,31 @@ class ConnectorDeleted(EventData):
     id: str
     connector_factory_id: str
     type: ConnectorType
+
+
+MessageType = Literal["Email", "Sms"]
+
+
+@event("connectors.message.sent")
+class MessageSent(EventData):
+    """A message (a verification code) left through a connector. `recipient` is masked
+    (`j***@example.com`, `*******4567`); the payload (the code) is never in the event."""
+
+    connector_id: str
+    connector_factory_id: str
+    type: MessageType
+    template: str
+    recipient: str
+
+
+@event("connectors.message.failed")
+class MessageFailed(EventData):
+    """A connector could not send a message; `error_code` is the `connector.*` code the
+    caller received (e.g. `connector.general` for a provider that timed out or answered 5xx)."""
+
+    connector_id: str
+    connector_factory_id: str
+    type: MessageType
+    template: str
+    recipient: str
+    error_code: str

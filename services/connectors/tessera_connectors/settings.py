@@ -1,0 +1,65 @@
+"""The connectors service's configuration, from the environment (names as in `tessera_kit.config`).
+
+- `TESSERA_KEY_ENCRYPTION_KEY` encrypts connector configs at rest (AES-256-GCM with an
+  HKDF-derived key), as identity's signing keys. Unset in development: a publicly known
+  development key and a warning; with `TESSERA_ENV=production` the service refuses to start.
+- `TESSERA_MOCK_CONNECTORS=true` installs Logto's test factories (`mock-email-service`, ...),
+  which write each code to a record file that Logto's test suite reads back. On in `make run`
+  and the tests (libs/devstack), off by default and in deploy/.
+- The providers' endpoints are the real ones; tests point them at local servers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import msgspec
+
+from tessera_kit.config import ConfigError, env_name, load_settings
+from tessera_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+DEVELOPMENT_KEY_ENCRYPTION_KEY = "tessera-development-only-key-encryption-key-do-not-use"
+MINIMUM_SECRET_LENGTH = 32
+
+
+class ConnectorsSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
+    env: str = "development"  # TESSERA_ENV
+    key_encryption_key: str = ""  # TESSERA_KEY_ENCRYPTION_KEY
+    mock_connectors: bool = False  # TESSERA_MOCK_CONNECTORS
+    # Where the mock factories write `logto_mock_verification_code_record.txt` (the OS temp dir).
+    mock_connectors_record_dir: str = ""
+    # A provider that has not answered by then is reported as `connector.general` (Logto: 5 s).
+    connector_timeout_seconds: float = 5.0
+    sendgrid_endpoint: str = "https://api.sendgrid.com/v3/mail/send"
+    twilio_endpoint: str = "https://api.twilio.com/2010-04-01/Accounts/{{accountSID}}/Messages.json"
+    github_authorization_endpoint: str = "https://github.com/login/oauth/authorize"
+    github_token_endpoint: str = "https://github.com/login/oauth/access_token"
+    github_userinfo_endpoint: str = "https://api.github.com/user"
+    google_authorization_endpoint: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_endpoint: str = "https://oauth2.googleapis.com/token"
+    google_userinfo_endpoint: str = "https://openidconnect.googleapis.com/v1/userinfo"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env.lower() in ("production", "prod")
+
+    @property
+    def record_dir(self) -> str:
+        return self.mock_connectors_record_dir or tempfile.gettempdir()
+
+    def effective_key_encryption_key(self) -> str:
+        key = self.key_encryption_key
+        if len(key) >= MINIMUM_SECRET_LENGTH:
+            return key
+        problem = "is not set" if not key else f"is shorter than {MINIMUM_SECRET_LENGTH} characters"
+        if self.is_production:
+            raise ConfigError(f"TESSERA_KEY_ENCRYPTION_KEY {problem}; refusing to start in production")
+        log.warning("INSECURE: TESSERA_KEY_ENCRYPTION_KEY " + problem + "; connector configs are "
+                    "encrypted with a publicly known development key.")
+        return DEVELOPMENT_KEY_ENCRYPTION_KEY
+
+
+def load() -> ConnectorsSettings:
+    return load_settings(ConnectorsSettings)
