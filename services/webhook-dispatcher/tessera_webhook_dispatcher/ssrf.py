@@ -58,7 +58,7 @@ def check_url(url: str, *, allow_private: bool) -> None:
         _, host, _ = split_target(url)
     except ValueError:
         return
-    if host.lower().rstrip(".") in METADATA_NAMES or host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    if host.lower().rstrip(".") in METADATA_NAMES:
         raise forbidden_target()
     try:
         address = ipaddress.ip_address(host)
