@@ -113,6 +113,9 @@ class ServiceStack:
         self._base_env = dict(os.environ if base_env is None else base_env)
         # What every service shares; per-service values (PORT, upstream URLs) come on top.
         self.env: dict[str, str] = {
+            # Local receivers (localhost) must work in `make run` and the tests; deploy/ never
+            # sets it, so production hooks cannot reach private addresses (SSRF guard).
+            "TESSERA_WEBHOOKS_ALLOW_PRIVATE": self._base_env.get("TESSERA_WEBHOOKS_ALLOW_PRIVATE", "true"),
             **(admin_client.as_env() if admin_client else {}),
             **(extra_env or {}),
             "HOST": LOCALHOST,
