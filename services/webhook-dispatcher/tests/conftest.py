@@ -185,3 +185,9 @@ async def guarded(database_url, nats_url, namespace) -> AsyncIterator[Deployment
 
 async def publish(publisher_: Publisher, *events: EventData) -> None:
     await publisher_.publish(*events)
+
+
+@pytest.fixture
+async def second_receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as r:
+        yield r
