@@ -31,7 +31,9 @@ async def _require_hook(conn, ctx, hook_id: str) -> None:
 async def list_deliveries(request: Request, ctx: Ctx, id: FromPath[str],  # noqa: A002
                           status: FromQuery[DeliveryStatus | None] = None) -> Response:
     page = parse_page(request.query_params)
-    async with ctx.pool.acquire() as conn:
+    # One snapshot: a delivery and its attempts as of the same moment (an attempt recorded
+    # between two reads would show beside the delivery row of before it).
+    async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         await _require_hook(conn, ctx, id)
         total, rows = await store.list_deliveries(
             conn, ctx.settings.tenant_id, id, limit=page.limit, offset=page.offset, status=status)
@@ -41,7 +43,7 @@ async def list_deliveries(request: Request, ctx: Ctx, id: FromPath[str],  # noqa
 @get("/api/hooks/{id:str}/deliveries/{delivery_id:str}", operation_id="GetHookDelivery", tags=TAGS,
      summary="Get a delivery with its attempts")
 async def get_delivery(ctx: Ctx, id: FromPath[str], delivery_id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
-    async with ctx.pool.acquire() as conn:
+    async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         delivery = await store.find_delivery(conn, ctx.settings.tenant_id, id, delivery_id)
     if delivery is None:
         raise not_exists_with_id("deliveries", delivery_id)
