@@ -116,6 +116,9 @@ class ServiceStack:
             # Logto's test connectors (mock-email-service, ...), so Logto's suite and SDK test
             # setups run unchanged against a local stack; never set in deploy/.
             "TESSERA_MOCK_CONNECTORS": "true",
+            # Local receivers (localhost) must work in `make run` and the tests; deploy/ never
+            # sets it, so production hooks cannot reach private addresses (SSRF guard).
+            "TESSERA_WEBHOOKS_ALLOW_PRIVATE": self._base_env.get("TESSERA_WEBHOOKS_ALLOW_PRIVATE", "true"),
             **(admin_client.as_env() if admin_client else {}),
             **(extra_env or {}),
             "HOST": LOCALHOST,

@@ -4,7 +4,7 @@ Importing the package registers every event module, so `all_event_types()` is
 complete wherever the catalogue is used.
 """
 
-from tessera_events import connectors, experience, identity, rbac  # noqa: F401  (registers events)
+from tessera_events import connectors, experience, identity, rbac, webhooks  # noqa: F401  (registers events)
 from tessera_events.catalogue import (
     STREAMS,
     EventType,

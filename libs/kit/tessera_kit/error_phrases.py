@@ -98,6 +98,8 @@ ERROR_PHRASES: dict[str, str] = {
     "guard.mime_type_not_allowed": "MIME type is not allowed.",
     "hook.missing_events": "You need to provide at least one event.",
     "hook.send_test_payload_failed": "Failed to send test payload: {{message}}",
+    # Tessera's own (not in Logto 1.6).
+    "hook.delivery_in_flight": "The delivery is being attempted right now; try again when it is done.",
     "localization.cannot_delete_default_language": (
         "{{languageTag}} is set as your default language and can’t be deleted."
     ),

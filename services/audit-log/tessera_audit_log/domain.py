@@ -22,6 +22,8 @@ class LogEntry(msgspec.Struct, frozen=True):
     key: str
     payload: dict[str, Any]
     created_at: dt.datetime
+    # The log id when the event names one (a hook attempt: the id its recent-logs show).
+    id: str | None = None
 
 
 def mask_passwords(value: Any) -> Any:
@@ -79,6 +81,8 @@ def log_entry_for(envelope: Envelope) -> LogEntry:
         for name in ("user_id", "application_id", "error"):
             if data.get(name) is not None:
                 extra[name] = data[name]
+    elif envelope.type in ("webhooks.delivery.succeeded", "webhooks.delivery.failed"):
+        return _hook_attempt_entry(envelope, data)
     else:
         key = envelope.type
         extra = {
@@ -99,6 +103,26 @@ def log_entry_for(envelope: Envelope) -> LogEntry:
     if "data" in payload:
         payload["data"] = _camel_keys(payload["data"])
     return LogEntry(key, mask_passwords(payload), _from_ms(envelope.occurred_at))
+
+
+def _hook_attempt_entry(envelope: Envelope, data: dict[str, Any]) -> LogEntry:
+    """One hook call: Logto's `TriggerHook.<event>` entry (§6.4), under the attempt's id."""
+    attempt = data["attempt"]
+    key = f"TriggerHook.{attempt['event']}"
+    succeeded = envelope.type == "webhooks.delivery.succeeded"
+    payload: dict[str, Any] = {
+        "key": key,
+        "result": "Success" if succeeded else "Error",
+        "hookId": attempt["hook_id"],
+        "hookRequest": {"body": attempt["request_body"]},
+    }
+    if attempt.get("response") is not None:
+        payload["response"] = attempt["response"]
+    if not succeeded:
+        payload["error"] = data.get("error")
+    payload.update(deliveryId=attempt["delivery_id"], attempt=attempt["attempt"], eventId=envelope.id,
+                   eventType=envelope.type, actor=msgspec.to_builtins(envelope.actor))
+    return LogEntry(key, mask_passwords(payload), _from_ms(envelope.occurred_at), id=attempt["attempt_id"])
 
 
 def _from_ms(ms: int) -> dt.datetime:

@@ -17,7 +17,7 @@ async def insert_log(conn: asyncpg.Connection, tenant_id: str, event_id: str, en
     await conn.execute(
         "INSERT INTO logs (tenant_id, id, key, payload, created_at, event_id)"
         " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-        tenant_id, new_id(), entry.key, entry.payload, entry.created_at, event_id,
+        tenant_id, entry.id or new_id(), entry.key, entry.payload, entry.created_at, event_id,
     )
 
 

@@ -64,3 +64,22 @@ def test_parse_day():
     assert parse_day(None, today) == today
     assert parse_day("2025-12-31", today) == dt.date(2025, 12, 31)
     assert parse_day("yesterday", today) is None
+
+
+def test_hook_attempts_become_trigger_hook_logs_under_the_attempt_id():
+    from tessera_events.webhooks import AttemptFacts, DeliveryFailed, DeliverySucceeded
+
+    facts = AttemptFacts(delivery_id="d1", attempt_id="a1", hook_id="h1", event="PostSignIn", attempt=1,
+                         request_body={"hookId": "h1", "event": "PostSignIn"},
+                         response={"statusCode": 200, "body": {"ok": True}})
+    entry = log_entry_for(build_envelope(DeliverySucceeded(attempt=facts)))
+    assert (entry.key, entry.id) == ("TriggerHook.PostSignIn", "a1")
+    assert entry.payload["result"] == "Success" and entry.payload["hookId"] == "h1"
+    assert entry.payload["hookRequest"] == {"body": {"hookId": "h1", "event": "PostSignIn"}}
+    assert entry.payload["response"] == {"statusCode": 200, "body": {"ok": True}}
+    assert "error" not in entry.payload
+    failed = AttemptFacts(delivery_id="d1", attempt_id="a2", hook_id="h1", event="PostSignIn", attempt=2,
+                          request_body={"hookId": "h1"})
+    entry = log_entry_for(build_envelope(DeliveryFailed(attempt=failed, error="RequestError: Invalid URL")))
+    assert entry.payload["result"] == "Error" and entry.payload["error"] == "RequestError: Invalid URL"
+    assert "response" not in entry.payload and entry.id == "a2"

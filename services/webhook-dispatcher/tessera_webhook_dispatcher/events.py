@@ -1,0 +1,68 @@
+"""What the dispatcher consumes: each event that selects hooks becomes one delivery per hook,
+written in the transaction that consumes the event (with the inbox row), so none is lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from tessera_events import STREAMS, Envelope
+from tessera_kit.consumer import Subscription
+from tessera_webhook_dispatcher.deliveries import store as deliveries
+from tessera_webhook_dispatcher.deliveries.domain import RETRY_DELAYS
+from tessera_webhook_dispatcher.hooks import store as hooks
+from tessera_webhook_dispatcher.hooks.domain import (
+    DATA_EVENT_SOURCES,
+    INTERACTION_HOOKS,
+    RBAC_EVENT_SOURCES,
+    data_hook,
+    data_payload,
+    interaction_payload,
+    max_attempts,
+    with_hook_id,
+)
+
+
+def _at(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+
+
+def subscriptions(channel: str, clock) -> list[Subscription]:
+    """The consumers, with the NOTIFY channel that wakes the scheduler and the clock that
+    stamps new deliveries due."""
+
+    async def enqueue(conn: asyncpg.Connection, envelope: Envelope, hook_event: str, payload: dict[str, Any]) -> None:
+        created = 0
+        for hook in await hooks.hooks_for(conn, envelope.tenant_id, hook_event):
+            delivery_id = await deliveries.insert_delivery(
+                conn, envelope.tenant_id, hook_id=hook["id"], event=hook_event, source_event_id=envelope.id,
+                body=with_hook_id(hook["id"], payload), max_attempts=max_attempts(hook["config"], len(RETRY_DELAYS)),
+                now=clock.now(),
+            )
+            created += delivery_id is not None
+        if created:
+            await conn.execute("SELECT pg_notify($1, '')", channel)  # delivered at commit
+
+    async def on_interaction(conn: asyncpg.Connection, envelope: Envelope) -> None:
+        hook_event = INTERACTION_HOOKS.get(envelope.type)
+        if hook_event is None:
+            return
+        data = msgspec.json.decode(envelope.data)
+        await enqueue(conn, envelope, hook_event, interaction_payload(hook_event, data, _at(envelope.occurred_at)))
+
+    async def on_data(conn: asyncpg.Connection, envelope: Envelope) -> None:
+        found = data_hook(envelope.type, msgspec.json.decode(envelope.data))
+        if found is None:
+            return
+        hook_event, data = found
+        await enqueue(conn, envelope, hook_event, data_payload(hook_event, data, _at(envelope.occurred_at)))
+
+    return [
+        Subscription("webhook-dispatcher-interactions", (STREAMS["experience"],), on_interaction,
+                     event_types=tuple(INTERACTION_HOOKS)),
+        Subscription("webhook-dispatcher-identity", (STREAMS["identity"],), on_data, event_types=DATA_EVENT_SOURCES),
+        Subscription("webhook-dispatcher-rbac", (STREAMS["rbac"],), on_data, event_types=RBAC_EVENT_SOURCES),
+    ]

@@ -1,0 +1,23 @@
+"""The dispatcher's settings: the kit's, plus how deliveries are made."""
+
+from __future__ import annotations
+
+from tessera_kit.config import ServiceSettings, env_name
+
+
+class DispatcherSettings(ServiceSettings, frozen=True, kw_only=True, rename=env_name):
+    # Hook URLs on loopback, private, link-local or metadata addresses: refused unless true
+    # (`make run` and the tests set it so local receivers work; production never should).
+    webhooks_allow_private: bool = False
+    # One attempt's limit (Logto: 10 s).
+    webhooks_timeout_seconds: float = 10.0
+    # A claimed delivery is another replica's to retry once its lease has run out (a crash
+    # mid-request). Longer than the timeout, so a live request is never sent twice.
+    webhooks_lease_seconds: float = 30.0
+    # Requests in flight per hook in one process: a slow receiver holds only its own slots.
+    webhooks_per_hook_concurrency: int = 4
+    webhooks_max_in_flight: int = 256
+    # How often the scheduler looks for due deliveries when nothing wakes it.
+    webhooks_poll_seconds: float = 1.0
+    # A hook whose deliveries have only failed for this long is disabled (Svix: 5 days).
+    webhooks_disable_after_seconds: float = 5 * 86400.0

@@ -1,0 +1,92 @@
+"""The SSRF guard: hook URLs may not reach loopback, private, link-local or metadata addresses.
+
+Checked on the literal host at creation, and on every resolved address at delivery; the
+request then goes to the address that was checked, so a name that re-resolves elsewhere
+between check and connect (DNS rebinding) gains nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
+
+# Cloud metadata endpoints that are not in a private range (AWS/GCP/Azure use 169.254.169.254,
+# which link-local covers; Alibaba uses 100.100.100.200; AWS's IPv6 one is fd00:ec2::254).
+METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+METADATA_NAMES = {"metadata.google.internal", "metadata", "instance-data"}
+
+
+class BlockedAddress(Exception):
+    """The URL points where hooks may not go."""
+
+
+def is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address in METADATA
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv4Address) and address in ipaddress.ip_network("100.64.0.0/10"))
+    )
+
+
+def split_target(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname, port
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """At creation: a literal address or a known metadata name is not forbidden (names are
+    resolved at delivery). Logto stores any string as the URL (its own tests create hooks to
+    `not_work_url`); such a hook fails at delivery with "RequestError: Invalid URL"."""
+    if allow_private:
+        return
+    try:
+        _, host, _ = split_target(url)
+    except ValueError:
+        return
+    if host.lower().rstrip(".") in METADATA_NAMES:
+        raise forbidden_target()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if is_forbidden(address):
+        raise forbidden_target()
+
+
+def forbidden_target() -> RequestError:
+    return invalid_input("body", [ValidationIssue(
+        "config.url", "custom", "The URL must not point to a loopback, private, link-local or metadata address")])
+
+
+async def resolve_allowed(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to for `host`: its first resolved address, after every resolved
+    address has been checked. Raises BlockedAddress or OSError (DNS failure)."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [literal]
+    else:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        if not addresses:
+            raise OSError(f"{host} does not resolve")
+    if not allow_private and any(is_forbidden(a) for a in addresses):
+        raise BlockedAddress(f"{host} resolves to a forbidden address")
+    return str(addresses[0])

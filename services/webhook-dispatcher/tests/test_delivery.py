@@ -1,0 +1,279 @@
+"""Deliveries: from experience's events to signed requests on a real receiver, retried on a
+schedule (moved by a manual clock), recorded as attempts, logs, stats and events."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+
+import pytest
+from standardwebhooks import Webhook
+
+from tessera_events.experience import (
+    InteractionApplication,
+    InteractionContext,
+    InteractionPasswordReset,
+    InteractionRegistered,
+    InteractionSignedIn,
+)
+from tessera_events.identity import UserSnapshot
+from tessera_webhook_dispatcher.deliveries.domain import RETRY_DELAYS, JITTER
+
+USER = UserSnapshot(id="u1", username="alice", primary_email="alice@example.com", name="Alice",
+                    custom_data={"plan": "pro"}, created_at=1_686_000_000_000, last_sign_in_at=1_686_000_100_000)
+CONTEXT = InteractionContext(interaction_id="interaction-1", application_id="app1", ip="10.1.2.3",
+                             user_agent="Mozilla/5.0 test")
+APPLICATION = InteractionApplication(id="app1", type="SPA", name="My app", description=None)
+
+
+def signed_in(user_id: str = "u1") -> InteractionSignedIn:
+    return InteractionSignedIn(user_id=user_id, context=CONTEXT, user=USER, application=APPLICATION)
+
+
+def iso_of(ms: int) -> str:
+    at = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+async def test_post_sign_in_is_delivered_with_logtos_payload_and_both_signatures(dispatcher, receiver):
+    hook = await dispatcher.create_hook(receiver.url, config={"url": receiver.url, "headers": {"x-custom": "yes"}})
+    await dispatcher.experience.publish(signed_in())
+    (request,) = await receiver.wait_for(1)
+    body = json.loads(request.body)
+    (envelope_row,) = await dispatcher.experience.pool.fetch("SELECT envelope FROM outbox")
+    occurred_at = json.loads(envelope_row["envelope"])["occurred_at"]
+    expected = {
+        "hookId": hook["id"], "event": "PostSignIn", "interactionEvent": "SignIn", "createdAt": iso_of(occurred_at),
+        "sessionId": "interaction-1", "userAgent": "Mozilla/5.0 test", "userId": "u1",
+        "user": {"id": "u1", "username": "alice", "primaryEmail": "alice@example.com", "primaryPhone": None,
+                 "name": "Alice", "avatar": None, "customData": {"plan": "pro"}, "identities": {},
+                 "lastSignInAt": 1_686_000_100_000, "createdAt": 1_686_000_000_000, "applicationId": None,
+                 "isSuspended": False},
+        "application": {"id": "app1", "type": "SPA", "name": "My app", "description": None},
+    }
+    assert body == expected
+    assert list(body) == list(expected)  # Logto's key order
+    assert request.body == json.dumps(expected, separators=(",", ":")).encode()
+    headers = request.headers
+    assert headers["user-agent"] == "Logto (https://logto.io/)"
+    assert headers["content-type"] == "application/json"
+    assert headers["x-custom"] == "yes"
+    key = hook["signingKey"].encode()
+    assert headers["logto-signature-sha-256"] == hmac.new(key, request.body, hashlib.sha256).hexdigest()
+    # Standard Webhooks, verified by its reference package; the secret is whsec_ + base64(key).
+    secret = "whsec_" + base64.b64encode(key).decode()
+    assert Webhook(secret).verify(request.body, headers) == expected
+    with pytest.raises(Exception):
+        Webhook(secret).verify(request.body + b" ", headers)
+    delivery = await dispatcher.settled(hook["id"], 1)
+    assert headers["webhook-id"] == delivery["id"]
+    assert delivery["status"] == "succeeded" and delivery["attempts"][0]["result"] == "Success"
+    (_, succeeded), = await dispatcher.events("webhooks.delivery.succeeded")
+    assert succeeded["attempt"]["request_body"] == expected
+    assert succeeded["attempt"]["response"] == {"statusCode": 200, "body": {"ok": True}}
+    assert hook["signingKey"] not in json.dumps(succeeded)
+
+
+@pytest.mark.parametrize(("event", "hook_event", "interaction_event"), [
+    (InteractionRegistered(user_id="u1", context=CONTEXT, user=USER), "PostRegister", "Register"),
+    (InteractionPasswordReset(user_id="u1", context=CONTEXT), "PostResetPassword", "ForgotPassword"),
+])
+async def test_register_and_reset_password_fire_their_hooks(dispatcher, receiver, event, hook_event, interaction_event):
+    await dispatcher.create_hook(receiver.url, events=[hook_event])
+    other = await dispatcher.create_hook(receiver.url, events=["PostSignIn"])
+    await dispatcher.experience.publish(signed_in(), event)
+    await receiver.wait_for(2)
+    bodies = sorted((json.loads(r.body) for r in receiver.requests), key=lambda b: b["event"])
+    assert {b["event"] for b in bodies} == {hook_event, "PostSignIn"}
+    mine = next(b for b in bodies if b["event"] == hook_event)
+    assert mine["interactionEvent"] == interaction_event and "application" not in mine
+    assert ("user" in mine) == (hook_event == "PostRegister")
+    assert (await dispatcher.deliveries(other["id"]))[0]["event"] == "PostSignIn"
+
+
+async def test_selection_follows_logto(dispatcher, receiver):
+    """Legacy `event` counts only when `events` is empty; disabled hooks never fire."""
+    legacy = await dispatcher.create_hook(receiver.url, events=None, event="PostSignIn")
+    overridden = await dispatcher.create_hook(receiver.url, events=["PostRegister"], event="PostSignIn")
+    disabled = await dispatcher.create_hook(receiver.url, enabled=False)
+    await dispatcher.experience.publish(signed_in())
+    await dispatcher.settled(legacy["id"], 1)
+    assert await dispatcher.deliveries(overridden["id"]) == []
+    assert await dispatcher.deliveries(disabled["id"]) == []
+    assert len(receiver.requests) == 1
+
+
+async def test_a_receiver_failing_then_succeeding_gets_it_on_the_schedule(dispatcher, receiver):
+    receiver.answers = [(500, {}, "boom"), (503, {"Retry-After": "120"}, '{"busy":true}'), (429, {}, "")]
+    hook = await dispatcher.create_hook(receiver.url)
+    await dispatcher.experience.publish(signed_in())
+    delivery = await dispatcher.settled(hook["id"], 1)
+    first = delivery["attempts"][0]
+    assert first["result"] == "Error" and first["statusCode"] == 500
+    assert first["error"] == "HTTPError: Response code 500 (Internal Server Error)"
+    assert delivery["status"] == "pending"
+    created = delivery["createdAt"]
+    # ~5 s later (with jitter), not before.
+    assert created + RETRY_DELAYS[0] * 1000 * (1 - JITTER) - 1 <= delivery["nextAttemptAt"]
+    assert delivery["nextAttemptAt"] <= created + RETRY_DELAYS[0] * 1000 * (1 + JITTER) + 1
+    await dispatcher.advance(RETRY_DELAYS[0] * (1 + JITTER) + 1)
+    delivery = await dispatcher.settled(hook["id"], 2)
+    second = delivery["attempts"][1]
+    assert second["statusCode"] == 503 and second["response"] == {"statusCode": 503, "body": {"busy": True}}
+    # Retry-After: 120 s is below the 5 min step; the schedule wins, never earlier than asked.
+    now_ms = int(dispatcher.clock.now().timestamp() * 1000)
+    assert delivery["nextAttemptAt"] >= now_ms + 120_000
+    await dispatcher.advance(RETRY_DELAYS[1] * (1 + JITTER) + 1)
+    await dispatcher.settled(hook["id"], 3)
+    await dispatcher.advance(RETRY_DELAYS[2] * (1 + JITTER) + 1)
+    delivery = await dispatcher.settled(hook["id"], 4)
+    assert delivery["status"] == "succeeded"
+    assert [a["number"] for a in delivery["attempts"]] == [1, 2, 3, 4]
+    assert [a["result"] for a in delivery["attempts"]] == ["Error", "Error", "Error", "Success"]
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1  # one stable id
+    assert len({r.body for r in receiver.requests}) == 1  # the same bytes each time
+    assert len(await dispatcher.events("webhooks.delivery.failed")) == 3
+    assert len(await dispatcher.events("webhooks.delivery.succeeded")) == 1
+    # Logto's view: executionStats and recent-logs over the last 24 hours.
+    got = await dispatcher.client.get(f"/api/hooks/{hook['id']}", params={"includeExecutionStats": "1"})
+    assert got.json()["executionStats"] == {"requestCount": 4, "successCount": 1}
+    logs = await dispatcher.client.get(f"/api/hooks/{hook['id']}/recent-logs", params={"page_size": 2})
+    assert logs.headers["total-number"] == "4" and len(logs.json()) == 2
+    newest = logs.json()[0]
+    assert newest["key"] == "TriggerHook.PostSignIn"
+    assert newest["payload"]["result"] == "Success" and newest["payload"]["hookId"] == hook["id"]
+    assert newest["payload"]["hookRequest"]["body"]["userId"] == "u1"
+    assert newest["payload"]["response"] == {"statusCode": 200, "body": {"ok": True}}
+    errors = await dispatcher.client.get(f"/api/hooks/{hook['id']}/recent-logs",
+                                         params={"logKey": "TriggerHook.PostRegister"})
+    assert errors.json() == []
+    # A day later they are out of the window.
+    dispatcher.clock.advance(86400)
+    later = await dispatcher.client.get(f"/api/hooks/{hook['id']}/recent-logs")
+    assert later.json() == [] and later.headers["total-number"] == "0"
+
+
+async def test_retries_cap_the_attempts_then_exhausted(dispatcher, receiver):
+    receiver.answers = [(500, {}, "")] * 10
+    hook = await dispatcher.create_hook(receiver.url, config={"url": receiver.url, "retries": 1})
+    await dispatcher.experience.publish(signed_in())
+    await dispatcher.settled(hook["id"], 1)
+    await dispatcher.advance(60)
+    delivery = await dispatcher.settled(hook["id"], 2)
+    assert delivery["status"] == "exhausted" and delivery["nextAttemptAt"] is None
+    (_, exhausted), = await dispatcher.events("webhooks.delivery.exhausted")
+    assert exhausted == {"delivery_id": delivery["id"], "hook_id": hook["id"], "event": "PostSignIn", "attempts": 2}
+    await dispatcher.advance(86400)
+    assert len(receiver.requests) == 2
+    # Replay: one more attempt now, same id and body.
+    receiver.answers = []
+    retried = await dispatcher.client.post(f"/api/hooks/{hook['id']}/deliveries/{delivery['id']}/retry")
+    assert retried.status_code == 202 and retried.json()["status"] == "pending"
+    delivery = await dispatcher.settled(hook["id"], 3)
+    assert delivery["status"] == "succeeded"
+    assert receiver.requests[2].headers["webhook-id"] == delivery["id"]
+    missing = await dispatcher.client.post(f"/api/hooks/{hook['id']}/deliveries/nope/retry")
+    assert missing.status_code == 404 and missing.json()["code"] == "entity.not_exists_with_id"
+
+
+async def test_connection_refused_is_an_error_attempt(dispatcher):
+    hook = await dispatcher.create_hook("http://127.0.0.1:1/", config={"url": "http://127.0.0.1:1/", "retries": 0})
+    await dispatcher.experience.publish(signed_in())
+    delivery = await dispatcher.settled(hook["id"], 1)
+    attempt = delivery["attempts"][0]
+    assert attempt["result"] == "Error" and attempt["statusCode"] is None
+    assert attempt["error"].startswith("RequestError: ")
+    assert delivery["status"] == "exhausted"
+
+
+async def test_a_hook_failing_for_days_is_disabled(dispatcher, receiver):
+    receiver.answers = [(500, {}, "")] * 20
+    hook = await dispatcher.create_hook(receiver.url, config={"url": receiver.url, "retries": 0})
+    await dispatcher.experience.publish(signed_in())
+    await dispatcher.settled(hook["id"], 1)
+    await dispatcher.advance(dispatcher.settings.webhooks_disable_after_seconds + 1)
+    await dispatcher.experience.publish(signed_in("u2"))
+    await dispatcher.until(lambda: _disabled(dispatcher, hook["id"]))
+    (_, disabled), = await dispatcher.events("webhooks.hook.disabled")
+    assert disabled["hook_id"] == hook["id"]
+    await dispatcher.experience.publish(signed_in("u3"))
+    # Re-enabling starts its failures over.
+    response = await dispatcher.client.patch(f"/api/hooks/{hook['id']}", json={"enabled": True})
+    assert response.json()["enabled"] is True
+
+
+async def _disabled(dispatcher, hook_id):
+    return (await dispatcher.client.get(f"/api/hooks/{hook_id}")).json()["enabled"] is False
+
+
+async def test_test_route_sends_a_signed_test_payload(dispatcher, receiver):
+    hook = await dispatcher.create_hook("https://example.com/unused")
+    receiver.answers = [(500, {}, "no")]
+    response = await dispatcher.client.post(f"/api/hooks/{hook['id']}/test", json={
+        "events": ["PostRegister", "PostSignIn"], "config": {"url": receiver.url, "headers": {"x-t": "1"}}})
+    assert response.status_code == 204  # a non-2xx answer is still 204
+    assert len(receiver.requests) == 2
+    first = receiver.requests[0]
+    body = json.loads(first.body)
+    assert body["hookId"] == hook["id"] and body["event"] == "PostRegister"
+    assert body["sessionId"] == "fake-session-id" and body["user"]["username"] == "fake-user"
+    assert body["application"]["id"] == "fake-spa-application-id" and "interactionEvent" not in body
+    assert first.headers["x-t"] == "1"
+    expected = hmac.new(hook["signingKey"].encode(), first.body, hashlib.sha256).hexdigest()
+    assert first.headers["logto-signature-sha-256"] == expected
+    # Nothing is logged for a test.
+    got = await dispatcher.client.get(f"/api/hooks/{hook['id']}", params={"includeExecutionStats": "1"})
+    assert got.json()["executionStats"] == {"requestCount": 0, "successCount": 0}
+
+
+async def test_test_route_errors(dispatcher):
+    hook = await dispatcher.create_hook("https://example.com/unused")
+    refused = await dispatcher.client.post(f"/api/hooks/{hook['id']}/test", json={
+        "events": ["PostSignIn"], "config": {"url": "http://127.0.0.1:1/"}})
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "hook.send_test_payload_failed"
+    assert refused.json()["message"].startswith("Failed to send test payload: RequestError")
+    invalid = await dispatcher.client.post(f"/api/hooks/{hook['id']}/test", json={
+        "events": ["PostSignIn"], "config": {"url": "not_work_url"}})
+    assert invalid.status_code == 422
+    assert invalid.json()["message"] == "Failed to send test payload: RequestError: Invalid URL"
+    missing = await dispatcher.client.post("/api/hooks/nope/test", json={
+        "events": ["PostSignIn"], "config": {"url": "http://127.0.0.1:1/"}})
+    assert missing.status_code == 404 and missing.json()["code"] == "entity.not_exists_with_id"
+    bad = await dispatcher.client.post(f"/api/hooks/{hook['id']}/test", json={"events": [], "config": {"url": "x"}})
+    assert bad.status_code == 400 and bad.json()["code"] == "guard.invalid_input"
+
+
+async def test_deliveries_route(dispatcher, receiver):
+    hook = await dispatcher.create_hook(receiver.url)
+    await dispatcher.experience.publish(signed_in(), signed_in("u2"))
+    await dispatcher.until(lambda: _all_succeeded(dispatcher, hook["id"], 2))
+    listed = await dispatcher.client.get(f"/api/hooks/{hook['id']}/deliveries", params={"page_size": 1})
+    assert listed.status_code == 200 and listed.headers["total-number"] == "2" and len(listed.json()) == 1
+    delivery = listed.json()[0]
+    assert set(delivery) >= {"id", "hookId", "event", "status", "attempts", "maxAttempts", "createdAt", "body"}
+    one = await dispatcher.client.get(f"/api/hooks/{hook['id']}/deliveries/{delivery['id']}")
+    assert one.status_code == 200 and one.json()["id"] == delivery["id"]
+    assert (await dispatcher.client.get(f"/api/hooks/{hook['id']}/deliveries/nope")).status_code == 404
+    assert (await dispatcher.client.get("/api/hooks/nope/deliveries")).status_code == 404
+    pending = await dispatcher.client.get(f"/api/hooks/{hook['id']}/deliveries", params={"status": "pending"})
+    assert pending.json() == []
+
+
+async def _all_succeeded(dispatcher, hook_id, count):
+    found = await dispatcher.deliveries(hook_id)
+    return len(found) == count and all(d["status"] == "succeeded" for d in found)
+
+
+async def test_a_redelivered_event_makes_no_second_delivery(dispatcher, receiver):
+    hook = await dispatcher.create_hook(receiver.url)
+    await dispatcher.experience.publish(signed_in())
+    await dispatcher.settled(hook["id"], 1)
+    consumer = next(c for c in dispatcher.ctx.consumers if c.subscription.name.endswith("interactions"))
+    row = await dispatcher.experience.pool.fetchrow("SELECT envelope FROM outbox")
+    from tessera_events import decode_envelope
+    assert await consumer.apply(decode_envelope(row["envelope"])) is False
+    assert len(await dispatcher.deliveries(hook["id"])) == 1
