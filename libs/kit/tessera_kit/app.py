@@ -132,12 +132,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
     pool = await _retry(
         "postgres", lambda: create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_size)
     )
-    bus = await _retry(
-        "nats", lambda: Bus.connect(
-            settings.nats_url, namespace=settings.namespace, name=spec.name,
-            stream_replicas=settings.stream_replicas,
-        )
-    )
+    bus = await _retry("nats", lambda: Bus.from_settings(settings, spec.name))
     outbox = Outbox(spec.schema)
     ctx = ServiceContext(spec.name, settings, pool, bus, outbox)
     await migrate(pool, spec.schema, spec.migrations)
