@@ -32,3 +32,15 @@ def test_permissions_of_a_consumer_name_its_own_durables_only():
     assert "ns.rbac.>" in publish and "ns.identity.>" not in publish
     assert "$JS.API.STREAM.UPDATE.NS_IDENTITY" not in publish  # only identity updates its stream
     assert permissions["subscribe"]["allow"] == ["ns.rpc.rbac.>", "_INBOX_ns_rbac.>"]
+
+
+def test_the_nats_cluster_template_in_deploy_is_the_access_table():
+    """deploy/nats/tessera-authorization.conf is regenerated when the table changes:
+    python -m tessera_devstack.nats_config > deploy/nats/tessera-authorization.conf"""
+    import json
+    from pathlib import Path
+
+    from tessera_devstack.nats_config import authorization
+
+    template = Path(__file__).parents[3] / "deploy" / "nats" / "tessera-authorization.conf"
+    assert json.loads(template.read_text()) == authorization(environ={})
