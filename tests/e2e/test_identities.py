@@ -52,3 +52,11 @@ async def test_the_stacks_nats_refuses_a_client_without_credentials(stack):
     plain = first["NATS_URL"]
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
         await nats.connect(plain, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_no_service_is_refused_anything_by_nats(stack):
+    """What a service does on NATS is all in tessera_kit.access: the server refused nothing
+    (a refused subscription or publish only shows as a warning in the service's log)."""
+    refused = {name: [line for line in stack.logs(name).splitlines() if "permissions violation" in line]
+               for name in stack.names}
+    assert {name: lines for name, lines in refused.items() if lines} == {}

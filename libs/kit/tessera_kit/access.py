@@ -37,6 +37,9 @@ class ServiceAccess:
     publishes: Stream | None = None
     calls: tuple[RpcOperation, ...] = ()
     consumes: tuple[Consumes, ...] = ()
+    # Event subjects it follows live, without a durable consumer (core NATS subscriptions,
+    # e.g. to drop a cache when another replica or service announces a change).
+    listens: tuple[str, ...] = ()
     uses_nats: bool = True
     uses_database: bool = True
     # Extensions the admin step creates in `public` (a service role may not create them).
@@ -63,6 +66,8 @@ ACCESS: dict[str, ServiceAccess] = {
                 rbac.APPLICATION_SCOPES, rbac.SET_APPLICATION_ADMIN, rbac.IS_APPLICATION_ADMIN,
                 rbac.ROLE_USER_IDS, connectors.INTERACTION_USER_INFO,
             ),
+            # Evicts cached OIDC clients and rbac answers (oidc/provider.py).
+            listens=("identity.application.>", "rbac.>"),
             extensions=("pg_trgm",),
         ),
         ServiceAccess(
@@ -126,7 +131,8 @@ def nats_user(namespace: str, service: str) -> str:
 def nats_permissions(entry: ServiceAccess, namespace: str = "") -> dict[str, Any]:
     """The nats-server `permissions` block of the service's user."""
     publish: list[str] = []
-    subscribe = [subject(namespace, f"rpc.{entry.name}.>"), inbox_prefix(namespace, entry.name) + ".>"]
+    subscribe = [subject(namespace, f"rpc.{entry.name}.>"), inbox_prefix(namespace, entry.name) + ".>",
+                 *(subject(namespace, listened) for listened in entry.listens)]
 
     def stream_api(stream: str, *, owner: bool) -> None:
         publish.extend(f"$JS.API.STREAM.{verb}.{stream}" for verb in ("CREATE", "INFO"))
