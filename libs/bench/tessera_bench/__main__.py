@@ -80,7 +80,8 @@ def resident_mb(pids: list[int]) -> tuple[float, float]:
 @contextlib.contextmanager
 def local_stack():
     from tessera_devstack.admin_client import AdminClient
-    from tessera_devstack.nats import start_nats
+    from tessera_devstack.identities import service_identities
+    from tessera_devstack.nats import NatsAccess, start_nats
     from tessera_devstack.ports import free_ports
     from tessera_devstack.postgres import create_database, start_postgres
     from tessera_devstack.services import ServiceStack, available_services
@@ -91,23 +92,29 @@ def local_stack():
         cleanup.callback(shutil.rmtree, root, True)
         postgres = start_postgres(root / "postgres", log_path=root / "postgres.log", fast_unsafe=True)
         cleanup.callback(postgres.stop)
-        nats = start_nats(root / "nats", log_path=root / "nats.log")
+        # As `make run`: each service on its own NATS user and PostgreSQL role; the bench's
+        # own clients (events, rpc) use the admin.
+        access = NatsAccess.for_stack(["bench"])
+        nats = start_nats(root / "nats", log_path=root / "nats.log", access=access)
         cleanup.callback(nats.stop)
         database = create_database(postgres.dsn, "bench")
         services = available_services()
+        identities = service_identities([s.name for s in services], admin_dsn=database,
+                                        nats_access=access, nats_url=nats.url, namespace="bench")
         supervisor = Supervisor(log_dir=root / "logs", echo=False)
         cleanup.callback(supervisor.close)
         admin = AdminClient.generate()
         stack = ServiceStack(
             supervisor=supervisor, services=services,
             ports=dict(zip([s.name for s in services], free_ports(len(services)))),
-            database_url=database, nats_url=nats.url, namespace="bench",
+            database_url=database, nats_url=nats.admin_url, namespace="bench",
             log_level="WARNING", admin_client=admin, extra_env={"TESSERA_DEV_AUTH": "true"},
+            service_env=identities.env,
         )
         cleanup.callback(stack.stop_all)
         stack.start_all()
         pids = [supervisor.get(n).pid for n in stack.names]
-        yield stack, admin, database, nats.url, pids, [postgres.process.pid, nats.process.pid]
+        yield stack, admin, database, nats.admin_url, pids, [postgres.process.pid, nats.process.pid]
 
 
 async def run(args) -> int:

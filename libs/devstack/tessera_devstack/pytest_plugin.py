@@ -138,19 +138,35 @@ def postgres_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def nats_url() -> Iterator[str]:
+def nats_access(run_id: str):
+    """The users of the session's nats-server (`NatsAccess`): an admin, and each service in
+    the `stack`'s namespace. None when NATS_URL names a server this session does not own."""
+    if os.environ.get("NATS_URL"):
+        return None
+    from .nats import NatsAccess
+
+    return NatsAccess.for_stack([_stack_namespace(run_id)])
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_access) -> Iterator[str]:
+    """The NATS URL with the admin's credentials: tests and tools may do anything."""
     if os.environ.get("NATS_URL"):
         yield os.environ["NATS_URL"]
         return
     from .nats import start_nats
 
     root = _temp_server_root("tessera-nats-", "jetstream")
-    server = start_nats(root / "jetstream", log_path=root / "nats.log")
+    server = start_nats(root / "jetstream", log_path=root / "nats.log", access=nats_access)
     try:
-        yield server.url
+        yield server.admin_url
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stack_namespace(run_id: str) -> str:
+    return f"e2e{run_id}"
 
 
 # ------------------------------------------------------------------ names
@@ -216,15 +232,19 @@ def _drop_quietly(drop: Callable[[str, str], None], server_dsn: str, name: str) 
 
 
 @pytest.fixture(scope="session")
-def stack(postgres_dsn: str, nats_url: str, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+def stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
+          tmp_path_factory: pytest.TempPathFactory):
     """Every installed service as its own process on free ports, the gateway in front.
 
     Own database `e2e_<run_id>` and namespace `e2e<run_id>`, TESSERA_DEV_AUTH=true, a generated
-    admin client (`stack.admin_client`). Yields a services.ServiceStack: `.url`,
+    admin client (`stack.admin_client`). Each service connects as its own PostgreSQL role and
+    NATS user (`stack.service_env`); `stack.env` holds the admin's DSN and NATS URL for tests.
+    Yields a services.ServiceStack: `.url`,
     `.service_url(name)`, `.env`, `.stop_service(name)`, `.start_service(name)`,
     `.log_path(name)`, `.logs(name)`. Service output goes to files only (see log_path).
     """
     from .admin_client import AdminClient
+    from .identities import ServiceIdentities, service_identities
     from .ports import free_ports
     from .postgres import create_database, drop_database
     from .services import ServiceStack, available_services
@@ -234,27 +254,40 @@ def stack(postgres_dsn: str, nats_url: str, run_id: str, tmp_path_factory: pytes
     if not services:
         pytest.skip("no Tessera service is installed")
     database_name = f"e2e_{run_id}"
+    namespace = _stack_namespace(run_id)
     database = create_database(postgres_dsn, database_name)
+    identities = ServiceIdentities()
     supervisor = Supervisor(log_dir=tmp_path_factory.mktemp("service-logs"), echo=False)
-    the_stack = ServiceStack(
-        supervisor=supervisor,
-        services=services,
-        ports=dict(zip([s.name for s in services], free_ports(len(services)), strict=True)),
-        database_url=database,
-        nats_url=nats_url,
-        namespace=f"e2e{run_id}",
-        log_level=os.environ.get("LOG_LEVEL", "INFO"),
-        admin_client=AdminClient.generate(),
-        extra_env={"TESSERA_DEV_AUTH": "true"},
-    )
     try:
-        the_stack.start_all()
-        yield the_stack
+        identities = service_identities(
+            [s.name for s in services], admin_dsn=database, nats_access=nats_access,
+            nats_url=nats_url, namespace=namespace,
+        )
+        the_stack = ServiceStack(
+            supervisor=supervisor,
+            services=services,
+            ports=dict(zip([s.name for s in services], free_ports(len(services)), strict=True)),
+            database_url=database,
+            nats_url=nats_url,
+            namespace=namespace,
+            log_level=os.environ.get("LOG_LEVEL", "INFO"),
+            admin_client=AdminClient.generate(),
+            extra_env={"TESSERA_DEV_AUTH": "true"},
+            service_env=identities.env,
+        )
+        try:
+            the_stack.start_all()
+            yield the_stack
+        finally:
+            the_stack.stop_all()
     finally:
-        the_stack.stop_all()
         supervisor.close()
         if not _keep_databases():
             _drop_quietly(drop_database, postgres_dsn, database_name)
+            try:
+                identities.drop_roles(postgres_dsn)
+            except Exception as error:
+                warnings.warn(f"could not drop the stack's roles: {error}", stacklevel=2)
 
 
 @pytest.hookimpl(wrapper=True)

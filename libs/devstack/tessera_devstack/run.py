@@ -3,7 +3,11 @@
     python -m tessera_devstack.run [--exit-on-crash] [--state-dir .tessera]
 
 - DATABASE_URL unset: embedded PostgreSQL with its data in .tessera/postgres, database `tessera`.
-- NATS_URL unset: nats-server with JetStream, store in .tessera/nats.
+- NATS_URL unset: nats-server with JetStream, store in .tessera/nats, admitting only its users:
+  one per service (permissions from tessera_kit.access) and an admin (`.tessera/nats-admin-url`,
+  for tools); new random passwords on every start, only bcrypt hashes in its config.
+- Each service connects to PostgreSQL as its own role, which owns its schema (created or
+  updated on every start with DATABASE_URL's admin credentials, see tessera_kit.provision).
 - Admin client: TESSERA_ADMIN_CLIENT_ID/SECRET, else generated once into .tessera/admin-client.json.
 - Gateway on $PORT (default 3001), the other services on their default ports.
 - Logs: every line on stdout as `[service] ...`, and in .tessera/logs/<name>.log
@@ -26,7 +30,8 @@ from pathlib import Path
 from types import FrameType
 
 from .admin_client import AdminClient, load_or_create_admin_client
-from .nats import NatsError, start_nats
+from .identities import service_identities
+from .nats import NatsAccess, NatsError, start_nats
 from .ports import port_is_free
 from .postgres import PostgresError, create_database, start_postgres
 from .processes import DirectoryInUse
@@ -62,6 +67,12 @@ def _banner(stack: ServiceStack, admin: AdminClient) -> str:
         rule,
     ]
     return "\n".join(lines)
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(value + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,24 +125,39 @@ def main(argv: list[str] | None = None) -> int:
             database_url = create_database(postgres.dsn, DATABASE_NAME)
             _say(f"PostgreSQL ready: {database_url}")
 
+        namespace = os.environ.get("TESSERA_NAMESPACE", "")
         nats_url = os.environ.get("NATS_URL")
+        nats_access: NatsAccess | None = None
         if not nats_url:
             _say(f"starting nats-server (store {state_dir / 'nats'}, log {log_dir / 'nats.log'})")
-            nats = start_nats(state_dir / "nats", log_path=log_dir / "nats.log")
+            nats_access = NatsAccess.for_stack([namespace])
+            nats = start_nats(state_dir / "nats", log_path=log_dir / "nats.log", access=nats_access)
             cleanup.callback(nats.stop)
-            nats_url = nats.url
-            _say(f"NATS ready: {nats_url}")
+            nats_url = nats.admin_url
+            _write_secret(state_dir / "nats-admin-url", nats_url)
+            _say(f"NATS ready: {nats.url} (one user per service; admin URL in {state_dir / 'nats-admin-url'})")
 
         admin = load_or_create_admin_client(state_dir / "admin-client.json")
         if not services:
             _say("no service is installed yet (no tessera_*.main module importable)")
+        try:
+            identities = service_identities(
+                [s.name for s in services], admin_dsn=database_url, nats_access=nats_access,
+                nats_url=nats_url, namespace=namespace,
+            )
+        except Exception as error:  # e.g. a DATABASE_URL whose role may not create roles
+            raise ServiceStartError(
+                f"cannot create the services' PostgreSQL roles ({type(error).__name__}: {error});"
+                " DATABASE_URL must name a superuser or a CREATEROLE owner of the database"
+            ) from error
         stack = ServiceStack(
             supervisor=supervisor,
             services=services,
             ports=ports,
             database_url=database_url,
             nats_url=nats_url,
-            namespace=os.environ.get("TESSERA_NAMESPACE", ""),
+            namespace=namespace,
+            service_env=identities.env,
             endpoint=os.environ.get("ENDPOINT"),
             log_level=os.environ.get("LOG_LEVEL", "INFO"),
             admin_client=admin,

@@ -102,8 +102,12 @@ class ServiceStack:
         base_env: Mapping[str, str] | None = None,
         cwd: Path | str | None = None,
         admin_client: AdminClient | None = None,
+        # Per service, on top of the shared env: its own DATABASE_URL and NATS user
+        # (identities.service_identities).
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ):
         self.supervisor = supervisor
+        self.service_env = {name: dict(values) for name, values in (service_env or {}).items()}
         self.admin_client = admin_client
         self.services = list(services)
         self.ports = dict(ports)
@@ -148,6 +152,7 @@ class ServiceStack:
     def environment_for(self, name: str) -> dict[str, str]:
         spec = self.spec(name)
         env = {**self._base_env, **self.env, "PORT": str(self.ports[name]), "PYTHONUNBUFFERED": "1"}
+        env.update(self.service_env.get(name, {}))
         if spec.name == GATEWAY:
             for upstream in self.services:
                 if upstream.name != GATEWAY:

@@ -25,7 +25,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
 from tessera_kit import rpc
-from tessera_kit.bus import Bus, Retention
+from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
@@ -133,14 +133,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
     pool = await _retry(
         "postgres", lambda: create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_size)
     )
-    bus = await _retry(
-        "nats", lambda: Bus.connect(
-            settings.nats_url, namespace=settings.namespace, name=spec.name,
-            stream_replicas=settings.stream_replicas,
-            retention=Retention(settings.stream_max_age_seconds, settings.stream_max_bytes,
-                                settings.stream_max_msgs),
-        )
-    )
+    bus = await _retry("nats", lambda: Bus.from_settings(settings, spec.name))
     outbox = Outbox(spec.schema)
     ctx = ServiceContext(spec.name, settings, pool, bus, outbox)
     try:

@@ -38,6 +38,14 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     stream_max_age_seconds: float = 0
     stream_max_bytes: int = -1
     stream_max_msgs: int = -1
+    # The service's own NATS user (see tessera_kit.access for what it may do); empty: none.
+    nats_user: str = ""
+    nats_password: str = ""
+    # TLS to NATS: the CA that signed the server's certificate, and a client certificate
+    # and key when the server asks for one (mutual TLS). Empty: plain TCP (or the URL's tls://).
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
 
 
 S = TypeVar("S", bound=msgspec.Struct)

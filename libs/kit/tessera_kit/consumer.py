@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tessera_events import Envelope, Stream, decode_envelope
+from tessera_kit.access import durable_name
 from tessera_kit.bus import Bus
 from tessera_kit.context import actor_var, request_id_var
 from tessera_kit.logging import get_logger
@@ -53,7 +54,7 @@ class Subscription:
     max_per_transaction: int = 100
 
     def durable_for(self, stream: Stream) -> str:
-        return f"{self.name}-{stream.name.lower()}".replace(".", "_")
+        return durable_name(self.name, stream)
 
 
 def _status_of(msg: Msg) -> str | None:
@@ -84,7 +85,7 @@ class EventConsumer:
         self._stopping = False
 
     async def ensure(self) -> None:
-        await self.bus.ensure_stream(self.stream)
+        await self.bus.ensure_stream(self.stream, owner=False)
         await self.bus.ensure_dead_letter_stream()
         subjects = [self.bus.subject(t) for t in self.subscription.event_types]
         config = ConsumerConfig(

@@ -52,11 +52,21 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.P
 
 
 async def ensure_schema(dsn: str, schema: str) -> None:
+    """The schema must exist. A service's own role (see tessera_kit.provision) finds it made
+    by the admin step and may not create schemas; a superuser DSN (unit tests) creates it."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    except asyncpg.UniqueViolationError:
-        pass  # a replica created it at the same moment
+        if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            return
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except asyncpg.UniqueViolationError:
+            pass  # a replica created it at the same moment
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise RuntimeError(
+                f"schema {schema!r} does not exist and this role may not create it: run the"
+                " admin step first (python -m tessera_kit.provision)"
+            ) from exc
     finally:
         await conn.close()
 
