@@ -11,7 +11,7 @@ async def test_owner_sets_retention_and_consumers_leave_it(nats_url, unique):
     consumer = await Bus.connect(nats_url, namespace=unique)  # default: keep everything
     try:
         name = await owner.ensure_stream(STREAMS["rbac"], owner=True)
-        await consumer.ensure_stream(STREAMS["rbac"])
+        await consumer.ensure_stream(STREAMS["rbac"], owner=False)
         info = await consumer.js.stream_info(name)
         assert info.config.max_age == 86400 and info.config.max_msgs == 1000
 
