@@ -208,3 +208,56 @@ async def test_vector(gateway, fake_identity, name: str) -> None:
     answers, trailing = await exchange(gateway.port, raw)
     check_vector(name, expected, marker, answers, trailing)
     assert await seen(fake_identity.url, marker) == 0, f"{name}: the hidden request reached the service"
+
+
+async def test_a_request_after_an_upstream_timeout_gets_its_own_answer(gateway) -> None:
+    """The gateway gives up on a slow answer (504); that answer, arriving later on the same
+    upstream connection, must not become the next request's."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        slow = await http.get("/oidc/slow", params={"seconds": 3})  # the read timeout is 2 s
+        assert slow.status_code == 504
+        for i in range(5):
+            response = await http.get(f"/oidc/after-timeout-{i}")
+            assert response.status_code == 200
+            assert response.json()["path"] == f"/oidc/after-timeout-{i}"
+
+
+async def test_concurrent_clients_see_only_their_own_answers_under_attack(gateway, fake_identity, auth) -> None:
+    """Many clients, each on its own keep-alive connection asking for its own resources, while
+    an attacker sends every vector again and again on the same gateway."""
+    marker = uuid.uuid4().hex
+    attacking = True
+
+    async def attacker() -> tuple[int, list[str]]:
+        rounds, failures = 0, []
+        while attacking:
+            for name, (vector, expected) in VECTORS.items():
+                answers, trailing = await exchange(gateway.port, vector(marker))
+                try:
+                    check_vector(name, expected, marker, answers, trailing)
+                except AssertionError as error:
+                    failures.append(f"{name}: {error}")
+            rounds += 1
+        return rounds, failures
+
+    async def victim(i: int) -> list[tuple[str, str]]:
+        wrong = []
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+            for j in range(25):
+                path = f"/api/users/victim-{i}-{j}"
+                response = await http.get(path, headers=auth)
+                got = response.json().get("path") if response.status_code == 200 else str(response.status_code)
+                if got != path:
+                    wrong.append((path, got))
+        return wrong
+
+    attackers = [asyncio.create_task(attacker()) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(victim(i) for i in range(20)))
+    finally:
+        attacking = False
+        attacks = await asyncio.gather(*attackers)
+    assert [wrong for wrong in results if wrong] == []
+    assert [failures for _, failures in attacks if failures] == []
+    assert min(rounds for rounds, _ in attacks) >= 1
+    assert await seen(fake_identity.url, marker) == 0
