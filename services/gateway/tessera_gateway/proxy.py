@@ -218,8 +218,10 @@ class Proxy:
                 retry_on_stale=method in _IDEMPOTENT and isinstance(body, bytes),
             )
         except (ClientDisconnected, RequestNotSendable) as error:
-            # Half a request went up on a connection that is now closed; none of it is served.
-            log.warning("request not forwarded", upstream=pool.name, error=str(error) or _BAD_BODY)
+            # At most half a request went up, on a connection now closed; none of it is served.
+            # (A client that went away does not see this answer: granian drops it.)
+            if isinstance(error, RequestNotSendable):
+                log.warning("request not forwarded", upstream=pool.name, error=str(error))
             await send_error(send, bad_request(_BAD_BODY), [*echo, CLOSE])
             return
         except UpstreamError as error:

@@ -228,8 +228,9 @@ class UpstreamPool:
         try:
             # h11 validates every name and value (no CR, LF or NUL; one framing) as it builds it.
             return h11.Request(method=method, target=self.path_prefix + target, headers=framed)
-        except h11.LocalProtocolError as error:
-            raise RequestNotSendable(f"request not sendable: {error}") from None
+        except h11.LocalProtocolError:
+            # Not h11's text: it quotes the offending value, which may be a credential.
+            raise RequestNotSendable("a request header h11 will not send") from None
 
     async def _take_slot(self) -> None:
         if self._slots.locked():
@@ -283,10 +284,10 @@ class UpstreamPool:
                     async with asyncio.timeout(self.read_timeout):
                         await writer.drain()  # back-pressure: never hold more than the socket buffer
             writer.write(protocol.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError as error:
+        except h11.LocalProtocolError:
             # The stream did not match its Content-Length: the upstream has a partial request,
             # and this connection is closed by the caller.
-            raise RequestNotSendable(f"request body does not match its length: {error}") from None
+            raise RequestNotSendable("the request body does not match its length") from None
         except TimeoutError:
             raise UpstreamTimeout("upstream stopped reading the request body") from None
         except (OSError, RuntimeError) as error:  # RuntimeError: uvloop, transport already closed
