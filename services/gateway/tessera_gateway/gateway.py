@@ -19,7 +19,7 @@ from tessera_kit.logging import get_logger
 from tessera_gateway.auth import JwksCache, ManagementAuth, TokenVerifier
 from tessera_gateway.handlers import OwnRoutes
 from tessera_gateway.openapi import OpenApiAggregator
-from tessera_gateway.proxy import REQUEST_ID, IncomingRequest, Proxy
+from tessera_gateway.proxy import CLOSE, REQUEST_ID, IncomingRequest, Proxy, bad_request
 from tessera_gateway.responses import send_error, send_not_found
 from tessera_gateway.routes import GATEWAY, RouteTable
 from tessera_gateway.settings import GatewaySettings
@@ -98,6 +98,11 @@ class Gateway:
         token = request_id_var.set(request_id.decode())
         echo = [(REQUEST_ID, request_id)]
         try:
+            if incoming.framing_error is not None:
+                # Ambiguous framing (RFC 9112 §6.3, §11.2): refused, and the connection closed so
+                # no byte of it can be read as another request.
+                await send_error(send, bad_request(incoming.framing_error), [*echo, CLOSE])
+                return
             # The decoded path, as the services' own routers see it (so `%2F` cannot make the
             # gateway and a service disagree on which route this is); the raw one is forwarded.
             route = self.routes.match(scope["path"])

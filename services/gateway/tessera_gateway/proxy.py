@@ -6,10 +6,20 @@ gateway's word to the services) and, unless a trusted proxy is in front, client-
 `X-Request-Id` and, for Management API calls, the verified caller. Response headers come back
 unchanged (each `Set-Cookie` and `Link` on its own line) minus hop-by-hop ones.
 
+Framing: the client's framing headers (`Content-Length`, `Transfer-Encoding`) are never
+forwarded; the upstream client frames each request itself from the body the gateway read, and
+whatever `Connection` names is dropped from the client's headers only, so it can never take away
+that framing. Ambiguous framing (RFC 9112 §6.3, §11.2: Transfer-Encoding with Content-Length,
+several or invalid Content-Lengths, a transfer coding other than chunked, several Hosts) is
+refused with 400 and the connection closed, before anything is read or forwarded
+(`IncomingRequest.framing_error`, checked first thing by the gateway). What granian itself does
+with each smuggling vector is in tests/test_smuggling.py.
+
 Streaming: the first ASGI body message is awaited; if it is the whole body (the usual case) it
-goes up in the same write as the head, with a Content-Length. Otherwise the rest follows as the
-client sends it (chunked, unless the client gave a Content-Length), with back-pressure. The
-answer goes back chunk by chunk as it arrives. Nothing is buffered beyond a chunk.
+goes up in the same write as the head, with its exact Content-Length. Otherwise the rest follows
+as the client sends it (with the client's checked Content-Length, which h11 holds the stream to,
+or chunked), with back-pressure. The answer goes back chunk by chunk as it arrives. Nothing is
+buffered beyond a chunk.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 from tessera_gateway.responses import send_error
-from tessera_gateway.upstream import UpstreamError, UpstreamPool
+from tessera_gateway.upstream import RequestNotSendable, UpstreamError, UpstreamPool
 
 log = get_logger(__name__)
 
@@ -44,10 +54,12 @@ DEVELOPMENT_USER_ID = b"development-user-id"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # What to do with each incoming request header (all others are forwarded as they are).
-_DROP, _HOST, _AUTHORIZATION, _DEV_USER, _REQUEST_ID, _CONTENT_LENGTH, _CONNECTION, _FWD = range(8)
+(_DROP, _HOST, _AUTHORIZATION, _DEV_USER, _REQUEST_ID, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION,
+ _FWD) = range(9)
 _ACTIONS: dict[bytes, int] = {
     **{name: _DROP for name in HOP_BY_HOP},
     b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
     b"expect": _DROP,  # the server already answered `100-continue` when we read the body
     b"host": _HOST,
     b"authorization": _AUTHORIZATION,
@@ -59,18 +71,24 @@ _ACTIONS: dict[bytes, int] = {
 _RESPONSE_DROP = HOP_BY_HOP | {REQUEST_ID}
 
 
+_MAX_CONTENT_LENGTH_DIGITS = 18  # below 2**63: no Content-Length may overflow anything downstream
+
+
 class IncomingRequest:
-    """One pass over the client's headers: what to forward, and what the gateway needs."""
+    """One pass over the client's headers: what to forward, what the gateway needs, and whether
+    the request's framing is ambiguous (`framing_error`: then it must be refused)."""
 
     __slots__ = ("forward", "host", "authorization", "development_user_id", "request_id",
-                 "has_content_length", "forwarded")
+                 "content_length", "forwarded", "framing_error")
 
     def __init__(self, raw_headers: Headers):
         forward: Headers = []
         self.host = self.authorization = self.development_user_id = self.request_id = None
-        self.has_content_length = False
+        self.content_length: int | None = None
+        self.framing_error: str | None = None
         self.forwarded: dict[bytes, bytes] = {}
         connection_tokens: bytes | None = None
+        hosts = lengths = codings = 0
         actions = _ACTIONS
         for name, value in raw_headers:
             action = actions.get(name)
@@ -81,9 +99,20 @@ class IncomingRequest:
                 self.authorization = value
                 forward.append((name, value))  # /oidc/me needs it, services may log the caller
             elif action == _CONTENT_LENGTH:
-                self.has_content_length = True
-                forward.append((name, value))
+                # The client's framing, checked and never forwarded: the upstream request is
+                # framed from the body the gateway read.
+                lengths += 1
+                value = value.strip(b" \t")
+                if value.isdigit() and len(value) <= _MAX_CONTENT_LENGTH_DIGITS:
+                    self.content_length = int(value)
+                else:
+                    self.framing_error = "The Content-Length header is invalid."
+            elif action == _TRANSFER_ENCODING:
+                codings += 1
+                if value.strip(b" \t").lower() != b"chunked":
+                    self.framing_error = "Only the chunked transfer coding is accepted."
             elif action == _HOST:
+                hosts += 1
                 self.host = value
             elif action == _REQUEST_ID:
                 self.request_id = value
@@ -93,6 +122,10 @@ class IncomingRequest:
                 self.forwarded[name] = value
             elif action == _CONNECTION:
                 connection_tokens = value
+        if lengths > 1 or codings > 1 or hosts > 1:
+            self.framing_error = "The request has several Content-Length, Transfer-Encoding or Host headers."
+        elif lengths and codings:
+            self.framing_error = "The request has both Content-Length and Transfer-Encoding."
         if connection_tokens:
             # `Connection: foo` makes `foo` hop-by-hop too.
             named = {t.strip().lower() for t in connection_tokens.split(b",")}
@@ -101,7 +134,16 @@ class IncomingRequest:
 
 
 class ClientDisconnected(Exception):
-    pass
+    """The client went away, or granian could not read its body (it reports a malformed chunk
+    size or a truncated body as a disconnect)."""
+
+
+def bad_request(details: str) -> RequestError:
+    return RequestError("request.invalid_input", 400, details=details)
+
+
+CLOSE = (b"connection", b"close")
+_BAD_BODY = "The request body is malformed or incomplete."
 
 
 async def _rest_of_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
@@ -155,31 +197,32 @@ class Proxy:
             target = target + b"?" + scope["query_string"]
         headers = self._upstream_headers(scope, incoming, pool, request_id, list(extra_headers))
 
+        echo = [(REQUEST_ID, request_id)]
         message = await receive()
         if message["type"] == "http.disconnect":
+            # Gone, or a body granian could not read: nothing goes up. (If the client is gone,
+            # granian drops this answer.)
+            await send_error(send, bad_request(_BAD_BODY), [*echo, CLOSE])
             return
         first: bytes = message.get("body", b"")
         body: bytes | AsyncIterator[bytes]
-        chunked = False
-        if not message.get("more_body"):
-            body = first
-            if first and not incoming.has_content_length:
-                headers.append((b"content-length", str(len(first)).encode()))
-        else:
-            body = _rest_of_body(first, receive)
-            if not incoming.has_content_length:
-                headers.append((b"transfer-encoding", b"chunked"))
-                chunked = True
+        # The whole body in one message (the usual case): sent with its exact length. Otherwise
+        # a stream, held by h11 to the client's Content-Length, or chunked without one.
+        body = first if not message.get("more_body") else _rest_of_body(first, receive)
 
-        echo = [(REQUEST_ID, request_id)]
         try:
             response = await pool.request(
-                method.encode(), target, headers, body, chunked=chunked,
+                method.encode(), target, headers, body, length=incoming.content_length,
                 # A keep-alive connection the upstream closed an instant ago fails on first use;
                 # a request that cannot have had an effect is then sent once more.
                 retry_on_stale=method in _IDEMPOTENT and isinstance(body, bytes),
             )
-        except ClientDisconnected:
+        except (ClientDisconnected, RequestNotSendable) as error:
+            # At most half a request went up, on a connection now closed; none of it is served.
+            # (A client that went away does not see this answer: granian drops it.)
+            if isinstance(error, RequestNotSendable):
+                log.warning("request not forwarded", upstream=pool.name, error=str(error))
+            await send_error(send, bad_request(_BAD_BODY), [*echo, CLOSE])
             return
         except UpstreamError as error:
             log.warning("upstream failed", upstream=pool.name, status=error.status, error=str(error))

@@ -1,16 +1,22 @@
-"""A small HTTP/1.1 client for the gateway's upstreams: keep-alive pooling, streaming both ways.
+"""The gateway's upstream client: h11 for every byte of HTTP/1.1, a keep-alive pool of our own.
 
-Why not httpx: `httpx.AsyncClient` (through httpcore's pool, which rescans every connection
-quadratically twice per request) managed about 600 requests/s with 32 concurrent requests on
-the 2-core dev machine, less than the gateway must carry. The gateway on httpcore's HTTP/1.1
-connections with a pool of its own did about 4 200/s; on this client, about 16 000/s (numbers
-in the gateway README). It also stays out of a proxy's way: no cookie jar, no default headers.
+Framing and parsing are h11's, both ways: the request head, its body framing (which this module
+chooses, never the caller: an exact `Content-Length`, or chunked for a body of unknown length),
+and the answer (status line, headers, Content-Length/chunked/until-close bodies, no body for
+HEAD/1xx/204/304, `Connection: close`). h11 refuses to send a body longer or shorter than the
+length it announced and refuses header values with CR, LF or NUL, so nothing the client sent
+can end an upstream request early or start another one.
 
-Scope: exactly what talking to our own services needs. Requests are written as given (the
-caller supplies Host and the body framing header); responses are parsed per RFC 9112 §6.3:
-no body for HEAD/1xx/204/304, chunked, Content-Length, or until the connection closes.
-Interim 1xx answers are skipped. Connections are reused only when the answer was read to its
-end and neither side said `Connection: close`.
+Why not httpx/httpcore's pool: `httpx.AsyncClient` managed about 600 requests/s with 32
+concurrent requests on the 2-core dev machine (httpcore's pool rescans every connection twice
+per request); httpcore's connection class adds anyio streams and trace hooks around the same h11
+calls. Here h11 sits directly on asyncio streams, with a LIFO stack of idle connections per
+service and a semaphore bound (figures in the gateway README). It also stays out of a proxy's
+way: no cookie jar, no default headers.
+
+A connection goes back to the pool only when h11 says both sides finished the exchange (request
+sent whole, answer read to its end, nobody said close) and nothing else arrived; after any
+error, timeout or an answer not read to its end it is closed.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import time
 from typing import AsyncIterator
 from urllib.parse import urlsplit
 
+import h11
+
 Headers = list[tuple[bytes, bytes]]
 
-_HEAD_LIMIT = 64 * 1024  # largest response head accepted (StreamReader limit)
-_READ_SIZE = 256 * 1024  # most bytes passed on per body chunk
-_NO_BODY_STATUSES = frozenset({204, 304})
+_HEAD_LIMIT = 64 * 1024  # largest response head accepted
+_READ_SIZE = 256 * 1024  # most bytes read (and so passed on per body chunk) at a time
+# Without a body, these requests carry no framing header at all (as clients send them).
+_BODILESS_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
 
 
 class UpstreamError(Exception):
@@ -51,154 +60,105 @@ class UpstreamProtocolError(UpstreamError):
         self.nothing_received = nothing_received
 
 
+class RequestNotSendable(UpstreamError):
+    """h11 refused to send the request as given (a header value it cannot carry, a body that
+    does not match its length): the client's fault, and nothing was sent."""
+
+    status = 400
+
+
 class _Connection:
-    __slots__ = ("reader", "writer", "idle_since", "requests")
+    __slots__ = ("reader", "writer", "protocol", "idle_since", "received")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader = reader
         self.writer = writer
+        self.protocol = h11.Connection(h11.CLIENT, max_incomplete_event_size=_HEAD_LIMIT)
         self.idle_since = 0.0
-        self.requests = 0
+        self.received = 0  # bytes of answer received for the current request
 
     def close(self) -> None:
         self.writer.close()
+
+    def reusable(self) -> bool:
+        protocol = self.protocol
+        return (protocol.our_state is h11.DONE and protocol.their_state is h11.DONE
+                and not protocol.trailing_data[0] and not self.reader.at_eof()
+                and not self.writer.is_closing())
+
+    def idle_and_quiet(self) -> bool:
+        """Nothing arrived while the connection sat idle: an upstream that sends bytes nobody
+        asked for (an extra answer, garbage) must not have them read as the next answer.
+        StreamReader has no public "bytes buffered" call; `_buffer` has been its buffer since
+        asyncio began."""
+        return not self.reader.at_eof() and not self.writer.is_closing() \
+            and not getattr(self.reader, "_buffer", b"")
+
+    async def next_event(self, timeout: float) -> h11.Event:
+        protocol = self.protocol
+        while True:
+            event = protocol.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(_READ_SIZE)
+            if not data and not self.received:
+                raise UpstreamProtocolError("connection closed without an answer", nothing_received=True)
+            self.received += len(data)
+            protocol.receive_data(data)  # b"": the upstream closed, h11 decides what that means
 
 
 class UpstreamResponse:
     """Status and headers of an answer; the body is read with `chunks()`, then `close()`."""
 
-    __slots__ = ("status", "headers", "_pool", "_connection", "_length", "_chunked", "_keep_alive",
-                 "_complete", "_read_timeout", "_remaining")
+    __slots__ = ("status", "headers", "body_read", "_pool", "_connection", "_read_timeout")
 
-    def __init__(self, pool: "UpstreamPool", connection: _Connection, status: int, headers: Headers,
-                 length: int | None, chunked: bool, keep_alive: bool):
+    def __init__(self, pool: "UpstreamPool", connection: _Connection, status: int, headers: Headers):
         self.status = status
         self.headers = headers
+        # True once the chunk just handed out is the body's last, so it can be sent on as the
+        # final one (a small answer is then one ASGI body message, not two).
+        self.body_read = False
         self._pool = pool
         self._connection: _Connection | None = connection
-        self._length = length  # None: until the connection closes (unless chunked)
-        self._chunked = chunked
-        self._keep_alive = keep_alive
-        self._complete = length == 0 and not chunked
         self._read_timeout = pool.read_timeout
-        self._remaining = length if length is not None and not chunked else -1
-
-    @property
-    def body_read(self) -> bool:
-        """True once the last byte of a Content-Length body has been handed out, so the chunk
-        just received can be sent on as the final one."""
-        return self._remaining == 0
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        if self._complete:
-            return
-        assert self._connection is not None
-        reader = self._connection.reader
-        timeout = self._read_timeout
+        connection = self._connection
+        assert connection is not None
+        protocol = connection.protocol
+        pending: bytes | None = None  # a chunk held back to see whether the body ends after it
         try:
-            if self._chunked:
-                async for chunk in _chunked_body(reader, timeout):
-                    yield chunk
-            elif self._length is not None:
-                while self._remaining:
-                    async with asyncio.timeout(timeout):
-                        data = await reader.read(min(self._remaining, _READ_SIZE))
-                    if not data:
-                        raise UpstreamProtocolError("connection closed before the end of the body")
-                    self._remaining -= len(data)
-                    yield data
-            else:
-                while True:
-                    async with asyncio.timeout(timeout):
-                        data = await reader.read(_READ_SIZE)
-                    if not data:
-                        break
-                    yield data
+            while True:
+                event = protocol.next_event()
+                if event is h11.NEED_DATA:
+                    if pending is not None:  # more must be read: pass on what we have first
+                        yield pending
+                        pending = None
+                    async with asyncio.timeout(self._read_timeout):
+                        data = await connection.reader.read(_READ_SIZE)
+                    protocol.receive_data(data)
+                elif type(event) is h11.Data:
+                    if pending is not None:
+                        yield pending
+                    pending = bytes(event.data)
+                elif type(event) is h11.EndOfMessage:
+                    if pending is not None:
+                        self.body_read = True
+                        yield pending
+                    return
+                else:
+                    raise UpstreamProtocolError(f"unexpected {type(event).__name__} in the body")
         except TimeoutError:
             raise UpstreamTimeout("upstream stopped sending the body") from None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
+        except (OSError, h11.ProtocolError) as error:
             raise UpstreamProtocolError(f"bad body: {error!r}") from None
-        self._complete = True
 
     def close(self) -> None:
-        """Give the connection back if the answer was read to its end, else drop it."""
+        """Give the connection back if h11 says the exchange is complete, else drop it."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            self._pool._release(connection, reusable=self._complete and self._keep_alive)
-
-
-async def _chunked_body(reader: asyncio.StreamReader, timeout: float) -> AsyncIterator[bytes]:
-    while True:
-        async with asyncio.timeout(timeout):
-            line = await reader.readuntil(b"\r\n")
-        size_field = line.split(b";", 1)[0].strip()
-        if not size_field or size_field.strip(b"0123456789abcdefABCDEF"):
-            raise ValueError(f"bad chunk size {size_field[:20]!r}")
-        size = int(size_field, 16)
-        if size == 0:
-            # Trailers (dropped: nothing of ours sends them) up to the empty line.
-            while True:
-                async with asyncio.timeout(timeout):
-                    if await reader.readuntil(b"\r\n") == b"\r\n":
-                        return
-        while size:
-            async with asyncio.timeout(timeout):
-                data = await reader.read(min(size, _READ_SIZE))
-            if not data:
-                raise asyncio.IncompleteReadError(b"", size)
-            size -= len(data)
-            yield data
-        async with asyncio.timeout(timeout):
-            if await reader.readexactly(2) != b"\r\n":
-                raise ValueError("chunk not followed by CRLF")
-
-
-def _parse_head(head: bytes, head_request: bool) -> tuple[int, Headers, int | None, bool, bool]:
-    """(status, headers, body length or None, chunked, keep-alive) of a response head."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    if not version.startswith(b"HTTP/1.") or len(rest) < 3 or not rest[:3].isdigit():
-        raise ValueError(f"bad status line {lines[0][:100]!r}")
-    status = int(rest[:3])
-    keep_alive = version != b"HTTP/1.0"
-    headers: Headers = []
-    length: int | None = None
-    chunked = False
-    transfer_encoding = False
-    for line in lines[1:-2]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or line[0] in (32, 9) or name[-1] in (32, 9):
-            raise ValueError(f"bad header line {line[:100]!r}")  # incl. obsolete line folding
-        name = name.lower()
-        value = value.strip(b" \t")
-        if name == b"content-length":
-            values = {v.strip() for v in value.split(b",")}
-            if len(values) != 1 or not (number := values.pop()).isdigit():
-                raise ValueError(f"bad Content-Length {value[:100]!r}")
-            if length is not None and length != int(number):
-                raise ValueError("conflicting Content-Length headers")
-            length = int(number)
-        elif name == b"transfer-encoding":
-            transfer_encoding = True
-            chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-        elif name == b"connection":
-            tokens = {t.strip() for t in value.lower().split(b",")}
-            if b"close" in tokens:
-                keep_alive = False
-            elif b"keep-alive" in tokens:
-                keep_alive = True
-        headers.append((name, value))
-    if head_request or status < 200 or status in _NO_BODY_STATUSES:
-        return status, headers, 0, False, keep_alive
-    if transfer_encoding:
-        # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; a final coding other than
-        # chunked means "read until close".
-        if chunked:
-            return status, headers, None, True, keep_alive
-        return status, headers, None, False, False
-    if length is None:
-        return status, headers, None, False, False
-    return status, headers, length, False, keep_alive
+            self._pool._release(connection)
 
 
 class UpstreamPool:
@@ -224,19 +184,24 @@ class UpstreamPool:
         self.connections_opened = 0
 
     async def request(self, method: bytes, target: bytes, headers: Headers,
-                      body: bytes | AsyncIterator[bytes], *, chunked: bool = False,
+                      body: bytes | AsyncIterator[bytes], *, length: int | None = None,
                       retry_on_stale: bool = False) -> UpstreamResponse:
-        """Send a request (Host and framing headers included by the caller) and read the head
-        of the answer. `retry_on_stale`: the request may be sent again on a fresh connection if
-        a reused one turns out to have been closed by the upstream."""
+        """Send a request and read the head of the answer.
+
+        `headers` include Host and no framing header: the request is framed here, with
+        `Content-Length: len(body)` for bytes, and for a stream `Content-Length: length` if the
+        length is known (h11 then holds the stream to it exactly) or else chunked.
+        `retry_on_stale`: the request may be sent again on a fresh connection if a reused one
+        turns out to have been closed by the upstream."""
+        head = self._request_head(method, target, headers, body, length)
         await self._take_slot()
         try:
             allow_idle = True
             while True:
                 connection, reused = await self._connection(allow_idle)
                 try:
-                    await self._write(connection, method, self.path_prefix + target, headers, body, chunked)
-                    return await self._read_head(connection, method == b"HEAD")
+                    await self._write(connection, head, body)
+                    return await self._read_head(connection)
                 except UpstreamProtocolError as error:
                     connection.close()
                     if reused and retry_on_stale and error.nothing_received:
@@ -249,6 +214,23 @@ class UpstreamPool:
         except BaseException:
             self._slots.release()
             raise
+
+    def _request_head(self, method: bytes, target: bytes, headers: Headers,
+                      body: bytes | AsyncIterator[bytes], length: int | None) -> h11.Request:
+        framed = list(headers)
+        if isinstance(body, bytes):
+            if body or method not in _BODILESS_METHODS:
+                framed.append((b"content-length", b"%d" % len(body)))
+        elif length is not None:
+            framed.append((b"content-length", b"%d" % length))
+        else:
+            framed.append((b"transfer-encoding", b"chunked"))
+        try:
+            # h11 validates every name and value (no CR, LF or NUL; one framing) as it builds it.
+            return h11.Request(method=method, target=self.path_prefix + target, headers=framed)
+        except h11.LocalProtocolError:
+            # Not h11's text: it quotes the offending value, which may be a credential.
+            raise RequestNotSendable("a request header h11 will not send") from None
 
     async def _take_slot(self) -> None:
         if self._slots.locked():
@@ -266,14 +248,14 @@ class UpstreamPool:
             deadline = time.monotonic() - self.keepalive_expiry
             while idle:
                 connection = idle.pop()  # the most recently used is the least likely to be stale
-                if connection.idle_since > deadline and not connection.reader.at_eof() \
-                        and not connection.writer.is_closing():
+                if connection.idle_since > deadline and connection.idle_and_quiet():
+                    connection.received = 0
                     return connection, True
                 connection.close()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self.ssl or None, limit=_HEAD_LIMIT
+                    self.host, self.port, ssl=self.ssl or None, limit=_READ_SIZE
                 )
         except TimeoutError:
             raise UpstreamUnavailable("connect timeout") from None
@@ -282,59 +264,56 @@ class UpstreamPool:
         self.connections_opened += 1
         return _Connection(reader, writer), False
 
-    async def _write(self, connection: _Connection, method: bytes, target: bytes, headers: Headers,
-                     body: bytes | AsyncIterator[bytes], chunked: bool) -> None:
-        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
+    async def _write(self, connection: _Connection, head: h11.Request,
+                     body: bytes | AsyncIterator[bytes]) -> None:
+        protocol = connection.protocol
         writer = connection.writer
-        connection.requests += 1
         try:
             if isinstance(body, bytes):
-                parts.append(body)
+                # Head, body and end in one write.
+                parts = [protocol.send(head)]
+                if body:
+                    parts += protocol.send_with_data_passthrough(h11.Data(data=body))
+                parts.append(protocol.send(h11.EndOfMessage()))
                 writer.write(b"".join(parts))
                 return
-            writer.write(b"".join(parts))
+            writer.write(protocol.send(head))
             async for chunk in body:
-                if not chunk:
-                    continue
-                if chunked:
-                    writer.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-                else:
-                    writer.write(chunk)
-                async with asyncio.timeout(self.read_timeout):
-                    await writer.drain()  # back-pressure: never hold more than the socket buffer
-            if chunked:
-                writer.write(b"0\r\n\r\n")
+                if chunk:  # an empty chunk would end a chunked body early
+                    writer.writelines(protocol.send_with_data_passthrough(h11.Data(data=chunk)))
+                    async with asyncio.timeout(self.read_timeout):
+                        await writer.drain()  # back-pressure: never hold more than the socket buffer
+            writer.write(protocol.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            # The stream did not match its Content-Length: the upstream has a partial request,
+            # and this connection is closed by the caller.
+            raise RequestNotSendable("the request body does not match its length") from None
         except TimeoutError:
             raise UpstreamTimeout("upstream stopped reading the request body") from None
         except (OSError, RuntimeError) as error:  # RuntimeError: uvloop, transport already closed
             raise UpstreamProtocolError(f"write failed: {error!r}", nothing_received=True) from None
 
-    async def _read_head(self, connection: _Connection, head_request: bool) -> UpstreamResponse:
-        reader = connection.reader
+    async def _read_head(self, connection: _Connection) -> UpstreamResponse:
         try:
-            async with asyncio.timeout(self.read_timeout):
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    status, headers, length, chunked, keep_alive = _parse_head(head, head_request)
-                    if status >= 200 or status == 101:
-                        break  # 1xx interim answers (100 Continue, 103 Early Hints) are skipped
+            while True:
+                event = await connection.next_event(self.read_timeout)
+                if type(event) is h11.Response:
+                    break
+                if type(event) is not h11.InformationalResponse:  # 100 Continue, 103 Early Hints
+                    raise UpstreamProtocolError(f"unexpected {type(event).__name__} instead of an answer")
         except TimeoutError:
             raise UpstreamTimeout("no answer in time") from None
-        except asyncio.IncompleteReadError as error:
-            raise UpstreamProtocolError("connection closed without an answer",
-                                        nothing_received=not error.partial) from None
         except ConnectionError as error:
-            raise UpstreamProtocolError(f"connection failed: {error!r}", nothing_received=True) from None
-        except (OSError, asyncio.LimitOverrunError, ValueError) as error:
+            raise UpstreamProtocolError(f"connection failed: {error!r}",
+                                        nothing_received=not connection.received) from None
+        except (OSError, h11.ProtocolError) as error:
             raise UpstreamProtocolError(f"bad answer: {error!r}") from None
-        return UpstreamResponse(self, connection, status, headers, length, chunked, keep_alive)
+        return UpstreamResponse(self, connection, event.status_code, list(event.headers))
 
-    def _release(self, connection: _Connection, *, reusable: bool) -> None:
+    def _release(self, connection: _Connection) -> None:
         self._slots.release()
-        if reusable and not connection.writer.is_closing():
+        if connection.reusable():
+            connection.protocol.start_next_cycle()
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:

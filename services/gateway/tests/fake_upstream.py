@@ -8,6 +8,8 @@ Started as `python -m tessera_kit.serve fake_upstream:app` with FAKE_SERVICE=<na
 - PUT  /oidc/jwks            replace it (key rotation); GET /oidc/jwks/fetches counts the GETs
 - GET  /oidc/slow            ?seconds=S: answers after S seconds
 - GET  /schema/openapi.json  a small OpenAPI document naming this service
+- GET  /test/seen            ?marker=M: how many requests this process received whose path
+                             contains M (the smuggling tests: nothing the gateway did not send)
 - anything else              echo: the service name, method, path, query, headers, and the body's
                              length, sha256 and arrival (chunks, seconds between first and last)
 """
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs
 
 SERVICE = os.environ.get("FAKE_SERVICE", "fake")
 _state: dict[str, object] = {"jwks": {"keys": []}, "jwks_fetches": 0}
+_paths_seen: list[str] = []
 
 
 async def _read_body(receive) -> tuple[bytes, int, float]:
@@ -68,6 +71,11 @@ async def app(scope, receive, send) -> None:
         return
     method, path = scope["method"], scope["path"]
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if path == "/test/seen":
+        marker = query["marker"]
+        await _answer(send, 200, _json({"seen": sum(marker in seen for seen in _paths_seen)}))
+        return
+    _paths_seen.append(path)
 
     if method == "GET" and path == "/health/ready":
         await _answer(send, 200, _json({"status": "ready"}))

@@ -1,4 +1,5 @@
-"""The gateway's HTTP/1.1 client against raw TCP servers that answer exactly as scripted."""
+"""The gateway's upstream client (h11 on a pool of ours) against raw TCP servers that answer
+exactly as scripted."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import AsyncIterator, Awaitable, Callable
 import pytest
 
 from tessera_gateway.upstream import (
+    RequestNotSendable,
     UpstreamPool,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    _parse_head,
 )
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
@@ -170,7 +171,7 @@ async def test_stale_connection_retry() -> None:
         # Not for requests that may have had an effect.
         state["drop_next"] = True
         with pytest.raises(UpstreamProtocolError):
-            await fetch(pool, b"POST", b"data", [(b"content-length", b"4")])
+            await fetch(pool, b"POST", b"data")
 
 
 async def test_streamed_request_body_is_chunked() -> None:
@@ -180,7 +181,7 @@ async def test_streamed_request_body_is_chunked() -> None:
         yield b"defg"
 
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as server:
-        await fetch(server.pool(), b"POST", body(), [(b"transfer-encoding", b"chunked")], chunked=True)
+        await fetch(server.pool(), b"POST", body())
         # The server decoded chunks of 3 and 4 bytes and the final 0 (the empty piece was not
         # sent as a chunk: that would have ended the body early); it keeps each chunk's CRLF.
         assert server.requests[0].endswith(b"chunked\r\n\r\nabc\r\ndefg\r\n\r\n")
@@ -243,12 +244,108 @@ async def test_busy_pool_gives_up() -> None:
         assert (await first)[0] == 200
 
 
-def test_parse_head() -> None:
-    status, headers, length, chunked, keep_alive = _parse_head(
-        b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", head_request=False)
-    assert (status, length, chunked, keep_alive) == (200, 3, False, False)
-    _, _, length, chunked, keep_alive = _parse_head(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n", head_request=False)
-    assert (length, chunked, keep_alive) == (None, True, True)
-    _, headers, *_ = _parse_head(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\r\n", False)
-    assert headers == [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+async def test_the_pool_frames_every_request() -> None:
+    async with RawServer(answer(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
+        pool = server.pool()
+        await fetch(pool, b"POST", b"12345")
+        await fetch(pool, b"POST", b"")
+        await fetch(pool, b"GET", b"")
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"abc"
+            yield b"de"
+
+        await fetch(pool, b"PUT", stream(), length=5)
+        heads = [request.split(b"\r\n\r\n")[0].lower() for request in server.requests]
+        assert b"content-length: 5" in heads[0] and b"transfer-encoding" not in heads[0]
+        assert b"content-length: 0" in heads[1]
+        assert b"content-length" not in heads[2] and b"transfer-encoding" not in heads[2]
+        assert b"content-length: 5" in heads[3] and server.requests[3].endswith(b"\r\n\r\nabcde")
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize("pieces", [[b"abc"], [b"abc", b"def"]])
+async def test_a_stream_must_match_its_length(pieces: list[bytes]) -> None:
+    """Shorter or longer than announced: refused, and the connection (holding half a request)
+    is never used again."""
+    async def stream() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    async with RawServer(answer(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
+        pool = server.pool()
+        with pytest.raises(RequestNotSendable):
+            await fetch(pool, b"POST", stream(), length=4)
+        assert pool._idle == []
+
+
+@pytest.mark.parametrize("value", [b"a\r\nx-injected: 1", b"a\nb", b"a\x00b"])
+async def test_header_values_cannot_break_the_head(value: bytes) -> None:
+    async with RawServer(answer(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
+        with pytest.raises(RequestNotSendable):
+            await fetch(server.pool(), headers=[(b"x-a", value)])
+        assert server.connections == 0  # refused before anything was sent
+
+
+async def test_no_reuse_after_an_answer_not_read_to_its_end() -> None:
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")) as server:
+        pool = server.pool()
+        response = await pool.request(b"GET", b"/x", [(b"host", b"test")], b"")
+        response.close()  # body never read
+        assert (await fetch(pool))[2] == b"0123456789"
+        assert server.connections == 2
+
+
+async def test_no_reuse_after_a_timeout() -> None:
+    """The late answer to a timed-out request must not become the next request's answer."""
+    answered = []
+
+    async def late(reader, writer, n) -> bool:
+        answered.append(n)
+        if len(answered) == 1:
+            await asyncio.sleep(0.5)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+        return True
+
+    async with RawServer(late) as server:
+        pool = server.pool(read_timeout=0.2)
+        with pytest.raises(UpstreamTimeout):
+            await fetch(pool)
+        pool.read_timeout = 5
+        assert (await fetch(pool))[2] == b"fresh"
+        assert server.connections == 2
+
+
+async def test_no_reuse_of_a_connection_that_spoke_unasked() -> None:
+    """An upstream that sends a second answer nobody asked for (what a smuggled request leaves
+    behind): the connection is dropped, the extra answer goes to nobody."""
+    first_done = asyncio.Event()
+
+    async def two_answers(reader, writer, n) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        await writer.drain()
+        if n == 1:
+            await first_done.wait()  # the connection is idle in the pool now
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra")
+            await writer.drain()
+        return True
+
+    async with RawServer(two_answers) as server:
+        pool = server.pool()
+        assert (await fetch(pool))[2] == b"first"
+        idle = pool._idle[0]
+        first_done.set()
+        while not idle.reader._buffer:  # until the extra answer has arrived
+            await asyncio.sleep(0.01)
+        assert (await fetch(pool))[2] == b"first"
+        assert server.connections == 2
+
+
+async def test_bytes_after_the_answer_are_not_kept() -> None:
+    """Extra bytes in the same packet as the answer: h11 holds them as trailing data."""
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")) as server:
+        pool = server.pool()
+        assert (await fetch(pool))[2] == b"ok"
+        assert pool._idle == []
