@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from .admin_client import AdminClient
+from .internal_key import INTERNAL_KEY_VARIABLE, generate_internal_key
 from .ports import LOCALHOST, port_is_free
 from .supervisor import Supervisor
 
@@ -102,6 +103,7 @@ class ServiceStack:
         base_env: Mapping[str, str] | None = None,
         cwd: Path | str | None = None,
         admin_client: AdminClient | None = None,
+        internal_key: str | None = None,  # default: a new one for this stack
     ):
         self.supervisor = supervisor
         self.admin_client = admin_client
@@ -110,6 +112,8 @@ class ServiceStack:
         gateway_port = self.ports.get(GATEWAY, service_spec(GATEWAY).default_port)
         self.url = (endpoint or f"http://localhost:{gateway_port}").rstrip("/")
         self.cwd = cwd
+        # Shared by the gateway (signs) and every service (verifies); nothing else has it.
+        self.internal_key = internal_key or generate_internal_key()
         self._base_env = dict(os.environ if base_env is None else base_env)
         # What every service shares; per-service values (PORT, upstream URLs) come on top.
         self.env: dict[str, str] = {
@@ -121,6 +125,7 @@ class ServiceStack:
             "TESSERA_NAMESPACE": namespace,
             "ENDPOINT": self.url,
             "LOG_LEVEL": log_level,
+            INTERNAL_KEY_VARIABLE: self.internal_key,
         }
 
     # -------------------------------------------------------------- description

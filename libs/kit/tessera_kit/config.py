@@ -20,6 +20,16 @@ def env_name(field: str) -> str:
     return field.upper() if field in PLAIN_NAMES else f"TESSERA_{field.upper()}"
 
 
+SECRET_FIELDS = frozenset({"internal_key"})
+
+
+def redacted_repr(settings: msgspec.Struct) -> str:
+    fields = ", ".join(
+        f"{name}={'<redacted>' if name in SECRET_FIELDS else repr(getattr(settings, name))}"
+        for name in settings.__struct_fields__)
+    return f"{type(settings).__name__}({fields})"
+
+
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
     port: int = 3000
     host: str = "127.0.0.1"
@@ -33,6 +43,13 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     db_pool_size: int = 10
     # JetStream replicas of the streams a service ensures (3 on a clustered NATS).
     stream_replicas: int = 1
+    # The key the gateway signs each forwarded request with (`tessera_kit.assertion`): base64url
+    # or hex of at least 32 random bytes, the same for the gateway and every service. No default:
+    # a service without it refuses to start.
+    internal_key: str = ""
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        return redacted_repr(self)
 
 
 S = TypeVar("S", bound=msgspec.Struct)
