@@ -37,7 +37,8 @@ def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await app(scope, receive, send)
+            # No service speaks WebSocket, and none would be signed: refuse the handshake.
+            await send({"type": "websocket.close", "code": 1008})
             return
         headers = dict(scope["headers"])
         raw_request_id = headers.get(REQUEST_ID_HEADER) or b""

@@ -238,3 +238,18 @@ def test_sigterm_ends_a_startup_still_waiting_for_its_database(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+async def test_a_websocket_handshake_is_refused(client):
+    sent = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/api/things", "raw_path": b"/api/things", "query_string": b"",
+             "headers": [], "scheme": "ws", "server": ("svc", 80), "client": ("1.2.3.4", 5), "subprotocols": []}
+    await client.app(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
