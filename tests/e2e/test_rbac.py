@@ -29,6 +29,7 @@ from tessera_events.identity import (
     UserUpdated,
 )
 from tessera_kit.outbox import build_envelope
+from tessera_kit.testing import signed_client
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +79,9 @@ class IdentityStandIn:
 
 
 async def read_model_status(stack: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
-        return (await client.get(stack.service_url("rbac") + "/internal/read-models")).json()["users"]
+    """From rbac's own port: signed with the stack's internal key, as the gateway would."""
+    async with signed_client(stack.service_url("rbac"), stack.internal_key) as client:
+        return (await client.get("/internal/read-models")).json()["users"]
 
 
 async def wait_for_read_model(stack: Any) -> dict[str, Any]:

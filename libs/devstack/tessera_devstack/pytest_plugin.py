@@ -26,11 +26,20 @@ from pathlib import Path
 import pytest
 
 from .admin_client import random_id
+from .internal_key import INTERNAL_KEY_VARIABLE, generate_internal_key
 
 TEST_POSTGRES_USER = "tessera"
 TEST_POSTGRES_PASSWORD = "tessera"
 # Temp servers of a killed session are removed by a later one once this old and unlocked.
 ABANDONED_AFTER_SECONDS = 600
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # The services' `main` modules build their app (and check their internal key) on import,
+    # conftests included; one key for the whole test process, so everything in it agrees.
+    if not os.environ.get(INTERNAL_KEY_VARIABLE):
+        os.environ[INTERNAL_KEY_VARIABLE] = generate_internal_key()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,6 +9,8 @@
 - Each service connects to PostgreSQL as its own role, which owns its schema (created or
   updated on every start with DATABASE_URL's admin credentials, see tessera_kit.provision).
 - Admin client: TESSERA_ADMIN_CLIENT_ID/SECRET, else generated once into .tessera/admin-client.json.
+- Internal key (the gateway signs what it forwards, the services check it): TESSERA_INTERNAL_KEY,
+  else a new one for each run, given to every service's environment and nowhere else.
 - Gateway on $PORT (default 3001), the other services on their default ports.
 - Logs: every line on stdout as `[service] ...`, and in .tessera/logs/<name>.log
   (postgres.log and nats.log only go to files).
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             endpoint=os.environ.get("ENDPOINT"),
             log_level=os.environ.get("LOG_LEVEL", "INFO"),
             admin_client=admin,
+            # Fixed by the caller if set (e.g. to call a service's port by hand), else a new one.
+            internal_key=os.environ.get("TESSERA_INTERNAL_KEY") or None,
         )
         cleanup.callback(stack.stop_all)  # runs before supervisor.close: gateway first
         _say(f"starting {', '.join(stack.names) or 'nothing'}")

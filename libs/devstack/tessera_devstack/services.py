@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from .admin_client import AdminClient
+from .internal_key import INTERNAL_KEY_VARIABLE, generate_internal_key
 from .ports import LOCALHOST, port_is_free
 from .supervisor import Supervisor
 
@@ -105,6 +106,7 @@ class ServiceStack:
         # Per service, on top of the shared env: its own DATABASE_URL and NATS user
         # (identities.service_identities).
         service_env: Mapping[str, Mapping[str, str]] | None = None,
+        internal_key: str | None = None,  # default: a new one for this stack
     ):
         self.supervisor = supervisor
         self.service_env = {name: dict(values) for name, values in (service_env or {}).items()}
@@ -114,6 +116,8 @@ class ServiceStack:
         gateway_port = self.ports.get(GATEWAY, service_spec(GATEWAY).default_port)
         self.url = (endpoint or f"http://localhost:{gateway_port}").rstrip("/")
         self.cwd = cwd
+        # Shared by the gateway (signs) and every service (verifies); nothing else has it.
+        self.internal_key = internal_key or generate_internal_key()
         self._base_env = dict(os.environ if base_env is None else base_env)
         # What every service shares; per-service values (PORT, upstream URLs) come on top.
         self.env: dict[str, str] = {
@@ -131,6 +135,7 @@ class ServiceStack:
             "TESSERA_NAMESPACE": namespace,
             "ENDPOINT": self.url,
             "LOG_LEVEL": log_level,
+            INTERNAL_KEY_VARIABLE: self.internal_key,
         }
 
     # -------------------------------------------------------------- description

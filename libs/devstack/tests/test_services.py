@@ -1,3 +1,4 @@
+import base64
 import io
 import sys
 import textwrap
@@ -82,6 +83,10 @@ def test_environment_of_services_and_gateway(tmp_path):
     assert "TESSERA_AUDIT_LOG_URL" not in audit
     assert gateway["TESSERA_AUDIT_LOG_URL"] == f"http://127.0.0.1:{stack.ports['audit-log']}"
     assert stack.command_for is not None
+    # One internal key per stack, the same for the gateway and every service, 32 random bytes.
+    assert audit["TESSERA_INTERNAL_KEY"] == gateway["TESSERA_INTERNAL_KEY"] == stack.internal_key
+    assert len(base64.urlsafe_b64decode(stack.internal_key + "=")) == 32
+    assert _stack(tmp_path, ["audit-log"]).internal_key != stack.internal_key
 
 
 def test_start_wait_ready_stop_and_restart_one_service(tmp_path):

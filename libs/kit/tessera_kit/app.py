@@ -18,13 +18,13 @@ import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.di import NamedDependency, Provide
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
 from tessera_kit import rpc
+from tessera_kit.assertion import AssertionVerifier
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
@@ -199,6 +199,7 @@ def _provide_ctx(request: Request) -> ServiceContext:
 def create_app(spec: ServiceSpec) -> Litestar:
     settings = spec.settings or load_settings(ServiceSettings)
     configure_logging(spec.name, settings.log_level)
+    verifier = AssertionVerifier(settings.internal_key, settings.tenant_id)  # no key: no start
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -212,7 +213,6 @@ def create_app(spec: ServiceSpec) -> Litestar:
     app = Litestar(
         route_handlers=[live, ready, *spec.route_handlers],
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(context_middleware), DefineMiddleware(text_guard_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
@@ -224,6 +224,11 @@ def create_app(spec: ServiceSpec) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    # Before Litestar's router, not as route middleware: an unknown path or method must get the
+    # same 401 as a known one, and no handler may run for a request the gateway did not sign.
+    app.state.assertions = verifier
+    # Outermost: the assertion (nothing unsigned gets further), then the text rule.
+    app.asgi_handler = context_middleware(text_guard_middleware(app.asgi_handler), verifier)
     _document_bodies(app, spec.documented_bodies)
     return app
 

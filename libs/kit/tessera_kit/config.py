@@ -20,6 +20,16 @@ def env_name(field: str) -> str:
     return field.upper() if field in PLAIN_NAMES else f"TESSERA_{field.upper()}"
 
 
+SECRET_FIELDS = frozenset({"internal_key"})
+
+
+def redacted_repr(settings: msgspec.Struct) -> str:
+    fields = ", ".join(
+        f"{name}={'<redacted>' if name in SECRET_FIELDS else repr(getattr(settings, name))}"
+        for name in settings.__struct_fields__)
+    return f"{type(settings).__name__}({fields})"
+
+
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
     port: int = 3000
     host: str = "127.0.0.1"
@@ -46,6 +56,13 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     nats_tls_ca: str = ""
     nats_tls_cert: str = ""
     nats_tls_key: str = ""
+    # The key the gateway signs each forwarded request with (`tessera_kit.assertion`): base64url
+    # or hex of at least 32 random bytes, the same for the gateway and every service. No default:
+    # a service without it refuses to start.
+    internal_key: str = ""
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        return redacted_repr(self)
 
 
 S = TypeVar("S", bound=msgspec.Struct)

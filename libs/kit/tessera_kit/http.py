@@ -6,6 +6,7 @@ import base64
 import hashlib
 from typing import Any, Sequence
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -15,7 +16,8 @@ from litestar.exceptions import (
 )
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from tessera_events import Actor
+from tessera_events import SYSTEM
+from tessera_kit.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertion, request_target
 from tessera_kit.context import actor_var, new_request_id, request_id_var
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.logging import get_logger
@@ -25,23 +27,34 @@ from tessera_kit.text_guard import InvalidText, error_body
 log = get_logger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
-CALLER_TYPE_HEADER = b"x-tessera-caller-type"
-CALLER_ID_HEADER = b"x-tessera-caller-id"
+# Answered without an assertion: the orchestrator's probes do not go through the gateway.
+HEALTH_PATHS = frozenset({"/health/live", "/health/ready"})
 
 
-def context_middleware(app: ASGIApp) -> ASGIApp:
-    """Bind the request id and the caller (set by the gateway) for logs and events;
-    echo the request id; give GET answers Logto's ETag and honour If-None-Match."""
+def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
+    """In front of the whole service (routing included): refuse a request without the gateway's
+    valid assertion (401), bind the request id and the caller the assertion names for logs and
+    events, echo the request id, give GET answers Logto's ETag and honour If-None-Match."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await app(scope, receive, send)
+            # No service speaks WebSocket, and none would be signed: refuse the handshake.
+            await send({"type": "websocket.close", "code": 1008})
             return
         headers = dict(scope["headers"])
-        request_id = (headers.get(REQUEST_ID_HEADER) or b"").decode("latin-1")[:64] or new_request_id()
-        caller_type = (headers.get(CALLER_TYPE_HEADER) or b"").decode("latin-1")
-        caller_id = (headers.get(CALLER_ID_HEADER) or b"").decode("latin-1") or None
-        actor = Actor(type=caller_type, id=caller_id) if caller_type in ("user", "application") else Actor(type="system")
+        raw_request_id = headers.get(REQUEST_ID_HEADER) or b""
+        request_id = raw_request_id.decode("latin-1")[:64] or new_request_id()
+        if scope["path"] in HEALTH_PATHS:
+            actor = SYSTEM
+        else:
+            try:
+                actor = verifier.verify(headers.get(ASSERTION_HEADER), scope["method"].encode(),
+                                        request_target(scope), raw_request_id)
+            except InvalidAssertion as refusal:
+                log.warning("request refused", reason=str(refusal), method=scope["method"],
+                            path=scope["path"][:200], request_id=request_id)
+                await _send_unauthorized(send, str(refusal), request_id)
+                return
         rid_token = request_id_var.set(request_id)
         actor_token = actor_var.set(actor)
         try:
@@ -54,6 +67,15 @@ def context_middleware(app: ASGIApp) -> ASGIApp:
             actor_var.reset(actor_token)
 
     return middleware
+
+
+async def _send_unauthorized(send: Send, reason: str, request_id: str) -> None:
+    body = msgspec.json.encode(RequestError("auth.unauthorized", 401, data=reason).to_body())
+    await send({"type": "http.response.start", "status": 401, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (REQUEST_ID_HEADER, request_id.encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _echo_request_id(send: Send, request_id: str) -> Send:

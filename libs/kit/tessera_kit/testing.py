@@ -2,35 +2,102 @@
 real PostgreSQL and NATS of the test session.
 
 - `started(spec)`: the service's app with its context started (database, migrations, NATS,
-  relay, consumers, rpc), stopped on the way out.
+  relay, consumers, rpc), stopped on the way out. A spec whose settings have no internal key
+  gets a generated one.
+- `service_client(app, caller=...)`: an httpx client on the app (ASGI, in this loop) that signs
+  every request as the gateway would, for `caller` (the system unless said otherwise);
+  `acting_as(actor)` signs one request for another caller. `service_transport` is the same
+  transport for clients built elsewhere (an OAuth client, a browser).
+- `signed_client(url, internal_key, caller=...)`: the same over the network, for a service
+  running as a process (the e2e stack's `service_url`).
 - `publisher(...)`: another service's outbox and relay on one stream, so a test publishes
   that service's events exactly as it would (through an outbox, with dedupe ids).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
+import httpx
 import msgspec
 from litestar import Litestar
 
-from tessera_events import Stream
+from tessera_events import SYSTEM, Actor, Stream
 from tessera_kit.app import ServiceContext, ServiceSpec, create_app, start_context, stop_context
+from tessera_kit.assertion import ASSERTION_HEADER, AssertionSigner, generate_key
 from tessera_kit.bus import Bus
+from tessera_kit.config import ServiceSettings, load_settings
+from tessera_kit.context import new_request_id
 from tessera_kit.db import create_pool, migrate
 from tessera_kit.outbox import Outbox, OutboxRelay
+
+# One per test process (the devstack plugin's, if it set one): what `started` gives a spec
+# without a key.
+INTERNAL_KEY = os.environ.get("TESSERA_INTERNAL_KEY") or generate_key()
+_CALLER = "tessera_caller"
+
+
+def with_internal_key(spec: ServiceSpec) -> ServiceSpec:
+    settings = spec.settings or load_settings(ServiceSettings)
+    if settings.internal_key:
+        return spec
+    return dataclasses.replace(spec, settings=msgspec.structs.replace(settings, internal_key=INTERNAL_KEY))
 
 
 @asynccontextmanager
 async def started(spec: ServiceSpec) -> AsyncIterator[tuple[Litestar, ServiceContext]]:
+    spec = with_internal_key(spec)
     app = create_app(spec)
     app.state.ctx = ctx = await start_context(spec)
     try:
         yield app, ctx
     finally:
         await stop_context(spec, ctx)
+
+
+def acting_as(actor: Actor) -> dict[str, Any]:
+    """`client.get(url, extensions=acting_as(Actor(type="user", id=...)))`: this request only."""
+    return {_CALLER: actor}
+
+
+class SignedTransport(httpx.AsyncBaseTransport):
+    """Adds the gateway's assertion (and a request id) to each request, then sends it on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, signer: AssertionSigner, caller: Actor = SYSTEM):
+        self._inner = inner
+        self._signer = signer
+        self._caller = caller
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request_id = request.headers.get("x-request-id") or new_request_id()
+        request.headers["x-request-id"] = request_id
+        caller = request.extensions.get(_CALLER, self._caller)
+        request.headers[ASSERTION_HEADER.decode()] = self._signer.sign(
+            request.method, request.url.raw_path, caller, request_id.encode()).decode()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def service_transport(app: Litestar, caller: Actor = SYSTEM) -> SignedTransport:
+    verifier = app.state.assertions  # set by create_app: the service's own key and tenant
+    signer = AssertionSigner(verifier.internal_key, verifier.tenant_id)
+    return SignedTransport(httpx.ASGITransport(app=app), signer, caller)
+
+
+def service_client(app: Litestar, caller: Actor = SYSTEM, **kwargs: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=service_transport(app, caller), **kwargs)
+
+
+def signed_client(base_url: str, internal_key: str, caller: Actor = SYSTEM, *, tenant_id: str = "default",
+                  **kwargs: Any) -> httpx.AsyncClient:
+    transport = SignedTransport(httpx.AsyncHTTPTransport(), AssertionSigner(internal_key, tenant_id), caller)
+    return httpx.AsyncClient(base_url=base_url, transport=transport, **kwargs)
 
 
 @dataclass

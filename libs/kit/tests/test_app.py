@@ -1,6 +1,7 @@
 """The app factory: a tiny service built with the kit, on real PostgreSQL and NATS."""
 
 import json
+import time
 
 import msgspec
 import pytest
@@ -11,11 +12,13 @@ import httpx
 from tessera_events import STREAMS, Actor, decode_envelope
 from tessera_events.identity import UserCreated, UserSnapshot
 from tessera_kit.app import Ctx, ServiceContext, ServiceSpec, create_app, start_context, stop_context
-from tessera_kit.config import ServiceSettings
+from tessera_kit.assertion import AssertionSigner
+from tessera_kit.config import ConfigError, ServiceSettings
 from tessera_kit.errors import RequestError
 from tessera_kit.http import paginated
 from tessera_kit.logging import get_logger
 from tessera_kit.pagination import parse_page
+from tessera_kit.testing import INTERNAL_KEY, acting_as, service_client
 
 
 class CreateThing(msgspec.Struct):
@@ -48,14 +51,14 @@ async def client(database_url, nats_url, unique):
         name=f"svc-{unique}",
         route_handlers=[create_thing, list_things, get_thing],
         publishes=STREAMS["identity"],
-        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique),
+        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique,
+                                 internal_key=INTERNAL_KEY),
     )
     app = create_app(spec)
     # Start the service context in the test's own loop (what the lifespan does), so
     # tests may use its pool and bus.
     app.state.ctx = await start_context(spec)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+    async with service_client(app, base_url="http://svc") as client:
         client.app = app
         yield client
     await stop_context(spec, app.state.ctx)
@@ -121,7 +124,7 @@ async def test_request_id_and_caller_follow_into_logs_and_events(client, capsys)
     response = await client.post(
         "/api/things",
         json={"name": "traced"},
-        headers={"x-request-id": "abc-123", "x-tessera-caller-type": "user", "x-tessera-caller-id": "admin1"},
+        headers={"x-request-id": "abc-123"}, extensions=acting_as(Actor(type="user", id="admin1")),
     )
     assert response.headers["x-request-id"] == "abc-123"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -138,6 +141,74 @@ async def test_a_request_without_id_gets_one(client):
     assert len(response.headers["x-request-id"]) >= 8
 
 
+# ------------------------------------------------------------------ the gateway's assertion
+
+
+def _unsigned(client) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url="http://svc")
+
+
+async def test_nothing_but_the_health_probes_answers_without_the_gateways_assertion(client):
+    ctx: ServiceContext = client.app.state.ctx
+    before = await ctx.pool.fetchval("SELECT count(*) FROM outbox")
+    async with _unsigned(client) as unsigned:
+        for method, path in [("GET", "/api/things"), ("POST", "/api/things"), ("GET", "/api/nothing-here"),
+                             ("DELETE", "/api/things"), ("GET", "/schema/openapi.json")]:
+            response = await unsigned.request(method, path, json={"name": "sneaky"},
+                                              headers={"x-request-id": "r-1"})
+            assert response.status_code == 401, (method, path)
+            assert response.json() == {"message": "Unauthorized. Please check credentials and its scope.",
+                                       "code": "auth.unauthorized",
+                                       "data": "the request carries no internal assertion"}
+            assert response.headers["x-request-id"] == "r-1"
+        assert (await unsigned.get("/health/live")).status_code == 200
+        assert (await unsigned.get("/health/ready")).status_code == 200
+    assert await ctx.pool.fetchval("SELECT count(*) FROM outbox") == before  # no handler ran
+
+
+async def test_an_assertion_is_good_for_one_method_target_and_request_id_only(client):
+    signer = AssertionSigner(INTERNAL_KEY)
+    admin = Actor(type="user", id="admin1")
+
+    async def send(method: str, path: str, signed_for: tuple[str, str], request_id: str = "r-1", **kwargs):
+        header = signer.sign(signed_for[0], signed_for[1].encode(), admin, b"r-1", **kwargs).decode()
+        async with _unsigned(client) as unsigned:
+            return await unsigned.request(method, path, headers={
+                "x-tessera-assertion": header, "x-request-id": request_id})
+
+    assert (await send("GET", "/api/things?page=1", ("GET", "/api/things?page=1"))).status_code == 200
+    for refused in [
+        await send("GET", "/api/things?page=2", ("GET", "/api/things?page=1")),  # another query
+        await send("GET", "/api/things/x", ("GET", "/api/things")),  # another path
+        await send("DELETE", "/api/things", ("GET", "/api/things")),  # another method
+        await send("GET", "/api/things", ("GET", "/api/things"), request_id="r-2"),  # another request
+    ]:
+        assert (refused.status_code, refused.json()["code"]) == (401, "auth.unauthorized")
+        assert "signature" in refused.json()["data"]
+    expired = await send("GET", "/api/things", ("GET", "/api/things"), issued_at=int(time.time()) - 31)
+    assert (expired.status_code, expired.json()["data"]) == (401, "the internal assertion has expired")
+    future = await send("GET", "/api/things", ("GET", "/api/things"), issued_at=int(time.time()) + 60)
+    assert future.status_code == 401
+
+
+async def test_the_caller_comes_from_the_assertion_not_from_headers(client):
+    response = await client.post(
+        "/api/things", json={"name": "forged"},
+        headers={"x-tessera-caller-type": "user", "x-tessera-caller-id": "root"},  # not believed
+    )
+    assert response.status_code == 200
+    row = await client.app.state.ctx.pool.fetchrow("SELECT envelope FROM outbox ORDER BY seq DESC LIMIT 1")
+    assert decode_envelope(row["envelope"]).actor == Actor(type="system")
+
+
+def test_a_service_without_a_good_internal_key_refuses_to_start(database_url, nats_url, unique):
+    for key in ["", "c2hvcnQ", "ab" * 31, "not base64!"]:
+        spec = ServiceSpec(name=f"svc-{unique}", route_handlers=[],
+                           settings=ServiceSettings(database_url=database_url, nats_url=nats_url, internal_key=key))
+        with pytest.raises(ConfigError, match="TESSERA_INTERNAL_KEY"):
+            create_app(spec)
+
+
 def test_sigterm_ends_a_startup_still_waiting_for_its_database(tmp_path):
     """Without the stop signal reaching the retries, the process would keep waiting for
     PostgreSQL for about two minutes after SIGTERM."""
@@ -151,7 +222,8 @@ def test_sigterm_ends_a_startup_still_waiting_for_its_database(tmp_path):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed_port}/none",
+    env = {**os.environ, "TESSERA_INTERNAL_KEY": INTERNAL_KEY,
+           "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{closed_port}/none",
            "NATS_URL": f"nats://127.0.0.1:{closed_port}", "PORT": "0", "LOG_LEVEL": "warning"}
     process = subprocess.Popen([sys.executable, "-m", "tessera_kit.serve", "tessera_audit_log.main:app"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -166,3 +238,18 @@ def test_sigterm_ends_a_startup_still_waiting_for_its_database(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+async def test_a_websocket_handshake_is_refused(client):
+    sent = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/api/things", "raw_path": b"/api/things", "query_string": b"",
+             "headers": [], "scheme": "ws", "server": ("svc", 80), "client": ("1.2.3.4", 5), "subprotocols": []}
+    await client.app(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]

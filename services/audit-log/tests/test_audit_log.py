@@ -3,14 +3,13 @@
 import asyncio
 import itertools
 
-import httpx
 import pytest
 
 from tessera_audit_log.main import spec as audit_spec
 from tessera_events import STREAMS
 from tessera_events.identity import TokenIssued, UserCreated, UserDeleted, UserSnapshot
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import publisher, started
+from tessera_kit.testing import publisher, service_client, started
 
 _count = itertools.count()
 
@@ -24,7 +23,7 @@ async def deployment(database_url, nats_url, namespace):
     async with started(spec) as (app, ctx), publisher(
         database_url, nats_url, namespace=ns, stream=STREAMS["identity"], schema=f"pub_{ns}"
     ) as identity:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
+        async with service_client(app, base_url="http://audit") as client:
             yield client, identity.publish, ctx
 
 

@@ -28,10 +28,9 @@ from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id, new_user_id
-from tessera_kit.testing import publisher, started
+from tessera_kit.testing import publisher, service_client, started
 
 _count = itertools.count()
-ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
 ISSUER = "http://tessera.test/oidc"
 
 
@@ -346,8 +345,7 @@ async def deployment(database_url, nats_url, namespace):
             "connectors": [await rpc.serve(bus, h) for h in fake_connectors.handlers()],
         }
         await bus.nc.flush()  # the server knows the subscriptions before anyone calls
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://experience",
-                                     headers={"user-agent": "pytest"}) as client:
+        async with service_client(app, base_url="http://experience", headers={"user-agent": "pytest"}) as client:
             deployment = Deployment(client, ctx, identity, fake_connectors, bus, served)
             yield deployment
             for name in list(served):

@@ -8,7 +8,8 @@ resource `https://default.logto.app/api`. The checks, in Logto's order:
                                   -> 401 auth.unauthorized, data: the error text
    no `sub`                       -> 401 auth.jwt_sub_missing
 4. `scope` lacks `all`            -> 403 auth.forbidden
-The verified caller goes to the service as X-Tessera-Caller-Type/-Id.
+The verified caller goes to the service inside the gateway's signed assertion
+(`tessera_kit.assertion`), never as a plain header.
 
 When identity's JWKS cannot be fetched and no keys are known, the answer is 503
 `service.unavailable` (service "identity"), not 401: the token may be perfectly good, and a
@@ -30,6 +31,9 @@ from joserfc import jwk, jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
+from tessera_events import SYSTEM, Actor
+from tessera_kit.assertion import ASSERTION_HEADER, AssertionSigner
+from tessera_kit.context import current_request_id, new_request_id
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 
@@ -46,21 +50,8 @@ _MAX_CACHE_SECONDS = 300.0
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
-    type: str  # "user" or "application"
-    id: str
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return [
-            (b"x-tessera-caller-type", self.type.encode()),
-            (b"x-tessera-caller-id", self.id.encode("utf-8")),
-        ]
-
-
-@dataclass(frozen=True, slots=True)
 class _Verified:
-    caller: Caller
+    caller: Actor  # a user or an application
     has_management_scope: bool
     expires_at: float  # wall-clock seconds
 
@@ -248,7 +239,7 @@ class TokenVerifier:
             raise unauthorized("invalid_claim: sub")
         scope = claims.get("scope")
         scopes = scope.split(" ") if isinstance(scope, str) else ()
-        caller = Caller("application" if sub == claims.get("client_id") else "user", sub)
+        caller = Actor(type="application" if sub == claims.get("client_id") else "user", id=sub)
         exp = claims.get("exp")
         expires_at = min(float(exp), now + _MAX_CACHE_SECONDS) if exp is not None else now + _MAX_CACHE_SECONDS
         return _Verified(caller, MANAGEMENT_SCOPE in scopes, expires_at + self._leeway)
@@ -270,11 +261,11 @@ class ManagementAuth:
         self._verifier = verifier
         self._dev_auth = dev_auth
 
-    async def authenticate(self, authorization: bytes | None, development_user_id: bytes | None) -> Caller:
+    async def authenticate(self, authorization: bytes | None, development_user_id: bytes | None) -> Actor:
         """The caller of a Management API request, or a RequestError to answer with."""
         if self._dev_auth and development_user_id:
             # Logto's test switch: the header names the user, no token needed.
-            return Caller("user", development_user_id.decode("utf-8", "replace"))
+            return Actor(type="user", id=development_user_id.decode("utf-8", "replace"))
         if not authorization:
             raise RequestError("auth.authorization_header_missing", 401)
         if not authorization.startswith(b"Bearer "):
@@ -287,3 +278,24 @@ class ManagementAuth:
         if not verified.has_management_scope:
             raise RequestError("auth.forbidden", 403)
         return verified.caller
+
+
+class InternalCalls(httpx.Auth):
+    """The gateway's own requests to its services (identity's JWKS, the OpenAPI documents) carry
+    an assertion too, as the system; requests to any other origin carry none."""
+
+    def __init__(self, signer: AssertionSigner, upstream_urls: list[str]):
+        self._signer = signer
+        self._origins = {_origin(httpx.URL(url)) for url in upstream_urls}
+
+    def auth_flow(self, request: httpx.Request):
+        if _origin(request.url) in self._origins:
+            request_id = current_request_id() or new_request_id()
+            request.headers["x-request-id"] = request_id
+            request.headers[ASSERTION_HEADER.decode()] = self._signer.sign(
+                request.method, request.url.raw_path, SYSTEM, request_id.encode()).decode()
+        yield request
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port

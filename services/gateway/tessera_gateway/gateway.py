@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 
+from tessera_events import SYSTEM
+from tessera_kit.assertion import ASSERTION_HEADER, AssertionSigner, request_target
 from tessera_kit.context import new_request_id, request_id_var
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
-from tessera_gateway.auth import JwksCache, ManagementAuth, TokenVerifier
+from tessera_gateway.auth import InternalCalls, JwksCache, ManagementAuth, TokenVerifier
 from tessera_gateway.handlers import OwnRoutes
 from tessera_gateway.openapi import OpenApiAggregator
 from tessera_gateway.proxy import CLOSE, REQUEST_ID, IncomingRequest, Proxy, bad_request
@@ -41,8 +43,11 @@ class Gateway:
             for name, url in settings.upstream_urls.items()
         }
         self.proxy = Proxy(trust_forwarded=settings.trust_forwarded)
+        # Every request that reaches a service carries the gateway's signed word for it.
+        self.signer = AssertionSigner(settings.internal_key, settings.tenant_id)  # no key: no start
         # For the gateway's own calls (JWKS, OpenAPI documents), not for proxying.
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=settings.connect_timeout))
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=settings.connect_timeout),
+                                      auth=InternalCalls(self.signer, list(settings.upstream_urls.values())))
         jwks = JwksCache(settings.effective_jwks_url, self.http,
                          refresh_interval=settings.jwks_refresh_interval, max_age=settings.jwks_max_age)
         verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.management_audience,
@@ -112,7 +117,7 @@ class Gateway:
             if route.service == GATEWAY:
                 await self.own.handle(route.pattern, scope, send, echo)
                 return
-            caller_headers = ()
+            caller = SYSTEM  # /oidc, the sign-in pages and the public /api routes
             # A CORS preflight carries no credentials by design; the service answers it.
             if route.management and not _is_preflight(scope, incoming):
                 try:
@@ -120,12 +125,13 @@ class Gateway:
                 except RequestError as error:
                     await send_error(send, error, echo)
                     return
-                caller_headers = caller.headers
             pool = self.pools.get(route.service)
             if pool is None:  # not deployed / not configured
                 await send_error(send, RequestError("service.unavailable", 503, service=route.service), echo)
                 return
-            await self.proxy.forward(scope, receive, send, pool, incoming, request_id, caller_headers)
+            # For exactly this method, target and request id, as the proxy forwards them.
+            assertion = self.signer.sign(scope["method"], request_target(scope), caller, request_id)
+            await self.proxy.forward(scope, receive, send, pool, incoming, request_id, [(ASSERTION_HEADER, assertion)])
         finally:
             request_id_var.reset(token)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from tessera_kit.config import env_name, load_settings
+from tessera_kit.config import env_name, load_settings, redacted_repr
 
 # Service name (as used in the route table) -> settings field holding its base URL.
 UPSTREAM_URL_FIELDS = {
@@ -67,6 +67,15 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
 
     # How long (seconds) the merged /api/swagger.json is reused before asking the services again.
     openapi_cache_seconds: float = 10.0
+
+    # The key every forwarded request's assertion is signed with (`tessera_kit.assertion`), the
+    # services' TESSERA_INTERNAL_KEY; no default, the gateway does not start without it.
+    internal_key: str = ""
+    # The tenant the assertions name (the services check it is theirs).
+    tenant_id: str = "default"
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        return redacted_repr(self)
 
     @property
     def issuer(self) -> str:

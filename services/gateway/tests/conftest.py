@@ -23,6 +23,7 @@ import pytest
 from joserfc import jwk, jwt
 
 from tessera_devstack.ports import free_port, wait_until_listening
+from tessera_kit.assertion import generate_key
 from tessera_devstack.processes import die_with_parent, stop_process, tail_file, track
 
 TESTS_DIR = Path(__file__).parent
@@ -31,6 +32,8 @@ ISSUER = f"{ENDPOINT}/oidc"
 AUDIENCE = "https://default.logto.app/api"
 READ_TIMEOUT = 2.0
 JWKS_REFRESH_INTERVAL = 1.0
+# The gateway signs with it, the fake upstreams verify with it.
+INTERNAL_KEY = generate_key()
 
 
 @dataclass
@@ -76,12 +79,17 @@ def start_server(name: str, app: str, env: dict[str, str], log_dir: Path) -> Ser
 
 
 @pytest.fixture(scope="session")
+def internal_key() -> str:
+    return INTERNAL_KEY
+
+
+@pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gateway-logs")
 
 
 def _fake(name: str, log_dir: Path) -> Iterator[Server]:
-    env = {"FAKE_SERVICE": name, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
+    env = {"FAKE_SERVICE": name, "TESSERA_INTERNAL_KEY": INTERNAL_KEY, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))}
     server = start_server(f"fake-{name}", "fake_upstream:app", env, log_dir)
     yield server
     stop_process(server.process)
@@ -197,6 +205,7 @@ def _gateway_env(fake_identity: Server, fake_rbac: Server, down_url: str, **extr
         "TESSERA_READ_TIMEOUT": str(READ_TIMEOUT),
         "TESSERA_JWKS_REFRESH_INTERVAL": str(JWKS_REFRESH_INTERVAL),
         "TESSERA_DEV_AUTH": "false",
+        "TESSERA_INTERNAL_KEY": INTERNAL_KEY,
         **extra,
     }
 

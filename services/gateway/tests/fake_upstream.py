@@ -4,14 +4,17 @@ Started as `python -m tessera_kit.serve fake_upstream:app` with FAKE_SERVICE=<na
 - GET  /api/users            a list with Total-Number, Link, ETag, two Set-Cookie, Location, ...
 - GET  /api/logs/stream      ?size=N&pause=S: N bytes in 64 KiB chunks, pausing S seconds after
                              the first chunk (proves the gateway passes chunks on as they come)
-- GET  /oidc/jwks            the JWKS last PUT there (the tests make the keys)
+- GET  /oidc/jwks            the JWKS last PUT there (the tests make the keys); 401 without the
+                             gateway's assertion, as a real service would answer
 - PUT  /oidc/jwks            replace it (key rotation); GET /oidc/jwks/fetches counts the GETs
 - GET  /oidc/slow            ?seconds=S: answers after S seconds
-- GET  /schema/openapi.json  a small OpenAPI document naming this service
+- GET  /schema/openapi.json  a small OpenAPI document naming this service (assertion required)
+- anything else              echo: the service name, method, path, query, headers, the caller the
+                             gateway's assertion names (verified with TESSERA_INTERNAL_KEY, as the
+                             kit does) or why it was refused, and the body's length, sha256 and
+                             arrival (chunks, seconds between first and last)
 - GET  /test/seen            ?marker=M: how many requests this process received whose path
                              contains M (the smuggling tests: nothing the gateway did not send)
-- anything else              echo: the service name, method, path, query, headers, and the body's
-                             length, sha256 and arrival (chunks, seconds between first and last)
 """
 
 from __future__ import annotations
@@ -23,9 +26,22 @@ import os
 import time
 from urllib.parse import parse_qs
 
+from tessera_kit.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertion, request_target
+
 SERVICE = os.environ.get("FAKE_SERVICE", "fake")
 _state: dict[str, object] = {"jwks": {"keys": []}, "jwks_fetches": 0}
 _paths_seen: list[str] = []
+_verifier = AssertionVerifier(os.environ["TESSERA_INTERNAL_KEY"])
+
+
+def _caller(scope) -> dict[str, object]:
+    headers = dict(scope["headers"])
+    try:
+        actor = _verifier.verify(headers.get(ASSERTION_HEADER), scope["method"].encode(), request_target(scope),
+                                 headers.get(b"x-request-id") or b"")
+    except InvalidAssertion as refused:
+        return {"refused": str(refused)}
+    return {"type": actor.type, "id": actor.id}
 
 
 async def _read_body(receive) -> tuple[bytes, int, float]:
@@ -103,6 +119,8 @@ async def app(scope, receive, send) -> None:
                 await asyncio.sleep(pause)
             sent += len(part)
         await send({"type": "http.response.body", "body": b""})
+    elif path in ("/oidc/jwks", "/schema/openapi.json") and method == "GET" and "refused" in _caller(scope):
+        await _answer(send, 401, _json({"code": "auth.unauthorized", "data": _caller(scope)["refused"]}))
     elif path == "/oidc/jwks" and method == "GET":
         _state["jwks_fetches"] = int(_state["jwks_fetches"]) + 1  # type: ignore[arg-type]
         await _answer(send, 200, _json(_state["jwks"]))
@@ -134,6 +152,7 @@ async def app(scope, receive, send) -> None:
             "rawPath": scope.get("raw_path", b"").decode("latin-1"),
             "query": scope["query_string"].decode("latin-1"),
             "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "caller": _caller(scope),
             "bodyLength": len(body),
             "bodySha256": hashlib.sha256(body).hexdigest(),
             "bodyChunks": chunks,

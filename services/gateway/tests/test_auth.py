@@ -22,6 +22,14 @@ def _echoed_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.json()["headers"]}
 
 
+def _caller(response: httpx.Response) -> tuple[str, str | None]:
+    """The caller the upstream read from the gateway's assertion (verified as the kit does)."""
+    assert response.status_code == 200, response.text
+    caller = response.json()["caller"]
+    assert "refused" not in caller, caller
+    return caller["type"], caller["id"]
+
+
 def test_missing_header(client: httpx.Client) -> None:
     response = client.get("/api/users/u1")
     assert response.status_code == 401
@@ -126,17 +134,15 @@ def test_missing_all_scope(client: httpx.Client, tokens, scope: str | None) -> N
 
 def test_valid_user_token(client: httpx.Client, tokens) -> None:
     token = tokens.make(tokens.keys.ec384, sub="user-42", scope="openid all offline_access")
-    headers = _echoed_headers(client.get("/api/users/user-42", headers={"Authorization": f"Bearer {token}"}))
-    assert headers["x-tessera-caller-type"] == "user"
-    assert headers["x-tessera-caller-id"] == "user-42"
-    assert headers["authorization"] == f"Bearer {token}"
+    response = client.get("/api/users/user-42", headers={"Authorization": f"Bearer {token}"})
+    assert _caller(response) == ("user", "user-42")
+    assert _echoed_headers(response)["authorization"] == f"Bearer {token}"
 
 
 def test_valid_application_token(client: httpx.Client, tokens) -> None:
     """Client credentials: `sub` is the client id, so the caller is an application."""
     token = tokens.make(tokens.keys.ec384, sub="m2m-app", client_id="m2m-app")
-    headers = _echoed_headers(client.get("/api/roles", headers={"Authorization": f"Bearer {token}"}))
-    assert (headers["x-tessera-caller-type"], headers["x-tessera-caller-id"]) == ("application", "m2m-app")
+    assert _caller(client.get("/api/roles", headers={"Authorization": f"Bearer {token}"})) == ("application", "m2m-app")
 
 
 @pytest.mark.parametrize("key_name", ["ec384", "ec256", "rsa"])
@@ -153,13 +159,26 @@ def test_key_algorithm_mismatch(client: httpx.Client, tokens) -> None:
 
 def test_spoofed_caller_headers_are_stripped(client: httpx.Client, auth: dict[str, str]) -> None:
     spoof = {"X-Tessera-Caller-Type": "application", "X-Tessera-Caller-Id": "root",
-             "X-Tessera-Anything": "x"}
-    headers = _echoed_headers(client.get("/api/users/u1", headers={**auth, **spoof}))
-    assert (headers["x-tessera-caller-type"], headers["x-tessera-caller-id"]) == ("user", "user-1")
-    assert "x-tessera-anything" not in headers
-    # Anonymous routes too: the service must never see a caller the gateway did not verify.
-    anonymous = _echoed_headers(client.get("/oidc/me", headers=spoof))
-    assert not [k for k in anonymous if k.startswith("x-tessera-")]
+             "X-Tessera-Anything": "x", "X-Tessera-Assertion": "1.0.user.cm9vdA.ZGVmYXVsdA.forged"}
+    response = client.get("/api/users/u1", headers={**auth, **spoof})
+    assert _caller(response) == ("user", "user-1")
+    headers = _echoed_headers(response)
+    assert [k for k in headers if k.startswith("x-tessera-")] == ["x-tessera-assertion"]
+    assert headers["x-tessera-assertion"] != spoof["X-Tessera-Assertion"]
+    # Anonymous routes too: the service sees the system as the caller, whatever the client says.
+    anonymous = client.get("/oidc/me", headers=spoof)
+    assert _caller(anonymous) == ("system", None)
+    assert [k for k in _echoed_headers(anonymous) if k.startswith("x-tessera-")] == ["x-tessera-assertion"]
+
+
+def test_every_forwarded_request_is_signed_for_its_own_method_and_target(client: httpx.Client, auth) -> None:
+    """What the gateway signs is what the upstream receives: odd paths and queries included."""
+    for method, target in [("GET", "/api/users/u1?page=2&page_size=5"), ("POST", "/api/users/a%2Fb"),
+                           ("DELETE", "/api/roles/r1?x=%20y&x=z"), ("PATCH", "/oidc/session/end?a=1")]:
+        response = client.request(method, target, headers=auth, content=b"{}")
+        assert _caller(response)[0] in ("user", "system"), (method, target)
+        body = response.json()
+        assert (body["method"], body["rawPath"] + ("?" + body["query"] if body["query"] else "")) == (method, target)
 
 
 def test_anonymous_routes_need_no_token(client: httpx.Client) -> None:
@@ -188,9 +207,8 @@ def test_development_user_id_is_ignored_by_default(client: httpx.Client) -> None
 
 def test_development_user_id_when_enabled(dev_gateway) -> None:
     response = httpx.get(f"{dev_gateway.url}/api/users/u1", headers={"development-user-id": "dev-user"})
-    headers = _echoed_headers(response)
-    assert (headers["x-tessera-caller-type"], headers["x-tessera-caller-id"]) == ("user", "dev-user")
-    assert "development-user-id" not in headers
+    assert _caller(response) == ("user", "dev-user")
+    assert "development-user-id" not in _echoed_headers(response)
     # Without the header the token is still required.
     assert httpx.get(f"{dev_gateway.url}/api/users/u1").status_code == 401
 
@@ -215,8 +233,8 @@ def test_unknown_kid_refreshes_the_jwks(client: httpx.Client, tokens) -> None:
         time.sleep(tokens.refresh_interval + 0.1)
         before = tokens.jwks_fetches()
         token = tokens.make(rotated, sub="after-rotation")
-        headers = _echoed_headers(client.get("/api/users/u1", headers={"Authorization": f"Bearer {token}"}))
-        assert headers["x-tessera-caller-id"] == "after-rotation"
+        response = client.get("/api/users/u1", headers={"Authorization": f"Bearer {token}"})
+        assert _caller(response) == ("user", "after-rotation")
         assert tokens.jwks_fetches() == before + 1
 
         # Tokens with made-up kids refetch at most once per refresh interval.

@@ -7,13 +7,16 @@ import pytest
 from joserfc import jwk
 
 import tessera_gateway.auth as auth_module
-from tessera_gateway.auth import JwksCache, ManagementAuth, TokenVerifier
+from tessera_gateway.auth import InternalCalls, JwksCache, ManagementAuth, TokenVerifier
+from tessera_kit.assertion import AssertionSigner
 from tessera_kit.errors import RequestError
 
 
 @pytest.fixture
-async def http():
-    async with httpx.AsyncClient(timeout=5) as client:
+async def http(internal_key, fake_identity):
+    """Signs its requests to the fake identity as the gateway's own client does."""
+    signing = InternalCalls(AssertionSigner(internal_key), [fake_identity.url])
+    async with httpx.AsyncClient(timeout=5, auth=signing) as client:
         yield client
 
 
@@ -108,3 +111,25 @@ async def test_token_without_kid_needs_an_unambiguous_key(http, fake_identity, t
         assert (await _verifier(http, fake_identity, tokens).verify(token)).caller.id == "user-1"
     finally:
         tokens.publish(tokens.keys.published)
+
+
+def test_the_gateway_does_not_start_without_the_internal_key() -> None:
+    from tessera_gateway.gateway import Gateway
+    from tessera_gateway.settings import GatewaySettings
+    from tessera_kit.config import ConfigError
+
+    for key in ["", "too-short"]:
+        with pytest.raises(ConfigError, match="TESSERA_INTERNAL_KEY"):
+            Gateway(GatewaySettings(internal_key=key))
+    assert "internal_key=<redacted>" in repr(GatewaySettings(internal_key="secret"))
+
+
+async def test_the_gateways_own_calls_are_signed_for_its_upstreams_only(internal_key, fake_identity,
+                                                                        fake_rbac) -> None:
+    signing = InternalCalls(AssertionSigner(internal_key), [fake_identity.url])
+    async with httpx.AsyncClient(timeout=5, auth=signing) as client:
+        upstream = (await client.get(f"{fake_identity.url}/anything?x=1")).json()["caller"]
+        elsewhere = (await client.get(f"{fake_rbac.url}/anything")).json()
+    assert upstream == {"type": "system", "id": None}
+    assert elsewhere["caller"] == {"refused": "the request carries no internal assertion"}
+    assert not [name for name, _ in elsewhere["headers"] if name.startswith("x-tessera-")]

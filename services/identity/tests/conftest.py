@@ -16,14 +16,14 @@ import httpx
 import msgspec
 import pytest
 
-from tessera_events import decode_envelope
+from tessera_events import Actor, decode_envelope
 from tessera_identity.main import build_spec
 from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import started
+from tessera_kit.testing import service_client, started
 
 _modules = itertools.count()
-ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
+ADMIN = Actor(type="user", id="test-admin")
 
 
 def _unique(prefix: str = "u") -> str:
@@ -74,6 +74,5 @@ async def identity(database_url, nats_url, namespace):
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns,
                                endpoint="http://tessera.test")
     spec = build_spec(settings, name=f"identity-{ns}")
-    async with started(spec) as (app, ctx), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://identity", headers=ADMIN) as client:
+    async with started(spec) as (app, ctx), service_client(app, ADMIN, base_url="http://identity") as client:
         yield Identity(client, ctx, ns)

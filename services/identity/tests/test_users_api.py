@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from tessera_events import Actor
 from tessera_events.contracts.identity import UPDATE_USER, Identity, UpdateUserRequest
 from tessera_identity.users import lockout
 from tessera_kit import rpc
+from tessera_kit.testing import acting_as
 
 PUBLIC_FIELDS = ["id", "username", "primaryEmail", "primaryPhone", "name", "avatar", "customData",
                  "identities", "lastSignInAt", "createdAt", "applicationId", "isSuspended", "hasPassword"]
@@ -270,7 +272,7 @@ async def test_nobody_deletes_themselves(identity, unique):
     user = await identity.create_user(username=unique())
     before = await identity.outbox_size()
     response = await identity.client.delete(
-        f"/api/users/{user['id']}", headers={"x-tessera-caller-type": "user", "x-tessera-caller-id": user["id"]})
+        f"/api/users/{user['id']}", extensions=acting_as(Actor(type="user", id=user["id"])))
     assert response.status_code == 400
     assert response.json() == {"message": "You cannot delete yourself.", "code": "user.cannot_delete_self"}
     assert (await identity.client.get(f"/api/users/{user['id']}")).status_code == 200

@@ -10,16 +10,17 @@ import itertools
 import httpx
 import pytest
 
+from tessera_events import Actor
 from tessera_events.contracts.rbac import ROLE_USER_IDS, RoleRef
 from tessera_identity.main import build_spec
 from tessera_kit.config import ServiceSettings
 from tessera_kit.errors import RequestError
-from tessera_kit.testing import started
+from tessera_kit.testing import service_client, started
 
 rbac_main = pytest.importorskip("tessera_rbac.main", reason="rbac is not installed")
 
 _modules = itertools.count()
-ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
+ADMIN = Actor(type="user", id="test-admin")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ async def services(database_url, nats_url, namespace):
 
 
 def client_of(app, name: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}", headers=ADMIN)
+    return service_client(app, ADMIN, base_url=f"http://{name}")
 
 
 async def eventually(attempt, *, tries: int = 200):

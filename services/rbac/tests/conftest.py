@@ -16,15 +16,15 @@ import httpx
 import msgspec
 import pytest
 
-from tessera_events import STREAMS, Envelope, EventData
+from tessera_events import STREAMS, Actor, Envelope, EventData
 from tessera_events.identity import ApplicationCreated, ApplicationSnapshot, UserCreated, UserSnapshot
 from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import Publisher, publisher, started
+from tessera_kit.testing import Publisher, publisher, service_client, started
 from tessera_rbac.main import build_spec
 
 _count = itertools.count()
-ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "admin-user"}
+ADMIN = Actor(type="user", id="admin-user")
 
 
 @dataclass
@@ -87,7 +87,6 @@ async def rbac(database_url, nats_url, namespace):
     async with started(spec) as (app, ctx), publisher(
         database_url, nats_url, namespace=ns, stream=STREAMS["identity"], schema=f"identity_{ns}"
     ) as identity:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rbac",
-                                     headers=ADMIN) as client:
+        async with service_client(app, ADMIN, base_url="http://rbac") as client:
             yield Deployment(client, ctx, identity, ns)
 

@@ -38,6 +38,7 @@ from tessera_events.contracts.rbac import (
 )
 from tessera_events import STREAMS
 from tessera_kit import rpc
+from tessera_kit.testing import INTERNAL_KEY, service_transport
 from tessera_kit.app import ServiceSpec, create_app, start_context, stop_context
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings
@@ -191,7 +192,7 @@ class Deployment:
         self.provider = ctx.extras["oidc"]
 
     def browser(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=ENDPOINT)
+        return httpx.AsyncClient(transport=service_transport(self.app), base_url=ENDPOINT)
 
     def rp(self, client_id: str, secret: str | None = None, method: str = "none", **kwargs):
         """A relying party: Authlib's OAuth 2.0 client over this app."""
@@ -203,7 +204,7 @@ class Deployment:
 
         return AsyncOAuth2Client(client_id=client_id, client_secret=secret, token_endpoint_auth_method=method,
                                  revocation_endpoint_auth_method=method,
-                                 transport=httpx.ASGITransport(app=self.app), **kwargs)
+                                 transport=service_transport(self.app), **kwargs)
 
     async def user(self, **fields) -> str:
         async with self.ctx.pool.acquire() as conn:
@@ -227,7 +228,8 @@ async def start_deployment(database_url: str, nats_url: str, namespace: str,
     from tessera_identity.oidc import wiring
 
     ns = f"{namespace}o{next(_count)}"
-    settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns, endpoint=ENDPOINT)
+    settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns, endpoint=ENDPOINT,
+                               internal_key=INTERNAL_KEY)
     if whole_service:
         spec = build_spec(settings, name=f"identity_{ns}")
     else:
