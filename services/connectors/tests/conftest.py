@@ -23,13 +23,13 @@ import pytest
 
 from tessera_connectors.main import build_spec
 from tessera_connectors.settings import ConnectorsSettings
-from tessera_events import Envelope
+from tessera_events import Actor, Envelope
 from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import started
+from tessera_kit.testing import service_client, started
 
 _count = itertools.count()
-ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "admin-user"}
+ADMIN = Actor(type="user", id="admin-user")
 KEK = "test-key-encryption-key-" + "k" * 24
 
 
@@ -157,6 +157,5 @@ async def connectors(database_url, nats_url, namespace, providers, tmp_path):
     spec = build_spec(settings, name=f"connectors-{ns}",
                       connectors_settings=connectors_settings(providers, tmp_path))
     async with started(spec) as (app, ctx):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://connectors",
-                                     headers=ADMIN) as client:
+        async with service_client(app, ADMIN, base_url="http://connectors") as client:
             yield Deployment(client, ctx, tmp_path, providers)

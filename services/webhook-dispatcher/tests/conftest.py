@@ -21,14 +21,15 @@ import pytest
 from aiohttp import web
 
 from tessera_events import STREAMS, Envelope, EventData
+from tessera_events import Actor
 from tessera_kit.app import ServiceContext
-from tessera_kit.testing import Publisher, publisher, started
+from tessera_kit.testing import service_client, Publisher, publisher, started
 from tessera_webhook_dispatcher.clock import ManualClock
 from tessera_webhook_dispatcher.main import build_spec
 from tessera_webhook_dispatcher.settings import DispatcherSettings
 
 _count = itertools.count()
-ADMIN = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "admin-user"}
+ADMIN = Actor(type="user", id="admin-user")
 
 
 @dataclass
@@ -165,8 +166,7 @@ async def deployment(database_url: str, nats_url: str, namespace: str, **overrid
             publisher(database_url, nats_url, namespace=ns, stream=STREAMS["identity"],
                       schema=f"identity_{ns}") as identity, \
             publisher(database_url, nats_url, namespace=ns, stream=STREAMS["rbac"], schema=f"rbac_{ns}") as rbac:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://webhook-dispatcher",
-                                     headers=ADMIN) as client:
+        async with service_client(app, ADMIN, base_url="http://webhook-dispatcher") as client:
             yield Deployment(client, ctx, clock, experience, identity, rbac, ns, settings)
 
 
