@@ -23,6 +23,7 @@ from tessera_identity.users.domain import AVATAR_MAX, IDENTIFIER_MAX, NAME_MAX, 
 from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_url
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
+from tessera_kit.regexes import matches
 from tessera_kit.rpc import RpcHandler
 
 _RULES = {
@@ -44,11 +45,11 @@ def _check_fields(values: dict[str, Any], password: str | None) -> None:
             continue
         if len(value) > max_length:
             issues.append(ValidationIssue(field, "too_big", f"String must contain at most {max_length} character(s)"))
-        elif pattern is not None and not pattern.fullmatch(value):
+        elif pattern is not None and not matches(pattern, value, max_length):
             issues.append(ValidationIssue(field, "invalid_string", "Invalid"))
         elif field == "avatar" and not is_url(value):
             issues.append(ValidationIssue(field, "invalid_string", "Invalid url"))
-    if password is not None and not PASSWORD.fullmatch(password):
+    if password is not None and not matches(PASSWORD, password):
         issues.append(ValidationIssue("password", "invalid_string", "Invalid"))
     if issues:
         raise invalid_input("body", issues)

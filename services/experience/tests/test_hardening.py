@@ -1,0 +1,101 @@
+"""The sign-in surface under hostile input (issue 11): inputs capped before any regex and
+bodies capped per route, CSS that cannot leave its stylesheet, a Content-Security-Policy on
+every page, http(s)-only links, no plaintext password at rest, and cross-site requests refused."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from tessera_experience.interaction import guards
+from tessera_experience.pages import routes as pages
+from tessera_kit import regexes
+
+PASSWORD = "s3cret-Pass"
+
+
+def error(response, status, code):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code, response.text
+    return body
+
+
+class SpyPattern:
+    """Stands in for a regex and remembers every string it was asked about."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.seen: list[str] = []
+
+    def fullmatch(self, value: str):
+        self.seen.append(value)
+        return self.pattern.fullmatch(value)
+
+
+# ------------------------------------------------------------------ ReDoS (item 1)
+
+
+def test_email_rule_accepts_exactly_what_logtos_accepts():
+    logto = re.compile(r"\S+@\S+\.\S+")
+    for length in range(8):
+        for letters in itertools.product("a@. ", repeat=length):
+            value = "".join(letters)
+            assert bool(regexes.EMAIL.fullmatch(value)) == bool(logto.fullmatch(value)), value
+
+
+def test_over_long_values_never_reach_a_regex():
+    spy = SpyPattern(regexes.EMAIL)
+    assert regexes.matches(spy, "a@b.co")  # type: ignore[arg-type]
+    assert not regexes.matches(spy, "@" * 30_000)  # type: ignore[arg-type]
+    assert spy.seen == ["a@b.co"]
+
+
+@pytest.mark.parametrize("size", [30_000, 1_000_000])
+async def test_big_bodies_of_at_signs_are_refused_unread(deployment, size):
+    d = deployment
+    d.use_interaction()
+    spy = SpyPattern(regexes.EMAIL)
+    guards_email, guards.EMAIL = guards.EMAIL, spy
+    try:
+        for method, path in (("put", "/api/interaction"), ("patch", "/api/interaction/identifiers"),
+                             ("post", "/api/interaction/verification/verification-code")):
+            raw = await d.client.request(method, path, content=b"@" * size,
+                                         headers={"content-type": "application/json"})
+            assert raw.status_code == 413, (path, raw.text)
+            as_json = await d.client.request(method, path, json={
+                "event": "SignIn", "email": "@" * size, "verificationCode": "1",
+                "identifier": {"email": "@" * size, "verificationCode": "1"}})
+            assert as_json.status_code == 413, (path, as_json.text)
+        page = await d.client.post("/forgot-password", data={"identifier": "@" * size})
+        assert page.status_code == 413
+    finally:
+        guards.EMAIL = guards_email
+    assert spy.seen == []
+
+
+async def test_over_long_fields_are_too_big_before_any_regex(deployment, monkeypatch):
+    d = deployment
+    d.use_interaction()
+    spy = SpyPattern(regexes.EMAIL)
+    monkeypatch.setattr(pages, "EMAIL", spy)
+    guards_email, guards.EMAIL = guards.EMAIL, spy
+    try:
+        at_signs = "@" * 10_000
+        body = error(await d.client.put("/api/interaction", json={
+            "event": "SignIn", "identifier": {"email": at_signs, "verificationCode": "1"}}), 400, "guard.invalid_input")
+        assert body["data"]["issues"][0]["path"] == ["identifier", "email"]
+        assert body["data"]["issues"][0]["code"] == "too_big"
+        error(await d.client.post("/api/interaction/verification/verification-code", json={"email": at_signs}),
+              400, "guard.invalid_input")
+        error(await d.client.put("/api/interaction", json={
+            "event": "Register", "profile": {"email": at_signs}}), 400, "guard.invalid_input")
+        error(await d.client.patch("/api/interaction/identifiers", json={
+            "username": "alice", "password": "x" * (regexes.PASSWORD_MAX_LENGTH + 1)}), 400, "guard.invalid_input")
+        page = await d.client.post("/forgot-password", data={"identifier": "@" * 3_000})
+        assert page.status_code == 400
+    finally:
+        guards.EMAIL = guards_email
+    assert spy.seen == []

@@ -1,0 +1,44 @@
+"""Identity's guards cap a string before its pattern runs (issue 11, item 1): an over-long
+identifier or password is `too_big`, and the regex never sees it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tessera_identity import validation
+from tessera_identity.users import domain
+from tessera_kit.errors import RequestError
+
+
+class SpyPattern:
+    def __init__(self, pattern) -> None:
+        self.pattern = pattern
+        self.seen: list[str] = []
+
+    def fullmatch(self, value: str):
+        self.seen.append(value)
+        return self.pattern.fullmatch(value)
+
+
+@pytest.mark.parametrize("guard, field", [
+    (domain.guard_create, "primaryEmail"),
+    (domain.guard_update, "primaryEmail"),
+])
+def test_an_over_long_email_is_too_big_and_never_matched(monkeypatch, guard, field):
+    spy = SpyPattern(validation.EMAIL)
+    monkeypatch.setattr(domain, "EMAIL", spy)
+    with pytest.raises(RequestError) as raised:
+        guard({field: "@" * 30_000})
+    issue = raised.value.data["issues"][0]
+    assert raised.value.code == "guard.invalid_input" and issue["code"] == "too_big"
+    assert spy.seen == []
+
+
+def test_an_over_long_new_password_is_too_big_and_never_matched(monkeypatch):
+    spy = SpyPattern(validation.PASSWORD)
+    monkeypatch.setattr(domain, "PASSWORD", spy)
+    with pytest.raises(RequestError) as raised:
+        domain.guard_new_password({"password": "a1" * 100_000})
+    assert raised.value.data["issues"][0]["code"] == "too_big"
+    assert spy.seen == []
+    assert domain.guard_new_password({"password": "abcd1234"}) == "abcd1234"
