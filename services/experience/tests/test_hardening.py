@@ -99,3 +99,49 @@ async def test_over_long_fields_are_too_big_before_any_regex(deployment, monkeyp
     finally:
         guards.EMAIL = guards_email
     assert spy.seen == []
+
+
+# ------------------------------------------------------------------ custom CSS and CSP (item 2)
+
+PAGE_PATHS = ("/sign-in", "/register", "/forgot-password", "/sign-in/consent", "/unknown-session")
+SCRIPT_PAYLOADS = [
+    "</sty</stylele><script>alert(1)</script>",
+    "</STYLE ><script>alert(2)</script><style>",
+    "a{}</style\n><img src=x onerror=alert(3)>",
+]
+
+
+@pytest.mark.parametrize("payload", SCRIPT_PAYLOADS)
+async def test_custom_css_cannot_put_markup_on_a_page(deployment, payload):
+    d = deployment
+    response = await d.client.patch("/api/sign-in-exp", json={"customCss": f".card {{ color: red }} {payload}"})
+    assert response.status_code == 200
+    d.use_interaction(login_account_id=None, session_account_id=None)
+    html = (await d.client.get("/sign-in")).text
+    assert "alert(" not in html and "<style" not in html.lower() and "<script" not in html.lower()
+    link = re.search(r'<link rel="stylesheet" href="(/sign-in/experience\.css\?v=\w+)">', html)[1]
+    css = await d.client.get(link)
+    assert css.status_code == 200 and css.headers["content-type"] == "text/css; charset=utf-8"
+    assert css.headers["x-content-type-options"] == "nosniff"
+    assert css.text.endswith(payload)  # the admin's CSS, as written, where it can only be CSS
+
+
+async def test_every_page_has_a_content_security_policy_without_inline_script(deployment):
+    d = deployment
+    alice = d.identity.add_user(username="alice", password=PASSWORD)
+    d.use_interaction(prompt="consent", session_account_id=alice.id)
+    for path in PAGE_PATHS:
+        response = await d.client.get(path)
+        assert response.status_code == 200, path
+        policy = response.headers["content-security-policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["frame-ancestors"] == "'none'" and directives["script-src"] == "'self'", path
+        assert directives["style-src"] == "'self'" and directives["object-src"] == "'none'", path
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        html = response.text
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path  # no inline script
+        assert not re.search(r"\son[a-z]+\s*=", html) and "<style" not in html, path
+    consent = (await d.client.get("/sign-in/consent")).text
+    assert '<script src="/static/experience/consent.js"></script>' in consent
+    script = await d.client.get("/static/experience/consent.js")
+    assert script.status_code == 200 and 'getElementById("consent").submit()' in script.text

@@ -21,11 +21,11 @@ from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tessera_events.contracts.oidc import InteractionDetails
-from tessera_experience.config.routes import public_sign_in_experience
+from tessera_experience.config.routes import load_sign_in_experience, public_sign_in_experience
 from tessera_experience.interaction.guards import EMAIL, PASSWORD, PHONE, matches, read_body
 from tessera_experience.interaction.routes import caller_of
 from tessera_experience.interaction.service import InteractionService
-from tessera_experience.pages.render import FormErrors, Page, page_for
+from tessera_experience.pages.render import STYLESHEET_PATH, FormErrors, Page, page_for, stylesheet_of
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import RequestError
 from tessera_kit.http import public_origin
@@ -556,6 +556,15 @@ async def consent(request: Request, ctx: Ctx) -> Response:
                            message=page.error_sentence(error))
 
 
+@get(STYLESHEET_PATH, include_in_schema=False)
+async def stylesheet(ctx: Ctx) -> Response:
+    """The sign-in experience's colours and custom CSS as a stylesheet of its own: CSS, however
+    written, cannot close an element or run a script from here."""
+    css = stylesheet_of(await load_sign_in_experience(ctx))
+    return Response(css, media_type="text/css",
+                    headers={"cache-control": "no-cache", "x-content-type-options": "nosniff"})
+
+
 @get(UNKNOWN_SESSION, include_in_schema=False)
 async def unknown_session(request: Request, ctx: Ctx) -> Response:
     page = await page_for(ctx, request)
@@ -571,7 +580,7 @@ route_handlers = [
     Router("/", route_handlers=[
         sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_send_code, sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
-        social_sign_in, social_callback, consent_page, consent, unknown_session,
+        social_sign_in, social_callback, consent_page, consent, unknown_session, stylesheet,
     ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES),
     static_files,
 ]
