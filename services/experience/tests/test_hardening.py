@@ -145,3 +145,36 @@ async def test_every_page_has_a_content_security_policy_without_inline_script(de
     assert '<script src="/static/experience/consent.js"></script>' in consent
     script = await d.client.get("/static/experience/consent.js")
     assert script.status_code == 200 and 'getElementById("consent").submit()' in script.text
+
+
+# ------------------------------------------------------------------ http(s)-only links (item 8)
+
+NOT_WEB_URLS = ["javascript:alert(document.domain)", "JavaScript:alert(1)", " javascript:alert(1)",
+                "java\tscript:alert(1)", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)",
+                "file:///etc/passwd", "https://", "//evil.test/x"]
+
+
+@pytest.mark.parametrize("url", NOT_WEB_URLS)
+async def test_links_and_images_of_the_sign_in_experience_are_http_or_https(deployment, url):
+    d = deployment
+    for body, path in (({"termsOfUseUrl": url}, "termsOfUseUrl"), ({"privacyPolicyUrl": url}, "privacyPolicyUrl"),
+                       ({"branding": {"logoUrl": url}}, "branding.logoUrl"),
+                       ({"branding": {"logoUrl": "https://ok.test/l.svg", "darkLogoUrl": url}}, "branding.darkLogoUrl"),
+                       ({"branding": {"favicon": url}}, "branding.favicon")):
+        answer = error(await d.client.patch("/api/sign-in-exp", json=body), 400, "guard.invalid_input")
+        assert answer["data"]["issues"][0]["path"] == path.split("."), answer
+    stored = (await d.client.get("/api/sign-in-exp")).json()
+    assert url not in (stored["termsOfUseUrl"], stored["privacyPolicyUrl"], *stored["branding"].values())
+
+
+async def test_web_links_are_accepted_and_a_stored_script_link_is_never_rendered(deployment):
+    d = deployment
+    response = await d.client.patch("/api/sign-in-exp", json={
+        "termsOfUseUrl": "https://brand.test/terms", "privacyPolicyUrl": "http://brand.test/privacy",
+        "branding": {"logoUrl": "https://brand.test/logo.svg", "favicon": "https://brand.test/favicon.ico"}})
+    assert response.status_code == 200, response.text
+    # A row written before the rule (or by hand) still cannot put a script link on a page.
+    await d.ctx.pool.execute("UPDATE sign_in_experiences SET terms_of_use_url = 'javascript:alert(1)'")
+    d.use_interaction()
+    html = (await d.client.get("/sign-in")).text
+    assert "javascript:" not in html and 'href="http://brand.test/privacy"' in html

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
 
 from tessera_experience import phrases
+from tessera_experience.config.domain import is_url
 from tessera_experience.config.routes import candidate_languages, load_sign_in_experience, resolve_phrases
 from tessera_experience.interaction.guards import PASSWORD_MIN_LENGTH
 from tessera_kit.app import ServiceContext
@@ -153,9 +154,10 @@ class Page:
     def terms(self) -> list[tuple[str, str]]:
         """(label, URL) of the terms of use and the privacy policy, where set."""
         links = []
-        if self.sie.get("termsOfUseUrl"):
+        # Only http(s): a link stored before that rule held must not become a `javascript:` href.
+        if self.sie.get("termsOfUseUrl") and is_url(self.sie["termsOfUseUrl"]):
             links.append((self.t("description.terms_of_use"), self.sie["termsOfUseUrl"]))
-        if self.sie.get("privacyPolicyUrl"):
+        if self.sie.get("privacyPolicyUrl") and is_url(self.sie["privacyPolicyUrl"]):
             links.append((self.t("description.privacy_policy"), self.sie["privacyPolicyUrl"]))
         return links
 
