@@ -347,7 +347,8 @@ async def deployment(database_url, nats_url, namespace):
         }
         await bus.nc.flush()  # the server knows the subscriptions before anyone calls
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://experience",
-                                     headers={"user-agent": "pytest"}) as client:
+                                     # what a browser sends from the sign-in pages
+                                     headers={"user-agent": "pytest", "origin": "http://tessera.test"}) as client:
             deployment = Deployment(client, ctx, identity, fake_connectors, bus, served)
             yield deployment
             for name in list(served):

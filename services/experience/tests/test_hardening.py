@@ -178,3 +178,67 @@ async def test_web_links_are_accepted_and_a_stored_script_link_is_never_rendered
     d.use_interaction()
     html = (await d.client.get("/sign-in")).text
     assert "javascript:" not in html and 'href="http://brand.test/privacy"' in html
+
+
+# ------------------------------------------------------------------ cross-site requests (item 7)
+
+EVIL = "https://evil.test"
+
+
+async def send(d, method, path, headers, **kwargs):
+    """A request with `headers` (None: the header is left out, even the client's default Origin)."""
+    request = d.client.build_request(method, path, **kwargs)
+    for name, value in headers.items():
+        if value is None:
+            request.headers.pop(name, None)
+        else:
+            request.headers[name] = value
+    return await d.client.send(request)
+
+
+async def test_cross_origin_requests_with_the_interaction_cookie_are_refused(deployment):
+    d = deployment
+    alice = d.identity.add_user(username="alice", password=PASSWORD)
+    cookie = d.use_interaction()
+    sign_in = {"event": "SignIn", "identifier": {"username": "alice", "password": PASSWORD}}
+    for headers in ({"origin": EVIL}, {"origin": "null"}, {"origin": "http://tessera.test.evil.test"},
+                    {"origin": None, "referer": f"{EVIL}/page"}, {"origin": None}):
+        refused = await send(d, "PUT", "/api/interaction", headers, json=sign_in)
+        body = error(refused, 403, "auth.forbidden")
+        assert set(body) >= {"code", "message"}
+        error(await send(d, "POST", "/api/interaction/submit", headers), 403, "auth.forbidden")
+        page = await send(d, "POST", "/sign-in", headers, data={"identifier": "alice", "password": PASSWORD})
+        error(page, 403, "auth.forbidden")
+    assert await d.ctx.pool.fetchval("SELECT count(*) FROM interactions") == 0
+    assert d.identity.interactions[cookie.split(".")[0]].login_account_id is None
+    # From the pages themselves: the endpoint's origin, the origin the request came to, or a
+    # same-site Referer when a browser left Origin out.
+    for headers in ({"origin": "http://tessera.test"}, {"origin": "http://experience"},
+                    {"origin": None, "referer": "http://tessera.test/sign-in"}):
+        assert (await send(d, "PUT", "/api/interaction", headers, json=sign_in)).status_code == 204
+    page = await d.client.post("/sign-in", data={"identifier": "alice", "password": PASSWORD})
+    assert page.status_code == 303
+    assert d.identity.interactions[cookie.split(".")[0]].login_account_id == alice.id
+    # Reading is not changing: GETs need no Origin.
+    d.use_interaction()
+    assert (await d.client.get("/sign-in", headers={"origin": EVIL})).status_code == 200
+
+
+async def test_without_cookies_there_is_nothing_to_forge(deployment):
+    d = deployment
+    response = await send(d, "PUT", "/api/interaction", {"origin": None}, json={"event": "SignIn"})
+    error(response, 400, "session.not_found")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", "multipart/form-data; boundary=x",
+                                          None])
+async def test_json_must_be_sent_as_json(deployment, content_type):
+    d = deployment
+    d.identity.add_user(username="alice", password=PASSWORD)
+    d.use_interaction()
+    body = b'{"event": "SignIn", "identifier": {"username": "alice", "password": "%s"}}' % PASSWORD.encode()
+    headers = {"content-type": content_type} if content_type else {}
+    error(await d.client.put("/api/interaction", content=body, headers=headers), 415, "guard.mime_type_not_allowed")
+    assert await d.ctx.pool.fetchval("SELECT count(*) FROM interactions") == 0
+    ok = await d.client.put("/api/interaction", content=body, headers={"content-type": "application/json"})
+    assert ok.status_code == 204

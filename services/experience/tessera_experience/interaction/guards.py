@@ -11,7 +11,7 @@ import re
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from tessera_kit.errors import ValidationIssue, invalid_input
+from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.regexes import (  # noqa: F401
     CODE_MAX_LENGTH,
     EMAIL,
@@ -37,12 +37,21 @@ MAX_LENGTH = {
 Payload = dict[str, Any]
 
 
+def media_type_of(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def read_body(raw: bytes, content_type: str | None) -> Any:
-    """koa-body: JSON or urlencoded; a missing or unreadable body counts as `{}`."""
+    """koa-body: JSON or urlencoded; a missing or unreadable body counts as `{}`. JSON must
+    say so (`application/json`): JSON sent as `text/plain` is what a cross-site form can post
+    without asking, so any other type is 415."""
     if not raw:
         return {}
-    if content_type and "application/x-www-form-urlencoded" in content_type:
+    media_type = media_type_of(content_type)
+    if media_type == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        raise RequestError("guard.mime_type_not_allowed", 415)
     try:
         return json.loads(raw)
     except ValueError:

@@ -12,6 +12,7 @@ from tessera_experience.interaction.guards import read_body
 from tessera_experience.interaction.logs import Caller
 from tessera_experience.interaction.service import InteractionService
 from tessera_kit.app import Ctx
+from tessera_kit.csrf import same_origin
 
 INTERACTION_COOKIE = "_interaction"
 TAGS = ["Interaction"]
@@ -93,4 +94,4 @@ async def social_authorization_uri(request: Request, ctx: Ctx) -> dict[str, str]
 route_handlers = [Router("/", route_handlers=[
     put_interaction, delete_interaction, put_event, patch_identifiers, put_profile, patch_profile, delete_profile,
     submit, consent, send_verification_code, social_authorization_uri,
-], request_max_body_size=BODY_MAX_BYTES)]
+], request_max_body_size=BODY_MAX_BYTES, guards=[same_origin])]

@@ -27,6 +27,7 @@ from tessera_experience.interaction.routes import caller_of
 from tessera_experience.interaction.service import InteractionService
 from tessera_experience.pages.render import STYLESHEET_PATH, FormErrors, Page, page_for, stylesheet_of
 from tessera_kit.app import Ctx, ServiceContext
+from tessera_kit.csrf import same_origin
 from tessera_kit.errors import RequestError
 from tessera_kit.http import public_origin
 
@@ -581,6 +582,7 @@ route_handlers = [
         sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_send_code, sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
         social_sign_in, social_callback, consent_page, consent, unknown_session, stylesheet,
-    ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES),
+    ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES,
+       guards=[same_origin]),
     static_files,
 ]
