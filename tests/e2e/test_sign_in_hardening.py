@@ -67,3 +67,30 @@ async def test_json_sent_as_text_plain_is_refused(stack, started):
     response = await browser.put("/api/interaction", content=body,
                                  headers={**own, "content-type": "application/json"})
     assert response.status_code == 204, response.text
+
+
+async def test_a_registration_password_is_never_at_rest_in_clear_and_signs_in(stack, started):
+    import asyncpg
+
+    browser, _ = started
+    own = {"origin": stack.url}
+    username, password = f"reg_{secrets.token_hex(4)}", f"Clear-{secrets.token_hex(6)}"
+    assert (await browser.put("/api/interaction", json={"event": "Register"}, headers=own)).status_code == 204
+    profile = await browser.patch("/api/interaction/profile", json={"username": username, "password": password},
+                                  headers=own)
+    assert profile.status_code == 204, profile.text
+    connection = await asyncpg.connect(stack.env["DATABASE_URL"])
+    try:
+        rows = await connection.fetch("SELECT profile::text AS profile FROM experience.interactions")
+    finally:
+        await connection.close()
+    assert any(username in (row["profile"] or "") for row in rows)
+    assert not any(password in (row["profile"] or "") for row in rows)
+    registered = await browser.post("/api/interaction/submit", headers=own)
+    assert registered.status_code == 200, registered.text
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as api:
+        user = (await api.get("/api/users", params={"search": username}, headers=ADMIN)).json()
+        assert [u["username"] for u in user] == [username]
+        verified = await api.post(f"/api/users/{user[0]['id']}/password/verify", json={"password": password},
+                                  headers=ADMIN)
+        assert verified.status_code == 204, verified.text

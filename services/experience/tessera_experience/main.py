@@ -7,6 +7,7 @@ from litestar import Router
 from tessera_events import STREAMS
 from tessera_experience.config.routes import route_handlers as config_routes
 from tessera_experience.connectors import connector_events
+from tessera_experience.interaction.purge import start_purging, stop_purging
 from tessera_experience.interaction.routes import route_handlers as interaction_routes
 from tessera_experience.pages.routes import route_handlers as page_routes
 from tessera_experience.seed import seed_defaults
@@ -28,7 +29,8 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "experience"
         migrations=Path(__file__).parent / "migrations",
         publishes=STREAMS["experience"],
         subscriptions=[connector_events],
-        on_startup=[seed_defaults],
+        on_startup=[seed_defaults, start_purging],
+        on_shutdown=[stop_purging],
         settings=settings,
     )
 

@@ -242,3 +242,74 @@ async def test_json_must_be_sent_as_json(deployment, content_type):
     assert await d.ctx.pool.fetchval("SELECT count(*) FROM interactions") == 0
     ok = await d.client.put("/api/interaction", content=body, headers={"content-type": "application/json"})
     assert ok.status_code == 204
+
+
+# ------------------------------------------------------------------ no password at rest (item 5)
+
+
+async def test_a_new_password_is_never_stored_in_clear_and_still_signs_in(deployment):
+    d = deployment
+    d.use_interaction()
+    assert (await d.client.put("/api/interaction", json={"event": "Register"})).status_code == 204
+    assert (await d.client.patch("/api/interaction/profile", json={"username": "gina"})).status_code == 204
+    assert (await d.client.patch("/api/interaction/profile", json={"password": PASSWORD})).status_code == 204
+    row = await d.ctx.pool.fetchrow("SELECT profile::text AS profile, identifiers::text AS identifiers FROM interactions")
+    assert PASSWORD not in row["profile"] and PASSWORD not in row["identifiers"]
+    assert (await d.client.put("/api/interaction", json={
+        "event": "Register", "profile": {"username": "gina", "password": PASSWORD}})).status_code == 204
+    assert PASSWORD not in await d.ctx.pool.fetchval("SELECT profile::text FROM interactions")
+    assert (await d.client.post("/api/interaction/submit")).status_code == 200
+    (gina,) = d.identity.users.values()
+    assert gina.username == "gina" and gina.password == PASSWORD  # set from identity's hash
+    # ... and that password signs in.
+    d.use_interaction()
+    sign_in = {"event": "SignIn", "identifier": {"username": "gina", "password": PASSWORD}}
+    assert (await d.client.put("/api/interaction", json=sign_in)).status_code == 204
+    assert (await d.client.post("/api/interaction/submit")).status_code == 200
+    assert all(PASSWORD not in (r or "") for r in await d.ctx.pool.fetchval(
+        "SELECT array_agg(profile::text) FROM interactions"))
+
+
+async def test_a_reset_password_is_never_stored_in_clear_and_the_same_password_is_refused(deployment):
+    d = deployment
+    await d.connectors.add("Email")
+    await d.wait_for_connectors(1)
+    nina = d.identity.add_user(username="nina", primary_email="nina@example.com", password=PASSWORD)
+    d.use_interaction()
+    assert (await d.client.put("/api/interaction", json={"event": "ForgotPassword"})).status_code == 204
+    await d.client.post("/api/interaction/verification/verification-code", json={"email": "nina@example.com"})
+    # The password before the code (the pages' order): compared with the account the code went to.
+    assert (await d.client.put("/api/interaction/profile", json={"password": PASSWORD})).status_code == 204
+    assert PASSWORD not in await d.ctx.pool.fetchval("SELECT profile::text FROM interactions")
+    assert (await d.client.patch("/api/interaction/identifiers", json={
+        "email": "nina@example.com", "verificationCode": d.connectors.last_code()})).status_code == 204
+    error(await d.client.post("/api/interaction/submit"), 422, "user.same_password")
+    new_password = "n3w-Passw0rd"
+    assert (await d.client.put("/api/interaction/profile", json={"password": new_password})).status_code == 204
+    assert new_password not in await d.ctx.pool.fetchval("SELECT profile::text FROM interactions")
+    assert (await d.client.post("/api/interaction/submit")).status_code == 204
+    assert nina.password == new_password
+
+
+@pytest.fixture
+def fast_purge(monkeypatch):
+    from tessera_experience.interaction import purge
+    monkeypatch.setattr(purge, "PURGE_EVERY_SECONDS", 0.05)
+
+
+async def test_expired_interactions_are_purged_on_a_timer(fast_purge, deployment):
+    import asyncio
+    import datetime as dt
+
+    from tessera_experience.interaction import store
+
+    d = deployment
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    await store.save(d.ctx.pool, "default", "gone", {"event": "Register", "profile": {"username": "x"}}, past)
+    await store.save(d.ctx.pool, "default", "live", {"event": "Register"}, future)
+    for _ in range(400):  # no request comes: only the timer can delete it
+        if await d.ctx.pool.fetchval("SELECT count(*) FROM interactions WHERE uid = 'gone'") == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await d.ctx.pool.fetchval("SELECT array_agg(uid) FROM interactions") == ["live"]

@@ -27,6 +27,27 @@ def mask_passwords(value: Any) -> Any:
     return value
 
 
+# ------------------------------------------------------------------ new passwords
+
+
+def stored_password(hashed: Any, compared_with: str | None) -> dict[str, Any]:
+    """What an interaction keeps of a new password: identity's hash (PasswordHash), and whether
+    it was the current password of the account it was compared with. Never the clear text."""
+    return {"digest": hashed.digest, "algorithm": hashed.algorithm, "comparedWith": compared_with,
+            "sameAsCurrent": hashed.same_as_current}
+
+
+def password_fields(stored: dict[str, Any]) -> dict[str, str]:
+    """The CreateUserRequest / UpdateUserRequest fields that set a stored new password."""
+    return {"password_digest": stored["digest"], "password_algorithm": stored["algorithm"]}
+
+
+def is_same_password(stored: dict[str, Any], account_id: str) -> bool:
+    """Whether the new password is `account_id`'s current one, as far as it was checked (a
+    password given before the account was known could not be compared)."""
+    return stored.get("comparedWith") == account_id and bool(stored.get("sameAsCurrent"))
+
+
 # ------------------------------------------------------------------ §4.3 sign-in experience
 
 
