@@ -313,3 +313,23 @@ async def test_expired_interactions_are_purged_on_a_timer(fast_purge, deployment
             break
         await asyncio.sleep(0.05)
     assert await d.ctx.pool.fetchval("SELECT array_agg(uid) FROM interactions") == ["live"]
+
+
+async def test_a_social_accounts_script_avatar_is_left_out(deployment):
+    d = deployment
+    social = await d.connectors.add("Social", target="mock-social")
+    await d.wait_for_connectors(1)
+    response = await d.client.patch("/api/sign-in-exp", json={
+        "signUp": {"identifiers": [], "password": False, "verify": False}})
+    assert response.status_code == 200, response.text
+    d.use_interaction()
+    assert (await d.client.put("/api/interaction", json={"event": "Register"})).status_code == 204
+    await d.client.post("/api/interaction/verification/social-authorization-uri",
+                        json={"connectorId": social.id, "state": "s", "redirectUri": "https://app.test/cb"})
+    identifier = {"connectorId": social.id, "connectorData": {
+        "code": "c", "userId": "s-1", "name": "Olga", "avatar": "javascript:alert(1)"}}
+    assert (await d.client.patch("/api/interaction/identifiers", json=identifier)).status_code == 204
+    await d.client.put("/api/interaction/profile", json={"connectorId": social.id})
+    assert (await d.client.post("/api/interaction/submit")).status_code == 200
+    (olga,) = d.identity.users.values()
+    assert olga.name == "Olga" and olga.avatar is None

@@ -68,6 +68,12 @@ def is_url(value: str) -> bool:
     return port == "" or (port.isdigit() and int(port) <= 65535)
 
 
+def is_web_url(value: str) -> bool:
+    """An http(s) URL: what may be stored to be shown (an avatar), where `javascript:` or
+    `data:` would run or fake content."""
+    return is_url(value) and re.match(r"https?://", value.strip("\x00- "), re.IGNORECASE) is not None
+
+
 def is_web_or_mobile_redirect_uri(value: str, *, allow_custom_scheme: bool) -> bool:
     """Logto's redirect URI rule: an http(s) URL, or (native apps) a reverse-domain scheme."""
     if is_url(value) and re.match(r"https?://", value, re.IGNORECASE):

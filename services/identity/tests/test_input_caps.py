@@ -55,3 +55,13 @@ async def test_bodies_are_capped_per_surface(identity):
     assert response.status_code == 413
     small = await identity.client.post("/oidc/token", data={"grant_type": "client_credentials"})
     assert small.status_code in (400, 401)  # read and answered
+
+
+@pytest.mark.parametrize("avatar", ["javascript:alert(1)", "data:image/svg+xml,<svg onload=alert(1)>",
+                                    "vbscript:x", "ftp://files.example/a.png"])
+async def test_an_avatar_is_an_http_or_https_url(identity, unique, avatar):
+    user = await identity.create_user(username=unique())
+    response = await identity.client.patch(f"/api/users/{user['id']}", json={"avatar": avatar})
+    assert response.status_code == 400 and response.json()["code"] == "guard.invalid_input", response.text
+    ok = await identity.client.patch(f"/api/users/{user['id']}", json={"avatar": "https://img.example/a.png"})
+    assert ok.status_code == 200 and ok.json()["avatar"] == "https://img.example/a.png"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from tessera_events.contracts.identity import UserInfo
+from tessera_experience.config.domain import is_url
 from tessera_kit.errors import RequestError
 
 Payload = dict[str, Any]
@@ -46,6 +47,14 @@ def is_same_password(stored: dict[str, Any], account_id: str) -> bool:
     """Whether the new password is `account_id`'s current one, as far as it was checked (a
     password given before the account was known could not be compared)."""
     return stored.get("comparedWith") == account_id and bool(stored.get("sameAsCurrent"))
+
+
+def drop_unsafe_avatar(fields: dict[str, Any]) -> None:
+    """A social account's avatar is kept only as an http(s) URL (identity refuses others: an
+    avatar is shown as an image or link); any other is left out rather than failing the sign-in."""
+    avatar = fields.get("avatar")
+    if isinstance(avatar, str) and not is_url(avatar):
+        del fields["avatar"]
 
 
 # ------------------------------------------------------------------ §4.3 sign-in experience

@@ -634,6 +634,7 @@ class InteractionService:
                 fields[target] = profile[source]
         if "password" in profile:
             fields.update(domain.password_fields(profile["password"]))
+        domain.drop_unsafe_avatar(fields)
         return await self.ctx.call(CREATE_USER, CreateUserRequest(
             last_sign_in_at=now_ms(), tenant_id=self.tenant, idempotency_key=idempotency_key, **fields,
         ))
@@ -657,6 +658,7 @@ class InteractionService:
             if connector.sync_profile:
                 info = auth[-1]["userInfo"]
                 fields.update({k: info[k] for k in ("name", "avatar") if isinstance(info.get(k), str)})
+        domain.drop_unsafe_avatar(fields)
         return await self.ctx.call(UPDATE_USER, UpdateUserRequest(
             user_id=user.id, last_sign_in_at=now_ms(), tenant_id=self.tenant, **fields,
         ))

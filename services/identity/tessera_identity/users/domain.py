@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from tessera_events.contracts.identity import Identity, UserInfo
 from tessera_events.identity import UserSnapshot
-from tessera_identity.validation import ABSENT, EMAIL, PASSWORD, PHONE, USERNAME, Guard
+from tessera_identity.validation import ABSENT, EMAIL, PASSWORD, PHONE, USERNAME, Guard, is_web_url
 from tessera_kit.regexes import PASSWORD_MAX_LENGTH
 
 # Column widths of the users table: longer values are a 400, not a database error.
@@ -100,7 +100,12 @@ def _profile_string(g: Guard, key: str, max_length: int, **rule: Any) -> Any:
     if isinstance(raw, str) and len(raw) > max_length:
         g.issue(key, "too_big", f"String must contain at most {max_length} character(s)")
         return ABSENT
-    return g.string(key, nullable=True, or_empty=True, **rule)
+    web_url = rule.pop("web_url", False)
+    value = g.string(key, nullable=True, or_empty=True, **rule)
+    if web_url and isinstance(value, str) and value and not is_web_url(value):
+        g.issue(key, "invalid_string", "Invalid url")  # http(s) only: it is shown as a link or image
+        return ABSENT
+    return value
 
 
 def guard_update(body: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def guard_update(body: dict[str, Any]) -> dict[str, Any]:
         "primary_email": _profile_string(g, "primaryEmail", IDENTIFIER_MAX, pattern=EMAIL),
         "primary_phone": _profile_string(g, "primaryPhone", IDENTIFIER_MAX, pattern=PHONE),
         "name": _profile_string(g, "name", NAME_MAX),
-        "avatar": _profile_string(g, "avatar", AVATAR_MAX, url=True),
+        "avatar": _profile_string(g, "avatar", AVATAR_MAX, url=True, web_url=True),
         "custom_data": g.object("customData"),
     }
     g.done()

@@ -23,7 +23,7 @@ from tessera_events.contracts.identity import (
 from tessera_identity import passwords
 from tessera_identity.users import lockout, service, store
 from tessera_identity.users.domain import AVATAR_MAX, IDENTIFIER_MAX, NAME_MAX, identities_json, user_info
-from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_url
+from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_web_url
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.regexes import matches
@@ -50,7 +50,7 @@ def _check_fields(values: dict[str, Any], password: str | None) -> None:
             issues.append(ValidationIssue(field, "too_big", f"String must contain at most {max_length} character(s)"))
         elif pattern is not None and not matches(pattern, value, max_length):
             issues.append(ValidationIssue(field, "invalid_string", "Invalid"))
-        elif field == "avatar" and not is_url(value):
+        elif field == "avatar" and not is_web_url(value):
             issues.append(ValidationIssue(field, "invalid_string", "Invalid url"))
     if password is not None and not matches(PASSWORD, password):
         issues.append(ValidationIssue("password", "invalid_string", "Invalid"))
