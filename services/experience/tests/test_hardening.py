@@ -253,7 +253,8 @@ async def test_a_new_password_is_never_stored_in_clear_and_still_signs_in(deploy
     assert (await d.client.put("/api/interaction", json={"event": "Register"})).status_code == 204
     assert (await d.client.patch("/api/interaction/profile", json={"username": "gina"})).status_code == 204
     assert (await d.client.patch("/api/interaction/profile", json={"password": PASSWORD})).status_code == 204
-    row = await d.ctx.pool.fetchrow("SELECT profile::text AS profile, identifiers::text AS identifiers FROM interactions")
+    row = await d.ctx.pool.fetchrow(
+        "SELECT profile::text AS profile, identifiers::text AS identifiers FROM interactions")
     assert PASSWORD not in row["profile"] and PASSWORD not in row["identifiers"]
     assert (await d.client.put("/api/interaction", json={
         "event": "Register", "profile": {"username": "gina", "password": PASSWORD}})).status_code == 204

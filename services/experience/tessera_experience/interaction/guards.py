@@ -50,7 +50,8 @@ def read_body(raw: bytes, content_type: str | None) -> Any:
     media_type = media_type_of(content_type)
     if media_type == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+    is_json = media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+    if not is_json:
         raise RequestError("guard.mime_type_not_allowed", 415)
     try:
         return json.loads(raw)
