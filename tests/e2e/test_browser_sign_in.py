@@ -163,10 +163,16 @@ async def create_user(stack, username: str) -> dict:
 
 async def test_sign_in_with_username_and_password_lands_on_the_app_with_a_code(stack, app, browser_page):
     context, page = browser_page
+    blocked: list[str] = []  # what the pages' Content-Security-Policy refused, if anything
+    page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text
+            else None)
     user = await create_user(stack, f"ann_{secrets.token_hex(3)}")
     await page.goto(f"{app.origin}/login")
     await page.wait_for_url(f"{stack.url}/sign-in")
     assert await page.get_by_role("heading", level=1).inner_text() == "Sign in"
+    # The sign-in experience's colours come from its own stylesheet, which the policy allows.
+    primary = await page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--primary')")
+    assert primary.strip().lower() == "#6139f6"
     await page.get_by_label("Username").fill(user["username"])
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
@@ -176,6 +182,7 @@ async def test_sign_in_with_username_and_password_lands_on_the_app_with_a_code(s
     tokens = await app.tokens(app.code())
     assert subject_of(tokens["id_token"]) == user["id"]
     assert tokens["access_token"]
+    assert blocked == []
 
 
 async def test_register_in_the_browser(stack, app, browser_page):

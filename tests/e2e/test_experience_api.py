@@ -57,7 +57,9 @@ class Browser:
     """A cookie jar following the redirects by hand, as a browser would."""
 
     def __init__(self, base_url: str):
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=15, follow_redirects=False)
+        # A browser on the sign-in pages says where its requests come from.
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=15, follow_redirects=False,
+                                        headers={"origin": base_url})
         self.verifier = secrets.token_urlsafe(48)
 
     @property

@@ -26,6 +26,7 @@ class Connection:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "localhost", parts.port or 80
         self.authority = parts.netloc
+        self.origin = f"{parts.scheme or 'http'}://{parts.netloc}"
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def exchange(self, head: bytes, body: bytes, *, timeout: float = 30.0) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -102,6 +103,9 @@ class Browser:
                  "user-agent: tessera-bench", f"content-length: {len(body)}"]
         if content_type:
             lines.append(f"content-type: {content_type}")
+        if method not in ("GET", "HEAD"):
+            # As a browser on the sign-in pages: the interaction API refuses cross-site writes.
+            lines.append(f"origin: {self.connection.origin}")
         if self.cookies:
             lines.append("cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -7,6 +7,7 @@ events). Each test gets its own schema and NATS namespace.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class FakeIdentity:
         self.failing_logins = 0  # how many next finish_login calls fail (identity trouble)
         self.lost_create_replies = 0  # how many next create_user calls create, then "time out"
         self.created_by_key: dict[str, str] = {}  # idempotency key → user id, as identity keeps it
+        self.hashed: dict[str, str] = {}  # digest → password: what identity's hash would verify
 
     # -- helpers for tests
     def add_user(self, **fields: Any) -> FakeUser:
@@ -134,6 +136,21 @@ class FakeIdentity:
             raise RequestError("user.suspended", 401)
         return user.info()
 
+    async def hash_password(self, r: identity_contracts.HashPasswordRequest):
+        self.calls.append("hash_password")
+        digest = "$fake-argon2id$" + hashlib.sha256(r.password.encode()).hexdigest()
+        self.hashed[digest] = r.password
+        user = self.users.get(r.compare_with_user_id or "")
+        return identity_contracts.PasswordHash(digest=digest, algorithm="Argon2id",
+                                               same_as_current=bool(user and user.password == r.password))
+
+    def password_of(self, r) -> str | None:
+        """The password a create or update request sets, given in clear or as a hash of ours."""
+        digest = getattr(r, "password_digest", None)
+        if isinstance(digest, str):
+            return self.hashed[digest]
+        return r.password if isinstance(r.password, str) else None
+
     async def create_user(self, r: identity_contracts.CreateUserRequest):
         self.calls.append("create_user")
         if r.idempotency_key in self.created_by_key:
@@ -144,7 +161,7 @@ class FakeIdentity:
                 raise RequestError(f"user.{code}_already_in_use", 422)
         user = self.add_user(
             username=r.username, primary_email=r.primary_email, primary_phone=r.primary_phone,
-            password=r.password, name=r.name, avatar=r.avatar,
+            password=self.password_of(r), name=r.name, avatar=r.avatar,
             identities={k: {"user_id": v.user_id, "details": v.details} for k, v in r.identities.items()},
             last_sign_in_at=r.last_sign_in_at,
         )
@@ -165,6 +182,8 @@ class FakeIdentity:
             value = getattr(r, name)
             if value is not msgspec.UNSET:
                 setattr(user, name, value)
+        if self.password_of(r) is not None:
+            user.password = self.password_of(r)
         if r.identities is not msgspec.UNSET:
             user.identities.update({k: {"user_id": v.user_id, "details": v.details} for k, v in r.identities.items()})
         return user.info()
@@ -217,6 +236,7 @@ class FakeIdentity:
             rpc.RpcHandler(identity_contracts.VERIFY_PASSWORD, self.verify_password),
             rpc.RpcHandler(identity_contracts.CREATE_USER, self.create_user),
             rpc.RpcHandler(identity_contracts.UPDATE_USER, self.update_user),
+            rpc.RpcHandler(identity_contracts.HASH_PASSWORD, self.hash_password),
             rpc.RpcHandler(identity_contracts.APPLICATION_CLIENT, self.application_client),
             rpc.RpcHandler(oidc_contracts.INTERACTION_DETAILS, self.details),
             rpc.RpcHandler(oidc_contracts.FINISH_LOGIN, self.finish_login),
@@ -345,7 +365,9 @@ async def deployment(database_url, nats_url, namespace):
             "connectors": [await rpc.serve(bus, h) for h in fake_connectors.handlers()],
         }
         await bus.nc.flush()  # the server knows the subscriptions before anyone calls
-        async with service_client(app, base_url="http://experience", headers={"user-agent": "pytest"}) as client:
+        async with service_client(app, base_url="http://experience", 
+                                  # what a browser sends from the sign-in pages
+                                  headers={"user-agent": "pytest", "origin": "http://tessera.test"}) as client:
             deployment = Deployment(client, ctx, identity, fake_connectors, bus, served)
             yield deployment
             for name in list(served):

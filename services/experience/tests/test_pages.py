@@ -26,6 +26,11 @@ def field_error(html: str, name: str) -> str | None:
     return match[1].strip() if match else None
 
 
+def stylesheet_of(html: str) -> str:
+    """The sign-in experience's own stylesheet that the page links to."""
+    return re.search(r'<link rel="stylesheet" href="(/sign-in/experience\.css\?v=\w+)">', html)[1]
+
+
 async def form(d, path, data):
     return await d.client.post(path, data=data)
 
@@ -52,7 +57,8 @@ async def test_sign_in_page_is_styled_by_the_sign_in_experience(deployment):
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     html = response.text
     assert '<html lang="en">' in html
-    assert "--primary: #6139F6" in html and "prefers-color-scheme: dark" not in html
+    theme = (await d.client.get(stylesheet_of(html))).text
+    assert "--primary: #6139F6" in theme and "prefers-color-scheme: dark" not in theme
     assert '<img src="https://logo.test' not in html and 'src="https://logo.io' not in html
     assert '<img src="https://logto.io/logo.svg" alt="">' in html
     assert '<label for="identifier">Username</label>' in html
@@ -75,9 +81,11 @@ async def test_dark_mode_custom_css_and_terms(deployment):
     d.identity.add_user(username="alice", password=PASSWORD)
     d.use_interaction()
     html = (await d.client.get("/sign-in")).text
-    assert "--primary: #112233" in html and "--primary: #445566" in html
+    theme = await d.client.get(stylesheet_of(html))
+    assert theme.headers["content-type"] == "text/css; charset=utf-8"
+    assert "--primary: #112233" in theme.text and "--primary: #445566" in theme.text
     assert '<source srcset="https://brand.test/dark.svg" media="(prefers-color-scheme: dark)">' in html
-    assert ".card { border: 1px solid red }" in html and "</style><script>" not in html
+    assert ".card { border: 1px solid red }" in theme.text and "<script>" not in html
     assert 'href="https://brand.test/terms"' in html and 'href="https://brand.test/privacy"' in html
     refused = await form(d, "/sign-in", {"identifier": "alice", "password": PASSWORD})
     assert refused.status_code == 400
@@ -281,7 +289,7 @@ async def test_consent_page_submits_itself(deployment):
     cookie = d.use_interaction(prompt="consent", session_account_id=rose.id)
     page = await d.client.get("/sign-in/consent")
     assert page.status_code == 200
-    assert 'action="/sign-in/consent"' in page.text and "document.getElementById(\"consent\").submit()" in page.text
+    assert 'action="/sign-in/consent"' in page.text and '<script src="/static/experience/consent.js">' in page.text
     assert "Test App" in page.text
     response = await d.client.post("/sign-in/consent")
     assert response.status_code == 303

@@ -16,7 +16,7 @@ import msgspec
 from litestar import Request
 
 from tessera_kit.errors import ValidationIssue, invalid_input
-from tessera_kit.regexes import EMAIL, PASSWORD, PHONE, USERNAME  # noqa: F401  (Logto §1.10)
+from tessera_kit.regexes import EMAIL, PASSWORD, PHONE, USERNAME, matches  # noqa: F401  (Logto §1.10)
 
 
 class _Absent:
@@ -66,6 +66,12 @@ def is_url(value: str) -> bool:
         if not host or _FORBIDDEN_HOST.search(host):
             return False
     return port == "" or (port.isdigit() and int(port) <= 65535)
+
+
+def is_web_url(value: str) -> bool:
+    """An http(s) URL: what may be stored to be shown (an avatar), where `javascript:` or
+    `data:` would run or fake content."""
+    return is_url(value) and re.match(r"https?://", value.strip("\x00- "), re.IGNORECASE) is not None
 
 
 def is_web_or_mobile_redirect_uri(value: str, *, allow_custom_scheme: bool) -> bool:
@@ -158,7 +164,8 @@ class Guard:
         if or_empty:
             if value == "":
                 return ""
-            if not isinstance(value, str) or (pattern and not pattern.fullmatch(value)) or (url and not is_url(value)):
+            if not isinstance(value, str) or (max_length is not None and len(value) > max_length) \
+                    or (pattern and not matches(pattern, value)) or (url and not is_url(value)):
                 self.issue(key, "invalid_union", "Invalid input")
                 return ABSENT
             return value
@@ -172,7 +179,8 @@ class Guard:
         if max_length is not None and len(value) > max_length:
             self.issue(key, "too_big", f"String must contain at most {max_length} character(s)")
             ok = False
-        if pattern is not None and not pattern.fullmatch(value):
+        # Over its cap a value is never matched: no regex runs on an unbounded string.
+        if ok and pattern is not None and not matches(pattern, value):
             self.issue(key, "invalid_string", "Invalid")
             ok = False
         if url and not is_url(value):

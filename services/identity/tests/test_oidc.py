@@ -708,3 +708,48 @@ async def test_a_refresh_racing_a_revocation_leaves_no_live_token(deployment):
         async with dep.browser() as http:
             response = await http.get("/oidc/me", headers={"authorization": f"Bearer {rotated['access_token']}"})
         assert response.status_code == 401
+
+
+# ------------------------------------------------------------------ logout asks the user (issue 11 item 6)
+
+
+def logout_form(page: str) -> tuple[str, str]:
+    return page.split('name="xsrf" value="')[1].split('"')[0], page
+
+
+async def test_logout_without_a_hint_of_this_session_asks_and_a_bare_link_logs_nobody_out(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    other_app, other_user = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT, browser=browser)
+        sessions = "SELECT count(*) FROM oidc_sessions WHERE account_id = $1"
+        async with dep.rp(other_app["id"], code_challenge_method="S256") as other_rp, dep.browser() as elsewhere:
+            foreign, _ = await sign_in(dep, other_rp, other_user, redirect_uri=SPA_REDIRECT, browser=elsewhere)
+        # A bare link (or one with another user's ID token): a question, nothing that submits itself.
+        for params in ({}, {"client_id": app["id"], "post_logout_redirect_uri": SPA_LOGOUT},
+                       {"id_token_hint": foreign["id_token"]}):
+            page = await browser.get("/oidc/session/end", params=params)
+            assert page.status_code == 200, page.text
+            assert "onload" not in page.text and "<script" not in page.text and "submit()" not in page.text
+            assert '<button type="submit" name="logout" value="yes"' in page.text
+            assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+            assert await dep.ctx.pool.fetchval(sessions, user_id) == 1
+        # "Stay signed in" keeps the session; only "Sign out" ends it.
+        xsrf, _ = logout_form((await browser.get("/oidc/session/end")).text)
+        stay = await browser.post("/oidc/session/end/confirm", data={"xsrf": xsrf})
+        assert stay.status_code == 303 and await dep.ctx.pool.fetchval(sessions, user_id) == 1
+        xsrf, _ = logout_form((await browser.get("/oidc/session/end")).text)
+        out = await browser.post("/oidc/session/end/confirm", data={"xsrf": xsrf, "logout": "yes"})
+        assert out.status_code == 303 and await dep.ctx.pool.fetchval(sessions, user_id) == 0
+        assert await dep.ctx.pool.fetchval(sessions, other_user) == 1
+
+
+async def test_logout_with_the_sessions_own_id_token_confirms_itself(deployment):
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
+        token, _ = await sign_in(dep, rp, user_id, redirect_uri=SPA_REDIRECT, browser=browser)
+        page = await browser.get("/oidc/session/end", params={"id_token_hint": token["id_token"]})
+        assert page.status_code == 200 and 'onload="document.forms[0].submit()"' in page.text
+        assert '<input type="hidden" name="logout" value="yes"/>' in page.text

@@ -7,6 +7,8 @@ Answered by identity (`rpc.identity.<name>`):
 - VERIFY_PASSWORD      a sign-in password check with identifier lockout (see below).
 - CREATE_USER          a user from a finished registration (password hashed by identity).
 - UPDATE_USER          profile fields, password, identities, `last_sign_in_at`.
+- HASH_PASSWORD        a new password's hash, for a caller that must keep it for a while
+                       (an interaction's profile) and may not keep it in clear.
 - APPLICATION_CLIENT   an application's client metadata (never its secret); `None` if unknown.
 
 Errors reach the caller as Logto `RequestError`s (status + code), e.g. 422
@@ -115,7 +117,8 @@ class UpdateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Unset fields stay as they are; `None` clears a nullable field.
 
     `identities` are merged into the user's (a target given replaces that target);
-    `custom_data` is merged key by key; `password` is hashed by identity.
+    `custom_data` is merged key by key; `password` is hashed by identity, or
+    `password_digest` (with `password_algorithm`, e.g. from HASH_PASSWORD) is stored as is.
     """
 
     user_id: str
@@ -127,9 +130,27 @@ class UpdateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
     custom_data: dict[str, Any] | UnsetType = UNSET
     identities: dict[str, Identity] | UnsetType = UNSET
     password: str | UnsetType = UNSET
+    password_digest: str | UnsetType = UNSET
+    password_algorithm: Literal["Argon2i", "Argon2id"] | UnsetType = UNSET
     application_id: str | None | UnsetType = UNSET
     last_sign_in_at: int | None | UnsetType = UNSET
     tenant_id: str = "default"
+
+
+class HashPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Hash a new `password` (checked against Logto's password rule: 400 `guard.invalid_input`).
+    With `compare_with_user_id`, also say whether it is that user's current password (a
+    ForgotPassword reset may not keep it); this check counts no failures."""
+
+    password: str
+    compare_with_user_id: str | None = None
+    tenant_id: str = "default"
+
+
+class PasswordHash(msgspec.Struct, frozen=True, kw_only=True):
+    digest: str  # PHC string, e.g. `$argon2id$v=19$m=19456,t=2,p=1$...`
+    algorithm: Literal["Argon2i", "Argon2id"]
+    same_as_current: bool = False
 
 
 class ApplicationRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,4 +176,5 @@ FIND_USER = RpcOperation("identity", "find_user", FindUserRequest, UserInfo | No
 VERIFY_PASSWORD = RpcOperation("identity", "verify_password", VerifyPasswordRequest, UserInfo)
 CREATE_USER = RpcOperation("identity", "create_user", CreateUserRequest, UserInfo)
 UPDATE_USER = RpcOperation("identity", "update_user", UpdateUserRequest, UserInfo)
+HASH_PASSWORD = RpcOperation("identity", "hash_password", HashPasswordRequest, PasswordHash)
 APPLICATION_CLIENT = RpcOperation("identity", "application_client", ApplicationRequest, ApplicationClient | None)

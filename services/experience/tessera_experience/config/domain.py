@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Iterable, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -14,7 +14,7 @@ from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 
 SIE_ID = "default"
 HEX_COLOUR = r"(?i)^#[0-9a-f]{3}([0-9a-f]{3})?\Z"
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+\Z")
+URL_MAX_LENGTH = 2048
 
 Identifier = Literal["username", "email", "phone"]
 SignInMode = Literal["SignIn", "Register", "SignInAndRegister"]
@@ -74,10 +74,13 @@ class ColorBody(msgspec.Struct, rename="camel"):
     dark_primary_color: Colour
 
 
+Url = Annotated[str, Meta(max_length=URL_MAX_LENGTH)]
+
+
 class BrandingBody(msgspec.Struct, rename="camel", omit_defaults=True):
-    logo_url: str | UnsetType = UNSET
-    dark_logo_url: str | UnsetType = UNSET
-    favicon: str | UnsetType = UNSET
+    logo_url: Url | UnsetType = UNSET
+    dark_logo_url: Url | UnsetType = UNSET
+    favicon: Url | UnsetType = UNSET
 
 
 class LanguageInfoBody(msgspec.Struct, rename="camel"):
@@ -110,8 +113,8 @@ class SignInExperiencePatch(msgspec.Struct, rename="camel", omit_defaults=True):
     color: ColorBody | UnsetType = UNSET
     branding: BrandingBody | UnsetType = UNSET
     language_info: LanguageInfoBody | UnsetType = UNSET
-    terms_of_use_url: Annotated[str, Meta(max_length=2048)] | None | UnsetType = UNSET
-    privacy_policy_url: Annotated[str, Meta(max_length=2048)] | None | UnsetType = UNSET
+    terms_of_use_url: Url | None | UnsetType = UNSET
+    privacy_policy_url: Url | None | UnsetType = UNSET
     sign_in: SignInBody | UnsetType = UNSET
     sign_up: SignUpBody | UnsetType = UNSET
     social_sign_in_connector_targets: list[str] | UnsetType = UNSET
@@ -121,7 +124,15 @@ class SignInExperiencePatch(msgspec.Struct, rename="camel", omit_defaults=True):
 
 
 def is_url(value: str) -> bool:
-    return bool(URL.match(value))
+    """An absolute http(s) URL with a host. These URLs end up in `href` and `src` on the
+    sign-in pages, where any other scheme (`javascript:`, `data:`) could run or fake content."""
+    if len(value) > URL_MAX_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def check_patch_shape(patch: SignInExperiencePatch) -> None:

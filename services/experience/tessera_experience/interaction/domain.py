@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from tessera_events.contracts.identity import UserInfo
+from tessera_experience.config.domain import is_url
 from tessera_kit.errors import RequestError
 
 Payload = dict[str, Any]
@@ -25,6 +26,35 @@ def mask_passwords(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: MASK if k == "password" else mask_passwords(v) for k, v in value.items()}
     return value
+
+
+# ------------------------------------------------------------------ new passwords
+
+
+def stored_password(hashed: Any, compared_with: str | None) -> dict[str, Any]:
+    """What an interaction keeps of a new password: identity's hash (PasswordHash), and whether
+    it was the current password of the account it was compared with. Never the clear text."""
+    return {"digest": hashed.digest, "algorithm": hashed.algorithm, "comparedWith": compared_with,
+            "sameAsCurrent": hashed.same_as_current}
+
+
+def password_fields(stored: dict[str, Any]) -> dict[str, str]:
+    """The CreateUserRequest / UpdateUserRequest fields that set a stored new password."""
+    return {"password_digest": stored["digest"], "password_algorithm": stored["algorithm"]}
+
+
+def is_same_password(stored: dict[str, Any], account_id: str) -> bool:
+    """Whether the new password is `account_id`'s current one, as far as it was checked (a
+    password given before the account was known could not be compared)."""
+    return stored.get("comparedWith") == account_id and bool(stored.get("sameAsCurrent"))
+
+
+def drop_unsafe_avatar(fields: dict[str, Any]) -> None:
+    """A social account's avatar is kept only as an http(s) URL (identity refuses others: an
+    avatar is shown as an image or link); any other is left out rather than failing the sign-in."""
+    avatar = fields.get("avatar")
+    if isinstance(avatar, str) and not is_url(avatar):
+        del fields["avatar"]
 
 
 # ------------------------------------------------------------------ §4.3 sign-in experience

@@ -11,21 +11,48 @@ import re
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from tessera_kit.errors import ValidationIssue, invalid_input
-from tessera_kit.regexes import EMAIL, PASSWORD, PASSWORD_MIN_LENGTH, PHONE, USERNAME  # noqa: F401
+from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
+from tessera_kit.regexes import (  # noqa: F401
+    CODE_MAX_LENGTH,
+    EMAIL,
+    IDENTIFIER_MAX_LENGTH,
+    PASSWORD,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    PHONE,
+    USERNAME,
+    matches,
+)
 
 EVENTS = ("SignIn", "Register", "ForgotPassword")
+URL_MAX_LENGTH = 2048
+# Every string the API reads, capped before anything (a regex above all) looks at it.
+MAX_LENGTH = {
+    "username": IDENTIFIER_MAX_LENGTH, "email": IDENTIFIER_MAX_LENGTH, "phone": IDENTIFIER_MAX_LENGTH,
+    "password": PASSWORD_MAX_LENGTH, "verificationCode": CODE_MAX_LENGTH, "connectorId": IDENTIFIER_MAX_LENGTH,
+    "state": URL_MAX_LENGTH, "redirectUri": URL_MAX_LENGTH,
+}
 
 
 Payload = dict[str, Any]
 
 
+def media_type_of(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def read_body(raw: bytes, content_type: str | None) -> Any:
-    """koa-body: JSON or urlencoded; a missing or unreadable body counts as `{}`."""
+    """koa-body: JSON or urlencoded; a missing or unreadable body counts as `{}`. JSON must
+    say so (`application/json`): JSON sent as `text/plain` is what a cross-site form can post
+    without asking, so any other type is 415."""
     if not raw:
         return {}
-    if content_type and "application/x-www-form-urlencoded" in content_type:
+    media_type = media_type_of(content_type)
+    if media_type == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    is_json = media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+    if not is_json:
+        raise RequestError("guard.mime_type_not_allowed", 415)
     try:
         return json.loads(raw)
     except ValueError:
@@ -62,12 +89,21 @@ def parse_event(body: Any, path: str = "event") -> str:
     return value
 
 
+def check_lengths(value: Mapping[str, Any], path: str = "") -> None:
+    """400 `too_big` for any known field longer than its cap, before any shape or regex."""
+    issues = [ValidationIssue(_join(path, name), "too_big", f"String must contain at most {limit} character(s)")
+              for name, limit in MAX_LENGTH.items()
+              if isinstance(value.get(name), str) and len(value[name]) > limit]
+    if issues:
+        raise invalid_input("body", issues)
+
+
 def _string(value: Any, min_length: int = 1) -> bool:
     return isinstance(value, str) and len(value) >= min_length
 
 
 def _matches(value: Any, pattern: re.Pattern[str]) -> bool:
-    return isinstance(value, str) and pattern.fullmatch(value) is not None
+    return matches(pattern, value)
 
 
 # Logto's identifier payload guards, in the order its union tries them; the first that
@@ -93,7 +129,8 @@ def _identifier_shapes(v: Mapping[str, Any]) -> Payload | None:
 
 
 def parse_identifier(value: Any, path: str = "") -> Payload:
-    shape = _identifier_shapes(_object(value, path))
+    check_lengths(_object(value, path), path)
+    shape = _identifier_shapes(value)
     if shape is None:
         raise _fail(path, "invalid_union", "Invalid input")
     return shape
@@ -106,6 +143,7 @@ PROFILE_RULES: dict[str, re.Pattern[str] | None] = {
 
 def parse_profile(value: Any, path: str = "") -> Payload:
     profile = _object(value, path)
+    check_lengths(profile, path)
     parsed: Payload = {}
     issues: list[ValidationIssue] = []
     for name, pattern in PROFILE_RULES.items():
@@ -115,7 +153,7 @@ def parse_profile(value: Any, path: str = "") -> Payload:
         if not isinstance(item, str):
             issues.append(ValidationIssue(_join(path, name), "invalid_type",
                                           f"Expected string, received {_kind(item)}"))
-        elif pattern is not None and not pattern.fullmatch(item):
+        elif pattern is not None and not matches(pattern, item):
             issues.append(ValidationIssue(_join(path, name), "invalid_string", "Invalid"))
         else:
             parsed[name] = item
@@ -138,6 +176,7 @@ def parse_put_interaction(body: Any) -> tuple[str, Payload | None, Payload | Non
 def parse_code_request(body: Any) -> Payload:
     """`{email}` or `{phone}` (POST verification/verification-code)."""
     v = _object(body, "")
+    check_lengths(v)
     if _matches(v.get("email"), EMAIL):
         return {"email": v["email"]}
     if _matches(v.get("phone"), PHONE):
@@ -154,6 +193,7 @@ def parse_social_authorization(body: Any) -> Payload:
               for name in ("connectorId", "state", "redirectUri") if not isinstance(v.get(name), str)]
     if issues:
         raise invalid_input("body", issues)
+    check_lengths(v)
     redirect_uri = v["redirectUri"]
     if redirect_uri:
         parts = urlsplit(redirect_uri)

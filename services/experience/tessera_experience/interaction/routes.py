@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete, patch, post, put
+from litestar import Request, Response, Router, delete, patch, post, put
 
 from tessera_experience.interaction.guards import read_body
 from tessera_experience.interaction.logs import Caller
 from tessera_experience.interaction.service import InteractionService
 from tessera_kit.app import Ctx
+from tessera_kit.csrf import same_origin
 
 INTERACTION_COOKIE = "_interaction"
 TAGS = ["Interaction"]
+# Interaction bodies are a few identifiers and a password; a larger one is refused (413)
+# before it is read, let alone parsed.
+BODY_MAX_BYTES = 16 * 1024
 
 
 def caller_of(request: Request) -> Caller:
@@ -87,7 +91,7 @@ async def social_authorization_uri(request: Request, ctx: Ctx) -> dict[str, str]
     return {"redirectTo": redirect}
 
 
-route_handlers = [
+route_handlers = [Router("/", route_handlers=[
     put_interaction, delete_interaction, put_event, patch_identifiers, put_profile, patch_profile, delete_profile,
     submit, consent, send_verification_code, social_authorization_uri,
-]
+], request_max_body_size=BODY_MAX_BYTES, guards=[same_origin])]

@@ -29,11 +29,13 @@ from tessera_events.contracts.identity import (
     APPLICATION_CLIENT,
     CREATE_USER,
     FIND_USER,
+    HASH_PASSWORD,
     UPDATE_USER,
     VERIFY_PASSWORD,
     ApplicationRequest,
     CreateUserRequest,
     FindUserRequest,
+    HashPasswordRequest,
     Identity,
     UpdateUserRequest,
     UserInfo,
@@ -173,9 +175,8 @@ class InteractionService:
                 storage["identifiers"] = [verified]
                 update["verifiedIdentifier"] = verified
             if profile is not None:
-                storage["profile"] = profile
                 update["profile"] = profile
-            await store.purge_expired(self.ctx.pool)
+                storage["profile"] = await self._hashed(details.uid, event, storage, profile)
             await self._save(details, storage, steps)
 
         await self._logged(steps, run)
@@ -250,7 +251,8 @@ class InteractionService:
                 entry["method"] = "PATCH"
             if event != FORGOT_PASSWORD:
                 domain.verify_profile_settings(profile, await load_sign_in_experience(self.ctx))
-            storage["profile"] = {**(storage.get("profile") or {}), **profile} if merge else profile
+            hashed = await self._hashed(details.uid, event, storage, profile)
+            storage["profile"] = {**(storage.get("profile") or {}), **hashed} if merge else hashed
             entry["interactionStorage"] = storage
             await self._save(details, storage, steps)
 
@@ -268,6 +270,36 @@ class InteractionService:
             await self._save(details, storage, steps)
 
         await self._logged(steps, run)
+
+    # ------------------------------------------------------------------ new passwords, never in clear
+
+    async def _hashed(self, uid: str, event: str, storage: dict[str, Any], profile: Payload) -> Payload:
+        """The profile with its new password replaced by identity's hash of it: the clear text
+        lives only for this request. A reset's password is compared with the account's current
+        one now, while it is at hand (Logto's `user.same_password`, answered at submit)."""
+        if "password" not in profile:
+            return profile
+        account_id = await self._reset_account(uid, storage) if event == FORGOT_PASSWORD else None
+        hashed = await self.ctx.call(HASH_PASSWORD, HashPasswordRequest(
+            password=profile["password"], compare_with_user_id=account_id, tenant_id=self.tenant))
+        return {**profile, "password": domain.stored_password(hashed, account_id)}
+
+    async def _reset_account(self, uid: str, storage: dict[str, Any]) -> str | None:
+        """The account a ForgotPassword interaction is about, as far as it is known yet: its
+        verified email or phone, else where its latest code went."""
+        for identifier in reversed(storage.get("identifiers") or []):
+            if identifier["key"] == "accountId":
+                return identifier["value"]
+            if identifier["key"] in ("emailVerified", "phoneVerified"):
+                kind = "email" if identifier["key"] == "emailVerified" else "phone"
+                user = await self._find_user(by=kind, value=identifier["value"])
+                return user.id if user else None
+        target = await store.latest_code_target(self.ctx.pool, self.tenant, uid, FORGOT_PASSWORD)
+        if target is None:
+            return None
+        kind, value = target
+        user = await self._find_user(by=kind, value=value)
+        return user.id if user else None
 
     # ------------------------------------------------------------------ identifier verification (§4.4)
 
@@ -459,7 +491,7 @@ class InteractionService:
             else:
                 assert user is not None
                 user = await self.ctx.call(UPDATE_USER, UpdateUserRequest(
-                    user_id=user.id, password=profile["password"], tenant_id=self.tenant,
+                    user_id=user.id, tenant_id=self.tenant, **domain.password_fields(profile["password"]),
                 ))
             if event != FORGOT_PASSWORD:
                 redirect = (await self.ctx.call(FINISH_LOGIN, FinishLogin(
@@ -525,15 +557,8 @@ class InteractionService:
             assert user is not None
             if "password" not in profile:
                 raise RequestError("user.new_password_required_in_profile", 422)
-            try:
-                await self.ctx.call(VERIFY_PASSWORD, VerifyPasswordRequest(
-                    by="id", value=user.id, password=profile["password"], count_failures=False,
-                    reject_suspended=False, tenant_id=self.tenant,
-                ))
-            except RequestError as error:
-                if error.code != "session.invalid_credentials":
-                    raise
-            else:
+            # Checked by identity when the password was hashed, against the account known then.
+            if domain.is_same_password(profile["password"], user.id):
                 raise RequestError("user.same_password", 422)
             return
         domain.verify_profile_backing(identifiers, profile)
@@ -604,10 +629,12 @@ class InteractionService:
                                    ("phone", "primary_phone")):
                 if isinstance(info.get(source), str) and info[source]:
                     fields[target] = info[source]
-        for source, target in (("username", "username"), ("email", "primary_email"), ("phone", "primary_phone"),
-                               ("password", "password")):
+        for source, target in (("username", "username"), ("email", "primary_email"), ("phone", "primary_phone")):
             if source in profile:
                 fields[target] = profile[source]
+        if "password" in profile:
+            fields.update(domain.password_fields(profile["password"]))
+        domain.drop_unsafe_avatar(fields)
         return await self.ctx.call(CREATE_USER, CreateUserRequest(
             last_sign_in_at=now_ms(), tenant_id=self.tenant, idempotency_key=idempotency_key, **fields,
         ))
@@ -620,16 +647,18 @@ class InteractionService:
             fields["identities"] = identities
             if sync_profile:
                 fields.update({k: info[k] for k in ("name", "avatar") if isinstance(info.get(k), str)})
-        for source, target in (("username", "username"), ("email", "primary_email"), ("phone", "primary_phone"),
-                               ("password", "password")):
+        for source, target in (("username", "username"), ("email", "primary_email"), ("phone", "primary_phone")):
             if source in profile:
                 fields[target] = profile[source]
+        if "password" in profile:
+            fields.update(domain.password_fields(profile["password"]))
         auth = domain.auth_identifiers(identifiers, profile)
         if auth and auth[-1]["key"] == "social":
             connector = await self._social_connector(auth[-1]["connectorId"])
             if connector.sync_profile:
                 info = auth[-1]["userInfo"]
                 fields.update({k: info[k] for k in ("name", "avatar") if isinstance(info.get(k), str)})
+        domain.drop_unsafe_avatar(fields)
         return await self.ctx.call(UPDATE_USER, UpdateUserRequest(
             user_id=user.id, last_sign_in_at=now_ms(), tenant_id=self.tenant, **fields,
         ))

@@ -58,7 +58,7 @@ async def delete(conn: Executor, tenant_id: str, uid: str) -> None:
 
 
 async def purge_expired(conn: Executor) -> None:
-    """Interactions outlive identity's by nothing: their rows (and clear passwords) go."""
+    """Interactions outlive identity's by nothing: their rows go (see `purge.py`)."""
     await conn.execute("DELETE FROM interactions WHERE expires_at < now()")
     await conn.execute("DELETE FROM verification_codes WHERE created_at < now() - $1::interval", CODE_TTL * 2)
 
@@ -96,6 +96,18 @@ async def latest_code(conn: asyncpg.Connection, tenant_id: str, uid: str, type_:
         tenant_id, uid, type_, CODE_TTL,
     )
     return dict(row) if row else None
+
+
+async def latest_code_target(conn: Executor, tenant_id: str, uid: str, type_: str) -> tuple[str, str] | None:
+    """("email" | "phone", address) the latest unconsumed code of (interaction, type) went to."""
+    row = await conn.fetchrow(
+        "SELECT email, phone FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2 AND type = $3"
+        " AND NOT consumed ORDER BY created_at DESC LIMIT 1",
+        tenant_id, uid, type_,
+    )
+    if row is None:
+        return None
+    return ("email", row["email"]) if row["email"] else ("phone", row["phone"])
 
 
 async def count_failed_try(conn: asyncpg.Connection, tenant_id: str, code_id: str) -> None:

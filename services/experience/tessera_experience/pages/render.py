@@ -7,7 +7,7 @@ to their field, announced through a `role="alert"` summary that links to each fi
 
 from __future__ import annotations
 
-import re
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,19 +16,33 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
 
 from tessera_experience import phrases
+from tessera_experience.config.domain import is_url
 from tessera_experience.config.routes import candidate_languages, load_sign_in_experience, resolve_phrases
 from tessera_experience.interaction.guards import PASSWORD_MIN_LENGTH
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError
 
 TEMPLATES = Path(__file__).parent / "templates"
+STYLESHEET_PATH = "/sign-in/experience.css"
 _environment = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_STYLE_END = re.compile(r"</\s*style", re.IGNORECASE)
+# Every page: scripts, styles and frames only from here (no inline script or style at all:
+# the sign-in experience's CSS is a stylesheet of its own), never inside another site's frame.
+# No `form-action`: a sign-in ends in redirects to the application, which browsers check too.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src * data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
 
 # Which form field an API error belongs next to; the others go to the top of the form.
 FIELD_OF_ERROR = {
@@ -57,6 +71,22 @@ FIELD_OF_ISSUE = {
     "password": ("password", "error.invalid_password"),
     "verificationCode": ("code", "error.invalid_passcode"),
 }
+
+
+def stylesheet_of(sie: Mapping[str, Any]) -> str:
+    """The colours (validated hex values), dark mode and the custom CSS: a stylesheet served
+    on its own (`text/css`), so no text in it can end an element or start a script."""
+    color = sie["color"]
+    css = [f":root {{ --primary: {color['primaryColor']}; }}"]
+    if color["isDarkModeEnabled"]:
+        css.append(
+            "@media (prefers-color-scheme: dark) { :root { color-scheme: dark; "
+            f"--primary: {color['darkPrimaryColor']}; --background: #1a1a1e; --surface: #25252b; "
+            "--text: #f2f2f5; --muted: #b4b4bd; --border: #4a4a55; } }"
+        )
+    if sie.get("customCss"):
+        css.append(sie["customCss"])
+    return "\n".join(css)
 
 
 @dataclass
@@ -112,33 +142,29 @@ class Page:
 
     @property
     def style(self) -> str:
-        """The colours (validated hex values), dark mode and the custom CSS."""
-        color = self.sie["color"]
-        css = [f":root {{ --primary: {color['primaryColor']}; }}"]
-        if color["isDarkModeEnabled"]:
-            css.append(
-                "@media (prefers-color-scheme: dark) { :root { color-scheme: dark; "
-                f"--primary: {color['darkPrimaryColor']}; --background: #1a1a1e; --surface: #25252b; "
-                "--text: #f2f2f5; --muted: #b4b4bd; --border: #4a4a55; } }"
-            )
-        if self.sie.get("customCss"):
-            css.append(_STYLE_END.sub("", self.sie["customCss"]))
-        return "\n".join(css)
+        return stylesheet_of(self.sie)
+
+    @property
+    def stylesheet_url(self) -> str:
+        """The sign-in experience's stylesheet, versioned by its content so a change shows at once."""
+        version = hashlib.sha256(self.style.encode()).hexdigest()[:16]
+        return f"{STYLESHEET_PATH}?v={version}"
 
     @property
     def terms(self) -> list[tuple[str, str]]:
         """(label, URL) of the terms of use and the privacy policy, where set."""
         links = []
-        if self.sie.get("termsOfUseUrl"):
+        # Only http(s): a link stored before that rule held must not become a `javascript:` href.
+        if self.sie.get("termsOfUseUrl") and is_url(self.sie["termsOfUseUrl"]):
             links.append((self.t("description.terms_of_use"), self.sie["termsOfUseUrl"]))
-        if self.sie.get("privacyPolicyUrl"):
+        if self.sie.get("privacyPolicyUrl") and is_url(self.sie["privacyPolicyUrl"]):
             links.append((self.t("description.privacy_policy"), self.sie["privacyPolicyUrl"]))
         return links
 
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         html = _environment.get_template(template).render(page=self, t=self.t, sie=self.sie, **values)
         return Response(html, status_code=status, media_type="text/html; charset=utf-8",
-                        headers={"cache-control": "no-store", "content-language": self.language})
+                        headers={**PAGE_HEADERS, "cache-control": "no-store", "content-language": self.language})
 
 
 async def page_for(ctx: ServiceContext, request: Request, params: Mapping[str, str] | None = None) -> Page:

@@ -21,16 +21,19 @@ from litestar.params import FromPath
 from litestar.static_files import create_static_files_router
 
 from tessera_events.contracts.oidc import InteractionDetails
-from tessera_experience.config.routes import public_sign_in_experience
-from tessera_experience.interaction.guards import EMAIL, PASSWORD, PHONE, read_body
+from tessera_experience.config.routes import load_sign_in_experience, public_sign_in_experience
+from tessera_experience.interaction.guards import EMAIL, PASSWORD, PHONE, matches, read_body
 from tessera_experience.interaction.routes import caller_of
 from tessera_experience.interaction.service import InteractionService
-from tessera_experience.pages.render import FormErrors, Page, page_for
+from tessera_experience.pages.render import STYLESHEET_PATH, FormErrors, Page, page_for, stylesheet_of
 from tessera_kit.app import Ctx, ServiceContext
+from tessera_kit.csrf import same_origin
 from tessera_kit.errors import RequestError
 from tessera_kit.http import public_origin
 
 UNKNOWN_SESSION = "/unknown-session"
+# A page's form is a few short fields; anything larger is refused (413) unread.
+FORM_MAX_BYTES = 16 * 1024
 SOCIAL_STATE_COOKIE = "_tessera_social_state"
 INPUT_LABELS = {"username": "input.username", "email": "input.email", "phone": "input.phone_number"}
 
@@ -100,7 +103,7 @@ def check_new_password(page: Page, form: dict[str, str], errors: FormErrors) -> 
     password = form.get("password", "")
     if not password:
         errors.add("password", page.t("error.password_required"))
-    elif not PASSWORD.fullmatch(password):
+    elif not matches(PASSWORD, password):
         errors.add("password", page.t("error.invalid_password", min=8))
     elif password != form.get("confirm_password", ""):
         errors.add("confirm_password", page.t("error.passwords_do_not_match"))
@@ -270,7 +273,7 @@ async def sign_in_send_code(request: Request, ctx: Ctx) -> Response:
     errors = FormErrors()
     if not with_code:
         errors.add("", page.error_sentence(RequestError("user.sign_in_method_not_enabled", 422)))
-    elif not (EMAIL.fullmatch(target) if kind_of(target, with_code) == "email" else PHONE.fullmatch(target)):
+    elif not matches(EMAIL if kind_of(target, with_code) == "email" else PHONE, target):
         errors.add("code_identifier", page.t("error.general_invalid", types=label_for(page, with_code)))
     check_terms(page, form, errors)
     if errors:
@@ -426,7 +429,7 @@ async def forgot_password(request: Request, ctx: Ctx) -> Response:
     target = form.get("identifier", "")
     kind = "email" if "@" in target else "phone"
     errors = FormErrors()
-    if not (EMAIL.fullmatch(target) or PHONE.fullmatch(target)):
+    if not (matches(EMAIL, target) or matches(PHONE, target)):
         errors.add("identifier", page.t("error.invalid_email" if kind == "email" else "error.invalid_phone"))
     if errors:
         return await render_forgot_password(ctx, page, errors=errors, identifier=target, status=400)
@@ -554,6 +557,15 @@ async def consent(request: Request, ctx: Ctx) -> Response:
                            message=page.error_sentence(error))
 
 
+@get(STYLESHEET_PATH, include_in_schema=False)
+async def stylesheet(ctx: Ctx) -> Response:
+    """The sign-in experience's colours and custom CSS as a stylesheet of its own: CSS, however
+    written, cannot close an element or run a script from here."""
+    css = stylesheet_of(await load_sign_in_experience(ctx))
+    return Response(css, media_type="text/css",
+                    headers={"cache-control": "no-cache", "x-content-type-options": "nosniff"})
+
+
 @get(UNKNOWN_SESSION, include_in_schema=False)
 async def unknown_session(request: Request, ctx: Ctx) -> Response:
     page = await page_for(ctx, request)
@@ -569,7 +581,8 @@ route_handlers = [
     Router("/", route_handlers=[
         sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_send_code, sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
-        social_sign_in, social_callback, consent_page, consent, unknown_session,
-    ], exception_handlers={NoLiveInteraction: _to_unknown_session}),
+        social_sign_in, social_callback, consent_page, consent, unknown_session, stylesheet,
+    ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES,
+       guards=[same_origin]),
     static_files,
 ]

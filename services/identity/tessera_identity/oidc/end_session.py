@@ -1,8 +1,13 @@
 """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), as oidc-provider shows it:
-`GET|POST /oidc/session/end` checks the request and answers a page that confirms itself (a
-form auto-submitted to `/oidc/session/end/confirm`, carrying a signed, short-lived token so a
-third party cannot log a user out with a bare link); the confirmation ends the session and
-redirects to the `post_logout_redirect_uri` (with `state`) or to `/oidc/session/end/success`.
+`GET|POST /oidc/session/end` checks the request and answers a page with a form to
+`/oidc/session/end/confirm`, carrying a signed, short-lived token bound to the session; the
+confirmation ends the session and redirects to the `post_logout_redirect_uri` (with `state`)
+or to `/oidc/session/end/success`.
+
+§2: the user must be asked unless an `id_token_hint` shows the request comes from an
+application of the signed-in user's session. So the form submits itself only then (or when
+there is no session to end); otherwise it asks, and only the user's "Sign out" ends the
+session: a bare link or a cross-site page cannot log anyone out.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from joserfc.errors import JoseError
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 
+from tessera_identity.oidc import store
 from tessera_identity.oidc.authorize import SESSION_COOKIE, cookie, end_session_rows
 from tessera_identity.oidc.errors import OAuthError, invalid_request
 from tessera_identity.oidc.params import Params
@@ -28,6 +34,7 @@ CONFIRM_WITHIN_SECONDS = 600
 
 async def end_session(provider: Provider, params: Params, request: Request) -> Response:
     hint = params.get("id_token_hint")
+    hinted_user: str | None = None
     client_id = params.get("client_id")
     redirect_uri = params.get("post_logout_redirect_uri")
     state = params.get("state")
@@ -44,6 +51,7 @@ async def end_session(provider: Provider, params: Params, request: Request) -> R
         if client_id is not None and client_id != hinted:
             raise invalid_request("client_id does not match the id_token_hint")
         client_id = hinted
+        hinted_user = claims.get("sub")
     if redirect_uri is not None:
         if client_id is None:
             raise invalid_request("post_logout_redirect_uri requires client_id or id_token_hint")
@@ -59,15 +67,29 @@ async def end_session(provider: Provider, params: Params, request: Request) -> R
     encoded = base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode().rstrip("=")
     xsrf = provider.cookies.sign(LOGOUT_TOKEN, encoded)
     action = f"{provider.issuer}/session/end/confirm"
-    page = (
-        "<!DOCTYPE html><html><head><title>Signing out</title></head>"
-        '<body onload="document.forms[0].submit()">'
-        f'<form method="post" action="{html.escape(action)}">'
-        f'<input type="hidden" name="xsrf" value="{html.escape(xsrf)}"/>'
-        '<input type="hidden" name="logout" value="yes"/>'
-        '<noscript><button type="submit">Sign out</button></noscript></form></body></html>'
-    )
-    return Response(page, status_code=200, media_type="text/html", headers={"cache-control": "no-store"})
+    session = await store.find_session(provider.pool, provider.tenant_id, session_id) if session_id else None
+    if session is None or (hinted_user is not None and hinted_user == session["account_id"]):
+        page = (
+            "<!DOCTYPE html><html><head><title>Signing out</title></head>"
+            '<body onload="document.forms[0].submit()">'
+            f'<form method="post" action="{html.escape(action)}">'
+            f'<input type="hidden" name="xsrf" value="{html.escape(xsrf)}"/>'
+            '<input type="hidden" name="logout" value="yes"/>'
+            '<noscript><button type="submit">Sign out</button></noscript></form></body></html>'
+        )
+    else:
+        page = (
+            '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Sign out</title></head><body>'
+            f'<form method="post" action="{html.escape(action)}">'
+            "<h1>Do you want to sign out?</h1>"
+            f'<input type="hidden" name="xsrf" value="{html.escape(xsrf)}"/>'
+            '<button type="submit" name="logout" value="yes" autofocus>Sign out</button> '
+            '<button type="submit">Stay signed in</button></form></body></html>'
+        )
+    # Never inside another site's frame, where the question could be clicked for the user.
+    headers = {"cache-control": "no-store", "content-security-policy": "frame-ancestors 'none'",
+               "x-frame-options": "DENY"}
+    return Response(page, status_code=200, media_type="text/html", headers=headers)
 
 
 async def confirm(provider: Provider, params: Params, request: Request) -> Response:

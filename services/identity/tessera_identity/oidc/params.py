@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from tessera_identity.oidc.errors import OAuthError, invalid_request
 
@@ -77,7 +78,10 @@ async def read_params(request: Request, *, query_too: bool = False) -> Params:
     if request.method in ("GET", "HEAD") or query_too:
         items.extend(request.query_params.multi_items())
     if request.method == "POST":
-        body = await request.body()
+        try:
+            body = await request.body()
+        except RequestEntityTooLarge:  # over the route's cap: refused unread
+            raise OAuthError("invalid_request", "request body too large", status=413) from None
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
             items.extend(_from_json(body))

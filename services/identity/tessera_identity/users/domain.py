@@ -6,7 +6,8 @@ from typing import Any, Mapping
 
 from tessera_events.contracts.identity import Identity, UserInfo
 from tessera_events.identity import UserSnapshot
-from tessera_identity.validation import ABSENT, EMAIL, PASSWORD, PHONE, USERNAME, Guard
+from tessera_identity.validation import ABSENT, EMAIL, PASSWORD, PHONE, USERNAME, Guard, is_web_url
+from tessera_kit.regexes import PASSWORD_MAX_LENGTH
 
 # Column widths of the users table: longer values are a 400, not a database error.
 IDENTIFIER_MAX = 128
@@ -86,7 +87,7 @@ def guard_create(body: dict[str, Any]) -> dict[str, Any]:
         "primary_phone": g.string("primaryPhone", pattern=PHONE, max_length=IDENTIFIER_MAX),
         "primary_email": g.string("primaryEmail", pattern=EMAIL, max_length=IDENTIFIER_MAX),
         "username": g.string("username", pattern=USERNAME, max_length=IDENTIFIER_MAX),
-        "password": g.string("password", pattern=PASSWORD),
+        "password": g.string("password", pattern=PASSWORD, max_length=PASSWORD_MAX_LENGTH),
         "name": g.string("name", max_length=NAME_MAX),
     }
     g.done()
@@ -94,9 +95,15 @@ def guard_create(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _profile_string(g: Guard, key: str, max_length: int, **rule: Any) -> Any:
-    value = g.string(key, nullable=True, or_empty=True, **rule)
-    if isinstance(value, str) and len(value) > max_length:
+    # The length first: an over-long value is `too_big` and never reaches the pattern.
+    raw = g.data.get(key)
+    if isinstance(raw, str) and len(raw) > max_length:
         g.issue(key, "too_big", f"String must contain at most {max_length} character(s)")
+        return ABSENT
+    web_url = rule.pop("web_url", False)
+    value = g.string(key, nullable=True, or_empty=True, **rule)
+    if web_url and isinstance(value, str) and value and not is_web_url(value):
+        g.issue(key, "invalid_string", "Invalid url")  # http(s) only: it is shown as a link or image
         return ABSENT
     return value
 
@@ -110,7 +117,7 @@ def guard_update(body: dict[str, Any]) -> dict[str, Any]:
         "primary_email": _profile_string(g, "primaryEmail", IDENTIFIER_MAX, pattern=EMAIL),
         "primary_phone": _profile_string(g, "primaryPhone", IDENTIFIER_MAX, pattern=PHONE),
         "name": _profile_string(g, "name", NAME_MAX),
-        "avatar": _profile_string(g, "avatar", AVATAR_MAX, url=True),
+        "avatar": _profile_string(g, "avatar", AVATAR_MAX, url=True, web_url=True),
         "custom_data": g.object("customData"),
     }
     g.done()
@@ -127,7 +134,7 @@ def guard_custom_data(body: dict[str, Any]) -> dict[str, Any]:
 def guard_new_password(body: dict[str, Any]) -> str:
     """A new password must match Logto's password rule (not a password being checked)."""
     g = Guard(body)
-    password = g.string("password", required=True, pattern=PASSWORD)
+    password = g.string("password", required=True, pattern=PASSWORD, max_length=PASSWORD_MAX_LENGTH)
     g.done()
     return password
 

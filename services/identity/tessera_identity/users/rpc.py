@@ -9,10 +9,13 @@ import msgspec
 from tessera_events.contracts.identity import (
     CREATE_USER,
     FIND_USER,
+    HASH_PASSWORD,
     UPDATE_USER,
     VERIFY_PASSWORD,
     CreateUserRequest,
     FindUserRequest,
+    HashPasswordRequest,
+    PasswordHash,
     UpdateUserRequest,
     UserInfo,
     VerifyPasswordRequest,
@@ -20,9 +23,10 @@ from tessera_events.contracts.identity import (
 from tessera_identity import passwords
 from tessera_identity.users import lockout, service, store
 from tessera_identity.users.domain import AVATAR_MAX, IDENTIFIER_MAX, NAME_MAX, identities_json, user_info
-from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_url
+from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_web_url
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
+from tessera_kit.regexes import matches
 from tessera_kit.rpc import RpcHandler
 
 _RULES = {
@@ -44,11 +48,11 @@ def _check_fields(values: dict[str, Any], password: str | None) -> None:
             continue
         if len(value) > max_length:
             issues.append(ValidationIssue(field, "too_big", f"String must contain at most {max_length} character(s)"))
-        elif pattern is not None and not pattern.fullmatch(value):
+        elif pattern is not None and not matches(pattern, value, max_length):
             issues.append(ValidationIssue(field, "invalid_string", "Invalid"))
-        elif field == "avatar" and not is_url(value):
+        elif field == "avatar" and not is_web_url(value):
             issues.append(ValidationIssue(field, "invalid_string", "Invalid url"))
-    if password is not None and not PASSWORD.fullmatch(password):
+    if password is not None and not matches(PASSWORD, password):
         issues.append(ValidationIssue("password", "invalid_string", "Invalid"))
     if issues:
         raise invalid_input("body", issues)
@@ -93,6 +97,16 @@ async def verify_password(ctx: ServiceContext, request: VerifyPasswordRequest) -
     return user_info(row)
 
 
+def _imported_digest(digest: str | None, algorithm: str | None) -> tuple[str, str] | None:
+    """(PHC string, method) of a hash given instead of a password, if it is one we verify."""
+    if not digest:
+        return None
+    method = algorithm or passwords.method_of(digest)
+    if method not in passwords.SUPPORTED_METHODS or passwords.method_of(digest) != method:
+        raise RequestError("password.unsupported_encryption_method", 400, name=str(method))
+    return digest, method
+
+
 async def create_user(ctx: ServiceContext, request: CreateUserRequest) -> UserInfo:
     _same_tenant(ctx, request.tenant_id)
     values: dict[str, Any] = {
@@ -103,12 +117,7 @@ async def create_user(ctx: ServiceContext, request: CreateUserRequest) -> UserIn
         "last_sign_in_at": store.from_ms(request.last_sign_in_at),
     }
     _check_fields(values, request.password)
-    digest = None
-    if request.password_digest:
-        method = request.password_algorithm or passwords.method_of(request.password_digest)
-        if method not in passwords.SUPPORTED_METHODS or passwords.method_of(request.password_digest) != method:
-            raise RequestError("password.unsupported_encryption_method", 400, name=str(method))
-        digest = (request.password_digest, method)
+    digest = _imported_digest(request.password_digest, request.password_algorithm)
     row = await service.create_user(ctx, {k: v for k, v in values.items() if v is not None},
                                     password=request.password, password_digest=digest,
                                     idempotency_key=request.idempotency_key)
@@ -129,13 +138,30 @@ async def update_user(ctx: ServiceContext, request: UpdateUserRequest) -> UserIn
         values["last_sign_in_at"] = store.from_ms(request.last_sign_in_at)
     password = None if request.password is msgspec.UNSET else request.password
     _check_fields(values, password)
-    row = await service.update_user(ctx, request.user_id, values, password=password,
+    digest = None if request.password_digest is msgspec.UNSET else _imported_digest(
+        request.password_digest, None if request.password_algorithm is msgspec.UNSET else request.password_algorithm)
+    row = await service.update_user(ctx, request.user_id, values, password=password, password_digest=digest,
                                     merge_custom_data=True, merge_identities=True)
     return user_info(row)
+
+
+async def hash_password(ctx: ServiceContext, request: HashPasswordRequest) -> PasswordHash:
+    """A new password's hash, so that whoever must hold it until it is used holds no clear text."""
+    _same_tenant(ctx, request.tenant_id)
+    _check_fields({}, request.password)
+    same = False
+    if request.compare_with_user_id:
+        row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, "id", request.compare_with_user_id,
+                                       with_secret=True)
+        same = row is not None and await passwords.verify_password(
+            row["password_encrypted"], row["password_encryption_method"], request.password)
+    return PasswordHash(digest=await passwords.hash_password(request.password), algorithm=passwords.ARGON2ID,
+                        same_as_current=same)
 
 HANDLERS = [
     RpcHandler(FIND_USER, find_user, with_context=True),
     RpcHandler(VERIFY_PASSWORD, verify_password, with_context=True),
     RpcHandler(CREATE_USER, create_user, with_context=True),
     RpcHandler(UPDATE_USER, update_user, with_context=True),
+    RpcHandler(HASH_PASSWORD, hash_password, with_context=True),
 ]

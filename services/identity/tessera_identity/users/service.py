@@ -114,7 +114,7 @@ async def _check_identifiers_free(conn, tenant: str, values: dict[str, Any], use
 
 async def update_user(
     ctx: ServiceContext, user_id: str, values: dict[str, Any], *, password: str | None = None,
-    merge_custom_data: bool = False, merge_identities: bool = False,
+    password_digest: tuple[str, str] | None = None, merge_custom_data: bool = False, merge_identities: bool = False,
 ) -> asyncpg.Record:
     """Change profile columns (and the password, identities) of an existing user, announcing
     what changed: `updated` for profile fields, `password_changed`, `identity_linked`. A new
@@ -124,6 +124,9 @@ async def update_user(
     if password:
         values["password_encrypted"] = await passwords.hash_password(password)
         values["password_encryption_method"] = passwords.ARGON2ID
+    elif password_digest:  # hashed earlier (HASH_PASSWORD), e.g. while an interaction held it
+        values["password_encrypted"], values["password_encryption_method"] = password_digest
+        password = "(hashed)"  # a new password all the same, announced as one
     async with ctx.pool.acquire() as conn, conn.transaction():
         before = await store.find_user_for_update(conn, tenant, user_id)
         if before is None:
