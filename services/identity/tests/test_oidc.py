@@ -9,9 +9,10 @@ import base64
 import hashlib
 import itertools
 import os
+import re
 import secrets
 import warnings
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import msgspec
@@ -470,9 +471,15 @@ async def test_sign_in_pages_cookie_and_register_mode(deployment):
     async with dep.browser() as browser:
         response = await browser.get("/oidc/auth", params=params)
         assert response.status_code == 303 and response.headers["location"] == "/sign-in"
-        set_cookie = [h for h in response.headers.get_list("set-cookie") if h.startswith("_interaction=")][0].lower()
-        assert "path=/" in set_cookie and "httponly" in set_cookie and "samesite=lax" in set_cookie
-        assert "max-age=3600" in set_cookie
+        # koa's signed cookie, as Logto's clients read it: the uid itself, and its signature
+        # in `_interaction.sig` (base64url HMAC-SHA1 of `_interaction=<uid>`, no padding).
+        set_cookies = {h.split("=", 1)[0]: h.lower() for h in response.headers.get_list("set-cookie")}
+        for name in ("_interaction", "_interaction.sig"):
+            assert "path=/" in set_cookies[name] and "httponly" in set_cookies[name]
+            assert "samesite=lax" in set_cookies[name] and "max-age=3600" in set_cookies[name]
+        uid, signature = browser.cookies.get("_interaction"), browser.cookies.get("_interaction.sig")
+        assert "." not in uid and re.fullmatch(r"[A-Za-z0-9_-]{27}", signature)
+        assert dep.provider.cookies.signature("_interaction", uid) == signature
         response = await browser.get("/oidc/auth", params={**params, "interaction_mode": "signUp"})
         assert response.headers["location"] == "/register"
         # POST works as GET (OIDC Core §3.1.2.1).
@@ -482,6 +489,40 @@ async def test_sign_in_pages_cookie_and_register_mode(deployment):
         browser.cookies.set("_interaction", "forged.value", domain="id.test")
         response = await browser.get("/oidc/auth/forged")
         assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+        # Nor can the real uid under another uid's signature.
+        response = await browser.get("/oidc/auth", params=params)
+        first_uid = browser.cookies.get("_interaction")
+        response = await browser.get("/oidc/auth", params=params)
+        second_signature = browser.cookies.get("_interaction.sig")
+        browser.cookies.set("_interaction", first_uid, domain="id.test")
+        browser.cookies.set("_interaction.sig", second_signature, domain="id.test")
+        response = await browser.get(f"/oidc/auth/{first_uid}")
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+async def test_the_session_cookie_is_a_koa_signed_pair(deployment):
+    """`_session=<id>` and `_session.sig=<signature>` after sign-in (Logto's test client looks
+    for `_session.sig`); without the right signature there is no session."""
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
+              "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s"}
+    async with dep.browser() as browser:
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id)
+        assert final.status_code == 303 and "code=" in final.headers["location"]
+        session_id, signature = browser.cookies.get("_session"), browser.cookies.get("_session.sig")
+        assert session_id and "." not in session_id
+        assert dep.provider.cookies.signature("_session", session_id) == signature
+        # The signed-in browser gets a code straight away ...
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.status_code == 303 and "code=" in response.headers["location"]
+        # ... but not with the `_interaction` signature of the same value, nor with none.
+        browser.cookies.set("_session.sig", dep.provider.cookies.signature("_interaction", session_id), domain="id.test")
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.headers["location"] == "/sign-in"
+        browser.cookies.delete("_session.sig")
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.headers["location"] == "/sign-in"
 
 
 async def test_form_post_response_mode(deployment):
@@ -549,3 +590,17 @@ async def test_application_scopes_are_reused_but_never_late_to_grant(deployment)
             break
         await asyncio.sleep(0.01)
     assert await token("a b") == "b"
+
+
+def test_cookie_signatures_are_keygrips():
+    """The vector is Node's: crypto.createHmac('sha1', key).update('_session=Zx81d0Cb3k'),
+    base64 made url-safe without padding, as keygrip (koa's cookies) signs."""
+    from tessera_identity.oidc.crypto import CookieSigner
+
+    signer = CookieSigner(b"tessera-cookie-key")
+    assert signer.signature("_session", "Zx81d0Cb3k") == "9JtJzvu3R5m6YrxFppcEcVigjKs"
+    assert signer.verify("_session", "Zx81d0Cb3k", "9JtJzvu3R5m6YrxFppcEcVigjKs") == "Zx81d0Cb3k"
+    assert signer.verify("_interaction", "Zx81d0Cb3k", "9JtJzvu3R5m6YrxFppcEcVigjKs") is None
+    assert signer.verify("_session", "Zx81d0Cb3l", "9JtJzvu3R5m6YrxFppcEcVigjKs") is None
+    assert signer.verify("_session", "Zx81d0Cb3k", "é") is None  # not ASCII: no match, no error
+    assert signer.verify("_session", "Zx81d0Cb3k", None) is None

@@ -129,6 +129,13 @@ def cookie(provider: Provider, name: str, value: str | None, max_age: int, *, ht
     )
 
 
+def signed_cookie(provider: Provider, name: str, value: str | None, max_age: int) -> list[Cookie]:
+    """koa's signed cookie: `<name>=<value>` and `<name>.sig=<signature>` (both cleared when
+    value is None), as oidc-provider sets `_interaction` and `_session` for Logto."""
+    signature = provider.cookies.signature(name, value) if value is not None else None
+    return [cookie(provider, name, value, max_age), cookie(provider, f"{name}.sig", signature, max_age)]
+
+
 # ------------------------------------------------------------------ validation
 
 
@@ -339,7 +346,7 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
         None, status_code=303,
         headers={"location": location, "cache-control": "no-store"},
         cookies=[
-            cookie(provider, INTERACTION_COOKIE, provider.cookies.sign(INTERACTION_COOKIE, uid), INTERACTION_TTL),
+            *signed_cookie(provider, INTERACTION_COOKIE, uid, INTERACTION_TTL),
             # For the sign-in pages (not secret, readable by their script), as Logto sets it.
             cookie(provider, UI_COOKIE, '{"appId":"%s"}' % auth_request.client_id, INTERACTION_TTL, httponly=False),
         ],
@@ -382,7 +389,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
     if client is None or auth_request.redirect_uri not in client.redirect_uris:
         return OAuthError("invalid_client", "client is invalid").response()
     result = row["result"] or {}
-    cookies: list[Cookie] = [cookie(provider, INTERACTION_COOKIE, None, 0)]
+    cookies: list[Cookie] = signed_cookie(provider, INTERACTION_COOKIE, None, 0)
     try:
         if result.get("error"):
             raise OAuthError(result["error"], result.get("error_description") or "")
@@ -392,7 +399,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
         login = result.get("login")
         if login:
             session, is_new_session = await _sign_in(provider, session, login, client.id, uid)
-            cookies.append(cookie(provider, SESSION_COOKIE, provider.cookies.sign(SESSION_COOKIE, session["id"]), SESSION_TTL))
+            cookies.extend(signed_cookie(provider, SESSION_COOKIE, session["id"], SESSION_TTL))
             fulfilled.add("login")
             if is_new_session:
                 grant = None  # nothing was granted to a session that did not exist
@@ -406,7 +413,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
     except OAuthError as error:
         response = error_to_client(provider, target, error)
     for item in cookies:
-        if item.key == INTERACTION_COOKIE and any(c.key == INTERACTION_COOKIE for c in response.cookies):
+        if any(c.key == item.key for c in response.cookies):
             continue  # a new interaction (consent) just set its own
         response.set_cookie(item)
     return response
