@@ -255,6 +255,7 @@ async def test_revocation_of_a_refresh_token_revokes_its_access_tokens(deploymen
         response = await rp.revoke_token(ISSUER + "/token/revocation", token=token["refresh_token"],
                                          token_type_hint="refresh_token")
         assert response.status_code == 200
+        assert response.content == b""  # oidc-provider's empty body, not JSON `null`
         with pytest.raises(AuthlibOAuthError) as error:
             await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
         assert error.value.error == "invalid_grant"
@@ -263,7 +264,7 @@ async def test_revocation_of_a_refresh_token_revokes_its_access_tokens(deploymen
         assert response.headers["www-authenticate"].startswith("Bearer")
         # Unknown tokens are no error (RFC 7009 §2.2).
         response = await rp.revoke_token(ISSUER + "/token/revocation", token="not-a-token")
-        assert response.status_code == 200
+        assert response.status_code == 200 and response.content == b""
 
 
 # ------------------------------------------------------------------ resources and roles
@@ -356,9 +357,20 @@ async def test_client_credentials_with_and_without_a_resource(deployment):
                                                         "scope": "b"}, auth=(m2m["id"], m2m["secret"]))
         assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
         assert response.json()["scope"] == "b"
+        # Nothing granted: oidc-provider leaves `scope` out rather than sending "".
+        response = await http.post("/oidc/token", data={"grant_type": "client_credentials", "resource": api},
+                                   auth=(m2m["id"], m2m["secret"]))
+        assert response.status_code == 200 and "scope" not in response.json(), response.text
+        # Any other body type is oidc-provider's invalid_request, in its words.
+        response = await http.post("/oidc/token", content=b'{"grant_type": "client_credentials"}',
+                                   headers={"content-type": "application/json1"}, auth=(m2m["id"], m2m["secret"]))
+        assert response.status_code == 400 and response.json() == {
+            "error": "invalid_request",
+            "error_description": "only application/x-www-form-urlencoded content-type bodies are supported on POST /token",
+        }
     issued = [e for e in await dep.event_data("identity.token.issued") if e["application_id"] == m2m["id"]]
-    assert len(issued) == 3 and {e["grant_type"] for e in issued} == {"client_credentials"}
-    assert sorted((e["resource"] or "", e["scope"]) for e in issued) == [("", "a"), (api, "a"), (api, "b")]
+    assert len(issued) == 4 and {e["grant_type"] for e in issued} == {"client_credentials"}
+    assert sorted((e["resource"] or "", e["scope"]) for e in issued) == [("", "a"), (api, ""), (api, "a"), (api, "b")]
 
 
 async def test_admin_application_is_seeded_and_linked_to_the_admin_role(deployment):
@@ -482,6 +494,11 @@ async def test_sign_in_pages_cookie_and_register_mode(deployment):
         assert dep.provider.cookies.signature("_interaction", uid) == signature
         response = await browser.get("/oidc/auth", params={**params, "interaction_mode": "signUp"})
         assert response.headers["location"] == "/register"
+        # Later Logto SDKs say `first_screen` instead.
+        response = await browser.get("/oidc/auth", params={**params, "first_screen": "register"})
+        assert response.headers["location"] == "/register"
+        response = await browser.get("/oidc/auth", params={**params, "first_screen": "sign_in"})
+        assert response.headers["location"] == "/sign-in"
         # POST works as GET (OIDC Core §3.1.2.1).
         response = await browser.post("/oidc/auth", data=params)
         assert response.status_code == 303 and response.headers["location"] == "/sign-in"

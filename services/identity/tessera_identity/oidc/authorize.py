@@ -40,6 +40,7 @@ UI_COOKIE = "_logto"
 SIGN_IN_PATH = "/sign-in"
 REGISTER_PATH = "/register"
 CONSENT_PATH = "/sign-in/consent"
+REGISTER_SCREENS = frozenset({"register", "identifier:register"})  # later SDKs' `first_screen`
 INTERACTION_TTL = 3600  # Logto §5.4
 SESSION_TTL = 14 * 86400
 GRANT_TTL = 14 * 86400
@@ -134,6 +135,14 @@ def signed_cookie(provider: Provider, name: str, value: str | None, max_age: int
     value is None), as oidc-provider sets `_interaction` and `_session` for Logto."""
     signature = provider.cookies.signature(name, value) if value is not None else None
     return [cookie(provider, name, value, max_age), cookie(provider, f"{name}.sig", signature, max_age)]
+
+
+def _interaction_mode(params: Params) -> str | None:
+    """Logto 1.6's `interaction_mode=signUp`, or the `first_screen` later SDKs send instead."""
+    mode = params.get("interaction_mode")
+    if mode is None and params.get("first_screen") in REGISTER_SCREENS:
+        return "signUp"
+    return mode
 
 
 # ------------------------------------------------------------------ validation
@@ -237,7 +246,7 @@ async def _validate(provider: Provider, params: Params, client: Client, redirect
         client_id=client.id, redirect_uri=redirect_uri, response_mode=target.response_mode,
         state=target.state, scopes=scopes, resources=resources, prompts=prompts, max_age=max_age,
         nonce=params.get("nonce"), code_challenge=challenge,
-        interaction_mode=params.get("interaction_mode"), raw=params.as_dict(),
+        interaction_mode=_interaction_mode(params), raw=params.as_dict(),
     )
 
 
