@@ -609,6 +609,31 @@ async def test_application_scopes_are_reused_but_never_late_to_grant(deployment)
     assert await token("a b") == "b"
 
 
+async def test_interactions_announce_their_start_and_end(deployment):
+    """oidc-provider's interaction.started / interaction.ended (Logto's Interaction.Create and
+    Interaction.End logs): one of each per interaction, named by the `_interaction` cookie."""
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
+              "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s", "prompt": "consent"}
+    async with dep.browser() as browser:
+        response = await browser.get("/oidc/auth", params=params)
+        login_uid = browser.cookies.get("_interaction")
+        started = [e for e in await dep.event_data("identity.interaction.started") if e["interaction_id"] == login_uid]
+        assert len(started) == 1 and started[0]["application_id"] == app["id"]
+        assert started[0]["params"]["state"] == "s" and started[0]["prompt"]["name"] == "login"
+        assert started[0]["prompt"]["reasons"] == ["no_session"]
+        assert not [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == login_uid]
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id)
+        assert final.status_code == 303 and "code=" in final.headers["location"]
+    mine = {e["interaction_id"]: e for e in await dep.event_data("identity.interaction.started")
+            if e["application_id"] == app["id"]}
+    ended = [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] in mine]
+    # The flow: an abandoned login interaction, then login and consent for the second request.
+    assert sorted(mine[e["interaction_id"]]["prompt"]["name"] for e in ended) == ["consent", "login"]
+    assert all(e["user_id"] == user_id for e in ended)
+
+
 def test_cookie_signatures_are_keygrips():
     """The vector is Node's: crypto.createHmac('sha1', key).update('_session=Zx81d0Cb3k'),
     base64 made url-safe without padding, as keygrip (koa's cookies) signs."""

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 
-from tessera_events.identity import SessionEnded, SessionStarted
+from tessera_events.identity import InteractionEnded, InteractionStarted, SessionEnded, SessionStarted
 from tessera_identity.oidc import claims as claim_rules
 from tessera_identity.oidc import store
 from tessera_identity.oidc.clients import Client
@@ -338,13 +338,21 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
     uid = new_id()
     prompt = {"name": name, "reasons": reasons, "missing_oidc_scope": missing_oidc or [],
               "missing_resource_scopes": missing_resources or {}}
-    await store.insert_interaction(
-        provider.pool, tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
-        params=auth_request.to_json(), prompt=prompt,
-        session_id=session["id"] if session else None,
-        session_account_id=session["account_id"] if session else None,
-        expires_at=from_timestamp(time.time() + INTERACTION_TTL),
-    )
+    session_id = session["id"] if session else None
+    account_id = session["account_id"] if session else None
+    async with provider.pool.acquire() as conn, conn.transaction():
+        await store.insert_interaction(
+            conn, tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
+            params=auth_request.to_json(), prompt=prompt, session_id=session_id, session_account_id=account_id,
+            expires_at=from_timestamp(time.time() + INTERACTION_TTL),
+        )
+        await provider.emit(conn, InteractionStarted(
+            interaction_id=uid, application_id=auth_request.client_id, params=auth_request.raw,
+            prompt={"name": name, "reasons": reasons, "details": {
+                k: v for k, v in (("missingOIDCScope", missing_oidc), ("missingResourceScopes", missing_resources)) if v
+            }},
+            session_id=session_id, user_id=account_id,
+        ), aggregate_id=uid)
     if name == "consent":
         location = CONSENT_PATH
     elif auth_request.interaction_mode == "signUp":
@@ -389,7 +397,14 @@ def _interaction_not_found() -> OAuthError:
 async def resume(provider: Provider, request: Request, uid: str) -> Response:
     if provider.cookie_value(request, INTERACTION_COOKIE) != uid:
         return _interaction_not_found().response()
-    row = await store.take_interaction(provider.pool, provider.tenant_id, uid)  # resumes once
+    async with provider.pool.acquire() as conn, conn.transaction():
+        row = await store.take_interaction(conn, provider.tenant_id, uid)  # resumes once
+        if row is not None:
+            login = (row["result"] or {}).get("login") or {}
+            await provider.emit(conn, InteractionEnded(
+                interaction_id=uid, application_id=row["client_id"], params=row["params"].get("raw") or {},
+                session_id=row["session_id"], user_id=login.get("account_id") or row["session_account_id"],
+            ), aggregate_id=uid)
     if row is None:
         return _interaction_not_found().response()
     auth_request = AuthorizationRequest.from_json(row["params"])
