@@ -5,6 +5,7 @@ from pathlib import Path
 from tessera_events import STREAMS
 from tessera_experience.config.routes import route_handlers as config_routes
 from tessera_experience.connectors import connector_events
+from tessera_experience.domains.routes import route_handlers as domain_routes
 from tessera_experience.interaction.routes import route_handlers as interaction_routes
 from tessera_experience.pages.routes import route_handlers as page_routes
 from tessera_experience.seed import seed_defaults
@@ -15,7 +16,7 @@ from tessera_kit.config import ServiceSettings
 def build_spec(settings: ServiceSettings | None = None, name: str = "experience") -> ServiceSpec:
     return ServiceSpec(
         name=name,
-        route_handlers=[*config_routes, *interaction_routes, *page_routes],
+        route_handlers=[*config_routes, *domain_routes, *interaction_routes, *page_routes],
         migrations=Path(__file__).parent / "migrations",
         publishes=STREAMS["experience"],
         subscriptions=[connector_events],
