@@ -4,6 +4,7 @@ import asyncio
 
 import httpx
 import pytest
+from openapi_spec_validator.validation.validators import OpenAPIV30SpecValidator
 
 from tessera_events import STREAMS
 from tessera_events.identity import UserCreated, UserSnapshot
@@ -105,6 +106,10 @@ async def test_swagger_and_asyncapi_documents(api):
         body = swagger["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
         name = body["$ref"].rsplit("/", 1)[-1]
         assert swagger["components"]["schemas"][name]["properties"], (path, method)
+    # Logto serves OpenAPI 3.0 and its suite validates the document as such.
+    assert swagger["openapi"] == "3.0.3"
+    errors = list(OpenAPIV30SpecValidator(swagger).iter_errors())
+    assert errors == [], [f"{list(e.path)}: {e.message}"[:300] for e in errors[:10]]
     asyncapi = (await api.get("/api/asyncapi.json")).json()
     assert "identity.user.created" in asyncapi["channels"]
 

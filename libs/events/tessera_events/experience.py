@@ -114,6 +114,22 @@ class CustomPhraseDeleted(EventData):
     language_tag: str
 
 
+@event("experience.domain.created")
+class DomainCreated(EventData):
+    """A custom domain was added: Logto's response shape
+    (`{id, domain, status, errorMessage, dnsRecords}`)."""
+
+    domain: dict[str, Any]
+
+
+@event("experience.domain.deleted")
+class DomainDeleted(EventData):
+    """A custom domain was removed."""
+
+    id: str
+    domain: str
+
+
 @event("experience.admin_console.updated")
 class AdminConsoleConfigUpdated(EventData):
     """The admin-console "get started" flags changed; `changed` names them."""

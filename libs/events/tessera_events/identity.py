@@ -180,6 +180,36 @@ class TokenRevoked(EventData):
     reason: str = "revocation"
 
 
+@event("identity.interaction.started")
+class InteractionStarted(EventData):
+    """The authorization endpoint needs the user (or their consent): an OIDC interaction
+    began (oidc-provider's `interaction.started`, Logto's `Interaction.Create` log).
+
+    `params` is the authorization request as received; `prompt` what it waits for
+    ({name, reasons, details}); `session_id`/`user_id` the browser's current session, if any.
+    """
+
+    interaction_id: str
+    application_id: str
+    params: dict[str, str] = {}
+    prompt: dict[str, Any] = {}
+    session_id: str | None = None
+    user_id: str | None = None
+
+
+@event("identity.interaction.ended")
+class InteractionEnded(EventData):
+    """An interaction was resumed at `/oidc/auth/:uid`, whatever its outcome
+    (oidc-provider's `interaction.ended`, Logto's `Interaction.End` log). `user_id` is who
+    signed in, or the session's user."""
+
+    interaction_id: str
+    application_id: str
+    params: dict[str, str] = {}
+    session_id: str | None = None
+    user_id: str | None = None
+
+
 @event("identity.session.started")
 class SessionStarted(EventData):
     """A user signed in at the OpenID Provider: a new session (Logto's `Interaction.End`)."""

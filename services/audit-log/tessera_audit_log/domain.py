@@ -15,6 +15,11 @@ GRANT_LOG_KEYS = {
     "refresh_token": "ExchangeTokenBy.RefreshToken",
     "client_credentials": "ExchangeTokenBy.ClientCredentials",
 }
+# identity.interaction.* -> Logto's `Interaction.Create` / `Interaction.End` (§9.2).
+INTERACTION_LOG_KEYS = {
+    "identity.interaction.started": "Interaction.Create",
+    "identity.interaction.ended": "Interaction.End",
+}
 MASK = "******"
 
 
@@ -74,6 +79,10 @@ def log_entry_for(envelope: Envelope) -> LogEntry:
     elif envelope.type == "identity.token.revoked":
         key = "RevokeToken"
         extra = {k: data.get(k) for k in ("application_id", "user_id", "grant_id", "token_types")}
+    elif envelope.type in INTERACTION_LOG_KEYS:
+        # oidc-provider's interaction.started / interaction.ended, as Logto's listener logs them.
+        key = INTERACTION_LOG_KEYS[envelope.type]
+        extra = {k: data.get(k) for k in ("application_id", "session_id", "interaction_id", "user_id", "params", "prompt")}
     elif envelope.type == "experience.interaction.step":
         key = data["log_key"]
         base["result"] = data.get("result", "Success")

@@ -2,7 +2,14 @@
 from tessera_audit_log.domain import is_user_activity, log_entry_for, mask_passwords, parse_day
 from tessera_events import Actor
 from tessera_events.experience import InteractionStep
-from tessera_events.identity import TokenExchangeFailed, TokenIssued, UserCreated, UserSnapshot
+from tessera_events.identity import (
+    InteractionEnded,
+    InteractionStarted,
+    TokenExchangeFailed,
+    TokenIssued,
+    UserCreated,
+    UserSnapshot,
+)
 from tessera_kit.outbox import build_envelope
 
 
@@ -36,6 +43,22 @@ def test_interaction_step_keeps_its_logto_key_and_masks_passwords():
     assert entry.key == "Interaction.SignIn.Identifier.Password.Submit"
     assert entry.payload["identifier"] == {"username": "alice", "password": "******"}
     assert entry.payload["interactionId"] == "i1"
+
+
+def test_interactions_starting_and_ending_are_logtos_interaction_create_and_end():
+    params = {"client_id": "app1", "redirect_uri": "https://app.example/cb", "response_type": "code"}
+    prompt = {"name": "login", "reasons": ["no_session"], "details": {}}
+    started = log_entry_for(build_envelope(InteractionStarted(
+        interaction_id="i1", application_id="app1", params=params, prompt=prompt)))
+    assert started.key == "Interaction.Create"
+    assert {k: started.payload.get(k) for k in ("result", "interactionId", "applicationId", "params", "prompt")} == {
+        "result": "Success", "interactionId": "i1", "applicationId": "app1", "params": params, "prompt": prompt}
+    assert "userId" not in started.payload and "sessionId" not in started.payload
+    ended = log_entry_for(build_envelope(InteractionEnded(
+        interaction_id="i1", application_id="app1", params=params, user_id="u1", session_id="s1")))
+    assert ended.key == "Interaction.End"
+    assert (ended.payload["interactionId"], ended.payload["userId"], ended.payload["sessionId"]) == ("i1", "u1", "s1")
+    assert not is_user_activity(ended)
 
 
 def test_other_events_are_logged_under_their_type_with_camel_case_data():

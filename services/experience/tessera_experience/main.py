@@ -8,6 +8,7 @@ from tessera_events import STREAMS
 from tessera_experience.config.routes import route_handlers as config_routes
 from tessera_experience.connectors import connector_events
 from tessera_experience.interaction.purge import start_purging, stop_purging
+from tessera_experience.domains.routes import route_handlers as domain_routes
 from tessera_experience.interaction.routes import route_handlers as interaction_routes
 from tessera_experience.pages.routes import route_handlers as page_routes
 from tessera_experience.seed import seed_defaults
@@ -23,7 +24,8 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "experience"
     return ServiceSpec(
         name=name,
         route_handlers=[
-            Router("/", route_handlers=config_routes, request_max_body_size=CONFIG_BODY_MAX_BYTES),
+            Router("/", route_handlers=[*config_routes, *domain_routes],
+                   request_max_body_size=CONFIG_BODY_MAX_BYTES),
             *interaction_routes, *page_routes,
         ],
         migrations=Path(__file__).parent / "migrations",

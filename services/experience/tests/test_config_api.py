@@ -4,9 +4,11 @@ admin-console flags and the two `.well-known` routes (Logto §3.2, §3.5, §3.10
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
+from tessera_experience import phrases
 from tessera_experience.config.domain import default_sign_in_experience
 
 DEFAULT = default_sign_in_experience("default")
@@ -282,20 +284,22 @@ async def test_well_known_phrases_resolution(deployment):
     client = deployment.client
     english = await client.get("/api/.well-known/phrases")
     assert english.headers["content-language"] == "en"
-    assert english.json()["input"]["username"] == "Username"
+    assert list(english.json()) == ["translation"]  # Logto's resource shape
+    assert english.json()["translation"]["input"]["username"] == "Username"
     french = await client.get("/api/.well-known/phrases", params={"lng": "fr"})
     assert french.headers["content-language"] == "fr"
-    assert french.json()["input"]["username"] == "Nom d'utilisateur"
-    assert french.json()["action"]["bind"] == "Link with {{address}}"  # English where French has none
+    assert french.json()["translation"]["input"]["username"] == "Nom d'utilisateur"
+    assert french.json()["translation"]["action"]["bind"] == "Link with {{address}}"  # English where French has none
     by_browser = await client.get("/api/.well-known/phrases", headers={"accept-language": "de;q=0.9, fr;q=0.8"})
     assert by_browser.headers["content-language"] == "fr"
     await client.put("/api/custom-phrases/de", json={"input": {"username": "Benutzername"}})
     german = await client.get("/api/.well-known/phrases", headers={"accept-language": "de;q=0.9, fr;q=0.8"})
     assert german.headers["content-language"] == "de"
-    assert german.json()["input"]["username"] == "Benutzername"
-    assert german.json()["input"]["password"] == "Password"  # English underneath a custom-only language
+    assert german.json()["languageTag"] == "de"  # Logto merges the custom phrase row itself
+    assert german.json()["translation"]["input"]["username"] == "Benutzername"
+    assert german.json()["translation"]["input"]["password"] == "Password"  # English underneath a custom-only language
     await client.put("/api/custom-phrases/fr", json={"input": {"password": "Secret"}})
-    mixed = (await client.get("/api/.well-known/phrases", params={"lng": "fr"})).json()
+    mixed = (await client.get("/api/.well-known/phrases", params={"lng": "fr"})).json()["translation"]
     assert mixed["input"]["password"] == "Secret" and mixed["input"]["username"] == "Nom d'utilisateur"
     unknown = await client.get("/api/.well-known/phrases", params={"lng": "xx"})
     assert unknown.headers["content-language"] == "en"
@@ -305,6 +309,34 @@ async def test_browser_languages_are_ignored_without_auto_detect(deployment):
     await patch(deployment, {"languageInfo": {"autoDetect": False, "fallbackLanguage": "en"}})
     response = await deployment.client.get("/api/.well-known/phrases", headers={"accept-language": "fr"})
     assert response.headers["content-language"] == "en"
+
+
+LOGTO_1_6_PHRASE_KEYS = Path(__file__).with_name("logto_1_6_phrase_keys.txt")
+
+
+def test_the_english_tree_holds_every_logto_1_6_key():
+    keys = [line for line in LOGTO_1_6_PHRASE_KEYS.read_text().splitlines() if line and not line.startswith("#")]
+    assert len(keys) > 100
+    missing = [key for key in keys if not isinstance(_at(phrases.english_tree(), key), str)]
+    assert missing == []
+
+
+def _at(tree, key):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+async def test_custom_phrases_accept_logto_1_6_keys(deployment):
+    """Logto's own suite customises `zh` (not built in) with 1.6's `input.*` keys."""
+    translation = {"input": {"email": "邮箱", "password": "密码", "username": "用户名", "phone_number": "手机号码",
+                             "confirm_password": "确认密码", "search_region_code": "搜索区号"}}
+    response = await deployment.client.put("/api/custom-phrases/zh", json=translation)
+    assert response.status_code == 201, response.text
+    assert (await deployment.client.get("/api/custom-phrases/zh")).json()["translation"] == translation
+    served = (await deployment.client.get("/api/.well-known/phrases", params={"lng": "zh"})).json()
+    assert served["translation"]["input"]["search_region_code"] == "搜索区号"
+    assert served["translation"]["description"]["no_region_code_found"] == "No region code found"
 
 
 def test_default_is_not_shared():

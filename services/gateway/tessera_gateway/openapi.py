@@ -2,7 +2,8 @@
 
 Each service serves its own document at `<service url>/schema/openapi.json` (the kit's
 OpenAPIConfig). The gateway asks every configured service at once, merges what comes back
-(paths and components; a service that is down or slow is simply left out) and keeps the result
+(paths and components; a service that is down or slow is simply left out), serves it as
+OpenAPI 3.0 as Logto does (the services write 3.1: `openapi30.py` converts), and keeps the result
 for a few seconds, so the Console opening the page does not fan out to every service each time.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from tessera_gateway.openapi30 import to_openapi_30
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -92,7 +94,7 @@ class OpenApiAggregator:
         async with self._lock:  # one rebuild at a time; the others get its result
             if self._cached is None or time.monotonic() - self._cached_at >= self._cache_seconds:
                 documents = await asyncio.gather(*(self._fetch(url) for url in self._urls))
-                merged = merge_documents([d for d in documents if d is not None])
+                merged = to_openapi_30(merge_documents([d for d in documents if d is not None]))
                 self._cached = msgspec.json.encode(merged)
                 self._cached_at = time.monotonic()
         return self._cached

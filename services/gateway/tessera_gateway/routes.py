@@ -54,6 +54,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
     managed("/api/sign-in-exp*", "experience"),
     managed("/api/custom-phrases*", "experience"),
     managed("/api/configs*", "experience"),
+    managed("/api/domains*", "experience"),
     managed("/api/verification-codes*", "experience"),
     managed("/api/logs*", "audit-log"),
     managed("/api/dashboard*", "audit-log"),

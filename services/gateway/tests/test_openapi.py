@@ -57,3 +57,63 @@ def test_asyncapi(client: httpx.Client) -> None:
         assert "asyncapi" in response.json()
     else:
         assert response.json()["code"] == "service.unavailable"
+
+
+# ------------------------------------------------------------------ OpenAPI 3.1 -> 3.0
+
+
+def _document(schemas: dict, parameters: list | None = None) -> dict:
+    return {"openapi": "3.1.0", "info": {"title": "t", "version": "1", "summary": "3.1 only"},
+            "paths": {"/api/x": {"get": {"parameters": parameters or [], "responses": {"200": {
+                "description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/X"},
+                                                                      "examples": {"one": {"value": {}}}}}}}}}},
+            "components": {"schemas": schemas}}
+
+
+def test_a_31_document_becomes_a_valid_30_one() -> None:
+    from openapi_spec_validator.validation.validators import OpenAPIV30SpecValidator
+
+    from tessera_gateway.openapi30 import to_openapi_30
+
+    schemas = {
+        "X": {"type": "object", "required": [], "properties": {
+            "name": {"type": ["string", "null"], "examples": ["alice"]},
+            "kind": {"const": "User"},
+            "count": {"type": "integer", "exclusiveMinimum": 0},
+            "either": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "null"}]},
+            "ref": {"$ref": "#/components/schemas/Y", "description": "a Y"},
+            "maybeRef": {"oneOf": [{"$ref": "#/components/schemas/Y"}, {"type": "null"}]},
+            "many": {"type": ["string", "integer"]},
+            "tuple": {"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "string"}},
+            "free": {"type": "object", "additionalProperties": False, "$comment": "3.1 keyword"},
+        }},
+        "Y": {"type": "object"},
+    }
+    parameter = {"name": "q", "in": "query", "schema": {"oneOf": [{"type": "string"}, {"type": "null"}]}}
+    source = _document(schemas, [parameter])
+    before = repr(source)
+    converted = to_openapi_30(source)
+    assert repr(source) == before  # the input is left alone
+    assert OpenAPIV30SpecValidator(source).is_valid() is False  # what Logto's suite rejected
+    errors = [e.message for e in OpenAPIV30SpecValidator(converted).iter_errors()]
+    assert errors == []
+    assert converted["openapi"] == "3.0.3" and "summary" not in converted["info"]
+    props = converted["components"]["schemas"]["X"]["properties"]
+    assert "required" not in converted["components"]["schemas"]["X"]  # an empty list is invalid in 3.0
+    assert props["name"] == {"type": "string", "example": "alice", "nullable": True}
+    assert props["kind"] == {"enum": ["User"]}
+    assert props["count"] == {"type": "integer", "minimum": 0, "exclusiveMinimum": True}
+    assert props["either"] == {"type": "string", "minLength": 1, "nullable": True}
+    assert props["ref"] == {"description": "a Y", "allOf": [{"$ref": "#/components/schemas/Y"}]}
+    assert props["maybeRef"] == {"allOf": [{"$ref": "#/components/schemas/Y"}], "nullable": True}
+    assert props["many"] == {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+    assert props["tuple"] == {"type": "array", "items": {"type": "string"}}
+    assert props["free"] == {"type": "object", "additionalProperties": False}
+    assert converted["paths"]["/api/x"]["get"]["parameters"][0]["schema"] == {"type": "string", "nullable": True}
+    media = converted["paths"]["/api/x"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert media["examples"] == {"one": {"value": {}}}  # a media type's `examples` is 3.0 too
+
+
+def test_swagger_is_served_as_openapi_30(client: httpx.Client) -> None:
+    document = client.get("/api/swagger.json").json()
+    assert document["openapi"] == "3.0.3"

@@ -9,9 +9,10 @@ import base64
 import hashlib
 import itertools
 import os
+import re
 import secrets
 import warnings
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import msgspec
@@ -260,6 +261,7 @@ async def test_revocation_of_a_refresh_token_revokes_its_access_tokens(deploymen
         response = await rp.revoke_token(ISSUER + "/token/revocation", token=token["refresh_token"],
                                          token_type_hint="refresh_token")
         assert response.status_code == 200
+        assert response.content == b""  # oidc-provider's empty body, not JSON `null`
         with pytest.raises(AuthlibOAuthError) as error:
             await rp.refresh_token(ISSUER + "/token", refresh_token=token["refresh_token"])
         assert error.value.error == "invalid_grant"
@@ -268,7 +270,7 @@ async def test_revocation_of_a_refresh_token_revokes_its_access_tokens(deploymen
         assert response.headers["www-authenticate"].startswith("Bearer")
         # Unknown tokens are no error (RFC 7009 §2.2).
         response = await rp.revoke_token(ISSUER + "/token/revocation", token="not-a-token")
-        assert response.status_code == 200
+        assert response.status_code == 200 and response.content == b""
 
 
 # ------------------------------------------------------------------ resources and roles
@@ -361,9 +363,20 @@ async def test_client_credentials_with_and_without_a_resource(deployment):
                                                         "scope": "b"}, auth=(m2m["id"], m2m["secret"]))
         assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
         assert response.json()["scope"] == "b"
+        # Nothing granted: oidc-provider leaves `scope` out rather than sending "".
+        response = await http.post("/oidc/token", data={"grant_type": "client_credentials", "resource": api},
+                                   auth=(m2m["id"], m2m["secret"]))
+        assert response.status_code == 200 and "scope" not in response.json(), response.text
+        # Any other body type is oidc-provider's invalid_request, in its words.
+        response = await http.post("/oidc/token", content=b'{"grant_type": "client_credentials"}',
+                                   headers={"content-type": "application/json1"}, auth=(m2m["id"], m2m["secret"]))
+        assert response.status_code == 400 and response.json() == {
+            "error": "invalid_request",
+            "error_description": "only application/x-www-form-urlencoded content-type bodies are supported on POST /token",
+        }
     issued = [e for e in await dep.event_data("identity.token.issued") if e["application_id"] == m2m["id"]]
-    assert len(issued) == 3 and {e["grant_type"] for e in issued} == {"client_credentials"}
-    assert sorted((e["resource"] or "", e["scope"]) for e in issued) == [("", "a"), (api, "a"), (api, "b")]
+    assert len(issued) == 4 and {e["grant_type"] for e in issued} == {"client_credentials"}
+    assert sorted((e["resource"] or "", e["scope"]) for e in issued) == [("", "a"), (api, ""), (api, "a"), (api, "b")]
 
 
 async def test_admin_application_is_seeded_and_linked_to_the_admin_role(deployment):
@@ -476,11 +489,22 @@ async def test_sign_in_pages_cookie_and_register_mode(deployment):
     async with dep.browser() as browser:
         response = await browser.get("/oidc/auth", params=params)
         assert response.status_code == 303 and response.headers["location"] == "/sign-in"
-        set_cookie = [h for h in response.headers.get_list("set-cookie") if h.startswith("_interaction=")][0].lower()
-        assert "path=/" in set_cookie and "httponly" in set_cookie and "samesite=lax" in set_cookie
-        assert "max-age=3600" in set_cookie
+        # koa's signed cookie, as Logto's clients read it: the uid itself, and its signature
+        # in `_interaction.sig` (base64url HMAC-SHA1 of `_interaction=<uid>`, no padding).
+        set_cookies = {h.split("=", 1)[0]: h.lower() for h in response.headers.get_list("set-cookie")}
+        for name in ("_interaction", "_interaction.sig"):
+            assert "path=/" in set_cookies[name] and "httponly" in set_cookies[name]
+            assert "samesite=lax" in set_cookies[name] and "max-age=3600" in set_cookies[name]
+        uid, signature = browser.cookies.get("_interaction"), browser.cookies.get("_interaction.sig")
+        assert "." not in uid and re.fullmatch(r"[A-Za-z0-9_-]{27}", signature)
+        assert dep.provider.cookies.signature("_interaction", uid) == signature
         response = await browser.get("/oidc/auth", params={**params, "interaction_mode": "signUp"})
         assert response.headers["location"] == "/register"
+        # Later Logto SDKs say `first_screen` instead.
+        response = await browser.get("/oidc/auth", params={**params, "first_screen": "register"})
+        assert response.headers["location"] == "/register"
+        response = await browser.get("/oidc/auth", params={**params, "first_screen": "sign_in"})
+        assert response.headers["location"] == "/sign-in"
         # POST works as GET (OIDC Core §3.1.2.1).
         response = await browser.post("/oidc/auth", data=params)
         assert response.status_code == 303 and response.headers["location"] == "/sign-in"
@@ -488,6 +512,40 @@ async def test_sign_in_pages_cookie_and_register_mode(deployment):
         browser.cookies.set("_interaction", "forged.value", domain="id.test")
         response = await browser.get("/oidc/auth/forged")
         assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+        # Nor can the real uid under another uid's signature.
+        response = await browser.get("/oidc/auth", params=params)
+        first_uid = browser.cookies.get("_interaction")
+        response = await browser.get("/oidc/auth", params=params)
+        second_signature = browser.cookies.get("_interaction.sig")
+        browser.cookies.set("_interaction", first_uid, domain="id.test")
+        browser.cookies.set("_interaction.sig", second_signature, domain="id.test")
+        response = await browser.get(f"/oidc/auth/{first_uid}")
+        assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+async def test_the_session_cookie_is_a_koa_signed_pair(deployment):
+    """`_session=<id>` and `_session.sig=<signature>` after sign-in (Logto's test client looks
+    for `_session.sig`); without the right signature there is no session."""
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
+              "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s"}
+    async with dep.browser() as browser:
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id)
+        assert final.status_code == 303 and "code=" in final.headers["location"]
+        session_id, signature = browser.cookies.get("_session"), browser.cookies.get("_session.sig")
+        assert session_id and "." not in session_id
+        assert dep.provider.cookies.signature("_session", session_id) == signature
+        # The signed-in browser gets a code straight away ...
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.status_code == 303 and "code=" in response.headers["location"]
+        # ... but not with the `_interaction` signature of the same value, nor with none.
+        browser.cookies.set("_session.sig", dep.provider.cookies.signature("_interaction", session_id), domain="id.test")
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.headers["location"] == "/sign-in"
+        browser.cookies.delete("_session.sig")
+        response = await browser.get("/oidc/auth", params=params)
+        assert response.headers["location"] == "/sign-in"
 
 
 async def test_form_post_response_mode(deployment):
@@ -753,3 +811,42 @@ async def test_logout_with_the_sessions_own_id_token_confirms_itself(deployment)
         page = await browser.get("/oidc/session/end", params={"id_token_hint": token["id_token"]})
         assert page.status_code == 200 and 'onload="document.forms[0].submit()"' in page.text
         assert '<input type="hidden" name="logout" value="yes"/>' in page.text
+
+
+async def test_interactions_announce_their_start_and_end(deployment):
+    """oidc-provider's interaction.started / interaction.ended (Logto's Interaction.Create and
+    Interaction.End logs): one of each per interaction, named by the `_interaction` cookie."""
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
+              "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s", "prompt": "consent"}
+    async with dep.browser() as browser:
+        response = await browser.get("/oidc/auth", params=params)
+        login_uid = browser.cookies.get("_interaction")
+        started = [e for e in await dep.event_data("identity.interaction.started") if e["interaction_id"] == login_uid]
+        assert len(started) == 1 and started[0]["application_id"] == app["id"]
+        assert started[0]["params"]["state"] == "s" and started[0]["prompt"]["name"] == "login"
+        assert started[0]["prompt"]["reasons"] == ["no_session"]
+        assert not [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == login_uid]
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id)
+        assert final.status_code == 303 and "code=" in final.headers["location"]
+    mine = {e["interaction_id"]: e for e in await dep.event_data("identity.interaction.started")
+            if e["application_id"] == app["id"]}
+    ended = [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] in mine]
+    # The flow: an abandoned login interaction, then login and consent for the second request.
+    assert sorted(mine[e["interaction_id"]]["prompt"]["name"] for e in ended) == ["consent", "login"]
+    assert all(e["user_id"] == user_id for e in ended)
+
+
+def test_cookie_signatures_are_keygrips():
+    """The vector is Node's: crypto.createHmac('sha1', key).update('_session=Zx81d0Cb3k'),
+    base64 made url-safe without padding, as keygrip (koa's cookies) signs."""
+    from tessera_identity.oidc.crypto import CookieSigner
+
+    signer = CookieSigner(b"tessera-cookie-key")
+    assert signer.signature("_session", "Zx81d0Cb3k") == "9JtJzvu3R5m6YrxFppcEcVigjKs"
+    assert signer.verify("_session", "Zx81d0Cb3k", "9JtJzvu3R5m6YrxFppcEcVigjKs") == "Zx81d0Cb3k"
+    assert signer.verify("_interaction", "Zx81d0Cb3k", "9JtJzvu3R5m6YrxFppcEcVigjKs") is None
+    assert signer.verify("_session", "Zx81d0Cb3l", "9JtJzvu3R5m6YrxFppcEcVigjKs") is None
+    assert signer.verify("_session", "Zx81d0Cb3k", "é") is None  # not ASCII: no match, no error
+    assert signer.verify("_session", "Zx81d0Cb3k", None) is None

@@ -11,7 +11,7 @@ import secrets
 
 import pytest
 
-from tessera_identity.oidc.testing import ISSUER, complete_interaction, query_of, start_deployment
+from tessera_identity.oidc.testing import ISSUER, complete_interaction, interaction_cookies, query_of, start_deployment
 
 _count = itertools.count()
 REDIRECT = "https://rp.example/cb"
@@ -157,7 +157,7 @@ async def test_auth_aborted_interaction_is_access_denied(dep, apps):
         response = await browser.get("/oidc/auth", params=auth_params(apps["spa"]["id"]))
         assert response.headers["location"] == "/sign-in"
         reply = await rpc.call(dep.ctx.bus, ABORT_INTERACTION,
-                               AbortInteraction(interaction_cookie=browser.cookies.get("_interaction")))
+                               AbortInteraction(**interaction_cookies(browser)))
         response = await browser.get(reply.redirect_to)
     params = query_of(response.headers["location"])
     assert params["error"] == "access_denied" and params["state"] == "st4te"
@@ -174,19 +174,23 @@ async def test_interaction_rpc_errors(dep, apps):
     assert (error.value.status, error.value.code) == (400, "session.not_found")
     async with dep.browser() as browser:
         await browser.get("/oidc/auth", params=auth_params(apps["spa"]["id"], resource=API, scope="openid read"))
-        cookie = browser.cookies.get("_interaction")
-    details = await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie=cookie))
+        cookie = interaction_cookies(browser)
+    # The value without its `_interaction.sig` is not enough.
+    with pytest.raises(RequestError) as error:
+        await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie=cookie["interaction_cookie"]))
+    assert error.value.code == "session.not_found"
+    details = await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(**cookie))
     assert details.client_id == apps["spa"]["id"] and details.prompt.name == "login"
     assert details.prompt.reasons == ["no_session"] and details.params["resource"] == API
     with pytest.raises(RequestError) as error:  # consent before anyone signed in
-        await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(interaction_cookie=cookie))
+        await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert error.value.code == "session.not_found"
     with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(interaction_cookie=cookie, account_id="nobody"))
+        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id="nobody"))
     assert error.value.status == 404
     suspended = await dep.user(is_suspended=True)
     with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(interaction_cookie=cookie, account_id=suspended))
+        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended))
     assert (error.value.status, error.value.code) == (401, "user.suspended")
 
 

@@ -22,7 +22,7 @@ from tessera_rbac.resources.store import RESOURCE_COLUMNS, SCOPE_COLUMNS
 from tessera_rbac.roles.domain import (
     ADMIN_ROLE_ID,
     ADMIN_ROLE_NAME,
-    MACHINE_TO_MACHINE,
+    USER,
     admin_role_description,
     role_snapshot,
 )
@@ -48,12 +48,13 @@ async def seed(ctx: ServiceContext) -> None:
         )
         if scope:
             await announce(ctx, conn, ScopeCreated(scope=scope_snapshot(dict(scope))), aggregate_id=MANAGEMENT_API_ID)
-        # The admin role is for machine-to-machine applications only (Logto §3.9: "used only
-        # for M2M isAdmin"); with role types, that makes it a MachineToMachine role.
+        # Logto 1.6 roles have no type and 1.6 clients give this role to users (its own suite
+        # does); later Logto typed every such role `User`. Machine-to-machine applications get
+        # it through identity's `isAdmin`, which links it without the type check.
         role = await conn.fetchrow(
             "INSERT INTO roles (tenant_id, id, name, description, type) VALUES ($1, $2, $3, $4, $5)"
             f" ON CONFLICT DO NOTHING RETURNING {ROLE_COLUMNS}",
-            tenant, ADMIN_ROLE_ID, ADMIN_ROLE_NAME, admin_role_description(tenant), MACHINE_TO_MACHINE,
+            tenant, ADMIN_ROLE_ID, ADMIN_ROLE_NAME, admin_role_description(tenant), USER,
         )
         linked = await conn.fetchval(
             "INSERT INTO roles_scopes (tenant_id, id, role_id, scope_id) VALUES ($1, $2, $3, $4)"

@@ -134,7 +134,7 @@ async def test_deleting_a_role_removes_its_links(rbac):
 
 async def test_the_admin_role_is_readable_but_read_only(rbac):
     admin = (await rbac.client.get("/api/roles/admin-role")).json()
-    assert (admin["name"], admin["type"]) == ("#internal:admin", "MachineToMachine")
+    assert (admin["name"], admin["type"]) == ("#internal:admin", "User")  # 1.6 clients give it to users
     (read,) = await scopes(rbac, "read")
     for response in (
         await rbac.client.patch("/api/roles/admin-role", json={"name": "boss"}),
@@ -174,3 +174,16 @@ async def test_role_scopes(rbac):
     events = [(t, e["scope_ids"]) for t, e in await rbac.events() if t.startswith("rbac.role.scopes")]
     assert events == [("rbac.role.scopes_assigned", [write["id"], delete["id"]]),
                       ("rbac.role.scopes_unassigned", [write["id"]])]
+
+
+async def test_the_migration_retypes_an_admin_role_seeded_as_machine_to_machine(rbac):
+    """Stacks seeded before: their admin role was `MachineToMachine`, which 1.6 clients could
+    not give to users."""
+    from pathlib import Path
+
+    import tessera_rbac
+
+    await rbac.ctx.pool.execute("UPDATE roles SET type = 'MachineToMachine' WHERE id = 'admin-role'")
+    migration = Path(tessera_rbac.__file__).parent / "migrations" / "0002_admin_role_is_a_user_role.sql"
+    await rbac.ctx.pool.execute(migration.read_text())
+    assert (await rbac.client.get("/api/roles/admin-role")).json()["type"] == "User"

@@ -3,10 +3,12 @@
 How a sign-in travels (logto-behaviour.md §4.1):
 1. `GET /oidc/auth` (identity) validates the authorization request, stores an interaction
    (TTL 1 h) and answers 303 to `/sign-in` (or `/register`, or `/sign-in/consent`) with the
-   signed cookie `_interaction` (path `/`, so `/api/interaction*` receives it too).
-2. The sign-in pages call experience, which passes the `_interaction` cookie value *as the
-   browser sent it* to these operations; identity checks its signature, so experience needs
-   no secret of identity's.
+   signed cookie `_interaction` (path `/`, so `/api/interaction*` receives it too): as koa
+   signs cookies, the value (the interaction's uid) in `_interaction` and its signature in
+   `_interaction.sig`.
+2. The sign-in pages call experience, which passes both cookie values *as the browser sent
+   them* to these operations; identity checks the signature, so experience needs no secret of
+   identity's.
 3. When the user is known, experience calls `FINISH_LOGIN`; when the user agreed to what the
    client asks, `GRANT_CONSENT`. Both answer `redirect_to` (`<issuer>/auth/<uid>`), which
    experience hands to the browser (Logto's `{redirectTo}`).
@@ -35,6 +37,7 @@ class InteractionRef(msgspec.Struct, frozen=True, kw_only=True):
     """Names an interaction by the `_interaction` cookie value the browser sent."""
 
     interaction_cookie: str
+    interaction_signature: str = ""  # the `_interaction.sig` cookie
     tenant_id: str = "default"
 
 
@@ -72,6 +75,7 @@ class FinishLogin(msgspec.Struct, frozen=True, kw_only=True):
     """The user is identified (Logto's `interactionResult({login: {accountId}})`)."""
 
     interaction_cookie: str
+    interaction_signature: str = ""  # the `_interaction.sig` cookie
     account_id: str
     # Authentication methods used, for the session (e.g. ["pwd"], ["otp"], ["social"]).
     amr: list[str] = []
@@ -83,6 +87,7 @@ class GrantConsent(msgspec.Struct, frozen=True, kw_only=True):
     (Logto's `POST /api/interaction/consent`)."""
 
     interaction_cookie: str
+    interaction_signature: str = ""  # the `_interaction.sig` cookie
     tenant_id: str = "default"
 
 
@@ -90,6 +95,7 @@ class AbortInteraction(msgspec.Struct, frozen=True, kw_only=True):
     """The user gave up (Logto's `DELETE /api/interaction`): the client gets `error`."""
 
     interaction_cookie: str
+    interaction_signature: str = ""  # the `_interaction.sig` cookie
     error: str = "access_denied"
     error_description: str = "End-User aborted interaction"
     tenant_id: str = "default"

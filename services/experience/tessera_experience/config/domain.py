@@ -13,7 +13,9 @@ from tessera_experience.language import is_language_tag
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 
 SIE_ID = "default"
-HEX_COLOUR = r"(?i)^#[0-9a-f]{3}([0-9a-f]{3})?\Z"
+# Valid in Python and in ECMAScript (the OpenAPI document's regex dialect): no `(?i)`, and
+# `(?![\s\S])` for the end of the string, where Python's `$` would allow a trailing newline.
+HEX_COLOUR = r"^#[0-9A-Fa-f]{3}([0-9A-Fa-f]{3})?(?![\s\S])"
 URL_MAX_LENGTH = 2048
 
 Identifier = Literal["username", "email", "phone"]

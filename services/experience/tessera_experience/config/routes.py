@@ -191,9 +191,9 @@ async def well_known_sign_in_experience(ctx: Ctx) -> dict[str, Any]:
     return await public_sign_in_experience(ctx)
 
 
-async def resolve_phrases(ctx: ServiceContext, candidates: list[str | None], *,
-                          sie: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """(language, phrases) for the first acceptable candidate, custom phrases applied."""
+async def resolve_custom_phrases(ctx: ServiceContext, candidates: list[str | None], *,
+                                 sie: dict[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
+    """(language, its custom phrase row or None) for the first acceptable candidate."""
     sie = sie or await load_sign_in_experience(ctx)
     tenant = ctx.settings.tenant_id
     custom_tags = await store.custom_language_tags(ctx.pool, tenant)
@@ -201,6 +201,13 @@ async def resolve_phrases(ctx: ServiceContext, candidates: list[str | None], *,
         candidates, custom_tags=custom_tags, fallback=sie["languageInfo"]["fallbackLanguage"]
     )
     custom = await store.find_custom_phrase(ctx.pool, tenant, language) if language in custom_tags else None
+    return language, custom
+
+
+async def resolve_phrases(ctx: ServiceContext, candidates: list[str | None], *,
+                          sie: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """(language, phrases) for the first acceptable candidate, custom phrases applied."""
+    language, custom = await resolve_custom_phrases(ctx, candidates, sie=sie)
     return language, phrases.phrases_for(language, custom["translation"] if custom else None)
 
 
@@ -214,9 +221,12 @@ def candidate_languages(request: Request, sie: dict[str, Any], first: str | None
 
 @get("/api/.well-known/phrases", operation_id="GetWellKnownPhrases", tags=[".well-known"])
 async def well_known_phrases(request: Request, ctx: Ctx, lng: FromQuery[str | None] = None) -> Response:
+    """Logto's answer: the built-in resource (`{translation}`) deep-merged with the custom
+    phrase row, so a customised language also carries the row's other fields."""
     sie = await load_sign_in_experience(ctx)
-    language, tree = await resolve_phrases(ctx, candidate_languages(request, sie, lng), sie=sie)
-    return Response(tree, headers={"Content-Language": language})
+    language, custom = await resolve_custom_phrases(ctx, candidate_languages(request, sie, lng), sie=sie)
+    tree = phrases.phrases_for(language, custom["translation"] if custom else None)
+    return Response({**(custom or {}), "translation": tree}, headers={"Content-Language": language})
 
 
 route_handlers = [

@@ -19,9 +19,11 @@ from tessera_kit.errors import RequestError
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is on the other end: the `_interaction` cookie, and what the log keeps about them."""
+    """Who is on the other end: the `_interaction` cookie (value and koa signature), and what
+    the log keeps about them."""
 
     cookie: str | None
+    cookie_signature: str | None = None
     ip: str | None = None
     user_agent: str | None = None
 

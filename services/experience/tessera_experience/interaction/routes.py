@@ -24,7 +24,8 @@ BODY_MAX_BYTES = 16 * 1024
 def caller_of(request: Request) -> Caller:
     forwarded = request.headers.get("x-forwarded-for")
     ip = forwarded.split(",")[0].strip() if forwarded else (request.client.host if request.client else None)
-    return Caller(cookie=request.cookies.get(INTERACTION_COOKIE), ip=ip,
+    return Caller(cookie=request.cookies.get(INTERACTION_COOKIE),
+                  cookie_signature=request.cookies.get(f"{INTERACTION_COOKIE}.sig"), ip=ip,
                   user_agent=request.headers.get("user-agent"))
 
 

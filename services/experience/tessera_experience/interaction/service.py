@@ -94,6 +94,11 @@ def snapshot(user: UserInfo | None) -> UserSnapshot | None:
     )
 
 
+def _cookie_fields(caller: Caller) -> dict[str, str]:
+    """The `_interaction` cookie pair as the browser sent it; identity checks the signature."""
+    return {"interaction_cookie": caller.cookie or "", "interaction_signature": caller.cookie_signature or ""}
+
+
 class InteractionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -106,7 +111,7 @@ class InteractionService:
         if not caller.cookie:
             raise RequestError("session.not_found", 400)
         return await self.ctx.call(
-            INTERACTION_DETAILS, InteractionRef(interaction_cookie=caller.cookie, tenant_id=self.tenant)
+            INTERACTION_DETAILS, InteractionRef(**_cookie_fields(caller), tenant_id=self.tenant)
         )
 
     async def storage(self, uid: str) -> dict[str, Any]:
@@ -186,7 +191,7 @@ class InteractionService:
     async def abort(self, caller: Caller) -> str:
         details = await self.details(caller)
         redirect = await self.ctx.call(
-            ABORT_INTERACTION, AbortInteraction(interaction_cookie=caller.cookie or "", tenant_id=self.tenant)
+            ABORT_INTERACTION, AbortInteraction(**_cookie_fields(caller), tenant_id=self.tenant)
         )
         await store.delete(self.ctx.pool, self.tenant, details.uid)
         return redirect.redirect_to
@@ -436,7 +441,7 @@ class InteractionService:
                 user_id=account_id, application_id=details.client_id, tenant_id=self.tenant,
             ))
         redirect = await self.ctx.call(
-            GRANT_CONSENT, GrantConsent(interaction_cookie=caller.cookie or "", tenant_id=self.tenant)
+            GRANT_CONSENT, GrantConsent(**_cookie_fields(caller), tenant_id=self.tenant)
         )
         return redirect.redirect_to
 
@@ -495,7 +500,7 @@ class InteractionService:
                 ))
             if event != FORGOT_PASSWORD:
                 redirect = (await self.ctx.call(FINISH_LOGIN, FinishLogin(
-                    interaction_cookie=caller.cookie or "", account_id=user.id,
+                    **_cookie_fields(caller), account_id=user.id,
                     amr=[domain.AMR[m] for m in methods], tenant_id=self.tenant,
                 ))).redirect_to
             steps.set_user(entry, user.id)

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 
-from tessera_events.identity import SessionEnded, SessionStarted
+from tessera_events.identity import InteractionEnded, InteractionStarted, SessionEnded, SessionStarted
 from tessera_identity.oidc import claims as claim_rules
 from tessera_identity.oidc import store
 from tessera_identity.oidc.clients import Client
@@ -40,6 +40,7 @@ UI_COOKIE = "_logto"
 SIGN_IN_PATH = "/sign-in"
 REGISTER_PATH = "/register"
 CONSENT_PATH = "/sign-in/consent"
+REGISTER_SCREENS = frozenset({"register", "identifier:register"})  # later SDKs' `first_screen`
 INTERACTION_TTL = 3600  # Logto §5.4
 SESSION_TTL = 14 * 86400
 GRANT_TTL = 14 * 86400
@@ -127,6 +128,21 @@ def cookie(provider: Provider, name: str, value: str | None, max_age: int, *, ht
         key=name, value=value if value is not None else "", path="/", max_age=max_age if value is not None else 0,
         httponly=httponly, samesite="lax", secure=provider.secure_cookies,
     )
+
+
+def signed_cookie(provider: Provider, name: str, value: str | None, max_age: int) -> list[Cookie]:
+    """koa's signed cookie: `<name>=<value>` and `<name>.sig=<signature>` (both cleared when
+    value is None), as oidc-provider sets `_interaction` and `_session` for Logto."""
+    signature = provider.cookies.signature(name, value) if value is not None else None
+    return [cookie(provider, name, value, max_age), cookie(provider, f"{name}.sig", signature, max_age)]
+
+
+def _interaction_mode(params: Params) -> str | None:
+    """Logto 1.6's `interaction_mode=signUp`, or the `first_screen` later SDKs send instead."""
+    mode = params.get("interaction_mode")
+    if mode is None and params.get("first_screen") in REGISTER_SCREENS:
+        return "signUp"
+    return mode
 
 
 # ------------------------------------------------------------------ validation
@@ -230,7 +246,7 @@ async def _validate(provider: Provider, params: Params, client: Client, redirect
         client_id=client.id, redirect_uri=redirect_uri, response_mode=target.response_mode,
         state=target.state, scopes=scopes, resources=resources, prompts=prompts, max_age=max_age,
         nonce=params.get("nonce"), code_challenge=challenge,
-        interaction_mode=params.get("interaction_mode"), raw=params.as_dict(),
+        interaction_mode=_interaction_mode(params), raw=params.as_dict(),
     )
 
 
@@ -322,13 +338,21 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
     uid = new_id()
     prompt = {"name": name, "reasons": reasons, "missing_oidc_scope": missing_oidc or [],
               "missing_resource_scopes": missing_resources or {}}
-    await store.insert_interaction(
-        provider.pool, tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
-        params=auth_request.to_json(), prompt=prompt,
-        session_id=session["id"] if session else None,
-        session_account_id=session["account_id"] if session else None,
-        expires_at=from_timestamp(time.time() + INTERACTION_TTL),
-    )
+    session_id = session["id"] if session else None
+    account_id = session["account_id"] if session else None
+    async with provider.pool.acquire() as conn, conn.transaction():
+        await store.insert_interaction(
+            conn, tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
+            params=auth_request.to_json(), prompt=prompt, session_id=session_id, session_account_id=account_id,
+            expires_at=from_timestamp(time.time() + INTERACTION_TTL),
+        )
+        await provider.emit(conn, InteractionStarted(
+            interaction_id=uid, application_id=auth_request.client_id, params=auth_request.raw,
+            prompt={"name": name, "reasons": reasons, "details": {
+                k: v for k, v in (("missingOIDCScope", missing_oidc), ("missingResourceScopes", missing_resources)) if v
+            }},
+            session_id=session_id, user_id=account_id,
+        ), aggregate_id=uid)
     if name == "consent":
         location = CONSENT_PATH
     elif auth_request.interaction_mode == "signUp":
@@ -339,7 +363,7 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
         None, status_code=303,
         headers={"location": location, "cache-control": "no-store"},
         cookies=[
-            cookie(provider, INTERACTION_COOKIE, provider.cookies.sign(INTERACTION_COOKIE, uid), INTERACTION_TTL),
+            *signed_cookie(provider, INTERACTION_COOKIE, uid, INTERACTION_TTL),
             # For the sign-in pages (not secret, readable by their script), as Logto sets it.
             cookie(provider, UI_COOKIE, '{"appId":"%s"}' % auth_request.client_id, INTERACTION_TTL, httponly=False),
         ],
@@ -373,7 +397,14 @@ def _interaction_not_found() -> OAuthError:
 async def resume(provider: Provider, request: Request, uid: str) -> Response:
     if provider.cookie_value(request, INTERACTION_COOKIE) != uid:
         return _interaction_not_found().response()
-    row = await store.take_interaction(provider.pool, provider.tenant_id, uid)  # resumes once
+    async with provider.pool.acquire() as conn, conn.transaction():
+        row = await store.take_interaction(conn, provider.tenant_id, uid)  # resumes once
+        if row is not None:
+            login = (row["result"] or {}).get("login") or {}
+            await provider.emit(conn, InteractionEnded(
+                interaction_id=uid, application_id=row["client_id"], params=row["params"].get("raw") or {},
+                session_id=row["session_id"], user_id=login.get("account_id") or row["session_account_id"],
+            ), aggregate_id=uid)
     if row is None:
         return _interaction_not_found().response()
     auth_request = AuthorizationRequest.from_json(row["params"])
@@ -382,7 +413,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
     if client is None or auth_request.redirect_uri not in client.redirect_uris:
         return OAuthError("invalid_client", "client is invalid").response()
     result = row["result"] or {}
-    cookies: list[Cookie] = [cookie(provider, INTERACTION_COOKIE, None, 0)]
+    cookies: list[Cookie] = signed_cookie(provider, INTERACTION_COOKIE, None, 0)
     try:
         if result.get("error"):
             raise OAuthError(result["error"], result.get("error_description") or "")
@@ -392,7 +423,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
         login = result.get("login")
         if login:
             session, is_new_session = await _sign_in(provider, session, login, client.id, uid)
-            cookies.append(cookie(provider, SESSION_COOKIE, provider.cookies.sign(SESSION_COOKIE, session["id"]), SESSION_TTL))
+            cookies.extend(signed_cookie(provider, SESSION_COOKIE, session["id"], SESSION_TTL))
             fulfilled.add("login")
             if is_new_session:
                 grant = None  # nothing was granted to a session that did not exist
@@ -406,7 +437,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
     except OAuthError as error:
         response = error_to_client(provider, target, error)
     for item in cookies:
-        if item.key == INTERACTION_COOKIE and any(c.key == INTERACTION_COOKIE for c in response.cookies):
+        if any(c.key == item.key for c in response.cookies):
             continue  # a new interaction (consent) just set its own
         response.set_cookie(item)
     return response

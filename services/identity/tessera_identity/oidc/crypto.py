@@ -55,14 +55,23 @@ def derive(secret: str, label: str, length: int = 32) -> bytes:
 
 
 class CookieSigner:
-    """`<value>.<HMAC-SHA256(name=value)>`: the name is signed too, so a `_session` value
-    cannot be replayed as an `_interaction` one."""
+    """Signed cookies as koa sets them for oidc-provider (what Logto's clients read): the value
+    in `<name>` and its keygrip signature in `<name>.sig`, base64url(HMAC-SHA1(`<name>=<value>`))
+    without padding. The name is signed too, so a `_session` value cannot pass as an
+    `_interaction` one. `sign`/`unsign` keep a value and its MAC in one string, for tokens that
+    travel in a form rather than as cookies."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def _mac(self, name: str, value: str) -> str:
-        return b64url(hmac.new(self._key, f"{name}={value}".encode(), hashlib.sha256).digest())
+    def signature(self, name: str, value: str) -> str:
+        return b64url(hmac.new(self._key, f"{name}={value}".encode(), hashlib.sha1).digest())
+
+    def verify(self, name: str, value: str | None, signature: str | None) -> str | None:
+        """The value when `signature` is its own (constant-time), else None."""
+        if not value or not signature:
+            return None
+        return value if hmac.compare_digest(signature.encode(), self.signature(name, value).encode()) else None
 
     def sign(self, name: str, value: str) -> str:
         return f"{value}.{self._mac(name, value)}"
@@ -71,7 +80,10 @@ class CookieSigner:
         if not signed or "." not in signed:
             return None
         value, mac = signed.rsplit(".", 1)
-        return value if hmac.compare_digest(mac, self._mac(name, value)) else None
+        return value if hmac.compare_digest(mac.encode(), self._mac(name, value).encode()) else None
+
+    def _mac(self, name: str, value: str) -> str:
+        return b64url(hmac.new(self._key, f"{name}={value}".encode(), hashlib.sha256).digest())
 
 
 class KeyEncryption:

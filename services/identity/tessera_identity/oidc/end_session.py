@@ -23,7 +23,7 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 
 from tessera_identity.oidc import store
-from tessera_identity.oidc.authorize import SESSION_COOKIE, cookie, end_session_rows
+from tessera_identity.oidc.authorize import SESSION_COOKIE, end_session_rows, signed_cookie
 from tessera_identity.oidc.errors import OAuthError, invalid_request
 from tessera_identity.oidc.params import Params
 from tessera_identity.oidc.provider import Provider
@@ -104,7 +104,7 @@ async def confirm(provider: Provider, params: Params, request: Request) -> Respo
     if params.get("logout") == "yes" and session_id is not None:
         async with provider.pool.acquire() as conn, conn.transaction():
             await end_session_rows(conn, provider, session_id, reason="logout")
-        cookies.append(cookie(provider, SESSION_COOKIE, None, 0))
+        cookies.extend(signed_cookie(provider, SESSION_COOKIE, None, 0))
     if payload["uri"]:
         query = urlencode({"state": payload["state"]}) if payload["state"] else ""
         separator = "&" if "?" in payload["uri"] else "?"

@@ -38,14 +38,14 @@ class InteractionRpc:
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
 
-    def _uid(self, cookie_value: str, tenant_id: str) -> str:
-        uid = self.provider.cookies.unsign(INTERACTION_COOKIE, cookie_value)
-        if uid is None or tenant_id != self.provider.tenant_id:
+    def _uid(self, request: InteractionRef | FinishLogin | GrantConsent | AbortInteraction) -> str:
+        uid = self.provider.cookies.verify(INTERACTION_COOKIE, request.interaction_cookie, request.interaction_signature)
+        if uid is None or request.tenant_id != self.provider.tenant_id:
             raise _session_not_found()
         return uid
 
-    async def _update(self, cookie_value: str, tenant_id: str, change) -> Redirect:
-        uid = self._uid(cookie_value, tenant_id)
+    async def _update(self, request: FinishLogin | GrantConsent | AbortInteraction, change) -> Redirect:
+        uid = self._uid(request)
         async with self.provider.pool.acquire() as conn, conn.transaction():
             row = await store.find_interaction(conn, self.provider.tenant_id, uid, lock=True)
             if row is None:
@@ -56,7 +56,7 @@ class InteractionRpc:
         return Redirect(redirect_to=f"{self.provider.issuer}/auth/{uid}")
 
     async def details(self, request: InteractionRef) -> InteractionDetails:
-        uid = self._uid(request.interaction_cookie, request.tenant_id)
+        uid = self._uid(request)
         row = await store.find_interaction(self.provider.pool, self.provider.tenant_id, uid)
         if row is None:
             raise _session_not_found()
@@ -84,7 +84,7 @@ class InteractionRpc:
             result["login"] = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
             result.pop("error", None)
 
-        return await self._update(request.interaction_cookie, request.tenant_id, change)
+        return await self._update(request, change)
 
     async def grant_consent(self, request: GrantConsent) -> Redirect:
         async def change(conn, row, result):
@@ -93,7 +93,7 @@ class InteractionRpc:
                 raise _session_not_found()
             result["consent"] = True
 
-        return await self._update(request.interaction_cookie, request.tenant_id, change)
+        return await self._update(request, change)
 
     async def abort(self, request: AbortInteraction) -> Redirect:
         async def change(conn, row, result):
@@ -101,7 +101,7 @@ class InteractionRpc:
             result["error"] = request.error
             result["error_description"] = request.error_description
 
-        return await self._update(request.interaction_cookie, request.tenant_id, change)
+        return await self._update(request, change)
 
     def handlers(self) -> list[RpcHandler]:
         return [

@@ -1,5 +1,6 @@
 """Reading OAuth parameters: the query (GET) or the body (POST), urlencoded — or JSON when
-`Content-Type` is exactly `application/json`, as Logto accepts (logto-behaviour.md §5.1)."""
+`Content-Type` is exactly `application/json`, as Logto accepts (logto-behaviour.md §5.1). Any
+other content type of a POST is oidc-provider's `invalid_request`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from tessera_identity.oidc.errors import OAuthError, invalid_request
 
+FORM = "application/x-www-form-urlencoded"
 # RFC 8707 §2: `resource` may be repeated; every other parameter must not (RFC 6749 §3.1, §3.2).
 REPEATABLE = frozenset({"resource"})
 # RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -85,6 +87,10 @@ async def read_params(request: Request, *, query_too: bool = False) -> Params:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
             items.extend(_from_json(body))
+        elif content_type and content_type != FORM:
+            # oidc-provider's selective body parser, worded as it is (with Logto's JSON exception).
+            path = request.url.path.removeprefix("/oidc") or "/"
+            raise invalid_request(f"only {FORM} content-type bodies are supported on POST {path}")
         elif body:
             try:
                 items.extend(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))

@@ -193,7 +193,8 @@ class Provider:
     # ------------------------------------------------------------ cookies
 
     def cookie_value(self, request: Request, name: str) -> str | None:
-        return self.cookies.unsign(name, request.cookies.get(name))
+        """A signed cookie's value (`<name>` checked against `<name>.sig`), or None."""
+        return self.cookies.verify(name, request.cookies.get(name), request.cookies.get(f"{name}.sig"))
 
 
 def provider_of(request: Request) -> Provider:

@@ -190,7 +190,8 @@ async def revoke(request: Request) -> Response:
         client = await authenticate_client(provider, request, params)  # RFC 7009 §2.1
         cors.update(_cors(provider, request, client))
         await revocation.revoke_token(provider, client, params.require("token"), params.get("token_type_hint"))
-        return Response(None, status_code=200, headers={**NO_STORE, **cors})
+        # oidc-provider answers an empty body (koa's `ctx.body = ''`), not a JSON `null`.
+        return Response(b"", status_code=200, media_type="text/plain; charset=utf-8", headers={**NO_STORE, **cors})
 
     return await _guard(request, work, cors)
 

@@ -154,6 +154,12 @@ def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+def interaction_cookies(browser: httpx.AsyncClient) -> dict[str, str]:
+    """The `_interaction` pair a browser holds, as the rpc operations take it."""
+    return {"interaction_cookie": browser.cookies.get("_interaction") or "",
+            "interaction_signature": browser.cookies.get("_interaction.sig") or ""}
+
+
 async def complete_interaction(browser: httpx.AsyncClient, bus: Bus, authorization_url: str, user_id: str,
                                *, consent: bool = True) -> httpx.Response:
     """Follow an authorization request as a browser whose user signs in (rpc stands in for the
@@ -165,13 +171,11 @@ async def complete_interaction(browser: httpx.AsyncClient, bus: Bus, authorizati
         location = response.headers["location"]
         path = urlsplit(location).path
         if path in ("/sign-in", "/register"):
-            cookie = browser.cookies.get("_interaction")
-            reply = await rpc.call(bus, FINISH_LOGIN, FinishLogin(interaction_cookie=cookie, account_id=user_id,
+            reply = await rpc.call(bus, FINISH_LOGIN, FinishLogin(**interaction_cookies(browser), account_id=user_id,
                                                                   amr=["pwd"]))
             response = await browser.get(reply.redirect_to)
         elif path == "/sign-in/consent" and consent:
-            cookie = browser.cookies.get("_interaction")
-            reply = await rpc.call(bus, GRANT_CONSENT, GrantConsent(interaction_cookie=cookie))
+            reply = await rpc.call(bus, GRANT_CONSENT, GrantConsent(**interaction_cookies(browser)))
             response = await browser.get(reply.redirect_to)
         elif "/oidc/auth" in path:
             response = await browser.get(urljoin(str(response.url), location))

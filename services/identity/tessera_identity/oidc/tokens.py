@@ -46,8 +46,9 @@ class TokenSet:
             "access_token": self.access_token,
             "expires_in": self.expires_in,
             "token_type": "Bearer",
-            "scope": self.scope,
         }
+        if self.scope:  # oidc-provider leaves `scope` out when nothing was granted
+            body["scope"] = self.scope
         if self.id_token:
             body["id_token"] = self.id_token
         if self.refresh_token:

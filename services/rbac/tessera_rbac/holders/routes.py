@@ -4,8 +4,10 @@ Users and applications are known through identity's events (the directory read m
 id the read model does not know is Logto's 404 once the read model has caught up
 (`known_or_not_found`). Beyond Logto 1.6, from later versions: the machine-to-machine routes
 (`/roles/:id/applications*`, `/applications/:id/roles*`) and the role types, so a user only
-gets `User` roles and an application only `MachineToMachine` ones. Internal roles (the admin
-role) are not granted through these routes: identity's `isAdmin` does that.
+gets `User` roles and an application only `MachineToMachine` ones (roles default to `User`, so
+1.6 clients, which know no types, see 1.6's behaviour). Internal roles (the admin role) are
+granted to users as in 1.6, but not to applications through these routes: identity's
+`isAdmin` does that.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Custom domains (`/api/domains*`, Logto 1.6)."""
