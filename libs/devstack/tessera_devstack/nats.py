@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,11 @@ class NatsAccess:
     users: tuple[NatsUser, ...]
 
     @classmethod
-    def for_stack(cls, namespaces: Iterable[str] = ("",)) -> NatsAccess:
-        from tessera_kit.access import nats_permissions, nats_services, nats_user
+    def for_stack(cls, namespaces: Iterable[str] = ("",),
+                  subscribers: Mapping[str, tuple[str, ...]] | None = None) -> NatsAccess:
+        """The admin, each service per namespace, and each outside subscriber
+        (`TESSERA_SUBSCRIBERS`, read-only on its events) per namespace."""
+        from tessera_kit.access import nats_permissions, nats_services, nats_user, subscriber_permissions
 
         users = [NatsUser(ADMIN_USER, secrets.token_urlsafe(32))]
         for namespace in dict.fromkeys(namespaces):
@@ -75,6 +78,11 @@ class NatsAccess:
                 NatsUser(nats_user(namespace, entry.name), secrets.token_urlsafe(32),
                          nats_permissions(entry, namespace))
                 for entry in nats_services()
+            )
+            users.extend(
+                NatsUser(nats_user(namespace, name), secrets.token_urlsafe(32),
+                         subscriber_permissions(name, patterns, namespace))
+                for name, patterns in (subscribers or {}).items()
             )
         return cls(tuple(users))
 

@@ -26,7 +26,8 @@ def authorization(namespace: str = "", environ: Mapping[str, str] | None = None,
                   rounds: int = 11) -> dict:
     import bcrypt
 
-    from tessera_kit.access import nats_permissions, nats_services, nats_user
+    from tessera_events.subscribers import parse_subscribers
+    from tessera_kit.access import nats_permissions, nats_services, nats_user, subscriber_permissions
 
     environ = os.environ if environ is None else environ
     users = []
@@ -36,6 +37,14 @@ def authorization(namespace: str = "", environ: Mapping[str, str] | None = None,
                   else f"BCRYPT_HASH_OF_{password_variable(entry.name)}")
         users.append({"user": nats_user(namespace, entry.name), "password": hashed,
                       "permissions": nats_permissions(entry, namespace)})
+    # Outside subscribers (TESSERA_SUBSCRIBERS), read-only; password TESSERA_SUBSCRIBER_<NAME>_NATS_PASSWORD.
+    for name, patterns in parse_subscribers(environ.get("TESSERA_SUBSCRIBERS", "")).items():
+        variable = f"TESSERA_SUBSCRIBER_{name.upper().replace('-', '_')}_NATS_PASSWORD"
+        password = environ.get(variable)
+        hashed = (bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode() if password
+                  else f"BCRYPT_HASH_OF_{variable}")
+        users.append({"user": nats_user(namespace, name), "password": hashed,
+                      "permissions": subscriber_permissions(name, patterns, namespace)})
     return {"authorization": {"users": users}}
 
 

@@ -33,6 +33,9 @@ from types import FrameType
 
 from .admin_client import AdminClient, load_or_create_admin_client
 from .identities import service_identities
+from tessera_events.subscribers import parse_subscribers
+from tessera_kit.access import nats_user
+
 from .nats import NatsAccess, NatsError, start_nats
 from .ports import port_is_free
 from .postgres import PostgresError, create_database, start_postgres
@@ -132,12 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         nats_access: NatsAccess | None = None
         if not nats_url:
             _say(f"starting nats-server (store {state_dir / 'nats'}, log {log_dir / 'nats.log'})")
-            nats_access = NatsAccess.for_stack([namespace])
+            # Outside subscribers (tessera-subscriber), read-only on the events they are given:
+            # TESSERA_SUBSCRIBERS="crm=identity.user.created,identity.user.*;mailer=experience.>"
+            subscribers = parse_subscribers(os.environ.get("TESSERA_SUBSCRIBERS", ""))
+            nats_access = NatsAccess.for_stack([namespace], subscribers=subscribers)
             nats = start_nats(state_dir / "nats", log_path=log_dir / "nats.log", access=nats_access)
             cleanup.callback(nats.stop)
             nats_url = nats.admin_url
             _write_secret(state_dir / "nats-admin-url", nats_url)
             _say(f"NATS ready: {nats.url} (one user per service; admin URL in {state_dir / 'nats-admin-url'})")
+            for name in subscribers:
+                user = nats_access.user(nats_user(namespace, name))
+                _write_secret(state_dir / f"nats-subscriber-{name}", f"{user.name}\n{user.password}\n")
+                _say(f"subscriber {name}: NATS user {user.name}, password in {state_dir / f'nats-subscriber-{name}'}")
 
         admin = load_or_create_admin_client(state_dir / "admin-client.json")
         if not services:

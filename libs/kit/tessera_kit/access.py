@@ -172,6 +172,33 @@ def nats_permissions(entry: ServiceAccess, namespace: str = "") -> dict[str, Any
     }
 
 
+def subscriber_permissions(consumer: str, patterns: tuple[str, ...], namespace: str = "") -> dict[str, Any]:
+    """An outside subscriber (tessera-subscriber, `TESSERA_SUBSCRIBERS`): read-only on the
+    streams of the events it is given. It may create, read and ack only its own durables (the
+    subscriber kit's names for those events), publish only its dead letters, and read replies
+    only on its own inbox prefix. It can neither publish an event nor touch a service's
+    consumer nor change a stream."""
+    from tessera_events.subscribers import durable_name, inbox_prefix as subscriber_inbox, stream_of
+
+    publish = [subject(namespace, f"deadletter.{consumer}")]
+    for pattern in patterns:
+        stream = stream_name(namespace, stream_of(pattern).name)
+        durable = durable_name(consumer, pattern)
+        publish.extend((
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+        ))
+    return {
+        "publish": {"allow": sorted(set(publish))},
+        "subscribe": {"allow": [subscriber_inbox(namespace, consumer) + ".>"]},
+    }
+
+
 def nats_services() -> list[ServiceAccess]:
     return [entry for entry in ACCESS.values() if entry.uses_nats]
 

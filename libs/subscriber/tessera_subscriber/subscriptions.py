@@ -23,12 +23,14 @@ from typing import Any, Awaitable, Callable, Literal
 
 import msgspec
 from faststream.middlewares import AckPolicy
+from faststream.security import SASLPlaintext
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tessera_events import STREAMS, Envelope, EventData, decode_data, decode_envelope
 from tessera_events.catalogue import event_type_of_class
+from tessera_events.subscribers import durable_name, inbox_prefix, stream_of
 from tessera_subscriber.inbox import Inbox, MemoryInbox
 
 Start = Literal["all", "new"] | datetime
@@ -42,6 +44,15 @@ class Delivery:
 
     envelope: Envelope
     deliveries: int
+
+
+def connect(servers: str, consumer: str, *, user: str | None = None, password: str | None = None,
+            namespace: str = "", **options: Any) -> NatsBroker:
+    """A FastStream broker for `consumer` with its read-only NATS user (see README, "Access"):
+    replies come under the consumer's own inbox prefix, the only one its user may read."""
+    security = SASLPlaintext(username=user, password=password or "") if user else None
+    return NatsBroker(servers, security=security, logger=None,
+                      inbox_prefix=inbox_prefix(namespace, consumer), **options)
 
 
 class Subscriptions:
@@ -85,10 +96,8 @@ class Subscriptions:
         """Subscribe a handler to an event class (`UserCreated`) or a subject pattern
         (`"identity.user.*"`; the handler then gets every event struct of those types)."""
         pattern = event_type_of_class(event).type if isinstance(event, type) else event
-        service = pattern.split(".", 1)[0]
-        if service not in STREAMS:
-            raise ValueError(f"{pattern!r}: no Tessera stream for {service!r}")
-        name = durable or f"{self.consumer}-{pattern}".replace(".", "_").replace("*", "any").replace(">", "all")
+        service = stream_of(pattern).service
+        name = durable or durable_name(self.consumer, pattern)
 
         def register(handler: Handler) -> Handler:
             wants_delivery = len(inspect.signature(handler).parameters) > 1
@@ -104,6 +113,9 @@ class Subscriptions:
                 # concurrently, and a subscriber applies events in stream order.
                 pull_sub=PullSub(batch_size=1, timeout=1.0),
                 config=_consumer_config(name, start),
+                # Pull replies come under the consumer's own prefix: its read-only NATS user may
+                # read no other inbox (see `connect`).
+                inbox_prefix=(inbox_prefix(self.namespace, self.consumer) + ".").encode(),
                 ack_policy=AckPolicy.MANUAL,
                 title=f"{self.consumer}: {pattern}",
             )(consume)
