@@ -27,6 +27,7 @@ from tessera_kit import rpc
 from tessera_kit.assertion import AssertionVerifier
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
+from tessera_kit.access import ACCESS
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
 from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware
@@ -52,6 +53,12 @@ class ServiceContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def call(self, operation, request, *, timeout: float = 3.0):
+        entry = ACCESS.get(self.name)
+        if entry is not None and entry.uses_nats and operation not in entry.calls:
+            # NATS would refuse the request, which looks like a responder that never answers
+            # (a 503 after the timeout); say what is wrong instead, in every test that calls it.
+            raise RuntimeError(f"{self.name} calls {operation.subject}, which tessera_kit.access does "
+                               f"not give it: add it to the service's `calls`")
         return await rpc.call(self.bus, operation, request, timeout=timeout)
 
     async def is_ready(self) -> bool:
