@@ -116,6 +116,9 @@ class ServiceStack:
             # Logto's test connectors (mock-email-service, ...), so Logto's suite and SDK test
             # setups run unchanged against a local stack; never set in deploy/.
             "TESSERA_MOCK_CONNECTORS": "true",
+            # ... and which send codes to one address in quick succession: no resend cooldown
+            # (the other code limits keep their defaults; deploy/ keeps the cooldown).
+            "TESSERA_VERIFICATION_CODE_RESEND_COOLDOWN": "off",
             **(admin_client.as_env() if admin_client else {}),
             **(extra_env or {}),
             "HOST": LOCALHOST,

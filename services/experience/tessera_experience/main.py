@@ -8,19 +8,30 @@ from tessera_experience.connectors import connector_events
 from tessera_experience.interaction.routes import route_handlers as interaction_routes
 from tessera_experience.pages.routes import route_handlers as page_routes
 from tessera_experience.seed import seed_defaults
+from tessera_experience.verification_codes import service as verification_codes
+from tessera_experience.verification_codes.routes import DOCUMENTED_BODIES as code_bodies
+from tessera_experience.verification_codes.routes import route_handlers as code_routes
+from tessera_experience.verification_codes.settings import CodeSettings
 from tessera_kit.app import ServiceSpec, create_app
 from tessera_kit.config import ServiceSettings
 
 
-def build_spec(settings: ServiceSettings | None = None, name: str = "experience") -> ServiceSpec:
+def build_spec(settings: ServiceSettings | None = None, name: str = "experience",
+               code_settings: CodeSettings | None = None) -> ServiceSpec:
+    """A fresh spec per instance; tests build their own (default: settings from the environment)."""
+
+    async def install_codes(ctx) -> None:
+        verification_codes.install(ctx, code_settings)
+
     return ServiceSpec(
         name=name,
-        route_handlers=[*config_routes, *interaction_routes, *page_routes],
+        route_handlers=[*config_routes, *interaction_routes, *code_routes, *page_routes],
         migrations=Path(__file__).parent / "migrations",
         publishes=STREAMS["experience"],
         subscriptions=[connector_events],
-        on_startup=[seed_defaults],
+        on_startup=[install_codes, seed_defaults],
         settings=settings,
+        documented_bodies=code_bodies,
     )
 
 
