@@ -309,10 +309,12 @@ async def social(api):
     connector = await add_connector(api, "mock-social-connector", {"clientId": "e2e", "clientSecret": "e2e-SECRET"})
     before = (await api.get("/api/sign-in-exp", headers=ADMIN)).json()
     try:
-        # Social-only sign-up, as Logto's social tests configure it.
-        await patch_sie(api, {"signUp": {"identifiers": [], "password": False, "verify": False},
-                              "socialSignInConnectorTargets": [*before["socialSignInConnectorTargets"], "mock-social"]})
-        for _ in range(200):  # experience lists it once its read model has it
+        # Social-only sign-up, as Logto's social tests configure it. Experience drops targets
+        # it knows no connector of, so the PATCH is repeated until its read model has caught up.
+        targets = [*before["socialSignInConnectorTargets"], "mock-social"]
+        for _ in range(200):
+            await patch_sie(api, {"signUp": {"identifiers": [], "password": False, "verify": False},
+                                  "socialSignInConnectorTargets": targets})
             listed = (await api.get("/api/.well-known/sign-in-exp")).json()["socialConnectors"]
             if any(c["id"] == connector["id"] for c in listed):
                 break
