@@ -1,4 +1,5 @@
-"""SQL for interactions and their verification codes (this schema only)."""
+"""SQL for interactions (this schema only); their verification codes are in
+`verification_codes/store.py`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from tessera_experience.verification_codes.domain import CODE_TTL
+
 Executor = asyncpg.Connection | asyncpg.Pool
 
 
