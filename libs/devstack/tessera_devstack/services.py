@@ -127,6 +127,9 @@ class ServiceStack:
             # Local receivers (localhost) must work in `make run` and the tests; deploy/ never
             # sets it, so production hooks cannot reach private addresses (SSRF guard).
             "TESSERA_WEBHOOKS_ALLOW_PRIVATE": self._base_env.get("TESSERA_WEBHOOKS_ALLOW_PRIVATE", "true"),
+            # ... and which send codes to one address in quick succession: no resend cooldown
+            # (the other code limits keep their defaults; deploy/ keeps the cooldown).
+            "TESSERA_VERIFICATION_CODE_RESEND_COOLDOWN": "off",
             **(admin_client.as_env() if admin_client else {}),
             **(extra_env or {}),
             "HOST": LOCALHOST,

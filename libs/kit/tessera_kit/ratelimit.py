@@ -4,7 +4,7 @@ A `Limit` is "N per period" (`"20/1h"`, `"100/10m"`, `"1/60s"`, or `"off"`), rea
 setting. `RateLimiter.hit((limit, value), ...)` counts one request against each (limit,
 value) pair in ONE atomic statement (an upsert per key, GCRA: a burst of N, then one per
 period/N) and raises `TooManyRequests` — 429 in Logto's error format with `Retry-After` —
-when any of them is exhausted. Keys are SHA-256 digests of the limit's name and the value,
+when any of them is exhausted; `give_back` returns a request whose work never happened. Keys are SHA-256 digests of the limit's name and the value,
 so no address, e-mail or phone number is stored.
 
 `known_blocked` answers from this process's memory only (no database round trip) whether a
@@ -116,6 +116,15 @@ class RateLimiter:
                 self._blocked[row["key"]] = now + row["retry_after"]
         if refused:
             raise TooManyRequests(max(refused))
+
+    async def give_back(self, *checks: tuple[Limit, str | None]) -> None:
+        """Return one request counted by `hit` (the work it allowed never happened, e.g. a
+        message the provider refused to send): each key's arrival time moves back one step."""
+        keys = [limit.key(value) for limit, value in checks if limit.enabled and value]
+        if keys:
+            await self.pool.execute("UPDATE rate_limits SET tat = tat - step WHERE key = ANY($1::text[])", keys)
+        for key in keys:
+            self._blocked.pop(key, None)
 
     def known_blocked(self, *checks: tuple[Limit, str | None]) -> None:
         """Raise 429 if this process saw one of these keys refused and the block still runs."""

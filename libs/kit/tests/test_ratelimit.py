@@ -79,3 +79,15 @@ async def test_429_in_logtos_error_format_with_retry_after():
     assert response.headers["retry-after"] == "42"
     assert response.json() == {"code": "request.too_many_requests", "data": {"retryAfter": 42},
                                "message": "Too many requests. Please try again in 42 seconds."}
+
+
+async def test_a_request_given_back_no_longer_counts(pool):
+    cooldown = Limit.parse("cooldown", "1/60s")
+    limiter = RateLimiter(pool)
+    await limiter.hit((cooldown, "a@example.com"))
+    with pytest.raises(TooManyRequests):
+        await limiter.hit((cooldown, "a@example.com"))
+    await limiter.give_back((cooldown, "a@example.com"))
+    await limiter.hit((cooldown, "a@example.com"))  # allowed again, and counted again
+    with pytest.raises(TooManyRequests):
+        await limiter.hit((cooldown, "a@example.com"))

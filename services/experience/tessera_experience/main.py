@@ -12,6 +12,10 @@ from tessera_experience.domains.routes import route_handlers as domain_routes
 from tessera_experience.interaction.routes import route_handlers as interaction_routes
 from tessera_experience.pages.routes import route_handlers as page_routes
 from tessera_experience.seed import seed_defaults
+from tessera_experience.verification_codes import service as verification_codes
+from tessera_experience.verification_codes.routes import DOCUMENTED_BODIES as code_bodies
+from tessera_experience.verification_codes.routes import route_handlers as code_routes
+from tessera_experience.verification_codes.settings import CodeSettings
 from tessera_kit.app import ServiceSpec, create_app
 from tessera_kit.config import ServiceSettings
 
@@ -20,20 +24,27 @@ from tessera_kit.config import ServiceSettings
 CONFIG_BODY_MAX_BYTES = 1024 * 1024
 
 
-def build_spec(settings: ServiceSettings | None = None, name: str = "experience") -> ServiceSpec:
+def build_spec(settings: ServiceSettings | None = None, name: str = "experience",
+               code_settings: CodeSettings | None = None) -> ServiceSpec:
+    """A fresh spec per instance; tests build their own (default: settings from the environment)."""
+
+    async def install_codes(ctx) -> None:
+        verification_codes.install(ctx, code_settings)
+
     return ServiceSpec(
         name=name,
         route_handlers=[
             Router("/", route_handlers=[*config_routes, *domain_routes],
                    request_max_body_size=CONFIG_BODY_MAX_BYTES),
-            *interaction_routes, *page_routes,
+            *interaction_routes, *code_routes, *page_routes,
         ],
         migrations=Path(__file__).parent / "migrations",
         publishes=STREAMS["experience"],
         subscriptions=[connector_events],
-        on_startup=[seed_defaults, start_purging],
+        on_startup=[install_codes, seed_defaults, start_purging],
         on_shutdown=[stop_purging],
         settings=settings,
+        documented_bodies=code_bodies,
     )
 
 

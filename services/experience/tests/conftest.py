@@ -23,6 +23,7 @@ from tessera_events.contracts import connectors as connector_contracts
 from tessera_events.contracts import identity as identity_contracts
 from tessera_events.contracts import oidc as oidc_contracts
 from tessera_experience.main import build_spec
+from tessera_experience.verification_codes.settings import CodeSettings
 from tessera_kit import rpc
 from tessera_kit.app import ServiceContext
 from tessera_kit.bus import Bus
@@ -33,6 +34,9 @@ from tessera_kit.testing import publisher, service_client, started
 
 _count = itertools.count()
 ISSUER = "http://tessera.test/oidc"
+# Tests send codes to one address in quick succession; a test that wants the production
+# limits passes its own CodeSettings (`@pytest.mark.parametrize("deployment", [...], indirect=True)`).
+RELAXED_CODES = CodeSettings(verification_code_resend_cooldown="off")
 
 
 @dataclass
@@ -253,6 +257,7 @@ class FakeConnectors:
         self.sent: list[connector_contracts.SendMessageRequest] = []
         self.instances: dict[str, ConnectorSnapshot] = {}
         self.deleted: list[str] = []
+        self.failing_sends = 0  # how many next send_message calls fail as a provider would
 
     async def add(self, type_: str, *, target: str | None = None, factory: str | None = None,
                   platform: str | None = None) -> ConnectorSnapshot:
@@ -269,6 +274,9 @@ class FakeConnectors:
         matching = [c for c in self.instances.values() if c.type == r.type]
         if not matching:
             raise RequestError("connector.not_found", 400, type=r.type)
+        if self.failing_sends:
+            self.failing_sends -= 1
+            raise RequestError("connector.general", 400, errorDescription="provider timed out")
         self.sent.append(r)
         return connector_contracts.MessageSent(connector_id=matching[0].id)
 
@@ -349,11 +357,11 @@ class Deployment:
 
 
 @pytest.fixture
-async def deployment(database_url, nats_url, namespace):
+async def deployment(request, database_url, nats_url, namespace):
     ns = f"{namespace}x{next(_count)}"
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns,
                                endpoint="http://tessera.test")
-    spec = build_spec(settings, name=f"experience-{ns}")
+    spec = build_spec(settings, name=f"experience-{ns}", code_settings=getattr(request, "param", RELAXED_CODES))
     async with started(spec) as (app, ctx), publisher(
         database_url, nats_url, namespace=ns, stream=STREAMS["connectors"], schema=f"connectors_{ns}"
     ) as connectors:

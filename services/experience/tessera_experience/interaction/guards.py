@@ -200,3 +200,13 @@ def parse_social_authorization(body: Any) -> Payload:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise _fail("redirectUri", "invalid_string", "Invalid url")
     return {"connectorId": v["connectorId"], "state": v["state"], "redirectUri": redirect_uri}
+
+
+def parse_code_verification(body: Any) -> tuple[Payload, str]:
+    """`{email, verificationCode}` or `{phone, verificationCode}` (POST /verification-codes/verify)."""
+    target = parse_code_request(body)
+    code = body.get("verificationCode")
+    if not _string(code):
+        raise _fail("verificationCode", "invalid_type" if not isinstance(code, str) else "too_small",
+                    "Required" if code is None else "String must contain at least 1 character(s)")
+    return target, code

@@ -20,10 +20,8 @@ import msgspec
 from tessera_events.contracts.connectors import (
     AUTHORIZATION_URI,
     INTERACTION_USER_INFO,
-    SEND_MESSAGE,
     AuthorizationUriRequest,
     InteractionUserInfoRequest,
-    SendMessageRequest,
 )
 from tessera_events.contracts.identity import (
     APPLICATION_CLIENT,
@@ -65,6 +63,7 @@ from tessera_experience.config.routes import load_sign_in_experience
 from tessera_experience.interaction import domain, guards, store
 from tessera_experience.interaction.domain import Identifier, Payload, mask_passwords
 from tessera_experience.interaction.logs import Caller, StepLog
+from tessera_experience.verification_codes.service import VerificationCodes
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
@@ -72,16 +71,11 @@ from tessera_kit.logging import get_logger
 log = get_logger(__name__)
 T = TypeVar("T")
 
-MAX_CODE_TRIES = 10
 FORGOT_PASSWORD = "ForgotPassword"
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def new_code() -> str:
-    return f"{secrets.randbelow(1_000_000):06d}"
 
 
 def snapshot(user: UserInfo | None) -> UserSnapshot | None:
@@ -320,7 +314,9 @@ class InteractionService:
         if "verificationCode" in identifier:
             kind = "email" if "email" in identifier else "phone"
             steps.create(f"Interaction.{event}.Identifier.VerificationCode.Submit")[kind] = identifier[kind]
-            await self._check_code(details.uid, event, kind, identifier[kind], identifier["verificationCode"])
+            await VerificationCodes(self.ctx).verify(
+                interaction_uid=details.uid, type_=event, kind=kind, value=identifier[kind],
+                code=identifier["verificationCode"], ip=steps.caller.ip)
             return {"key": f"{kind}Verified", "value": identifier[kind]}
         # Logto logs both social cases under SignIn, whatever the event (§11.13).
         entry = steps.create("Interaction.SignIn.Identifier.Social.Submit")
@@ -341,29 +337,6 @@ class InteractionService:
             raise RequestError("session.connector_session_not_found", 400)
         return {"key": f"{kind}Verified", "value": identifier[kind]}
 
-    async def _check_code(self, uid: str, event: str, kind: str, value: str, code: str) -> None:
-        """Logto's passcode check; a wrong code counts as a try even though the request fails."""
-        failure: RequestError | None = None
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            row = await store.latest_code(conn, self.tenant, uid, event)
-            if row is None:
-                failure = RequestError("verification_code.not_found", 400)
-            elif kind == "phone" and row["phone"] != value:
-                failure = RequestError("verification_code.phone_mismatch", 400)
-            elif kind == "email" and row["email"] != value:
-                failure = RequestError("verification_code.email_mismatch", 400)
-            elif row["expired"]:
-                failure = RequestError("verification_code.expired", 400)
-            elif row["try_count"] >= MAX_CODE_TRIES:
-                failure = RequestError("verification_code.exceed_max_try", 400)
-            elif not secrets.compare_digest(row["code"], code):
-                await store.count_failed_try(conn, self.tenant, row["id"])
-                failure = RequestError("verification_code.code_mismatch", 400)
-            else:
-                await store.consume_code(conn, self.tenant, row["id"])
-        if failure is not None:
-            raise failure
-
     # ------------------------------------------------------------------ verification code (§4.2, §4.6)
 
     async def send_code(self, caller: Caller, body: Any) -> None:
@@ -376,24 +349,8 @@ class InteractionService:
         async def run() -> None:
             entry = steps.create(f"Interaction.{event}.Identifier.VerificationCode.Create")
             entry.update(target)
-            message_type = "Email" if "email" in target else "Sms"
-            code = new_code()
-            async with self.ctx.pool.acquire() as conn, conn.transaction():
-                code_id = await store.replace_code(conn, self.tenant, details.uid, event,
-                                                   target.get("email"), target.get("phone"), code)
-            try:
-                sent = await self.ctx.call(SEND_MESSAGE, SendMessageRequest(
-                    type=message_type, to=target.get("email") or target["phone"], template=event,
-                    payload={"code": code}, tenant_id=self.tenant,
-                ))
-            except RequestError as error:
-                await store.delete_code(self.ctx.pool, self.tenant, code_id)  # never sent: not a valid code
-                if error.code == "service.unavailable" and message_type not in await connectors.connector_types(
-                        self.ctx.pool, self.tenant):
-                    # No connectors service, hence no connector: what Logto says without one.
-                    raise RequestError("connector.not_found", 400, type=message_type) from error
-                raise
-            entry["connectorId"] = sent.connector_id
+            entry["connectorId"] = await VerificationCodes(self.ctx).send(
+                interaction_uid=details.uid, type_=event, target=target, ip=caller.ip)
             async with self.ctx.pool.acquire() as conn, conn.transaction():
                 await self._write_steps(conn, steps)
 

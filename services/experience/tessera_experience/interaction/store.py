@@ -1,4 +1,5 @@
-"""SQL for interactions and their verification codes (this schema only)."""
+"""SQL for interactions (this schema only); their verification codes are in
+`verification_codes/store.py`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from tessera_kit.ids import new_id
+from tessera_experience.verification_codes.domain import CODE_TTL
 
-CODE_TTL = dt.timedelta(minutes=10)
 Executor = asyncpg.Connection | asyncpg.Pool
 
 
@@ -66,38 +66,6 @@ async def purge_expired(conn: Executor) -> None:
 # ------------------------------------------------------------------ verification codes
 
 
-async def replace_code(conn: asyncpg.Connection, tenant_id: str, uid: str, type_: str,
-                       email: str | None, phone: str | None, code: str) -> str:
-    """A new code for (interaction, type); the earlier unconsumed ones go (Logto §4.6)."""
-    await conn.execute(
-        "DELETE FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2 AND type = $3"
-        " AND NOT consumed",
-        tenant_id, uid, type_,
-    )
-    code_id = new_id()
-    await conn.execute(
-        "INSERT INTO verification_codes (tenant_id, id, interaction_uid, type, email, phone, code)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        tenant_id, code_id, uid, type_, email, phone, code,
-    )
-    return code_id
-
-
-async def delete_code(conn: Executor, tenant_id: str, code_id: str) -> None:
-    await conn.execute("DELETE FROM verification_codes WHERE tenant_id = $1 AND id = $2", tenant_id, code_id)
-
-
-async def latest_code(conn: asyncpg.Connection, tenant_id: str, uid: str, type_: str) -> dict[str, Any] | None:
-    """The latest unconsumed code of (interaction, type), locked; `expired` after 10 minutes."""
-    row = await conn.fetchrow(
-        "SELECT id, email, phone, code, try_count, created_at < now() - $4::interval AS expired"
-        " FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2 AND type = $3 AND NOT consumed"
-        " ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
-        tenant_id, uid, type_, CODE_TTL,
-    )
-    return dict(row) if row else None
-
-
 async def latest_code_target(conn: Executor, tenant_id: str, uid: str, type_: str) -> tuple[str, str] | None:
     """("email" | "phone", address) the latest unconsumed code of (interaction, type) went to."""
     row = await conn.fetchrow(
@@ -108,14 +76,3 @@ async def latest_code_target(conn: Executor, tenant_id: str, uid: str, type_: st
     if row is None:
         return None
     return ("email", row["email"]) if row["email"] else ("phone", row["phone"])
-
-
-async def count_failed_try(conn: asyncpg.Connection, tenant_id: str, code_id: str) -> None:
-    await conn.execute(
-        "UPDATE verification_codes SET try_count = try_count + 1 WHERE tenant_id = $1 AND id = $2", tenant_id, code_id
-    )
-
-
-async def consume_code(conn: asyncpg.Connection, tenant_id: str, code_id: str) -> None:
-    await conn.execute("UPDATE verification_codes SET consumed = true WHERE tenant_id = $1 AND id = $2",
-                       tenant_id, code_id)

@@ -196,19 +196,27 @@ async def _after_failure(ctx: ServiceContext, page: Page, error: RequestError, e
 # ------------------------------------------------------------------ missing profile
 
 PROFILE_FIELDS = ("username", "password")
+CONTACT_KINDS = {"email": ["email"], "phone": ["phone"], "emailOrPhone": ["email", "phone"]}
+
+
+def profile_path(event: str) -> str:
+    return "/register/profile" if event == "Register" else "/sign-in/profile"
 
 
 def render_missing_profile(page: Page, event: str, missing: list[str], *, errors: FormErrors | None = None,
                            values: dict[str, str] | None = None, status: int = 200) -> Response:
     errors = errors or FormErrors()
     fields = [f for f in PROFILE_FIELDS if f in missing]
-    if not fields:
-        # Email or phone are missing: they need a verification code the pages do not ask for here.
+    # An email or phone is linked with a code sent to it (when nothing else is missing first).
+    contact = next((CONTACT_KINDS[m] for m in missing if m in CONTACT_KINDS), []) if not fields else []
+    if not fields and not contact:
         errors.add("", page.error_sentence(RequestError("user.missing_profile", 422)))
-    action = "/register/profile" if event == "Register" else "/sign-in/profile"
+    action = profile_path(event)
     return page.render("missing_profile.html", status, title=page.t("description.continue_with_more_information"),
                        errors=errors, fields=fields, values=values or {}, action=f"{action}?fields={','.join(fields)}",
-                       focus=focus_of(errors, fields[0] if fields else ""))
+                       contact=contact, contact_label=label_for(page, contact) if contact else "",
+                       contact_action=f"{action}/verification-code?kinds={','.join(contact)}",
+                       focus=focus_of(errors, fields[0] if fields else "contact"))
 
 
 async def complete_profile(request: Request, ctx: ServiceContext, event: str) -> Response:
@@ -233,6 +241,76 @@ async def complete_profile(request: Request, ctx: ServiceContext, event: str) ->
             return await _after_failure(ctx, page, error, event, None)
         return render_missing_profile(page, event, fields, errors=page.errors_from(error), values=values,
                                       status=error.status)
+
+
+async def send_profile_code(request: Request, ctx: ServiceContext, event: str) -> Response:
+    """A missing email or phone: send it a code, then ask for the code."""
+    _, page = await live_page(ctx, request)
+    kinds = [k for k in request.query_params.get("kinds", "").split(",") if k in ("email", "phone")] or ["email"]
+    target = (await form_of(request)).get("contact", "")[:256]
+    kind = kind_of(target, kinds)
+    errors = FormErrors()
+    if kind not in kinds or not (EMAIL if kind == "email" else PHONE).fullmatch(target):
+        errors.add("contact", page.t("error.general_invalid", types=label_for(page, kinds)))
+        return render_missing_profile(page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)],
+                                      errors=errors, status=400)
+    try:
+        await InteractionService(ctx).send_code(caller_of(request), {kind: target})
+    except RequestError as error:
+        if error.code == "session.not_found":
+            return see_other(UNKNOWN_SESSION)
+        errors.add("contact", page.error_sentence(error))
+        return render_missing_profile(page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)],
+                                      errors=errors, status=error.status)
+    return render_code(page, action=f"{profile_path(event)}/verify", target=target, back="/sign-in",
+                       submit_label=page.t("action.continue"))
+
+
+async def link_profile_contact(request: Request, ctx: ServiceContext, event: str) -> Response:
+    """The code of a missing email or phone: verified, it joins the profile, and the
+    interaction is submitted again."""
+    _, page = await live_page(ctx, request)
+    form = await form_of(request)
+    target, code = form.get("target", "")[:256], form.get("code", "")[:64]
+    action = f"{profile_path(event)}/verify"
+
+    def again(errors: FormErrors, status: int) -> Response:
+        return render_code(page, action=action, target=target, back="/sign-in",
+                           submit_label=page.t("action.continue"), errors=errors, status=status)
+
+    if not code:
+        errors = FormErrors()
+        errors.add("code", page.t("error.verification_code_required"))
+        return again(errors, 400)
+    service = InteractionService(ctx)
+    caller = caller_of(request)
+    payload = code_payload(target, code)
+    try:
+        await service.add_identifier(caller, payload)
+        await service.set_profile(caller, {k: v for k, v in payload.items() if k != "verificationCode"}, merge=True)
+        return see_other(await service.submit(caller) or "/sign-in")
+    except RequestError as error:
+        return await _after_failure(ctx, page, error, event, lambda errs: again(errs, error.status))
+
+
+@post("/sign-in/profile/verification-code", include_in_schema=False, status_code=200)
+async def sign_in_profile_code(request: Request, ctx: Ctx) -> Response:
+    return await send_profile_code(request, ctx, "SignIn")
+
+
+@post("/register/profile/verification-code", include_in_schema=False, status_code=200)
+async def register_profile_code(request: Request, ctx: Ctx) -> Response:
+    return await send_profile_code(request, ctx, "Register")
+
+
+@post("/sign-in/profile/verify", include_in_schema=False, status_code=200)
+async def sign_in_profile_verify(request: Request, ctx: Ctx) -> Response:
+    return await link_profile_contact(request, ctx, "SignIn")
+
+
+@post("/register/profile/verify", include_in_schema=False, status_code=200)
+async def register_profile_verify(request: Request, ctx: Ctx) -> Response:
+    return await link_profile_contact(request, ctx, "Register")
 
 
 @post("/sign-in/profile", include_in_schema=False, status_code=200)
@@ -522,12 +600,56 @@ async def social_callback(request: Request, ctx: Ctx, connector_id: FromPath[str
         try:
             redirect = await service.submit(caller)
         except RequestError as error:
-            if error.code != "user.identity_not_exist" or page.sie["signInMode"] == "SignIn":
+            if error.code != "user.identity_not_exist":
                 raise
-            # A new social account: create the user from it (Logto's UI "create account").
-            await service.change_event(caller, {"event": "Register"})
-            await service.set_profile(caller, {"connectorId": connector_id}, merge=True)
-            redirect = await service.submit(caller)
+            related = (error.data or {}).get("relatedUser")
+            if related:
+                # An account has this social account's email or phone (which a new account
+                # could not take): the user may link the social account to it.
+                return render_social_link(page, connector_id, related)
+            if page.sie["signInMode"] == "SignIn":
+                raise
+            redirect = await _register_socially(service, caller, connector_id)
+    except RequestError as error:
+        return await _after_failure(ctx, page, error, "SignIn",
+                                    lambda errs: render_sign_in(ctx, page, errors=errs, status=error.status))
+    return see_other(redirect or "/sign-in")
+
+
+async def _register_socially(service: InteractionService, caller, connector_id: str) -> str | None:
+    """A new social account: create the user from it (Logto's UI "create account")."""
+    await service.change_event(caller, {"event": "Register"})
+    await service.set_profile(caller, {"connectorId": connector_id}, merge=True)
+    return await service.submit(caller)
+
+
+def render_social_link(page: Page, connector_id: str, related: dict[str, str], *,
+                       errors: FormErrors | None = None, status: int = 200) -> Response:
+    kind = "email" if related.get("type") == "email" else "phone"
+    value = str(related.get("value", ""))
+    return page.render(
+        "social_link.html", status, title=page.t("description.bind_account_title"), errors=errors or FormErrors(),
+        message=page.t("description.link_account_id_exists",
+                       type=page.t("description.email" if kind == "email" else "description.phone_number"),
+                       value=value),
+        kind=kind, value=value, connector_id=connector_id,
+    )
+
+
+@post("/sign-in/social/{connector_id:str}/link", include_in_schema=False, status_code=200)
+async def social_link(request: Request, ctx: Ctx, connector_id: FromPath[str]) -> Response:
+    """Link the social identity to the account with its verified email or phone (Logto §4.4:
+    the value must be the one the provider vouched for, so a forged form gets nowhere)."""
+    _, page = await live_page(ctx, request)
+    form = await form_of(request)
+    kind = "phone" if form.get("kind") == "phone" else "email"
+    value = form.get("value", "")[:256]
+    service = InteractionService(ctx)
+    caller = caller_of(request)
+    try:
+        await service.add_identifier(caller, {"connectorId": connector_id, kind: value})
+        await service.set_profile(caller, {"connectorId": connector_id}, merge=True)
+        redirect = await service.submit(caller)
     except RequestError as error:
         return await _after_failure(ctx, page, error, "SignIn",
                                     lambda errs: render_sign_in(ctx, page, errors=errs, status=error.status))
@@ -579,9 +701,10 @@ static_files = create_static_files_router(
 
 route_handlers = [
     Router("/", route_handlers=[
-        sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_send_code, sign_in_with_code,
+        sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_profile_code, register_profile_code,
+        sign_in_profile_verify, register_profile_verify, sign_in_send_code, sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
-        social_sign_in, social_callback, consent_page, consent, unknown_session, stylesheet,
+        social_sign_in, social_callback, social_link, consent_page, consent, unknown_session, stylesheet,
     ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES,
        guards=[same_origin]),
     static_files,

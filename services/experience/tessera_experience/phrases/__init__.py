@@ -55,12 +55,18 @@ def built_in_phrases(tag: str) -> Tree:
 
 
 def error_sentence(tag: str, code: str) -> str | None:
-    """The page sentence for an API error code in `tag` (English if it has none)."""
-    if tag in BUILT_IN_LANGUAGES:
-        sentence = _locale_file(tag).get("errors", {}).get(code)
+    """The page sentence for an API error code in `tag` (English if it has none). A
+    connector's own error without a sentence of its own reads as `connector.general`."""
+    codes = [code, "connector.general"] if code.startswith("connector.") else [code]
+    for candidate in codes:
+        if tag in BUILT_IN_LANGUAGES:
+            sentence = _locale_file(tag).get("errors", {}).get(candidate)
+            if sentence:
+                return sentence
+        sentence = _locale_file(DEFAULT_LANGUAGE).get("errors", {}).get(candidate)
         if sentence:
             return sentence
-    return _locale_file(DEFAULT_LANGUAGE).get("errors", {}).get(code)
+    return None
 
 
 def clean_deep(value: Any) -> Any:
