@@ -103,7 +103,9 @@ async def code_setup(api):
 
 class Browser:
     def __init__(self, base_url: str):
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=30, follow_redirects=False)
+        # A browser on the sign-in pages says where its requests come from.
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=30, follow_redirects=False,
+                                        headers={"origin": base_url})
 
     async def start(self, app_id: str, **extra: str) -> None:
         query = {"client_id": app_id, "redirect_uri": REDIRECT_URI, "response_type": "code",
