@@ -187,10 +187,54 @@ def test_every_service_is_in_the_kubernetes_manifests(kustomization):
     assert kubernetes_problems(render(kustomization), expected_services()) == []
 
 
+def scaling_problems(docs, expected: list[ServiceSpec]) -> list[str]:
+    """Every service: an HPA on its Deployment, a PDB over its pods, spread over zones and
+    nodes, and a memory request and limit."""
+    problems = []
+    deployments = named(docs, "Deployment")
+    autoscalers = named(docs, "HorizontalPodAutoscaler")
+    budgets = named(docs, "PodDisruptionBudget")
+    for spec in expected:
+        deployment = deployments.get(spec.name)
+        if deployment is None:
+            continue  # reported by kubernetes_problems
+        pod = deployment["spec"]["template"]
+        hpa = autoscalers.get(spec.name)
+        if hpa is None or hpa["spec"]["scaleTargetRef"] != {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name
+        }:
+            problems.append(f"{spec.name}: no HorizontalPodAutoscaler on its Deployment")
+        elif hpa["spec"]["minReplicas"] < 2:
+            problems.append(f"{spec.name}: the autoscaler may go below 2 replicas")
+        pdb = budgets.get(spec.name)
+        if pdb is None or not _selects(pdb["spec"]["selector"], pod["metadata"]["labels"]):
+            problems.append(f"{spec.name}: no PodDisruptionBudget over its pods")
+        keys = {c["topologyKey"] for c in pod["spec"].get("topologySpreadConstraints", [])
+                if _selects(c["labelSelector"], pod["metadata"]["labels"])}
+        if keys != {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}:
+            problems.append(f"{spec.name}: not spread over zones and nodes ({sorted(keys)})")
+        resources = pod["spec"]["containers"][0].get("resources", {})
+        if not {"cpu", "memory"} <= set(resources.get("requests", {})) or "memory" not in resources.get("limits", {}):
+            problems.append(f"{spec.name}: no cpu/memory requests and memory limit")
+    return problems
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_every_service_scales_and_survives_a_drain(kustomization):
+    assert scaling_problems(render(kustomization), expected_services()) == []
+
+
 def test_the_kubernetes_check_reports_a_missing_service():
     docs = [d for d in render(K8S) if d["metadata"]["name"] != "connectors"]
     problems = kubernetes_problems(docs, expected_services())
     assert "connectors: no Deployment" in problems
+    docs = [d for d in render(K8S) if (d["kind"], d["metadata"]["name"]) != ("PodDisruptionBudget", "rbac")]
+    assert scaling_problems(docs, expected_services()) == ["rbac: no PodDisruptionBudget over its pods"]
 
 
 def strict_crd_schema(schema: dict) -> dict:
