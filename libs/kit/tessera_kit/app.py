@@ -24,7 +24,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
-from tessera_kit import rpc
+from tessera_kit import metrics, rpc
 from tessera_kit.bus import Bus, Retention
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
@@ -199,6 +199,14 @@ async def ready(request: Request) -> Response:
     return Response({"status": "ready" if ok else "starting"}, status_code=200 if ok else 503)
 
 
+@get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request) -> Response:
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is not None:
+        await metrics.refresh(ctx)
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
 def _provide_ctx(request: Request) -> ServiceContext:
     return request.app.state.ctx
 
@@ -217,9 +225,13 @@ def create_app(spec: ServiceSpec) -> Litestar:
             await stop_context(spec, ctx)
 
     app = Litestar(
-        route_handlers=[live, ready, *spec.route_handlers],
+        route_handlers=[live, ready, metrics_endpoint, *spec.route_handlers],
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(context_middleware), DefineMiddleware(text_guard_middleware)],
+        middleware=[
+            DefineMiddleware(metrics.metrics_middleware),
+            DefineMiddleware(context_middleware),
+            DefineMiddleware(text_guard_middleware),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
