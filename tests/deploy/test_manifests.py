@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
 SCHEMAS = ROOT / "deploy" / "schemas"
-OVERLAYS = sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml"))
+# Overlays live beside the base, not below it (kustomize refuses a base that contains them).
+OVERLAYS = sorted(p.parent for p in (ROOT / "deploy" / "overlays").glob("*/kustomization.yaml"))
 KUSTOMIZATIONS = [K8S, *OVERLAYS]
 
 # The oldest Kubernetes the manifests promise to run on (deploy/README.md), and the newest
@@ -182,7 +183,7 @@ def kubernetes_problems(docs, expected: list[ServiceSpec]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
 def test_every_service_is_in_the_kubernetes_manifests(kustomization):
     assert kubernetes_problems(render(kustomization), expected_services()) == []
 
@@ -224,7 +225,7 @@ def _selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
 def test_every_service_scales_and_survives_a_drain(kustomization):
     assert scaling_problems(render(kustomization), expected_services()) == []
 
@@ -280,7 +281,7 @@ def validation_errors(doc: dict, version: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
 def test_every_document_validates_against_its_schema(kustomization, version):
     problems = {
         f"{doc['kind']}/{doc['metadata']['name']}": errors
@@ -318,6 +319,26 @@ def test_every_rendered_kind_has_a_schema():
                 pytest.fail(f"no schema for {doc['apiVersion']} {doc['kind']}")
             except kubernetes_validate.ValidationError:
                 pass  # reported by test_every_document_validates_against_its_schema
+
+
+def test_the_cluster_overlay_brings_its_engines():
+    """NATS with 3 JetStream nodes and streams of 3 replicas, a CloudNativePG Cluster, and
+    a ServiceMonitor that selects every service's Service on the port named http."""
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    config = named(docs, "ConfigMap")["tessera-config"]["data"]
+    assert config["TESSERA_STREAM_REPLICAS"] == "3" and config["NATS_URL"] == "nats://nats:4222"
+    nats = named(docs, "StatefulSet")["nats"]
+    assert nats["spec"]["replicas"] == 3
+    nats_conf = named(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert "jetstream" in nats_conf and nats_conf.count("nats://nats-") == 3
+    assert named(docs, "Cluster")["tessera-postgres"]["spec"]["instances"] == 3
+    (monitor,) = named(docs, "ServiceMonitor").values()
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    for spec in expected_services():
+        service = named(docs, "Service")[spec.name]
+        assert _selects({"matchLabels": monitor["spec"]["selector"]["matchLabels"]}, service["metadata"]["labels"])
+        assert spec.name in monitor["spec"]["selector"]["matchExpressions"][0]["values"]
+        assert service["spec"]["ports"][0]["name"] == monitor["spec"]["endpoints"][0]["port"]
 
 
 def test_service_ports_match_the_devstack_table():
