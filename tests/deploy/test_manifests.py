@@ -345,3 +345,18 @@ def test_service_ports_match_the_devstack_table():
     for spec in upstreams():
         service = named(render(K8S), "Service")[spec.name]
         assert service["spec"]["ports"][0]["port"] == service_spec(spec.name).default_port
+
+
+def test_the_grafana_dashboard_charts_metrics_the_services_export():
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("tessera_http_request_duration_seconds", "tessera_outbox_backlog",
+                   "tessera_outbox_relay_lag_seconds", "tessera_consumer_pending",
+                   "tessera_consumer_dead_letters_total", "tessera_rpc_call_duration_seconds",
+                   "tessera_rpc_call_failures_total", "tessera_argon2_waiting"):
+        assert metric in exprs, metric
+    from tessera_kit import metrics  # every kit metric the dashboard names exists
+    from prometheus_client.metrics import MetricWrapperBase
+
+    names = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    assert {"tessera_http_request_duration_seconds", "tessera_outbox_backlog", "tessera_consumer_pending"} <= names
