@@ -11,7 +11,9 @@
 - Admin client: TESSERA_ADMIN_CLIENT_ID/SECRET, else generated once into .tessera/admin-client.json.
 - Internal key (the gateway signs what it forwards, the services check it): TESSERA_INTERNAL_KEY,
   else a new one for each run, given to every service's environment and nowhere else.
-- Gateway on $PORT (default 3001), the other services on their default ports.
+- Gateway on $PORT (default 3001), the other services on free ports the OS picks (so a second
+  checkout can run beside this one), unless pinned: TESSERA_<NAME>_PORT, e.g.
+  TESSERA_AUDIT_LOG_PORT=3105; the banner lists them.
 - Logs: every line on stdout as `[service] ...`, and in .tessera/logs/<name>.log
   (postgres.log and nats.log only go to files).
 
@@ -28,6 +30,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -37,10 +40,10 @@ from tessera_events.subscribers import parse_subscribers
 from tessera_kit.access import nats_user
 
 from .nats import NatsAccess, NatsError, start_nats
-from .ports import port_is_free
+from .ports import free_ports, port_is_free
 from .postgres import PostgresError, create_database, start_postgres
 from .processes import DirectoryInUse
-from .services import GATEWAY, ServiceStack, ServiceStartError, available_services
+from .services import GATEWAY, ServiceSpec, ServiceStack, ServiceStartError, available_services
 from .supervisor import Supervisor
 
 DATABASE_NAME = "tessera"
@@ -53,6 +56,28 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _say(text: str) -> None:
     print(f"[devstack] {text}", flush=True)
+
+
+def port_variable(spec: ServiceSpec) -> str:
+    """Pins a service's port in `make run`, e.g. TESSERA_AUDIT_LOG_PORT (the gateway's is PORT)."""
+    return "PORT" if spec.name == GATEWAY else spec.url_variable.removesuffix("_URL") + "_PORT"
+
+
+def choose_ports(services: Sequence[ServiceSpec], environ: Mapping[str, str]) -> dict[str, int]:
+    """The gateway on $PORT (default 3001); every other service on its pinned port, else on a
+    free one: only the gateway's port matters to a user, and fixed ones collide with a second
+    `make run` on the same machine."""
+    pinned = {
+        spec.name: int(environ[port_variable(spec)])
+        for spec in services
+        if environ.get(port_variable(spec))
+    }
+    pinned.setdefault(GATEWAY, 3001)
+    unpinned = [spec.name for spec in services if spec.name not in pinned]
+    return {
+        **{spec.name: pinned[spec.name] for spec in services if spec.name in pinned},
+        **dict(zip(unpinned, free_ports(len(unpinned)))),
+    }
 
 
 def _banner(stack: ServiceStack, admin: AdminClient) -> str:
@@ -109,14 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = 0
     try:
         services = available_services()
-        gateway_port = int(os.environ.get("PORT", "3001"))
-        ports = {s.name: gateway_port if s.name == GATEWAY else s.default_port for s in services}
+        ports = choose_ports(services, os.environ)
         busy = {name: port for name, port in ports.items() if not port_is_free(port)}
         if busy:  # before starting anything: fail in a second, not after PostgreSQL
             raise ServiceStartError(
                 "ports already in use: "
                 + ", ".join(f"{n} :{p}" for n, p in busy.items())
-                + " (another `make run`? set PORT to move the gateway)"
+                + " (another `make run`? set PORT to move the gateway, or unset TESSERA_<NAME>_PORT)"
             )
 
         database_url = os.environ.get("DATABASE_URL")

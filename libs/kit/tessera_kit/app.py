@@ -23,7 +23,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
-from tessera_kit import rpc
+from tessera_kit import metrics, rpc
 from tessera_kit.assertion import AssertionVerifier
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
@@ -199,6 +199,14 @@ async def ready(request: Request) -> Response:
     return Response({"status": "ready" if ok else "starting"}, status_code=200 if ok else 503)
 
 
+@get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request) -> Response:
+    ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+    if ctx is not None:
+        await metrics.refresh(ctx)
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
 def _provide_ctx(request: Request) -> ServiceContext:
     return request.app.state.ctx
 
@@ -218,7 +226,7 @@ def create_app(spec: ServiceSpec) -> Litestar:
             await stop_context(spec, ctx)
 
     app = Litestar(
-        route_handlers=[live, ready, *spec.route_handlers],
+        route_handlers=[live, ready, metrics_endpoint, *spec.route_handlers],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
@@ -235,7 +243,9 @@ def create_app(spec: ServiceSpec) -> Litestar:
     # same 401 as a known one, and no handler may run for a request the gateway did not sign.
     app.state.assertions = verifier
     # Outermost: the assertion (nothing unsigned gets further), then the text rule.
-    app.asgi_handler = context_middleware(text_guard_middleware(app.asgi_handler), verifier)
+    # Metrics outermost, so refused requests are counted too (by the template Litestar matched).
+    app.asgi_handler = metrics.metrics_middleware(
+        context_middleware(text_guard_middleware(app.asgi_handler), verifier))
     _document_bodies(app, spec.documented_bodies)
     return app
 

@@ -29,6 +29,7 @@ from tessera_events import Envelope, Stream, decode_envelope
 from tessera_kit.access import durable_name
 from tessera_kit.bus import Bus
 from tessera_kit.context import actor_var, request_id_var
+from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -248,6 +249,8 @@ class EventConsumer:
                     actor_var.reset(actor_token)
                 applied += 1
         self.applied += applied
+        if applied:
+            metrics.CONSUMER_APPLIED.labels(self.durable).inc(applied)
         return applied
 
     async def handle(self, msg: Msg) -> None:
@@ -297,6 +300,7 @@ class EventConsumer:
                     await self.subscription.handler(conn, envelope)
             if fresh:
                 self.applied += 1
+                metrics.CONSUMER_APPLIED.labels(self.durable).inc()
             return bool(fresh)
         finally:
             request_id_var.reset(request_token)
@@ -336,6 +340,7 @@ class EventConsumer:
             log.error("dead-letter failed; message kept", consumer=self.durable, error=str(dl_exc))
             return False
         self.dead_lettered += 1
+        metrics.CONSUMER_DEAD_LETTERS.labels(self.durable).inc()
         log.error(
             "event dead-lettered",
             consumer=self.durable,

@@ -27,8 +27,10 @@ from tessera_kit.text_guard import InvalidText, error_body
 log = get_logger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
-# Answered without an assertion: the orchestrator's probes do not go through the gateway.
-HEALTH_PATHS = frozenset({"/health/live", "/health/ready"})
+# Answered without an assertion: the orchestrator's probes and Prometheus's scrape do not go
+# through the gateway (the gateway forwards none of these paths; NetworkPolicies limit who
+# reaches a pod, and /metrics holds counts, never data).
+HEALTH_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
 def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:

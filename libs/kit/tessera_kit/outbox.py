@@ -25,6 +25,7 @@ from tessera_events import Actor, Envelope, EventData, cloudevents, event_type_o
 from tessera_kit.bus import Bus
 from tessera_kit.context import current_actor, current_request_id
 from tessera_kit.ids import new_id
+from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -222,7 +223,8 @@ class OutboxRelay:
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(
-            "SELECT seq, id, subject, aggregate_id, envelope FROM outbox"
+            "SELECT seq, id, subject, aggregate_id, envelope,"
+            " extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited FROM outbox"
             " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
             self.batch_size,
         )
@@ -236,6 +238,7 @@ class OutboxRelay:
                              **cloudevents.headers_for(row["envelope"], row["aggregate_id"])},
                 )
                 done.append(row["seq"])
+                metrics.OUTBOX_RELAY_LAG.observe(row["waited"])
         finally:
             # Mark what went out even if a later publish failed; the rest waits in order.
             if done:

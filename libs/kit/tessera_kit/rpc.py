@@ -9,6 +9,7 @@ A `RequestError` raised by the server's handler reaches the caller as the same
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Awaitable, Callable, Generic
 
 import msgspec
@@ -20,6 +21,7 @@ from tessera_events.rpc import Rep, Req, RpcOperation
 from tessera_kit.bus import Bus
 from tessera_kit.context import current_request_id, request_id_var
 from tessera_kit.errors import RequestError, service_unavailable
+from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -81,8 +83,12 @@ async def serve(
         in_flight.add(task)
         task.add_done_callback(lambda t: (in_flight.discard(t), slots.release()))
 
+    operation = handler.operation.subject
+    serve_duration = metrics.RPC_SERVE_DURATION.labels(operation)
+
     async def on_request(msg: Msg) -> None:
         token = request_id_var.set((msg.headers or {}).get(REQUEST_ID_HEADER))
+        started = time.perf_counter()
         try:
             try:
                 request = handler._decoder.decode(msg.data)
@@ -94,16 +100,19 @@ async def serve(
                 reply = await handler.handler(request)
             payload = _encoder.encode(ReplyEnvelope(ok=msgspec.Raw(_encoder.encode(reply))))
         except RequestError as exc:
+            metrics.RPC_SERVE_FAILURES.labels(operation, str(exc.status)).inc()
             payload = _encoder.encode(
                 ReplyEnvelope(error=ErrorBody(exc.status, exc.code, exc.message, exc.data, exc.details))
             )
         except Exception as exc:  # a bug on this side: the caller sees a 500
+            metrics.RPC_SERVE_FAILURES.labels(operation, "500").inc()
             log.exception("rpc handler failed", subject=handler.operation.subject)
             payload = _encoder.encode(
                 ReplyEnvelope(error=ErrorBody(500, "request.general", f"Internal server error: {type(exc).__name__}"))
             )
         finally:
             request_id_var.reset(token)
+            serve_duration.observe(time.perf_counter() - started)
         if msg.reply:
             await msg.respond(payload)
 
@@ -122,6 +131,7 @@ async def call(
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
     subject, payload = bus.subject(operation.subject), _encoder.encode(request)
+    started = time.perf_counter()
     try:
         try:
             msg = await bus.nc.request(subject, payload, timeout=timeout, headers=headers)
@@ -129,10 +139,14 @@ async def call(
             await asyncio.sleep(no_responders_retry_after)
             msg = await bus.nc.request(subject, payload, timeout=timeout, headers=headers)
     except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
+        metrics.RPC_CALL_DURATION.labels(operation.subject).observe(time.perf_counter() - started)
+        metrics.RPC_CALL_FAILURES.labels(operation.subject, "unavailable").inc()
         log.warning("rpc unavailable", subject=operation.subject, error=type(exc).__name__)
         raise service_unavailable(operation.service) from exc
+    metrics.RPC_CALL_DURATION.labels(operation.subject).observe(time.perf_counter() - started)
     envelope = msgspec.json.decode(msg.data, type=ReplyEnvelope)
     if envelope.error is not None:
         e = envelope.error
+        metrics.RPC_CALL_FAILURES.labels(operation.subject, str(e.status)).inc()
         raise RequestError.from_body(e.status, msgspec.to_builtins(e))
     return msgspec.json.decode(envelope.ok, type=operation.reply)

@@ -5,6 +5,7 @@ import contextlib
 
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from tessera_events import STREAMS, Envelope
 from tessera_events.identity import UserCreated, UserDeleted, UserSnapshot
@@ -119,9 +120,12 @@ async def test_failing_handler_sends_message_to_dead_letter_subject_with_error(p
     subscription = Subscription("broken", (IDENTITY,), broken, max_deliveries=3, backoff_seconds=(0.05,))
     envelope = created("u1")
     async with running(pool, bus, subscription) as consumer:
+        dead_letters = ("tessera_consumer_dead_letters_total", {"consumer": consumer.durable})
+        before = REGISTRY.get_sample_value(*dead_letters) or 0
         await publish(bus, envelope)
         message = await dead.next_msg(timeout=15)
         await wait_until(lambda: _equals(consumer.pending(), 0))  # acked, not redelivered forever
+    assert REGISTRY.get_sample_value(*dead_letters) == before + 1  # on /metrics
     assert message.headers["Tessera-Error"] == "ValueError: cannot apply this"
     assert message.headers["Tessera-Deliveries"] == "3"
     assert message.headers["Tessera-Subject"] == "identity.user.created"

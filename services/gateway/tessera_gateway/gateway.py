@@ -9,12 +9,14 @@ and the gateway needs none of what they offer (validation, DI, generated OpenAPI
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
 
 from tessera_events import SYSTEM
 from tessera_kit.assertion import ASSERTION_HEADER, AssertionSigner, request_target
+from tessera_kit import metrics
 from tessera_kit.context import new_request_id, request_id_var
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
@@ -53,6 +55,7 @@ class Gateway:
         verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.management_audience,
                                  leeway=settings.jwt_leeway, cache_size=settings.token_cache_size)
         self.auth = ManagementAuth(verifier, dev_auth=settings.dev_auth)
+        self._request_metrics: dict = {}  # (method, route, status) -> histogram child
         self.own = OwnRoutes(OpenApiAggregator(settings.upstream_urls, self.http,
                                                cache_seconds=settings.openapi_cache_seconds))
 
@@ -96,6 +99,25 @@ class Gateway:
         # websocket: nothing behind the gateway speaks it; returning closes the connection.
 
     async def _http(self, scope: dict[str, Any], receive, send) -> None:
+        # Counted by route pattern (never the raw path) and status, as the services do.
+        started = time.perf_counter()
+        status = 500
+        route_pattern = "unmatched"
+
+        async def send_and_note_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            route_pattern = await self._route(scope, receive, send_and_note_status)
+        finally:
+            metrics.observe_request(self._request_metrics, scope["method"], route_pattern, status,
+                                    time.perf_counter() - started)
+
+    async def _route(self, scope: dict[str, Any], receive, send) -> str:
+        """Answer or forward the request; returns the route pattern that matched."""
         incoming = IncomingRequest(scope["headers"])
         request_id = incoming.request_id
         if request_id is None or not _SANE_REQUEST_ID(request_id):
@@ -113,10 +135,10 @@ class Gateway:
             route = self.routes.match(scope["path"])
             if route is None:
                 await send_not_found(send, echo)
-                return
+                return "unmatched"
             if route.service == GATEWAY:
                 await self.own.handle(route.pattern, scope, send, echo)
-                return
+                return route.pattern
             caller = SYSTEM  # /oidc, the sign-in pages and the public /api routes
             # A CORS preflight carries no credentials by design; the service answers it.
             if route.management and not _is_preflight(scope, incoming):
@@ -124,14 +146,15 @@ class Gateway:
                     caller = await self.auth.authenticate(incoming.authorization, incoming.development_user_id)
                 except RequestError as error:
                     await send_error(send, error, echo)
-                    return
+                    return route.pattern
             pool = self.pools.get(route.service)
             if pool is None:  # not deployed / not configured
                 await send_error(send, RequestError("service.unavailable", 503, service=route.service), echo)
-                return
+                return route.pattern
             # For exactly this method, target and request id, as the proxy forwards them.
             assertion = self.signer.sign(scope["method"], request_target(scope), caller, request_id)
             await self.proxy.forward(scope, receive, send, pool, incoming, request_id, [(ASSERTION_HEADER, assertion)])
+            return route.pattern
         finally:
             request_id_var.reset(token)
 

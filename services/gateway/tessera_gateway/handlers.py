@@ -6,10 +6,11 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
+from tessera_kit import metrics
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 from tessera_gateway.openapi import OpenApiAggregator
-from tessera_gateway.responses import JSON, Send, send_bytes, send_error, send_json
+from tessera_gateway.responses import JSON, Send, send_bytes, send_error, send_json, send_not_found
 
 log = get_logger(__name__)
 
@@ -26,6 +27,7 @@ class OwnRoutes:
         self.handlers: dict[str, Handler] = {
             "/health/live": self.live,
             "/health/ready": self.health_ready,
+            "/metrics": self.metrics,
             "/api/status": self.status,
             "/api/swagger.json": self.swagger,
             "/api/asyncapi.json": self.asyncapi,
@@ -50,6 +52,14 @@ class OwnRoutes:
             await send_json(send, 200, {"status": "ready"}, headers)
         else:
             await send_json(send, 503, {"status": "starting"}, headers)
+
+    async def metrics(self, scope, send: Send, headers) -> None:
+        # For Prometheus scraping the pod, not for the public: a request that came through a
+        # proxy (the Ingress adds X-Forwarded-For) is told there is nothing here.
+        if any(name == b"x-forwarded-for" for name, _ in scope["headers"]):
+            await send_not_found(send, headers)
+            return
+        await send_bytes(send, 200, metrics.exposition(), metrics.CONTENT_TYPE.encode(), headers)
 
     async def status(self, scope, send: Send, headers) -> None:
         await send_bytes(send, 204, b"", None, headers)

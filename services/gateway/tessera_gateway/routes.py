@@ -39,6 +39,7 @@ ROUTE_TABLE: tuple[Route, ...] = (
     # The gateway's own answers.
     public("/health/live", GATEWAY),
     public("/health/ready", GATEWAY),
+    public("/metrics", GATEWAY),
     public("/api/status", GATEWAY),
     public("/api/swagger.json", GATEWAY),
     public("/api/asyncapi.json", GATEWAY),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ import msgspec
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Gauge, Histogram
 
 from tessera_kit.config import env_name, load_settings
 
@@ -76,11 +78,36 @@ def configure(max_parallel: int | None = None) -> int:
     return size
 
 
+# On /metrics: the argon2 queue (hashes waiting for a slot of the pool) and how long a
+# password check takes in all, waiting included.
+ARGON2_WAITING = Gauge("tessera_argon2_waiting", "Password hashes waiting for a slot of the argon2 pool")
+ARGON2_RUNNING = Gauge("tessera_argon2_running", "Password hashes being computed now")
+ARGON2_SECONDS = Histogram(
+    "tessera_argon2_seconds", "Time of one password hash or check, queue wait included",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
 async def run_hashing(function: Callable[..., Any], *args: Any) -> Any:
     """Run `function` in the bounded hashing pool (queued while it is full)."""
     if _pool is None:
         configure()
-    return await asyncio.get_running_loop().run_in_executor(_pool, function, *args)
+
+    def in_a_slot() -> Any:
+        ARGON2_WAITING.dec()
+        ARGON2_RUNNING.inc()
+        try:
+            return function(*args)
+        finally:
+            ARGON2_RUNNING.dec()
+
+    started = time.perf_counter()
+    ARGON2_WAITING.inc()
+    future = asyncio.get_running_loop().run_in_executor(_pool, in_a_slot)
+    try:
+        return await future
+    finally:
+        ARGON2_SECONDS.observe(time.perf_counter() - started)
 
 # Verified against when there is no user or no hash, so that answer takes as long as a real one.
 _DUMMY_HASH = _hasher.hash("tessera-dummy-password")

