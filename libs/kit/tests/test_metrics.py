@@ -12,6 +12,7 @@ from tessera_events import STREAMS
 from tessera_events.identity import UserCreated, UserSnapshot
 from tessera_events.rpc import RpcOperation
 from tessera_kit import rpc
+from tessera_kit.testing import INTERNAL_KEY, service_client
 from tessera_kit.app import Ctx, ServiceSpec, create_app, start_context, stop_context
 from tessera_kit.config import ServiceSettings
 from tessera_kit.errors import RequestError
@@ -32,11 +33,12 @@ async def service(database_url, nats_url, unique):
         name=f"m-{unique}",
         route_handlers=[get_widget],
         publishes=STREAMS["identity"],
-        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique),
+        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique,
+                                 internal_key=INTERNAL_KEY),
     )
     app = create_app(spec)
     app.state.ctx = await start_context(spec)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+    async with service_client(app, base_url="http://svc") as client:
         yield client, app.state.ctx
     await stop_context(spec, app.state.ctx)
 
