@@ -5,8 +5,10 @@ headers"; ASVS 4.0.3 V4.2.2).
 `Origin` (every browser sends it on POST, PUT, PATCH and DELETE) must be this endpoint's
 origin: the configured `ENDPOINT`, or the scheme and host the request arrived on (which a
 cross-site page cannot choose). Without `Origin`, `Referer` must point here. With neither,
-a request that carries cookies is refused: nothing but a browser made to forget both would
-send it; one without cookies has no ambient authority to abuse.
+the request did not come from a page of another site: browsers send `Origin` on every
+cross-origin POST, PUT, PATCH and DELETE. It is what server-side clients send (Logto's SDKs
+for Node, its integration suite, curl), so it is served, unless the browser's Fetch Metadata
+says it came from elsewhere (`Sec-Fetch-Site: cross-site` or `same-site`).
 """
 
 from __future__ import annotations
@@ -71,5 +73,5 @@ def same_origin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         if origin_of(referer) not in allowed_origins(connection):
             raise cross_site("cross-origin request refused")
         return
-    if headers.get("cookie"):
-        raise cross_site("a request with cookies needs an Origin or Referer header")
+    if headers.get("sec-fetch-site", "none") not in ("same-origin", "none"):
+        raise cross_site("cross-site request refused")

@@ -202,7 +202,8 @@ async def test_cross_origin_requests_with_the_interaction_cookie_are_refused(dep
     cookie = d.use_interaction()
     sign_in = {"event": "SignIn", "identifier": {"username": "alice", "password": PASSWORD}}
     for headers in ({"origin": EVIL}, {"origin": "null"}, {"origin": "http://tessera.test.evil.test"},
-                    {"origin": None, "referer": f"{EVIL}/page"}, {"origin": None}):
+                    {"origin": None, "referer": f"{EVIL}/page"},
+                    {"origin": None, "sec-fetch-site": "cross-site"}, {"origin": None, "sec-fetch-site": "same-site"}):
         refused = await send(d, "PUT", "/api/interaction", headers, json=sign_in)
         body = error(refused, 403, "auth.forbidden")
         assert set(body) >= {"code", "message"}
@@ -212,9 +213,11 @@ async def test_cross_origin_requests_with_the_interaction_cookie_are_refused(dep
     assert await d.ctx.pool.fetchval("SELECT count(*) FROM interactions") == 0
     assert d.identity.interactions[cookie.split(".")[0]].login_account_id is None
     # From the pages themselves: the endpoint's origin, the origin the request came to, or a
-    # same-site Referer when a browser left Origin out.
+    # same-site Referer when a browser left Origin out; and a server-side client (Logto's
+    # SDKs, its suite) that sends neither and no Fetch Metadata either.
     for headers in ({"origin": "http://tessera.test"}, {"origin": "http://experience"},
-                    {"origin": None, "referer": "http://tessera.test/sign-in"}):
+                    {"origin": None, "referer": "http://tessera.test/sign-in"},
+                    {"origin": None, "sec-fetch-site": "same-origin"}, {"origin": None}):
         assert (await send(d, "PUT", "/api/interaction", headers, json=sign_in)).status_code == 204
     page = await d.client.post("/sign-in", data={"identifier": "alice", "password": PASSWORD})
     assert page.status_code == 303
