@@ -13,6 +13,7 @@ from tessera_experience.interaction.logs import Caller
 from tessera_experience.interaction.service import InteractionService
 from tessera_kit.app import Ctx
 from tessera_kit.csrf import same_origin
+from tessera_kit.ratelimit import client_ip
 
 INTERACTION_COOKIE = "_interaction"
 TAGS = ["Interaction"]
@@ -22,8 +23,8 @@ BODY_MAX_BYTES = 16 * 1024
 
 
 def caller_of(request: Request) -> Caller:
-    forwarded = request.headers.get("x-forwarded-for")
-    ip = forwarded.split(",")[0].strip() if forwarded else (request.client.host if request.client else None)
+    # The hop the gateway appended: the earlier ones are whatever the client chose to send.
+    ip = client_ip(request.headers, request.client.host if request.client else None)
     return Caller(cookie=request.cookies.get(INTERACTION_COOKIE),
                   cookie_signature=request.cookies.get(f"{INTERACTION_COOKIE}.sig"), ip=ip,
                   user_agent=request.headers.get("user-agent"))
