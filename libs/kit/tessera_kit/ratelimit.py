@@ -119,6 +119,8 @@ class RateLimiter:
 
     def known_blocked(self, *checks: tuple[Limit, str | None]) -> None:
         """Raise 429 if this process saw one of these keys refused and the block still runs."""
+        if not self._blocked:  # the usual case: nothing to hash, nothing to look up
+            return
         now = time.monotonic()
         for limit, value in checks:
             if not (limit.enabled and value):
