@@ -45,7 +45,8 @@ async def test_sign_in_fires_post_sign_in_and_is_logged(stack):
     url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
     try:
         async with httpx.AsyncClient(base_url=stack.url, timeout=15) as api, \
-                httpx.AsyncClient(base_url=stack.url, timeout=15, follow_redirects=False) as browser:
+                httpx.AsyncClient(base_url=stack.url, timeout=15, follow_redirects=False,
+                                  headers={"origin": stack.url}) as browser:  # the sign-in pages' origin
             hook = await api.post("/api/hooks", headers=ADMIN, json={
                 "name": "e2e", "events": ["PostSignIn"], "config": {"url": url}})
             assert hook.status_code == 201, hook.text
