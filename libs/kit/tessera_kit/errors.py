@@ -53,6 +53,11 @@ class RequestError(Exception):
         error = cls(body.get("code", "request.general"), status, data=body.get("data"),
                     details=body.get("details"))
         error.message = body.get("message", error.message)
+        data = error.data
+        if status == 429 and isinstance(data, dict) and isinstance(data.get("retryAfter"), int):
+            # A rate limit refused by the service asked (tessera_kit.ratelimit): the caller's
+            # answer keeps its Retry-After.
+            error.headers = {"retry-after": str(data["retryAfter"])}  # type: ignore[attr-defined]
         return error
 
 

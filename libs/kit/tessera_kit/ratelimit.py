@@ -12,8 +12,8 @@ key was refused recently: hot paths that count only failures (the token endpoint
 before the work and `hit` after a failure. Another replica learns of the block at its own
 next failure from that key.
 
-The client's address comes from the gateway: it appends the address that connected to it to
-`X-Forwarded-For`, so the last hop is the only one a service believes (`client_ip`).
+The client's address comes from the gateway (`client_ip`): `X-Tessera-Client-IP`, or the last
+`X-Forwarded-For` hop, the one it appended; never a hop the client wrote.
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ class RateLimiter:
 
     def known_blocked(self, *checks: tuple[Limit, str | None]) -> None:
         """Raise 429 if this process saw one of these keys refused and the block still runs."""
+        if not self._blocked:  # the usual case: nothing to hash, nothing to look up
+            return
         now = time.monotonic()
         for limit, value in checks:
             if not (limit.enabled and value):
@@ -151,8 +153,13 @@ class RateLimiter:
 
 
 def client_ip(headers: Mapping[str, str], peer: str | None = None) -> str | None:
-    """The caller's address: the last `X-Forwarded-For` hop, the one the gateway appended
-    (earlier hops are whatever the client sent). Without the header, the connecting peer."""
+    """The caller's address: `X-Tessera-Client-IP`, which the gateway sets (its peer, or behind
+    a trusted proxy, `TESSERA_TRUST_FORWARDED`, the client that proxy saw) and never takes from
+    a client; else the last `X-Forwarded-For` hop, the one the gateway appended (earlier hops
+    are whatever the client sent); without either, the connecting peer."""
+    stated = headers.get("x-tessera-client-ip")
+    if stated and stated.strip():
+        return stated.strip()[:64]
     forwarded = headers.get("x-forwarded-for")
     if forwarded:
         last = forwarded.rsplit(",", 1)[-1].strip()[:64]

@@ -26,6 +26,10 @@ def test_client_ip_is_the_hop_the_gateway_appended():
     assert client_ip({"x-forwarded-for": "6.6.6.6, 10.0.0.7"}, "10.0.0.2") == "10.0.0.7"
     assert client_ip({"x-forwarded-for": "10.0.0.7"}, "10.0.0.2") == "10.0.0.7"
     assert client_ip({}, "10.0.0.2") == "10.0.0.2"
+    # Behind a trusted proxy the gateway names the client itself (a client cannot send this
+    # header: the gateway drops every x-tessera-* it receives).
+    assert client_ip({"x-tessera-client-ip": "203.0.113.9", "x-forwarded-for": "203.0.113.9, 10.0.0.7"},
+                     "10.0.0.2") == "203.0.113.9"
 
 
 async def test_two_replicas_share_one_limit_and_parallel_hits_never_exceed_it(pool):

@@ -108,3 +108,17 @@ async def test_handler_with_context_receives_the_service_context(bus):
 
     await rpc.serve(bus, rpc.RpcHandler(ADD, add_with_offset, with_context=True), context={"offset": 10})
     assert (await rpc.call(bus, ADD, Add(1, 2))).total == 13
+
+
+async def test_a_rate_limit_refused_by_the_service_asked_keeps_its_retry_after(bus):
+    from tessera_kit.ratelimit import TooManyRequests
+
+    async def limited(request: Add) -> Sum:
+        raise TooManyRequests(41.2)
+
+    await rpc.serve(bus, rpc.RpcHandler(ADD, limited))
+    with pytest.raises(RequestError) as caught:
+        await rpc.call(bus, ADD, Add(1, 2))
+    assert (caught.value.status, caught.value.code, caught.value.data) == (
+        429, "request.too_many_requests", {"retryAfter": 42})
+    assert caught.value.headers == {"retry-after": "42"}

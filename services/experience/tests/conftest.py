@@ -30,6 +30,7 @@ from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id, new_user_id
+from tessera_kit.ratelimit import TooManyRequests
 from tessera_kit.testing import publisher, service_client, started
 
 _count = itertools.count()
@@ -86,6 +87,8 @@ class FakeIdentity:
         self.lost_create_replies = 0  # how many next create_user calls create, then "time out"
         self.created_by_key: dict[str, str] = {}  # idempotency key → user id, as identity keeps it
         self.hashed: dict[str, str] = {}  # digest → password: what identity's hash would verify
+        self.password_checks: list[identity_contracts.VerifyPasswordRequest] = []
+        self.sign_in_retry_after: float | None = None  # set: sign-in checks answer 429 (a rate limit)
 
     # -- helpers for tests
     def add_user(self, **fields: Any) -> FakeUser:
@@ -133,6 +136,9 @@ class FakeIdentity:
 
     async def verify_password(self, r: identity_contracts.VerifyPasswordRequest):
         self.calls.append("verify_password")
+        self.password_checks.append(r)
+        if self.sign_in_retry_after is not None and r.client_ip:
+            raise TooManyRequests(self.sign_in_retry_after)
         user = self.find(r.by, r.value)
         if user is None or user.password is None or user.password != r.password:
             raise RequestError("session.invalid_credentials", 422)

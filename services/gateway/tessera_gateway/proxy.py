@@ -50,6 +50,7 @@ FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-h
 # a client must never be able to send one.
 INTERNAL_PREFIX = b"x-tessera-"
 REQUEST_ID = b"x-request-id"
+CLIENT_IP = INTERNAL_PREFIX + b"client-ip"
 DEVELOPMENT_USER_ID = b"development-user-id"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -175,16 +176,22 @@ class Proxy:
             server = scope.get("server") or ("localhost", None)
             host = (f"{server[0]}:{server[1]}" if server[1] else server[0]).encode()
         proto = scope.get("scheme", "http").encode()
+        client = client_address
         if self._trust_forwarded and incoming.forwarded:
             forwarded = incoming.forwarded
             previous = forwarded.get(b"x-forwarded-for")
             headers.append((b"x-forwarded-for", previous + b", " + client_address if previous else client_address))
             headers.append((b"x-forwarded-proto", forwarded.get(b"x-forwarded-proto", proto)))
             headers.append((b"x-forwarded-host", forwarded.get(b"x-forwarded-host", host)))
+            if previous:  # the hop the trusted proxy appended: its own client
+                client = previous.rsplit(b",", 1)[-1].strip()[:64] or client_address
         else:
             headers.append((b"x-forwarded-for", client_address))
             headers.append((b"x-forwarded-proto", proto))
             headers.append((b"x-forwarded-host", host))
+        # The one address services believe (rate limits, logs): the gateway's own peer, or
+        # behind a trusted proxy the client that proxy saw.
+        headers.append((CLIENT_IP, client))
         headers.append((REQUEST_ID, request_id))
         headers.extend(extra)
         return headers

@@ -159,16 +159,20 @@ def test_key_algorithm_mismatch(client: httpx.Client, tokens) -> None:
 
 def test_spoofed_caller_headers_are_stripped(client: httpx.Client, auth: dict[str, str]) -> None:
     spoof = {"X-Tessera-Caller-Type": "application", "X-Tessera-Caller-Id": "root",
-             "X-Tessera-Anything": "x", "X-Tessera-Assertion": "1.0.user.cm9vdA.ZGVmYXVsdA.forged"}
+             "X-Tessera-Anything": "x", "X-Tessera-Assertion": "1.0.user.cm9vdA.ZGVmYXVsdA.forged",
+             "X-Tessera-Client-IP": "6.6.6.6"}
     response = client.get("/api/users/u1", headers={**auth, **spoof})
     assert _caller(response) == ("user", "user-1")
     headers = _echoed_headers(response)
-    assert [k for k in headers if k.startswith("x-tessera-")] == ["x-tessera-assertion"]
+    assert sorted(k for k in headers if k.startswith("x-tessera-")) == ["x-tessera-assertion", "x-tessera-client-ip"]
     assert headers["x-tessera-assertion"] != spoof["X-Tessera-Assertion"]
+    assert headers["x-tessera-client-ip"] == "127.0.0.1"  # the gateway's own word, not the client's
     # Anonymous routes too: the service sees the system as the caller, whatever the client says.
     anonymous = client.get("/oidc/me", headers=spoof)
     assert _caller(anonymous) == ("system", None)
-    assert [k for k in _echoed_headers(anonymous) if k.startswith("x-tessera-")] == ["x-tessera-assertion"]
+    echoed = _echoed_headers(anonymous)
+    assert sorted(k for k in echoed if k.startswith("x-tessera-")) == ["x-tessera-assertion", "x-tessera-client-ip"]
+    assert echoed["x-tessera-client-ip"] == "127.0.0.1"
 
 
 def test_every_forwarded_request_is_signed_for_its_own_method_and_target(client: httpx.Client, auth) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from litestar import Router
 
 from tessera_events import STREAMS
+from tessera_identity import ratelimits
 from tessera_identity.applications import routes as applications
 from tessera_identity.applications import rpc as applications_rpc
 from tessera_identity.applications.seed import seed_demo_app
@@ -40,7 +41,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "identity") 
             *applications_rpc.HANDLERS,
             *oidc.RPC_HANDLERS,
         ],
-        on_startup=[seed_demo_app, housekeeping.start, *oidc.ON_STARTUP],
+        on_startup=[ratelimits.start, seed_demo_app, housekeeping.start, *oidc.ON_STARTUP],
         on_shutdown=[housekeeping.stop, *oidc.ON_SHUTDOWN],
         settings=settings,
         documented_bodies=REQUEST_BODIES,

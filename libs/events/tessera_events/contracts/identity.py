@@ -72,12 +72,16 @@ class FindUserRequest(msgspec.Struct, frozen=True, kw_only=True):
 class VerifyPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Check `password` for the user named by (`by`, `value`).
 
-    Lockout: failures are counted per identifier (type and value, email lower-cased), also
-    for identifiers that match no user; after `100` failures within an hour every further
-    attempt fails for 60 minutes with 400 `session.verification_blocked_too_many_attempts`
-    (`data.retry_after_seconds`), whatever the password. The count is atomic across replicas.
+    Lockout: failures are counted per account, whichever identifier names it (and per
+    identifier, email lower-cased, for identifiers that match no user); after `100` failures
+    within an hour every further attempt fails for 60 minutes with 400
+    `session.verification_blocked_too_many_attempts` (`data.retry_after_seconds`), whatever the
+    password. The count is atomic across replicas.
     `count_failures=False` skips the lockout (e.g. ForgotPassword's "same password" check, which
-    is not a guess). A suspended user with the right password gets 401 `user.suspended` unless
+    is not a guess). With `client_ip` (the signing-in client's address, the last
+    X-Forwarded-For hop the gateway appended) a counted check is also rate limited per address
+    and per address and account, before the hash is checked: 429 `request.too_many_requests`
+    with `data.retryAfter` (seconds). A suspended user with the right password gets 401 `user.suspended` unless
     `reject_suspended=False`. No user, no password, or a wrong one: 422 `session.invalid_credentials`
     (the same answer and about the same time, so identifiers cannot be enumerated this way).
     """
@@ -87,6 +91,7 @@ class VerifyPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
     password: str
     count_failures: bool = True
     reject_suspended: bool = True
+    client_ip: str | None = None
     tenant_id: str = "default"
 
 

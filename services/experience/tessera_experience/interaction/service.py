@@ -309,6 +309,7 @@ class InteractionService:
             steps.create(f"Interaction.{event}.Identifier.Password.Submit")[kind] = identifier[kind]
             user = await self.ctx.call(VERIFY_PASSWORD, VerifyPasswordRequest(
                 by=kind, value=identifier[kind], password=identifier["password"], tenant_id=self.tenant,
+                client_ip=steps.caller.ip,  # identity limits checks per address and account (429)
             ))
             return {"key": "accountId", "value": user.id}
         if "verificationCode" in identifier:

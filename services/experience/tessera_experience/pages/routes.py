@@ -190,7 +190,10 @@ async def _after_failure(ctx: ServiceContext, page: Page, error: RequestError, e
         missing = list((error.data or {}).get("missingProfile") or [])
         return render_missing_profile(page, event, missing, status=error.status)
     response = again(page.errors_from(error))
-    return await response if inspect.isawaitable(response) else response
+    response = await response if inspect.isawaitable(response) else response
+    # A rate limit's Retry-After (429) reaches the browser with the page that explains it.
+    response.headers.update(getattr(error, "headers", None) or {})
+    return response
 
 
 # ------------------------------------------------------------------ missing profile

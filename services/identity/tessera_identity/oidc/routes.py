@@ -18,7 +18,9 @@ from tessera_identity.oidc.errors import NO_STORE, OAuthError, invalid_request
 from tessera_identity.oidc.grants import authorization_code, client_credentials, refresh_token
 from tessera_identity.oidc.params import Params, read_params
 from tessera_identity.oidc.provider import Provider, provider_of
+from tessera_identity.ratelimits import RateLimits, rate_limits
 from tessera_kit.http import public_origin
+from tessera_kit.ratelimit import TooManyRequests, client_ip
 from tessera_kit.logging import get_logger
 from tessera_kit.text_guard import InvalidText, error_body
 
@@ -160,10 +162,39 @@ async def token(request: Request) -> Response:
         token_set = await grant(provider, client, params)
         return _json(token_set.body(), cors)
 
+    limits = rate_limits(provider.ctx)
+    ip = client_ip(request.headers, request.client.host if request.client else None)
+    try:
+        limits.token_refused(ip)  # memory only: a successful request costs no round trip
+    except TooManyRequests as refused:
+        return too_many_token_failures(refused).response()
     response = await _guard(request, work, cors)
     if response.status_code >= 400 and response.status_code != 503:
         await _exchange_failed(provider, grant_type, client, response)
+        if response.status_code < 500:
+            response = await _count_token_failure(limits, ip) or response
     return response
+
+
+def too_many_token_failures(refused: TooManyRequests) -> OAuthError:
+    """oidc-provider has no rate limiter of its own; this is the answer its `InvalidRequest`
+    gives with a status of 429 (RFC 6749 §5.2 names no rate-limit error; `slow_down` is the
+    device flow's polling answer, `temporarily_unavailable` the authorization endpoint's)."""
+    seconds = refused.retry_after
+    return OAuthError("invalid_request", f"too many failed token requests; retry after {seconds} seconds",
+                      status=429, headers={"retry-after": str(seconds)})
+
+
+async def _count_token_failure(limits: RateLimits, ip: str | None) -> Response | None:
+    """This failure counts against the address; the one over the limit is answered 429, and
+    so is the address's next request, before any work, until the limit has room again."""
+    try:
+        await limits.count_token_failure(ip)
+    except TooManyRequests as refused:
+        return too_many_token_failures(refused).response()
+    except Exception as error:  # the limit is a defence, not a reason to fail the answer
+        log.warning("token failure not counted", error=str(error))
+    return None
 
 
 async def _exchange_failed(provider: Provider, grant_type: str | None, client: Client | None,

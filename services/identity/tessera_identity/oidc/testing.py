@@ -225,13 +225,14 @@ class Deployment:
 
 @asynccontextmanager
 async def start_deployment(database_url: str, nats_url: str, namespace: str,
-                           env: dict[str, str] | None = None, *, whole_service: bool = False
-                           ) -> AsyncIterator[Deployment]:
-    """The OIDC context alone, or with `whole_service` all of identity (users, applications)."""
+                           env: dict[str, str] | None = None, *, whole_service: bool = False,
+                           replica_of: Deployment | None = None) -> AsyncIterator[Deployment]:
+    """The OIDC context alone, or with `whole_service` all of identity (users, applications).
+    `replica_of`: another instance on that deployment's schema and namespace."""
     from tessera_identity.main import build_spec
     from tessera_identity.oidc import wiring
 
-    ns = f"{namespace}o{next(_count)}"
+    ns = replica_of.ctx.settings.namespace if replica_of else f"{namespace}o{next(_count)}"
     settings = ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=ns, endpoint=ENDPOINT,
                                internal_key=INTERNAL_KEY)
     if whole_service:

@@ -21,6 +21,7 @@ from tessera_events.contracts.identity import (
     VerifyPasswordRequest,
 )
 from tessera_identity import passwords
+from tessera_identity.ratelimits import rate_limits
 from tessera_identity.users import lockout, service, store
 from tessera_identity.users.domain import AVATAR_MAX, IDENTIFIER_MAX, NAME_MAX, identities_json, user_info
 from tessera_identity.validation import EMAIL, PASSWORD, PHONE, USERNAME, is_web_url
@@ -90,6 +91,8 @@ async def verify_password(ctx: ServiceContext, request: VerifyPasswordRequest) -
     key = None
     if request.count_failures:
         key = lockout.identifier_key("id", row["id"]) if row else lockout.identifier_key(request.by, request.value)
+        if request.client_ip:
+            await rate_limits(ctx).count_sign_in(request.client_ip[:64], key)
     if not await service.check_password(ctx, row, request.password, key):
         raise service.invalid_credentials()
     if row["is_suspended"] and request.reject_suspended:
