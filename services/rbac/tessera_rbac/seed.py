@@ -58,7 +58,7 @@ ME_API_ID, ME_API_SCOPE_ID = "me-api", "me-api-all"
 ME_API_NAME = "Logto Me API"
 ME_API_SCOPE_DESCRIPTION = "Default scope for Me API, allows all permissions."
 ADMIN_TENANT_USER_ROLE = ("admin-user-role", "user", "Default role for admin tenant.")
-DEFAULT_TENANT_API = ("management-api-default", "management-api-default-all")
+DEFAULT_TENANT_API = ("default-tenant-api", "default-tenant-all")  # ids: 21 characters at most
 DEFAULT_TENANT_ADMIN_ROLE = ("default-admin-role", "default:admin", "Admin role for Logto tenant default.")
 ADMIN_TENANT_ADMIN_ROLE = ("admin-admin-role", "admin:admin", "Admin role for Logto tenant admin.")
 
