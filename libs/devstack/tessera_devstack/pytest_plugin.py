@@ -248,7 +248,7 @@ def stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
     Own database `e2e_<run_id>` and namespace `e2e<run_id>`, TESSERA_DEV_AUTH=true, a generated
     admin client (`stack.admin_client`). Each service connects as its own PostgreSQL role and
     NATS user (`stack.service_env`); `stack.env` holds the admin's DSN and NATS URL for tests.
-    Yields a services.ServiceStack: `.url`,
+    Yields a services.ServiceStack: `.url` (the default tenant), `.admin_url` (the admin tenant),
     `.service_url(name)`, `.env`, `.stop_service(name)`, `.start_service(name)`,
     `.log_path(name)`, `.logs(name)`. Service output goes to files only (see log_path).
     """
@@ -272,10 +272,12 @@ def stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
             [s.name for s in services], admin_dsn=database, nats_access=nats_access,
             nats_url=nats_url, namespace=namespace,
         )
+        *service_ports, admin_port = free_ports(len(services) + 1)
         the_stack = ServiceStack(
             supervisor=supervisor,
             services=services,
-            ports=dict(zip([s.name for s in services], free_ports(len(services)), strict=True)),
+            ports=dict(zip([s.name for s in services], service_ports, strict=True)),
+            admin_port=admin_port,  # the admin tenant's listener: `stack.admin_url`
             database_url=database,
             nats_url=nats_url,
             namespace=namespace,

@@ -11,7 +11,8 @@
 - Admin client: TESSERA_ADMIN_CLIENT_ID/SECRET, else generated once into .tessera/admin-client.json.
 - Internal key (the gateway signs what it forwards, the services check it): TESSERA_INTERNAL_KEY,
   else a new one for each run, given to every service's environment and nowhere else.
-- Gateway on $PORT (default 3001), the other services on free ports the OS picks (so a second
+- Gateway on $PORT (default 3001, the default tenant) and $ADMIN_PORT (default 3002, the admin
+  tenant: ADMIN_ENDPOINT); the other services on free ports the OS picks (so a second
   checkout can run beside this one), unless pinned: TESSERA_<NAME>_PORT, e.g.
   TESSERA_AUDIT_LOG_PORT=3105; the banner lists them.
 - Logs: every line on stdout as `[service] ...`, and in .tessera/logs/<name>.log
@@ -43,7 +44,7 @@ from .nats import NatsAccess, NatsError, start_nats
 from .ports import free_ports, port_is_free
 from .postgres import PostgresError, create_database, start_postgres
 from .processes import DirectoryInUse
-from .services import GATEWAY, ServiceSpec, ServiceStack, ServiceStartError, available_services
+from .services import ADMIN_GATEWAY, ADMIN_GATEWAY_SPEC, GATEWAY, ServiceSpec, ServiceStack, ServiceStartError, available_services
 from .supervisor import Supervisor
 
 DATABASE_NAME = "tessera"
@@ -87,6 +88,7 @@ def _banner(stack: ServiceStack, admin: AdminClient) -> str:
         rule,
         f"Tessera is running at {stack.url}"
         + ("" if GATEWAY in stack.names else "  (no gateway installed yet: nothing answers there)"),
+        *([f"  admin tenant (the console's users, /me): {stack.admin_url}"] if stack.admin_url else []),
         f"  services: {services or 'none installed'}",
         f"  admin client id:     {admin.id}",
         f"  admin client secret: {admin.secret}",
@@ -135,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services = available_services()
         ports = choose_ports(services, os.environ)
+        # The admin tenant's listener (Logto's admin endpoint): ADMIN_PORT, default 3002.
+        admin_port = int(os.environ.get("ADMIN_PORT", str(ADMIN_GATEWAY_SPEC.default_port)))
+        if any(s.name == GATEWAY for s in services):
+            ports[ADMIN_GATEWAY] = admin_port
         busy = {name: port for name, port in ports.items() if not port_is_free(port)}
         if busy:  # before starting anything: fail in a second, not after PostgreSQL
             raise ServiceStartError(
                 "ports already in use: "
                 + ", ".join(f"{n} :{p}" for n, p in busy.items())
-                + " (another `make run`? set PORT to move the gateway, or unset TESSERA_<NAME>_PORT)"
+                + " (another `make run`? set PORT and ADMIN_PORT to move the gateway's listeners, or unset TESSERA_<NAME>_PORT)"
             )
 
         database_url = os.environ.get("DATABASE_URL")
@@ -189,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         stack = ServiceStack(
             supervisor=supervisor,
             services=services,
-            ports=ports,
+            ports={name: port for name, port in ports.items() if name != ADMIN_GATEWAY},
             database_url=database_url,
             nats_url=nats_url,
             namespace=namespace,
             service_env=identities.env,
             endpoint=os.environ.get("ENDPOINT"),
+            admin_port=ports.get(ADMIN_GATEWAY),
+            admin_endpoint=os.environ.get("ADMIN_ENDPOINT"),
             log_level=os.environ.get("LOG_LEVEL", "INFO"),
             admin_client=admin,
             # Fixed by the caller if set (e.g. to call a service's port by hand), else a new one.

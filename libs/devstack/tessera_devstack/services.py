@@ -31,10 +31,11 @@ SERVE_MODULE = "tessera_kit.serve"
 class ServiceSpec:
     name: str
     default_port: int
+    package_name: str = ""  # default: tessera_<name>
 
     @property
     def package(self) -> str:
-        return "tessera_" + self.name.replace("-", "_")
+        return self.package_name or "tessera_" + self.name.replace("-", "_")
 
     @property
     def module(self) -> str:
@@ -66,6 +67,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("audit-log", 3105),
     ServiceSpec("webhook-dispatcher", 3106),
 )
+
+
+# The admin tenant's listener (Logto's admin endpoint, 3002): the gateway again, for the tenant
+# `admin`. Not in SERVICES: it is no service of its own (no database, no NATS user).
+ADMIN_GATEWAY = "gateway-admin"
+ADMIN_GATEWAY_SPEC = ServiceSpec(ADMIN_GATEWAY, 3002, package_name="tessera_gateway")
+GATEWAYS = frozenset({GATEWAY, ADMIN_GATEWAY})
+ADMIN_TENANT = "admin"
 
 
 def service_spec(name: str) -> ServiceSpec:
@@ -107,6 +116,9 @@ class ServiceStack:
         # (identities.service_identities).
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         internal_key: str | None = None,  # default: a new one for this stack
+        # The admin tenant's gateway port (with a gateway in the stack); None: no admin tenant.
+        admin_port: int | None = None,
+        admin_endpoint: str | None = None,
     ):
         self.supervisor = supervisor
         self.service_env = {name: dict(values) for name, values in (service_env or {}).items()}
@@ -115,6 +127,11 @@ class ServiceStack:
         self.ports = dict(ports)
         gateway_port = self.ports.get(GATEWAY, service_spec(GATEWAY).default_port)
         self.url = (endpoint or f"http://localhost:{gateway_port}").rstrip("/")
+        self.admin_url: str | None = None
+        if admin_port is not None and any(spec.name == GATEWAY for spec in self.services):
+            self.services.append(ADMIN_GATEWAY_SPEC)
+            self.ports[ADMIN_GATEWAY] = admin_port
+            self.admin_url = (admin_endpoint or f"http://localhost:{admin_port}").rstrip("/")
         self.cwd = cwd
         # Shared by the gateway (signs) and every service (verifies); nothing else has it.
         self.internal_key = internal_key or generate_internal_key()
@@ -137,6 +154,7 @@ class ServiceStack:
             "NATS_URL": nats_url,
             "TESSERA_NAMESPACE": namespace,
             "ENDPOINT": self.url,
+            **({"ADMIN_ENDPOINT": self.admin_url} if self.admin_url else {}),
             "LOG_LEVEL": log_level,
             INTERNAL_KEY_VARIABLE: self.internal_key,
         }
@@ -160,11 +178,13 @@ class ServiceStack:
     def environment_for(self, name: str) -> dict[str, str]:
         spec = self.spec(name)
         env = {**self._base_env, **self.env, "PORT": str(self.ports[name]), "PYTHONUNBUFFERED": "1"}
-        env.update(self.service_env.get(name, {}))
-        if spec.name == GATEWAY:
+        env.update(self.service_env.get(GATEWAY if name == ADMIN_GATEWAY else name, {}))
+        if spec.name in GATEWAYS:
             for upstream in self.services:
-                if upstream.name != GATEWAY:
+                if upstream.name not in GATEWAYS:
                     env[upstream.url_variable] = self.service_url(upstream.name)
+        if spec.name == ADMIN_GATEWAY:
+            env["TESSERA_TENANT_ID"] = ADMIN_TENANT  # the tenant of the endpoint it listens on
         return env
 
     def command_for(self, name: str) -> list[str]:
@@ -174,13 +194,14 @@ class ServiceStack:
 
     def start_all(self, timeout: float = 90.0) -> None:
         """Start the upstreams together, wait until they are ready, then the gateway."""
-        upstreams = [name for name in self.names if name != GATEWAY]
+        upstreams = [name for name in self.names if name not in GATEWAYS]
         for name in upstreams:
             self._launch(name)
         self.wait_ready(upstreams, timeout)
-        if GATEWAY in self.names:
-            self._launch(GATEWAY)
-            self.wait_ready([GATEWAY], timeout)
+        gateways = [name for name in self.names if name in GATEWAYS]
+        for name in gateways:
+            self._launch(name)
+        self.wait_ready(gateways, timeout)
 
     def start_service(self, name: str, timeout: float = 60.0, wait: bool = True) -> None:
         self._launch(name)

@@ -58,6 +58,8 @@ ACCESS: dict[str, ServiceAccess] = {
     entry.name: entry
     for entry in (
         ServiceAccess("gateway", uses_nats=False, uses_database=False),
+        # The gateway again, listening on ADMIN_ENDPOINT for the tenant `admin`.
+        ServiceAccess("gateway-admin", uses_nats=False, uses_database=False),
         ServiceAccess(
             "identity",
             publishes=STREAMS["identity"],

@@ -214,7 +214,8 @@ def _provide_ctx(request: Request) -> ServiceContext:
 def create_app(spec: ServiceSpec) -> Litestar:
     settings = spec.settings or load_settings(ServiceSettings)
     configure_logging(spec.name, settings.log_level)
-    verifier = AssertionVerifier(settings.internal_key, settings.tenant_id)  # no key: no start
+    # No key: no start. The service serves every configured tenant; each request names its own.
+    verifier = AssertionVerifier(settings.internal_key, settings.tenants)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -26,7 +26,7 @@ import hmac
 import secrets
 import string
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import msgspec
 
@@ -96,6 +96,7 @@ class AssertionSigner:
                  clock: Callable[[], float] = time.time):
         # The HMAC state after the key is absorbed, copied per request (cheaper than re-keying).
         self._mac = hmac.new(parse_keys(internal_key)[0], digestmod=hashlib.sha256)
+        self.tenant_id = tenant_id
         self._tenant = _b64(tenant_id.encode())
         self._clock = clock
 
@@ -117,17 +118,28 @@ class InvalidAssertion(Exception):
 
 
 class AssertionVerifier:
-    """Checks a request's assertion and answers its caller (the services' middleware)."""
+    """Checks a request's assertion and answers its caller and tenant (the services' middleware).
 
-    def __init__(self, internal_key: str, tenant_id: str = "default", *,
+    A service serves the tenants it is configured for (`tenants`, the first being the default);
+    an assertion naming any other is refused."""
+
+    def __init__(self, internal_key: str, tenants: str | Iterable[str] = "default", *,
                  clock: Callable[[], float] = time.time):
         self.internal_key = internal_key  # for tests that sign as the gateway would
-        self.tenant_id = tenant_id
+        names = (tenants,) if isinstance(tenants, str) else tuple(tenants)
+        if not names:
+            raise ConfigError("a service serves at least one tenant")
+        self.tenant_id = names[0]
         self._macs = [hmac.new(key, digestmod=hashlib.sha256) for key in parse_keys(internal_key)]
-        self._tenant = _b64(tenant_id.encode())
+        self._tenants = {_b64(name.encode()): name for name in names}
         self._clock = clock
 
     def verify(self, header: bytes | None, method: bytes, target: bytes, request_id: bytes) -> Actor:
+        return self.verify_request(header, method, target, request_id)[0]
+
+    def verify_request(self, header: bytes | None, method: bytes, target: bytes,
+                       request_id: bytes) -> tuple[Actor, str]:
+        """The caller and the tenant the gateway signed for this request."""
         if not header:
             raise InvalidAssertion("the request carries no internal assertion")
         if len(header) > MAX_HEADER_BYTES:
@@ -153,17 +165,18 @@ class AssertionVerifier:
             raise InvalidAssertion("the internal assertion has expired")
         if age < -MAX_SKEW_SECONDS:
             raise InvalidAssertion("the internal assertion is issued in the future")
-        if tenant != self._tenant:
+        tenant_id = self._tenants.get(tenant)
+        if tenant_id is None:
             raise InvalidAssertion("the internal assertion is for another tenant")
         if caller_type == b"system":
-            return SYSTEM
+            return SYSTEM, tenant_id
         try:
             identifier = _unb64(caller_id).decode()
         except (binascii.Error, ValueError):
             raise InvalidAssertion("the internal assertion is malformed") from None
         if not identifier:
             raise InvalidAssertion("the internal assertion names no caller")
-        return Actor(type=caller_type.decode(), id=identifier)
+        return Actor(type=caller_type.decode(), id=identifier), tenant_id
 
 
 def request_target(scope: dict) -> bytes:

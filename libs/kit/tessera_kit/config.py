@@ -13,7 +13,9 @@ from typing import Mapping, TypeVar
 
 import msgspec
 
-PLAIN_NAMES = frozenset({"port", "host", "endpoint", "database_url", "nats_url", "log_level"})
+PLAIN_NAMES = frozenset({"port", "host", "endpoint", "admin_endpoint", "database_url", "nats_url", "log_level"})
+
+ADMIN_TENANT = "admin"
 
 
 def env_name(field: str) -> str:
@@ -39,7 +41,13 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     log_level: str = "info"
     # Prefix for NATS subjects and streams, so deployments (or test runs) can share a server.
     namespace: str = ""
+    # The tenant ENDPOINT serves (Logto's `default`).
     tenant_id: str = "default"
+    # Logto's admin tenant (`admin`: the admin console's users, its application and `/me`), served
+    # by the gateway listening on ADMIN_ENDPOINT. Empty: no admin tenant.
+    admin_endpoint: str = ""
+    # Any further tenants, `id=<endpoint>,id=<endpoint>` (each with a gateway listening there).
+    tenant_endpoints: str = ""
     db_pool_size: int = 10
     # JetStream replicas of the streams a service ensures (3 on a clustered NATS).
     stream_replicas: int = 1
@@ -63,6 +71,29 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         return redacted_repr(self)
+
+    @property
+    def tenants(self) -> dict[str, str]:
+        """Every tenant this deployment serves -> its public endpoint (no trailing slash)."""
+        return tenant_endpoints(self.tenant_id, self.endpoint, self.admin_endpoint, self.tenant_endpoints)
+
+    def endpoint_of(self, tenant_id: str) -> str:
+        """A served tenant's public endpoint (the issuer is `<endpoint>/oidc`)."""
+        return self.tenants[tenant_id]
+
+
+def tenant_endpoints(default_tenant: str, endpoint: str, admin_endpoint: str = "", more: str = "") -> dict[str, str]:
+    tenants = {default_tenant: endpoint.rstrip("/")}
+    if admin_endpoint:
+        tenants[ADMIN_TENANT] = admin_endpoint.rstrip("/")
+    for item in (part.strip() for part in more.split(",")):
+        if not item:
+            continue
+        tenant, equals, url = item.partition("=")
+        if not equals or not tenant.strip() or not url.strip():
+            raise ConfigError(f"TESSERA_TENANT_ENDPOINTS: {item!r} is not <tenant>=<endpoint>")
+        tenants[tenant.strip()] = url.strip().rstrip("/")
+    return tenants
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -28,7 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from tessera_events import Envelope, Stream, decode_envelope
 from tessera_kit.access import durable_name
 from tessera_kit.bus import Bus
-from tessera_kit.context import actor_var, request_id_var
+from tessera_kit.context import actor_var, request_id_var, tenant_var
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 
@@ -242,11 +242,13 @@ class EventConsumer:
                 fresh.discard(envelope.id)  # the same event twice in one batch applies once
                 request_token = request_id_var.set(envelope.request_id)
                 actor_token = actor_var.set(envelope.actor)
+                tenant_token = tenant_var.set(envelope.tenant_id)
                 try:
                     await self.subscription.handler(conn, envelope)
                 finally:
                     request_id_var.reset(request_token)
                     actor_var.reset(actor_token)
+                    tenant_var.reset(tenant_token)
                 applied += 1
         self.applied += applied
         if applied:
@@ -287,6 +289,7 @@ class EventConsumer:
         """Apply one event once; returns False when it had been applied before."""
         request_token = request_id_var.set(envelope.request_id)
         actor_token = actor_var.set(envelope.actor)
+        tenant_token = tenant_var.set(envelope.tenant_id)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 fresh = await conn.fetchval(
@@ -305,6 +308,7 @@ class EventConsumer:
         finally:
             request_id_var.reset(request_token)
             actor_var.reset(actor_token)
+            tenant_var.reset(tenant_token)
 
     async def _dead_letter(
         self, msg: Msg, envelope: Envelope | None, exc: Exception, deliveries: int

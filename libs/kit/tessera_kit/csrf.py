@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from tessera_kit.context import current_tenant
 from tessera_kit.errors import RequestError
 from tessera_kit.http import public_origin
 
@@ -48,7 +49,9 @@ def allowed_origins(connection: ASGIConnection) -> set[str]:
     if own:
         origins.add(own)
     ctx = getattr(connection.app.state, "ctx", None)
-    endpoint = origin_of(ctx.settings.endpoint) if ctx is not None else None
+    # The endpoint of the tenant the request is for (each tenant has its own).
+    tenant_endpoint = ctx.settings.tenants.get(current_tenant()) if ctx is not None else None
+    endpoint = origin_of(tenant_endpoint) if tenant_endpoint else None
     if endpoint:
         origins.add(endpoint)
     return origins

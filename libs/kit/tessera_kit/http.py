@@ -18,7 +18,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera_events import SYSTEM
 from tessera_kit.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertion, request_target
-from tessera_kit.context import actor_var, new_request_id, request_id_var
+from tessera_kit.context import actor_var, new_request_id, request_id_var, tenant_var
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.logging import get_logger
 from tessera_kit.pagination import Page, pagination_headers
@@ -35,8 +35,8 @@ HEALTH_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
     """In front of the whole service (routing included): refuse a request without the gateway's
-    valid assertion (401), bind the request id and the caller the assertion names for logs and
-    events, echo the request id, give GET answers Logto's ETag and honour If-None-Match."""
+    valid assertion (401), bind the request id, and the caller and tenant the assertion names,
+    for handlers, stores, logs and events, echo the request id, give GET answers Logto's ETag and honour If-None-Match."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,10 +47,10 @@ def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
         raw_request_id = headers.get(REQUEST_ID_HEADER) or b""
         request_id = raw_request_id.decode("latin-1")[:64] or new_request_id()
         if scope["path"] in HEALTH_PATHS:
-            actor = SYSTEM
+            actor, tenant = SYSTEM, verifier.tenant_id
         else:
             try:
-                actor = verifier.verify(headers.get(ASSERTION_HEADER), scope["method"].encode(),
+                actor, tenant = verifier.verify_request(headers.get(ASSERTION_HEADER), scope["method"].encode(),
                                         request_target(scope), raw_request_id)
             except InvalidAssertion as refusal:
                 log.warning("request refused", reason=str(refusal), method=scope["method"],
@@ -59,6 +59,7 @@ def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
                 return
         rid_token = request_id_var.set(request_id)
         actor_token = actor_var.set(actor)
+        tenant_token = tenant_var.set(tenant)
         try:
             if scope["method"] == "GET":
                 await _with_etag(app, scope, receive, send, request_id, headers.get(b"if-none-match"))
@@ -67,6 +68,7 @@ def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
         finally:
             request_id_var.reset(rid_token)
             actor_var.reset(actor_token)
+            tenant_var.reset(tenant_token)
 
     return middleware
 

@@ -23,7 +23,7 @@ import msgspec
 
 from tessera_events import Actor, Envelope, EventData, cloudevents, event_type_of
 from tessera_kit.bus import Bus
-from tessera_kit.context import current_actor, current_request_id
+from tessera_kit.context import current_actor, current_request_id, current_tenant
 from tessera_kit.ids import new_id
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
@@ -39,7 +39,7 @@ def now_ms() -> int:
 def build_envelope(
     data: EventData,
     *,
-    tenant_id: str = "default",
+    tenant_id: str | None = None,
     actor: Actor | None = None,
     request_id: str | None = None,
 ) -> Envelope:
@@ -48,7 +48,7 @@ def build_envelope(
         id=new_id(),
         type=entry.type,
         version=entry.version,
-        tenant_id=tenant_id,
+        tenant_id=tenant_id or current_tenant(),
         occurred_at=now_ms(),
         actor=actor or current_actor(),
         request_id=request_id or current_request_id(),
@@ -83,7 +83,7 @@ class Outbox:
         data: EventData,
         *,
         aggregate_id: str | None = None,
-        tenant_id: str = "default",
+        tenant_id: str | None = None,
         actor: Actor | None = None,
     ) -> Envelope:
         """Write `data` as an event in the caller's (open) transaction."""
@@ -113,7 +113,7 @@ class GroupCommitEmitter:
         self._committers: set[asyncio.Task] = set()
 
     async def emit(
-        self, data: EventData, *, aggregate_id: str | None = None, tenant_id: str = "default"
+        self, data: EventData, *, aggregate_id: str | None = None, tenant_id: str | None = None
     ) -> Envelope:
         envelope = build_envelope(data, tenant_id=tenant_id)
         done = asyncio.get_running_loop().create_future()

@@ -19,13 +19,16 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from tessera_events.rpc import Rep, Req, RpcOperation
 from tessera_kit.bus import Bus
-from tessera_kit.context import current_request_id, request_id_var
+from tessera_kit.context import DEFAULT_TENANT, current_request_id, current_tenant, request_id_var, tenant_var
 from tessera_kit.errors import RequestError, service_unavailable
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
 REQUEST_ID_HEADER = "Tessera-Request-Id"
+# The tenant the caller acts for (the request's or the event's), so the answering service reads
+# and writes that tenant's rows. Only services hold NATS credentials to send it.
+TENANT_HEADER = "Tessera-Tenant"
 _encoder = msgspec.json.Encoder()
 
 
@@ -87,13 +90,19 @@ async def serve(
     serve_duration = metrics.RPC_SERVE_DURATION.labels(operation)
 
     async def on_request(msg: Msg) -> None:
-        token = request_id_var.set((msg.headers or {}).get(REQUEST_ID_HEADER))
+        headers = msg.headers or {}
+        token = request_id_var.set(headers.get(REQUEST_ID_HEADER))
+        tenant_token = tenant_var.set(headers.get(TENANT_HEADER) or DEFAULT_TENANT)
         started = time.perf_counter()
         try:
             try:
                 request = handler._decoder.decode(msg.data)
             except msgspec.ValidationError as exc:
                 raise RequestError("guard.invalid_input", 400, details=str(exc), type="body")
+            # A contract that names its tenant says it outright; the header covers the others.
+            named = getattr(request, "tenant_id", None)
+            if isinstance(named, str) and named:
+                tenant_var.set(named)
             if handler.with_context:
                 reply = await handler.handler(context, request)
             else:
@@ -113,6 +122,7 @@ async def serve(
         finally:
             request_id_var.reset(token)
             serve_duration.observe(time.perf_counter() - started)
+            tenant_var.reset(tenant_token)
         if msg.reply:
             await msg.respond(payload)
 
@@ -126,7 +136,7 @@ async def call(
     """Ask the service that owns `operation`. With no responder the server answers at once;
     one retry after a short pause covers a replica that is just (re)subscribing, then the
     caller gets 503 `service.unavailable`, never a hang."""
-    headers = {}
+    headers = {TENANT_HEADER: current_tenant()}
     request_id = current_request_id()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id

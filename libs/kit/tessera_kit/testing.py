@@ -84,14 +84,15 @@ class SignedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def service_transport(app: Litestar, caller: Actor = SYSTEM) -> SignedTransport:
-    verifier = app.state.assertions  # set by create_app: the service's own key and tenant
-    signer = AssertionSigner(verifier.internal_key, verifier.tenant_id)
+def service_transport(app: Litestar, caller: Actor = SYSTEM, *, tenant_id: str | None = None) -> SignedTransport:
+    verifier = app.state.assertions  # set by create_app: the service's own key and tenants
+    signer = AssertionSigner(verifier.internal_key, tenant_id or verifier.tenant_id)
     return SignedTransport(httpx.ASGITransport(app=app), signer, caller)
 
 
-def service_client(app: Litestar, caller: Actor = SYSTEM, **kwargs: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=service_transport(app, caller), **kwargs)
+def service_client(app: Litestar, caller: Actor = SYSTEM, *, tenant_id: str | None = None,
+                   **kwargs: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=service_transport(app, caller, tenant_id=tenant_id), **kwargs)
 
 
 def signed_client(base_url: str, internal_key: str, caller: Actor = SYSTEM, *, tenant_id: str = "default",

@@ -14,6 +14,7 @@ from tessera_events.identity import UserCreated, UserSnapshot
 from tessera_kit.app import Ctx, ServiceContext, ServiceSpec, create_app, start_context, stop_context
 from tessera_kit.assertion import AssertionSigner
 from tessera_kit.config import ConfigError, ServiceSettings
+from tessera_kit.context import current_tenant
 from tessera_kit.errors import RequestError
 from tessera_kit.http import paginated
 from tessera_kit.logging import get_logger
@@ -253,3 +254,33 @@ async def test_a_websocket_handshake_is_refused(client):
              "headers": [], "scheme": "ws", "server": ("svc", 80), "client": ("1.2.3.4", 5), "subprotocols": []}
     await client.app(scope, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+@get("/api/whose")
+async def whose() -> dict:
+    return {"tenant": current_tenant()}
+
+
+async def test_the_request_is_for_the_tenant_the_assertion_names(database_url, nats_url, unique):
+    spec = ServiceSpec(
+        name=f"svc-{unique}", route_handlers=[create_thing, whose], publishes=STREAMS["identity"],
+        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique,
+                                 internal_key=INTERNAL_KEY, admin_endpoint="http://localhost:3002"),
+    )
+    app = create_app(spec)
+    app.state.ctx = ctx = await start_context(spec)
+    try:
+        for tenant in ("default", "admin"):
+            async with service_client(app, base_url="http://svc", tenant_id=tenant) as client:
+                assert (await client.get("/api/whose")).json() == {"tenant": tenant}
+                # A header naming another tenant changes nothing.
+                forged = await client.get("/api/whose", headers={"tenant-id": "t3", "x-tessera-tenant": "t3"})
+                assert forged.json() == {"tenant": tenant}
+                assert (await client.post("/api/things", json={"name": f"of-{tenant}"})).status_code == 200
+            row = await ctx.pool.fetchrow("SELECT tenant_id, envelope FROM outbox ORDER BY seq DESC LIMIT 1")
+            assert row["tenant_id"] == tenant and decode_envelope(row["envelope"]).tenant_id == tenant
+        async with service_client(app, base_url="http://svc", tenant_id="t3") as stranger:
+            refused = await stranger.get("/api/whose")
+            assert (refused.status_code, refused.json()["data"]) == (401, "the internal assertion is for another tenant")
+    finally:
+        await stop_context(spec, ctx)

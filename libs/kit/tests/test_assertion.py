@@ -94,3 +94,25 @@ def test_keys_rotate_without_downtime():
     assert verify(sign(key=f"{new},{old}"), key=new) == ADMIN  # the first key signs
     with pytest.raises(InvalidAssertion):
         verify(sign(key=old), key=new)
+
+
+def test_a_service_serves_the_tenants_it_is_configured_for():
+    verifier = AssertionVerifier(KEY, ["default", "admin"])
+    for tenant in ("default", "admin"):
+        header = AssertionSigner(KEY, tenant).sign("GET", b"/me", ADMIN, b"rid")
+        assert verifier.verify_request(header, b"GET", b"/me", b"rid") == (ADMIN, tenant)
+    other = AssertionSigner(KEY, "t3").sign("GET", b"/me", ADMIN, b"rid")
+    with pytest.raises(InvalidAssertion, match="another tenant"):
+        verifier.verify_request(other, b"GET", b"/me", b"rid")
+    assert verifier.tenant_id == "default"  # the first is the default (health probes, tests)
+
+
+def test_tenants_come_from_the_endpoints():
+    settings = ServiceSettings(endpoint="http://id.example/", admin_endpoint="http://console.example:3002",
+                               tenant_endpoints="acme=https://acme.example, beta=https://beta.example/")
+    assert settings.tenants == {"default": "http://id.example", "admin": "http://console.example:3002",
+                                "acme": "https://acme.example", "beta": "https://beta.example"}
+    assert settings.endpoint_of("admin") == "http://console.example:3002"
+    assert ServiceSettings().tenants == {"default": "http://localhost:3001"}  # no admin endpoint: no admin tenant
+    with pytest.raises(ConfigError, match="TESSERA_TENANT_ENDPOINTS"):
+        ServiceSettings(tenant_endpoints="acme").tenants

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 from tessera_events import STREAMS, Envelope
 from tessera_events.identity import UserCreated, UserDeleted, UserSnapshot
 from tessera_kit.consumer import EventConsumer, Subscription
+from tessera_kit.context import current_tenant, tenant_scope
 from tessera_kit.outbox import build_envelope
 
 IDENTITY = STREAMS["identity"]
@@ -224,3 +225,28 @@ async def test_one_bad_event_in_a_backlog_holds_back_none_of_the_others(pool, bu
     applied = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")]
     assert sorted(applied) == sorted(e.id for e in sent if e is not bad)  # each once
     assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'picky'") == 29
+
+
+async def test_a_handler_acts_for_the_tenant_of_its_event(pool, bus):
+    """The event's tenant is the handler's (what it stores, the events and rpc it causes)."""
+    await bus.ensure_stream(IDENTITY)
+    await pool.execute("CREATE TABLE IF NOT EXISTS tenant_effects (event_id text, tenant text, emitted text)")
+
+    async def record_tenant(conn, envelope: Envelope):
+        caused = build_envelope(UserDeleted(user_id="x"))  # stamped with the handler's tenant
+        await conn.execute("INSERT INTO tenant_effects VALUES ($1, $2, $3)",
+                           envelope.id, current_tenant(), caused.tenant_id)
+
+    sent = []
+    for tenant in ("admin", "default", "admin"):
+        with tenant_scope(tenant):
+            sent.append(created(f"t-{tenant}"))
+    assert [e.tenant_id for e in sent] == ["admin", "default", "admin"]
+    for envelope in sent:
+        await publish(bus, envelope)
+    async with running(pool, bus, Subscription("tenants", (IDENTITY,), record_tenant)) as consumer:
+        await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM tenant_effects"), 3))
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    rows = {r["event_id"]: (r["tenant"], r["emitted"]) for r in await pool.fetch("SELECT * FROM tenant_effects")}
+    assert rows == {e.id: (e.tenant_id, e.tenant_id) for e in sent}
+    assert current_tenant() == "default"

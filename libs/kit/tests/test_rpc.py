@@ -8,7 +8,7 @@ import pytest
 
 from tessera_events.rpc import RpcOperation
 from tessera_kit import rpc
-from tessera_kit.context import request_id_var
+from tessera_kit.context import current_tenant, request_id_var, tenant_scope
 from tessera_kit.errors import RequestError
 
 
@@ -122,3 +122,35 @@ async def test_a_rate_limit_refused_by_the_service_asked_keeps_its_retry_after(b
     assert (caught.value.status, caught.value.code, caught.value.data) == (
         429, "request.too_many_requests", {"retryAfter": 42})
     assert caught.value.headers == {"retry-after": "42"}
+
+
+class Whose(msgspec.Struct):
+    pass
+
+
+class NamedTenant(msgspec.Struct):
+    tenant_id: str = "default"
+
+
+class Tenant(msgspec.Struct):
+    tenant: str
+
+
+WHOSE = RpcOperation("calculator", "whose", Whose, Tenant)
+WHOSE_NAMED = RpcOperation("calculator", "whose_named", NamedTenant, Tenant)
+
+
+async def tenant_of_request(_request) -> Tenant:
+    return Tenant(current_tenant())
+
+
+async def test_the_callers_tenant_travels_with_the_call(bus):
+    await rpc.serve(bus, rpc.RpcHandler(WHOSE, tenant_of_request))
+    await rpc.serve(bus, rpc.RpcHandler(WHOSE_NAMED, tenant_of_request))
+    assert await rpc.call(bus, WHOSE, Whose()) == Tenant("default")
+    with tenant_scope("admin"):
+        assert await rpc.call(bus, WHOSE, Whose()) == Tenant("admin")
+        # A contract that names its tenant is answered for that tenant.
+        assert await rpc.call(bus, WHOSE_NAMED, NamedTenant(tenant_id="t3")) == Tenant("t3")
+    # Nothing leaks into the next request the server handles.
+    assert await rpc.call(bus, WHOSE, Whose()) == Tenant("default")

@@ -14,6 +14,7 @@ from tessera_kit.app import Ctx
 from tessera_kit.errors import ValidationIssue, invalid_input, not_found
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 
 
 @get("/api/logs", operation_id="ListLogs", tags=["Logs"])
@@ -23,7 +24,7 @@ async def list_logs(
 ) -> Response:
     page = parse_page(request.query_params)
     total, rows = await store.find_logs(
-        ctx.pool, ctx.settings.tenant_id, user_id=userId, application_id=applicationId,
+        ctx.pool, current_tenant(), user_id=userId, application_id=applicationId,
         key=logKey, limit=page.limit, offset=page.offset,
     )
     return paginated(request, page, rows, total)
@@ -31,7 +32,7 @@ async def list_logs(
 
 @get("/api/logs/{log_id:str}", operation_id="GetLog", tags=["Logs"])
 async def get_log(ctx: Ctx, log_id: FromPath[str]) -> dict[str, Any]:
-    row = await store.find_log(ctx.pool, ctx.settings.tenant_id, log_id)
+    row = await store.find_log(ctx.pool, current_tenant(), log_id)
     if row is None:
         raise not_found("logs", log_id)
     return row
@@ -39,7 +40,7 @@ async def get_log(ctx: Ctx, log_id: FromPath[str]) -> dict[str, Any]:
 
 @get("/api/dashboard/users/total", operation_id="GetTotalUserCount", tags=["Dashboard"])
 async def total_users(ctx: Ctx) -> dict[str, int]:
-    return {"totalUserCount": await store.count_users(ctx.pool, ctx.settings.tenant_id)}
+    return {"totalUserCount": await store.count_users(ctx.pool, current_tenant())}
 
 
 @get("/api/dashboard/users/new", operation_id="GetNewUserCounts", tags=["Dashboard"])
@@ -48,7 +49,7 @@ async def new_users(ctx: Ctx) -> dict[str, CountDelta]:
     day, week = dt.timedelta(days=1), dt.timedelta(days=7)
 
     async def count(since: dt.timedelta, until: dt.timedelta = dt.timedelta(0)) -> int:
-        return await store.count_new_users(ctx.pool, ctx.settings.tenant_id, now - since, now - until)
+        return await store.count_new_users(ctx.pool, current_tenant(), now - since, now - until)
 
     return {
         "today": count_delta(await count(day), await count(2 * day, day)),
@@ -61,7 +62,7 @@ async def active_users(ctx: Ctx, date: FromQuery[str | None] = None) -> dict[str
     day = parse_day(date, dt.datetime.now(dt.timezone.utc).date())
     if day is None:
         raise invalid_input("query", [ValidationIssue("date", "invalid_string", "Invalid")])
-    tenant, one = ctx.settings.tenant_id, dt.timedelta(days=1)
+    tenant, one = current_tenant(), dt.timedelta(days=1)
 
     async def distinct(days: int, ending: dt.date) -> int:
         return await store.distinct_active(ctx.pool, tenant, ending - (days - 1) * one, ending)

@@ -43,6 +43,7 @@ from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id
 from tessera_kit.logging import get_logger
 from tessera_kit.outbox import GroupCommitEmitter
+from tessera_kit.context import current_tenant
 
 log = get_logger(__name__)
 EXTRA = "connectors"
@@ -103,14 +104,14 @@ def _instance(lib: Library, tenant: str, row: asyncpg.Record) -> Instance | None
 
 
 async def instances(ctx: ServiceContext, conn: asyncpg.Connection) -> list[Instance]:
-    lib, tenant = library(ctx), ctx.settings.tenant_id
+    lib, tenant = library(ctx), current_tenant()
     found = [_instance(lib, tenant, row) for row in await store.list_connectors(conn, tenant)]
     return [i for i in found if i is not None]
 
 
 async def instance(ctx: ServiceContext, conn: asyncpg.Connection, connector_id: str) -> Instance:
-    row = await store.find_connector(conn, ctx.settings.tenant_id, connector_id)
-    found = _instance(library(ctx), ctx.settings.tenant_id, row) if row else None
+    row = await store.find_connector(conn, current_tenant(), connector_id)
+    found = _instance(library(ctx), current_tenant(), row) if row else None
     if found is None:
         raise not_found()
     return found
@@ -139,7 +140,7 @@ def _seal(lib: Library, tenant: str, connector_id: str, config: dict[str, Any]) 
 
 async def create(ctx: ServiceContext, body: CreateConnector) -> Instance:
     """POST /connectors, checks in Logto's order (§3.3)."""
-    lib, tenant = library(ctx), ctx.settings.tenant_id
+    lib, tenant = library(ctx), current_tenant()
     factory = lib.factories.get(body.connector_id)
     if factory is None or factory.id in DEMO_FACTORY_IDS:
         raise RequestError("connector.not_found_with_connector_id", 422)
@@ -179,7 +180,7 @@ async def create(ctx: ServiceContext, body: CreateConnector) -> Instance:
 
 
 async def update(ctx: ServiceContext, connector_id: str, body: UpdateConnector) -> Instance:
-    lib, tenant = library(ctx), ctx.settings.tenant_id
+    lib, tenant = library(ctx), current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         await store.lock_tenant(conn, tenant)
         current = await instance(ctx, conn, connector_id)
@@ -211,7 +212,7 @@ async def update(ctx: ServiceContext, connector_id: str, body: UpdateConnector) 
 
 
 async def _delete_rows(ctx: ServiceContext, conn: asyncpg.Connection, ids: list[str]) -> list[str]:
-    lib, tenant = library(ctx), ctx.settings.tenant_id
+    lib, tenant = library(ctx), current_tenant()
     gone = await store.delete_connectors(conn, tenant, ids)
     for row in gone:
         factory = lib.factories.get(row["connector_id"])
@@ -223,7 +224,7 @@ async def _delete_rows(ctx: ServiceContext, conn: asyncpg.Connection, ids: list[
 
 async def delete(ctx: ServiceContext, ids: list[str], *, missing_is_error: bool) -> list[str]:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await store.lock_tenant(conn, ctx.settings.tenant_id)
+        await store.lock_tenant(conn, current_tenant())
         gone = await _delete_rows(ctx, conn, ids)
     if missing_is_error and not gone:
         raise not_found()
@@ -245,7 +246,7 @@ async def run_send(lib: Library, factory: Factory, config: dict[str, Any], messa
 async def send_message(ctx: ServiceContext, type_: str, to: str, template: str, payload: dict[str, str]) -> str:
     """Through the one connector of `type_`; announces `message.sent` or `message.failed`
     with the recipient masked. Returns the instance id."""
-    lib, tenant = library(ctx), ctx.settings.tenant_id
+    lib, tenant = library(ctx), current_tenant()
     async with ctx.pool.acquire() as conn:
         chosen = next((i for i in await instances(ctx, conn) if i.type == type_), None)
     if chosen is None:

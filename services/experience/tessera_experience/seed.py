@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from tessera_experience.config import domain, store
 from tessera_kit.app import ServiceContext
+from tessera_kit.config import ADMIN_TENANT
+from tessera_kit.context import tenant_scope
 
 
 async def seed_defaults(ctx: ServiceContext) -> None:
-    tenant = ctx.settings.tenant_id
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        await store.seed_sign_in_experience(conn, domain.default_sign_in_experience(tenant))
-        await store.seed_config(conn, tenant, domain.ADMIN_CONSOLE_KEY, domain.default_admin_console())
+    for tenant in ctx.settings.tenants:
+        with tenant_scope(tenant):
+            sie = (domain.admin_tenant_sign_in_experience() if tenant == ADMIN_TENANT
+                   else domain.default_sign_in_experience(tenant))
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                await store.seed_sign_in_experience(conn, sie)
+                await store.seed_config(conn, tenant, domain.ADMIN_CONSOLE_KEY, domain.default_admin_console())

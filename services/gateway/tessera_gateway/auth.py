@@ -257,9 +257,13 @@ class TokenVerifier:
 
 
 class ManagementAuth:
-    def __init__(self, verifier: TokenVerifier, *, dev_auth: bool = False):
+    """Koa-auth for one audience: the Management API's, or (`users_only`) the admin tenant's
+    Me API, which a machine's token never reaches (403 `auth.forbidden`)."""
+
+    def __init__(self, verifier: TokenVerifier, *, dev_auth: bool = False, users_only: bool = False):
         self._verifier = verifier
         self._dev_auth = dev_auth
+        self._users_only = users_only
 
     async def authenticate(self, authorization: bytes | None, development_user_id: bytes | None) -> Actor:
         """The caller of a Management API request, or a RequestError to answer with."""
@@ -276,6 +280,8 @@ class ManagementAuth:
         token = authorization[7:].strip().decode("latin-1")
         verified = await self._verifier.verify(token)
         if not verified.has_management_scope:
+            raise RequestError("auth.forbidden", 403)
+        if self._users_only and verified.caller.type != "user":
             raise RequestError("auth.forbidden", 403)
         return verified.caller
 

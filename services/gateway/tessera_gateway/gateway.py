@@ -25,7 +25,7 @@ from tessera_gateway.handlers import OwnRoutes
 from tessera_gateway.openapi import OpenApiAggregator
 from tessera_gateway.proxy import CLOSE, REQUEST_ID, IncomingRequest, Proxy, bad_request
 from tessera_gateway.responses import send_error, send_not_found
-from tessera_gateway.routes import GATEWAY, RouteTable
+from tessera_gateway.routes import GATEWAY, RouteTable, route_table_for
 from tessera_gateway.settings import GatewaySettings
 from tessera_gateway.upstream import UpstreamPool
 
@@ -38,7 +38,9 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9_-]{1,64}").fullmatch
 class Gateway:
     def __init__(self, settings: GatewaySettings):
         self.settings = settings
-        self.routes = RouteTable()
+        # One listener serves one tenant, the one its endpoint belongs to (settings.tenant_id):
+        # the tenant every assertion names comes from configuration, never from the request.
+        self.routes = RouteTable(route_table_for(settings.is_admin_tenant))
         self.pools = {
             name: UpstreamPool(name, url, max_connections=settings.max_upstream_connections,
                                connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
@@ -52,10 +54,14 @@ class Gateway:
                                       auth=InternalCalls(self.signer, list(settings.upstream_urls.values())))
         jwks = JwksCache(settings.effective_jwks_url, self.http,
                          refresh_interval=settings.jwks_refresh_interval, max_age=settings.jwks_max_age)
-        verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.management_audience,
+        verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.effective_management_audience,
                                  leeway=settings.jwt_leeway, cache_size=settings.token_cache_size)
         self.auth = ManagementAuth(verifier, dev_auth=settings.dev_auth)
         self._request_metrics: dict = {}  # (method, route, status) -> histogram child
+        # The Me API: the same keys and issuer, its own audience; a user's token only.
+        me_verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.me_audience,
+                                    leeway=settings.jwt_leeway, cache_size=settings.token_cache_size)
+        self.me_auth = ManagementAuth(me_verifier, dev_auth=settings.dev_auth, users_only=True)
         self.own = OwnRoutes(OpenApiAggregator(settings.upstream_urls, self.http,
                                                cache_seconds=settings.openapi_cache_seconds))
 
@@ -63,7 +69,7 @@ class Gateway:
 
     async def startup(self) -> None:
         self.own.ready = True
-        log.info("gateway started", port=self.settings.port, upstreams=self.settings.upstream_urls,
+        log.info("gateway started", port=self.settings.port, tenant=self.settings.tenant_id, upstreams=self.settings.upstream_urls,
                  jwks=self.settings.effective_jwks_url, dev_auth=self.settings.dev_auth)
 
     async def shutdown(self) -> None:
@@ -141,9 +147,10 @@ class Gateway:
                 return route.pattern
             caller = SYSTEM  # /oidc, the sign-in pages and the public /api routes
             # A CORS preflight carries no credentials by design; the service answers it.
-            if route.management and not _is_preflight(scope, incoming):
+            if (route.management or route.me) and not _is_preflight(scope, incoming):
+                auth = self.me_auth if route.me else self.auth
                 try:
-                    caller = await self.auth.authenticate(incoming.authorization, incoming.development_user_id)
+                    caller = await auth.authenticate(incoming.authorization, incoming.development_user_id)
                 except RequestError as error:
                     await send_error(send, error, echo)
                     return route.pattern

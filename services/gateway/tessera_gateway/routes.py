@@ -25,6 +25,8 @@ class Route:
     service: str
     # True: Management API route, needs `Authorization: Bearer <JWT>` with scope `all` (§1.8).
     management: bool
+    # True: the admin tenant's Me API, needs a user's token for the Me API resource.
+    me: bool = False
 
 
 def managed(pattern: str, service: str) -> Route:
@@ -72,6 +74,20 @@ ROUTE_TABLE: tuple[Route, ...] = (
     public("/consent*", "experience"),
     public("/static/experience*", "experience"),
 )
+
+
+# The admin tenant's own routes (its endpoint only): the signed-in console user's Me API.
+ADMIN_ROUTES: tuple[Route, ...] = (
+    Route("/me*", "identity", management=False, me=True),
+)
+# A user tenant's `/me*` is a page of the sign-in app (as every unknown page of Logto's UI).
+USER_TENANT_ROUTES: tuple[Route, ...] = (
+    public("/me*", "experience"),
+)
+
+
+def route_table_for(admin_tenant: bool) -> tuple[Route, ...]:
+    return ROUTE_TABLE + (ADMIN_ROUTES if admin_tenant else USER_TENANT_ROUTES)
 
 
 @dataclass(frozen=True, slots=True)

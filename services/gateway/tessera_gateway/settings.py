@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from tessera_kit.config import env_name, load_settings, redacted_repr
+from tessera_kit.config import ADMIN_TENANT, ConfigError, env_name, load_settings, redacted_repr, tenant_endpoints
+from tessera_kit.context import DEFAULT_TENANT
 
 # Service name (as used in the route table) -> settings field holding its base URL.
 UPSTREAM_URL_FIELDS = {
@@ -36,10 +37,13 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     audit_log_url: str = ""
     webhook_dispatcher_url: str = ""
 
-    # Management API tokens: signed by a key of this JWKS (default `<identity_url>/oidc/jwks`),
-    # issued by `<endpoint>/oidc`, for this audience (Logto's fixed indicator, §1.8).
+    # Management API tokens: signed by a key of this JWKS (default `<identity_url>/oidc/jwks`,
+    # the tenant's keys), issued by `<tenant endpoint>/oidc`, for this audience (default Logto's
+    # fixed indicator of the tenant's Management API, `https://<tenant>.logto.app/api`, §1.8).
     jwks_url: str = ""
-    management_audience: str = "https://default.logto.app/api"
+    management_audience: str = ""
+    # The admin tenant's Me API (`/me*`), answered on the admin endpoint only.
+    me_audience: str = "https://admin.logto.app/me"
     # Seconds of clock skew tolerated on exp/nbf/iat (the gateway and identity may be on
     # different hosts; a token must not be "issued in the future" by a second of drift).
     jwt_leeway: int = 5
@@ -71,15 +75,41 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     # The key every forwarded request's assertion is signed with (`tessera_kit.assertion`), the
     # services' TESSERA_INTERNAL_KEY; no default, the gateway does not start without it.
     internal_key: str = ""
-    # The tenant the assertions name (the services check it is theirs).
+    # The tenant this listener serves: the one its endpoint belongs to (`default` on ENDPOINT,
+    # `admin` on ADMIN_ENDPOINT). Every assertion names it; nothing a client sends changes it.
     tenant_id: str = "default"
+    # The deployment's tenants, as the services read them (`tessera_kit.config`): ENDPOINT is
+    # the default tenant's, ADMIN_ENDPOINT the admin tenant's, TESSERA_TENANT_ENDPOINTS more.
+    admin_endpoint: str = ""
+    tenant_endpoints: str = ""
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         return redacted_repr(self)
 
     @property
+    def tenants(self) -> dict[str, str]:
+        return tenant_endpoints(DEFAULT_TENANT, self.endpoint, self.admin_endpoint, self.tenant_endpoints)
+
+    @property
+    def tenant_endpoint(self) -> str:
+        """The public base URL of the tenant this listener serves."""
+        try:
+            return self.tenants[self.tenant_id]
+        except KeyError:
+            raise ConfigError(f"TESSERA_TENANT_ID={self.tenant_id!r} has no endpoint (ENDPOINT, ADMIN_ENDPOINT,"
+                              " TESSERA_TENANT_ENDPOINTS)") from None
+
+    @property
     def issuer(self) -> str:
-        return self.endpoint.rstrip("/") + "/oidc"
+        return self.tenant_endpoint + "/oidc"
+
+    @property
+    def effective_management_audience(self) -> str:
+        return self.management_audience or f"https://{self.tenant_id}.logto.app/api"
+
+    @property
+    def is_admin_tenant(self) -> bool:
+        return self.tenant_id == ADMIN_TENANT
 
     @property
     def upstream_urls(self) -> dict[str, str]:
@@ -96,4 +126,6 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
 
 
 def load() -> GatewaySettings:
-    return load_settings(GatewaySettings)
+    settings = load_settings(GatewaySettings)
+    settings.tenant_endpoint  # a listener for a tenant without an endpoint does not start
+    return settings

@@ -227,6 +227,19 @@ def dev_gateway(fake_identity: Server, fake_rbac: Server, down_url: str, log_dir
     stop_process(server.process)
 
 
+ADMIN_ENDPOINT = "http://console.tessera.test"
+
+
+@pytest.fixture(scope="session")
+def admin_gateway(fake_identity: Server, fake_rbac: Server, down_url: str, keys: Keys, log_dir: Path) -> Iterator[Server]:
+    """The admin tenant's listener: the same gateway, TESSERA_TENANT_ID=admin."""
+    env = _gateway_env(fake_identity, fake_rbac, down_url, ADMIN_ENDPOINT=ADMIN_ENDPOINT, TESSERA_TENANT_ID="admin",
+                       TESSERA_EXPERIENCE_URL=fake_identity.url)
+    server = start_server("admin-gateway", "tessera_gateway.main:app", env, log_dir)
+    yield server
+    stop_process(server.process)
+
+
 @pytest.fixture(scope="session")
 def client(gateway: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=10) as http:

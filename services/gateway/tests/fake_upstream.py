@@ -31,17 +31,17 @@ from tessera_kit.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAs
 SERVICE = os.environ.get("FAKE_SERVICE", "fake")
 _state: dict[str, object] = {"jwks": {"keys": []}, "jwks_fetches": 0}
 _paths_seen: list[str] = []
-_verifier = AssertionVerifier(os.environ["TESSERA_INTERNAL_KEY"])
+_verifier = AssertionVerifier(os.environ["TESSERA_INTERNAL_KEY"], ["default", "admin"])
 
 
 def _caller(scope) -> dict[str, object]:
     headers = dict(scope["headers"])
     try:
-        actor = _verifier.verify(headers.get(ASSERTION_HEADER), scope["method"].encode(), request_target(scope),
-                                 headers.get(b"x-request-id") or b"")
+        actor, tenant = _verifier.verify_request(headers.get(ASSERTION_HEADER), scope["method"].encode(),
+                                                 request_target(scope), headers.get(b"x-request-id") or b"")
     except InvalidAssertion as refused:
         return {"refused": str(refused)}
-    return {"type": actor.type, "id": actor.id}
+    return {"type": actor.type, "id": actor.id, "tenant": tenant}
 
 
 async def _read_body(receive) -> tuple[bytes, int, float]:

@@ -130,6 +130,6 @@ async def test_the_gateways_own_calls_are_signed_for_its_upstreams_only(internal
     async with httpx.AsyncClient(timeout=5, auth=signing) as client:
         upstream = (await client.get(f"{fake_identity.url}/anything?x=1")).json()["caller"]
         elsewhere = (await client.get(f"{fake_rbac.url}/anything")).json()
-    assert upstream == {"type": "system", "id": None}
+    assert upstream == {"type": "system", "id": None, "tenant": "default"}
     assert elsewhere["caller"] == {"refused": "the request carries no internal assertion"}
     assert not [name for name, _ in elsewhere["headers"] if name.startswith("x-tessera-")]

@@ -12,7 +12,7 @@ from tessera_identity.applications import rpc as applications_rpc
 from tessera_identity.applications.seed import seed_demo_app
 from tessera_identity.openapi_bodies import REQUEST_BODIES
 from tessera_identity.oidc import wiring as oidc
-from tessera_identity.users import housekeeping
+from tessera_identity.users import housekeeping, me
 from tessera_identity.users import routes as users
 from tessera_identity.users import rpc as users_rpc
 from tessera_kit.app import ServiceSpec, create_app
@@ -30,7 +30,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "identity") 
     return ServiceSpec(
         name=name,
         route_handlers=[
-            Router("/", route_handlers=[*users.handlers, *applications.handlers],
+            Router("/", route_handlers=[*users.handlers, *applications.handlers, *me.handlers],
                    request_max_body_size=MANAGEMENT_BODY_MAX_BYTES),
             Router("/", route_handlers=oidc.ROUTES, request_max_body_size=OIDC_BODY_MAX_BYTES),
         ],

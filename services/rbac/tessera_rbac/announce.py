@@ -6,7 +6,8 @@ import asyncpg
 
 from tessera_events import EventData
 from tessera_kit.app import ServiceContext
+from tessera_kit.context import current_tenant
 
 
 async def announce(ctx: ServiceContext, conn: asyncpg.Connection, event: EventData, *, aggregate_id: str) -> None:
-    await ctx.outbox.emit(conn, event, aggregate_id=aggregate_id, tenant_id=ctx.settings.tenant_id)
+    await ctx.outbox.emit(conn, event, aggregate_id=aggregate_id, tenant_id=current_tenant())

@@ -12,6 +12,8 @@ from msgspec import UNSET, Meta, UnsetType
 from tessera_experience.language import is_language_tag
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 
+from tessera_kit.config import ADMIN_TENANT
+
 SIE_ID = "default"
 # Valid in Python and in ECMAScript (the OpenAPI document's regex dialect): no `(?i)`, and
 # `(?![\s\S])` for the end of the string, where Python's `$` would allow a trailing newline.
@@ -41,6 +43,14 @@ def default_sign_in_experience(tenant_id: str) -> dict[str, Any]:
         "customCss": None,
         "customContent": {},
     }
+
+
+def admin_tenant_sign_in_experience() -> dict[str, Any]:
+    """The admin tenant's (the console's) sign-in experience: the default with dark mode on
+    (Logto §5.8); username and password, sign-in and registration (as Logto 1.6's suite reads it)."""
+    sie = default_sign_in_experience(ADMIN_TENANT)
+    sie["color"] = {**sie["color"], "isDarkModeEnabled": True}
+    return sie
 
 
 ADMIN_CONSOLE_FLAGS = (

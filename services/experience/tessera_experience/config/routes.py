@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, put
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from tessera_events.contracts.connectors import DELETE_CONNECTORS, DeleteConnectorsRequest
@@ -28,10 +29,12 @@ from tessera_experience.language import LANGUAGE_TAGS, is_language_tag
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input, not_found
 from tessera_kit.ids import new_id
+from tessera_kit.config import ADMIN_TENANT
+from tessera_kit.context import current_tenant
 
 
 async def load_sign_in_experience(ctx: ServiceContext) -> dict[str, Any]:
-    sie = await store.find_sign_in_experience(ctx.pool, ctx.settings.tenant_id)
+    sie = await store.find_sign_in_experience(ctx.pool, current_tenant())
     if sie is None:
         raise not_found("sign_in_experiences", domain.SIE_ID)
     return sie
@@ -52,7 +55,7 @@ async def update_sign_in_experience(
 ) -> dict[str, Any]:
     domain.check_patch_shape(data)
     values = domain.patch_values(data)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     known = await connectors.all_connectors(ctx.pool, tenant)
     types = {c.type for c in known}
     if "languageInfo" in values:
@@ -90,7 +93,7 @@ async def update_sign_in_experience(
 
 @get("/api/configs/admin-console", operation_id="GetAdminConsoleConfig", tags=["Configs"])
 async def get_admin_console(ctx: Ctx) -> dict[str, Any]:
-    value = await store.find_config(ctx.pool, ctx.settings.tenant_id, ADMIN_CONSOLE_KEY)
+    value = await store.find_config(ctx.pool, current_tenant(), ADMIN_CONSOLE_KEY)
     if value is None:
         raise RequestError("entity.not_found", 404)
     return value
@@ -99,7 +102,7 @@ async def get_admin_console(ctx: Ctx) -> dict[str, Any]:
 @patch("/api/configs/admin-console", operation_id="UpdateAdminConsoleConfig", tags=["Configs"])
 async def update_admin_console(ctx: Ctx, data: JSONBody[AdminConsolePatch]) -> dict[str, Any]:
     changes = msgspec.to_builtins(data)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         value = await store.find_config(conn, tenant, ADMIN_CONSOLE_KEY, lock=True)
         if value is None:
@@ -127,12 +130,12 @@ def _checked_tag(language_tag: str) -> str:
 
 @get("/api/custom-phrases", operation_id="ListCustomPhrases", tags=["Custom Phrases"])
 async def list_custom_phrases(ctx: Ctx) -> list[dict[str, Any]]:
-    return await store.list_custom_phrases(ctx.pool, ctx.settings.tenant_id)
+    return await store.list_custom_phrases(ctx.pool, current_tenant())
 
 
 @get("/api/custom-phrases/{language_tag:str}", operation_id="GetCustomPhrase", tags=["Custom Phrases"])
 async def get_custom_phrase(ctx: Ctx, language_tag: FromPath[str]) -> dict[str, Any]:
-    row = await store.find_custom_phrase(ctx.pool, ctx.settings.tenant_id, _checked_tag(language_tag))
+    row = await store.find_custom_phrase(ctx.pool, current_tenant(), _checked_tag(language_tag))
     if row is None:
         raise RequestError("entity.not_found", 404)
     return row
@@ -147,7 +150,7 @@ async def put_custom_phrase(ctx: Ctx, language_tag: FromPath[str], data: JSONBod
     translation = phrases.clean_deep(data)
     if not phrases.fits_structure(translation):
         raise RequestError("localization.invalid_translation_structure", 422)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await store.upsert_custom_phrase(conn, tenant, new_id(), tag, translation)
         await ctx.outbox.emit(conn, CustomPhraseUpserted(language_tag=tag), aggregate_id=tag, tenant_id=tenant)
@@ -158,7 +161,7 @@ async def put_custom_phrase(ctx: Ctx, language_tag: FromPath[str], data: JSONBod
         status_code=204)
 async def delete_custom_phrase(ctx: Ctx, language_tag: FromPath[str]) -> None:
     tag = _checked_tag(language_tag)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     sie = await load_sign_in_experience(ctx)
     # Checked before existence, as Logto does.
     if sie["languageInfo"]["fallbackLanguage"] == tag:
@@ -175,7 +178,7 @@ async def delete_custom_phrase(ctx: Ctx, language_tag: FromPath[str]) -> None:
 async def public_sign_in_experience(ctx: ServiceContext) -> dict[str, Any]:
     """The SIE plus `socialConnectors` and `forgotPassword` (Logto §3.5 "Related")."""
     sie = await load_sign_in_experience(ctx)
-    known = await connectors.all_connectors(ctx.pool, ctx.settings.tenant_id)
+    known = await connectors.all_connectors(ctx.pool, current_tenant())
     social = [
         connectors.social_connector_response(c)
         for target in sie["socialSignInConnectorTargets"]
@@ -195,7 +198,7 @@ async def resolve_custom_phrases(ctx: ServiceContext, candidates: list[str | Non
                                  sie: dict[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
     """(language, its custom phrase row or None) for the first acceptable candidate."""
     sie = sie or await load_sign_in_experience(ctx)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     custom_tags = await store.custom_language_tags(ctx.pool, tenant)
     language = phrases.choose_language(
         candidates, custom_tags=custom_tags, fallback=sie["languageInfo"]["fallbackLanguage"]
@@ -229,7 +232,20 @@ async def well_known_phrases(request: Request, ctx: Ctx, lng: FromQuery[str | No
     return Response({**(custom or {}), "translation": tree}, headers={"Content-Language": language})
 
 
+@get("/api/.well-known/endpoints/{tenant_id:str}", operation_id="GetTenantEndpoint", tags=[".well-known"])
+async def well_known_tenant_endpoint(ctx: Ctx, tenant_id: FromPath[str]) -> dict[str, str]:
+    """The admin tenant only (the console asks where a tenant's users sign in): the tenant's
+    endpoint, or the default endpoint for a tenant this deployment does not name (as Logto's
+    open-source build answers for any tenant id). Elsewhere the route does not exist."""
+    if current_tenant() != ADMIN_TENANT:
+        raise NotFoundException()
+    tenants = ctx.settings.tenants
+    endpoint = tenants.get(tenant_id[:64]) or tenants[ctx.settings.tenant_id]
+    return {"user": endpoint + "/"}  # a URL's string form, as Logto writes it
+
+
 route_handlers = [
+    well_known_tenant_endpoint,
     get_sign_in_experience, update_sign_in_experience,
     get_admin_console, update_admin_console,
     list_custom_phrases, get_custom_phrase, put_custom_phrase, delete_custom_phrase,

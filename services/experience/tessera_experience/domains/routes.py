@@ -15,18 +15,19 @@ from tessera_experience.domains import domain, store
 from tessera_kit.app import Ctx
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input, not_found
 from tessera_kit.ids import new_id
+from tessera_kit.context import current_tenant
 
 TAGS = ["Domains"]
 
 
 @get("/api/domains", operation_id="ListDomains", tags=TAGS, summary="Get the custom domains")
 async def list_domains(ctx: Ctx) -> list[dict[str, Any]]:
-    return [domain.response(row) for row in await store.list_domains(ctx.pool, ctx.settings.tenant_id)]
+    return [domain.response(row) for row in await store.list_domains(ctx.pool, current_tenant())]
 
 
 @get("/api/domains/{id:str}", operation_id="GetDomain", tags=TAGS, summary="Get a custom domain")
 async def get_domain(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002 (Logto's name)
-    row = await store.find_domain(ctx.pool, ctx.settings.tenant_id, id)
+    row = await store.find_domain(ctx.pool, current_tenant(), id)
     if row is None:
         raise not_found("domains", id)
     return domain.response(row)
@@ -38,13 +39,13 @@ async def create_domain(ctx: Ctx, data: JSONBody[domain.CreateDomain]) -> dict[s
     hostname = domain.normalised_hostname(data.domain)
     if hostname is None:
         raise invalid_input("body", [ValidationIssue("domain", "invalid_string", "Invalid domain name")])
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         await store.lock_tenant_domains(conn, tenant)
         if await store.list_domains(conn, tenant):
             raise RequestError("domain.limit_to_one_domain", 422)
         row = await store.insert_domain(conn, tenant, new_id(), hostname, domain.PENDING_VERIFICATION,
-                                        domain.dns_records(hostname, ctx.settings.endpoint))
+                                        domain.dns_records(hostname, ctx.settings.endpoint_of(tenant)))
         await ctx.outbox.emit(conn, DomainCreated(domain=domain.response(row)), aggregate_id=row["id"],
                               tenant_id=tenant)
     return domain.response(row)
@@ -53,7 +54,7 @@ async def create_domain(ctx: Ctx, data: JSONBody[domain.CreateDomain]) -> dict[s
 @delete("/api/domains/{id:str}", operation_id="DeleteDomain", tags=TAGS, status_code=204,
         summary="Remove a custom domain")
 async def delete_domain(ctx: Ctx, id: FromPath[str]) -> None:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await store.delete_domain(conn, tenant, id)
         if row is None:

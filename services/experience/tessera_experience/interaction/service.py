@@ -67,6 +67,7 @@ from tessera_experience.verification_codes.service import VerificationCodes
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
+from tessera_kit.context import current_tenant
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -96,7 +97,7 @@ def _cookie_fields(caller: Caller) -> dict[str, str]:
 class InteractionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.tenant = ctx.settings.tenant_id
+        self.tenant = current_tenant()
 
     # ------------------------------------------------------------------ plumbing
 

@@ -698,6 +698,15 @@ async def unknown_session(request: Request, ctx: Ctx) -> Response:
                        message=page.t("description.unknown_session_description"))
 
 
+@get(["/me", "/me/{rest:path}"], include_in_schema=False)
+async def me_elsewhere(request: Request, ctx: Ctx) -> Response:
+    """`/me*` is the admin tenant's Me API (its gateway sends it to identity). On a user tenant's
+    endpoint the path is the sign-in app's, as every unknown page of Logto's UI is: a page, 200."""
+    page = await page_for(ctx, request)
+    return page.render("message.html", title=page.t("description.not_found"),
+                       message=page.t("description.not_found"))
+
+
 static_files = create_static_files_router(
     path="/static/experience", directories=[Path(__file__).parent / "static"], include_in_schema=False,
 )
@@ -707,7 +716,7 @@ route_handlers = [
         sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_profile_code, register_profile_code,
         sign_in_profile_verify, register_profile_verify, sign_in_send_code, sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
-        social_sign_in, social_callback, social_link, consent_page, consent, unknown_session, stylesheet,
+        social_sign_in, social_callback, social_link, consent_page, consent, unknown_session, stylesheet, me_elsewhere,
     ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES,
        guards=[same_origin]),
     static_files,

@@ -16,6 +16,7 @@ from tessera_experience.verification_codes import domain, store
 from tessera_experience.verification_codes.settings import CodeLimits, CodeSettings
 from tessera_experience.verification_codes.settings import load as load_settings
 from tessera_kit.app import ServiceContext
+from tessera_kit.context import current_tenant
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id
 from tessera_kit.ratelimit import RateLimiter
@@ -31,7 +32,7 @@ def install(ctx: ServiceContext, settings: CodeSettings | None = None) -> None:
 class VerificationCodes:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.tenant = ctx.settings.tenant_id
+        self.tenant = current_tenant()
         self.limits: CodeLimits
         self.limiter: RateLimiter
         self.limits, self.limiter = ctx.extras[EXTRA]

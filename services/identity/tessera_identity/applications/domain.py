@@ -12,6 +12,7 @@ from tessera_kit.errors import ValidationIssue, invalid_input
 APPLICATION_TYPES = ("Native", "SPA", "Traditional", "MachineToMachine")
 NATIVE = "Native"
 DEMO_APP_ID = "demo-app"
+ADMIN_CONSOLE_APP_ID = "admin-console"
 
 # API field -> column.
 COLUMNS = {
@@ -59,6 +60,13 @@ def demo_client_metadata(endpoint: str) -> dict[str, Any]:
     """The demo app as an OIDC client (§5.3): it redirects to `<endpoint>/demo-app`."""
     url = f"{endpoint.rstrip('/')}/{DEMO_APP_ID}"
     return {"redirectUris": [url], "postLogoutRedirectUris": [url]}
+
+
+def admin_console_client_metadata(admin_endpoint: str) -> dict[str, Any]:
+    """The console as an OIDC client (§5.3): `<admin endpoint>/console/callback`, signing out
+    to `<admin endpoint>/console`."""
+    console = f"{admin_endpoint.rstrip('/')}/console"
+    return {"redirectUris": [f"{console}/callback"], "postLogoutRedirectUris": [console]}
 
 
 def snapshot(row: Mapping[str, Any]) -> ApplicationSnapshot:

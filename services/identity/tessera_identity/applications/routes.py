@@ -23,6 +23,7 @@ from tessera_identity.validation import ABSENT, read_object
 from tessera_kit.app import Ctx
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 
 TAGS = ["Applications"]
 
@@ -31,7 +32,7 @@ TAGS = ["Applications"]
 async def list_applications(request: Request, ctx: Ctx) -> Response:
     page = parse_page(request.query_params)
     async with ctx.pool.acquire() as conn:
-        total, rows = await store.find_applications(conn, ctx.settings.tenant_id, page.limit, page.offset)
+        total, rows = await store.find_applications(conn, current_tenant(), page.limit, page.offset)
     return paginated(request, page, [public_application(r) for r in rows], total)
 
 
@@ -44,7 +45,7 @@ async def create_application(request: Request, ctx: Ctx) -> dict[str, Any]:
 @get("/api/applications/{id:str}", operation_id="GetApplication", tags=TAGS)
 async def get_application(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002 (Logto's name)
     if id == DEMO_APP_ID:
-        return demo_application(ctx.settings.tenant_id)
+        return demo_application(current_tenant())
     row = await service.get_application(ctx, id)
     return {**public_application(row), "isAdmin": await service.is_admin(ctx, id)}
 

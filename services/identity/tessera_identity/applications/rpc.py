@@ -7,13 +7,14 @@ from tessera_identity.applications import store
 from tessera_identity.applications.domain import client
 from tessera_kit.app import ServiceContext
 from tessera_kit.rpc import RpcHandler
+from tessera_kit.context import current_tenant
 
 
 async def application_client(ctx: ServiceContext, request: ApplicationRequest) -> ApplicationClient | None:
-    if request.tenant_id != ctx.settings.tenant_id:
+    if request.tenant_id not in ctx.settings.tenants:
         return None
     # The demo app included: it is a client like the others to whoever signs in with it.
-    row = await store.find_application(ctx.pool, ctx.settings.tenant_id, request.application_id,
+    row = await store.find_application(ctx.pool, current_tenant(), request.application_id,
                                        listed_only=False)
     return client(row) if row else None
 

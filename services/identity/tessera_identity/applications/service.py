@@ -23,14 +23,15 @@ from tessera_identity.applications.domain import changed_fields, custom_scheme_i
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError, not_found
 from tessera_kit.ids import new_id
+from tessera_kit.context import current_tenant
 
 
 async def _emit(ctx: ServiceContext, conn: asyncpg.Connection, event, app_id: str) -> None:
-    await ctx.outbox.emit(conn, event, aggregate_id=app_id, tenant_id=ctx.settings.tenant_id)
+    await ctx.outbox.emit(conn, event, aggregate_id=app_id, tenant_id=current_tenant())
 
 
 async def get_application(ctx: ServiceContext, app_id: str) -> asyncpg.Record:
-    row = await store.find_application(ctx.pool, ctx.settings.tenant_id, app_id)
+    row = await store.find_application(ctx.pool, current_tenant(), app_id)
     if row is None:
         raise not_found("applications", app_id)
     return row
@@ -38,7 +39,7 @@ async def get_application(ctx: ServiceContext, app_id: str) -> asyncpg.Record:
 
 async def is_admin(ctx: ServiceContext, app_id: str) -> bool:
     state = await ctx.call(IS_APPLICATION_ADMIN, ApplicationRef(application_id=app_id,
-                                                                tenant_id=ctx.settings.tenant_id))
+                                                                tenant_id=current_tenant()))
     return state.is_admin
 
 
@@ -48,7 +49,7 @@ async def create_application(ctx: ServiceContext, values: dict[str, Any]) -> asy
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = None
         while row is None:  # None: the 21-character id was taken (about never)
-            row = await store.insert_application(conn, ctx.settings.tenant_id, new_id(), secret, values)
+            row = await store.insert_application(conn, current_tenant(), new_id(), secret, values)
         await _emit(ctx, conn, ApplicationCreated(application=snapshot(row)), row["id"])
     return row
 
@@ -62,7 +63,7 @@ async def update_application(ctx: ServiceContext, app_id: str, changes: dict[str
                              set_admin: bool | None) -> tuple[asyncpg.Record, bool | None]:
     """Apply `changes` (metadata merged key by key) and, if given, the admin link.
     Returns the row and the admin state rbac confirmed (None when not asked)."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     admin_state = None
     async with ctx.pool.acquire() as conn, conn.transaction():
         before = await store.find_application(conn, tenant, app_id, for_update=True)
@@ -86,6 +87,6 @@ async def update_application(ctx: ServiceContext, app_id: str, changes: dict[str
 
 async def delete_application(ctx: ServiceContext, app_id: str) -> None:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await store.delete_application(conn, ctx.settings.tenant_id, app_id):
+        if not await store.delete_application(conn, current_tenant(), app_id):
             raise RequestError("entity.not_found", 404)
         await _emit(ctx, conn, ApplicationDeleted(application_id=app_id), app_id)

@@ -7,7 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from tessera_identity.applications.domain import DEMO_APP_ID
+from tessera_identity.applications.domain import ADMIN_CONSOLE_APP_ID, DEMO_APP_ID
+from tessera_kit.config import ADMIN_TENANT
+from tessera_kit.ids import new_id
 
 APP_COLUMNS = (
     "tenant_id, id, name, secret, description, type, oidc_client_metadata, custom_client_metadata,"
@@ -42,7 +44,7 @@ async def insert_application(conn: asyncpg.Connection, tenant_id: str, app_id: s
     return await conn.fetchrow(
         "INSERT INTO applications (tenant_id, id, name, secret, description, type, oidc_client_metadata,"
         " custom_client_metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        f" ON CONFLICT (id) DO NOTHING RETURNING {APP_COLUMNS}",
+        f" ON CONFLICT (tenant_id, id) DO NOTHING RETURNING {APP_COLUMNS}",
         tenant_id, app_id, values["name"], secret, values.get("description"), values["type"],
         values["oidc_client_metadata"], values["custom_client_metadata"],
     )
@@ -71,7 +73,20 @@ async def seed_demo_application(conn, tenant_id: str, oidc_client_metadata: dict
         " custom_client_metadata, created_at)"
         " VALUES ($1, $2, 'Live Preview', 'N/A', 'Preview for Sign-in Experience.', 'SPA', $3, '{}',"
         " to_timestamp(0))"
-        " ON CONFLICT (id) DO UPDATE SET oidc_client_metadata = excluded.oidc_client_metadata"
+        " ON CONFLICT (tenant_id, id) DO UPDATE SET oidc_client_metadata = excluded.oidc_client_metadata"
         " WHERE applications.oidc_client_metadata IS DISTINCT FROM excluded.oidc_client_metadata",
         tenant_id, DEMO_APP_ID, oidc_client_metadata,
+    )
+
+
+async def seed_admin_console_application(conn, oidc_client_metadata: dict[str, Any]) -> None:
+    """The admin tenant's `admin-console` SPA (Logto §5.3, §5.8): created once, its URIs
+    following the admin endpoint."""
+    await conn.execute(
+        "INSERT INTO applications (tenant_id, id, name, secret, description, type, oidc_client_metadata,"
+        " custom_client_metadata)"
+        " VALUES ($1, $2, 'Admin Console', $3, 'Logto Admin Console.', 'SPA', $4, '{}')"
+        " ON CONFLICT (tenant_id, id) DO UPDATE SET oidc_client_metadata = excluded.oidc_client_metadata"
+        " WHERE applications.oidc_client_metadata IS DISTINCT FROM excluded.oidc_client_metadata",
+        ADMIN_TENANT, ADMIN_CONSOLE_APP_ID, new_id(), oidc_client_metadata,
     )

@@ -115,7 +115,7 @@ def client_from_row(row: asyncpg.Record | dict[str, Any]) -> Client:
     )
 
 
-def demo_app(endpoint: str) -> Client:
+def _demo_app(endpoint: str) -> Client:
     """Logto's synthetic `demo-app` ("Live Preview"), never stored (§5.3)."""
     uri = endpoint.rstrip("/") + "/demo-app"
     return client_from_row({
@@ -126,11 +126,13 @@ def demo_app(endpoint: str) -> Client:
 
 
 class ClientCache:
-    def __init__(self, pool: asyncpg.Pool, tenant_id: str, endpoint: str, ttl: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, tenant_id: str, endpoint: str, ttl: float, *,
+                 demo_app: bool = True) -> None:
         self.pool = pool
         self.tenant_id = tenant_id
         self.ttl = ttl
-        self._demo = demo_app(endpoint)
+        # Logto's user tenants have the demo app; the admin tenant has not.
+        self._demo = _demo_app(endpoint) if demo_app else None
         self._cache: dict[str, Client] = {}
 
     async def get(self, client_id: str, *, fresh: bool = False) -> Client | None:

@@ -1,5 +1,6 @@
 """The OpenID Provider of one identity process: configuration, keys, clients, and the
-questions it asks rbac. Built at start-up (wiring.ON_STARTUP), kept in `ctx.extras["oidc"]`."""
+questions it asks rbac. Built at start-up (wiring.ON_STARTUP), one per tenant, kept in
+`ctx.extras["oidc"]` (tenant id -> provider)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ from tessera_identity.oidc.errors import OAuthError
 from tessera_identity.oidc.keys import KeyRing
 from tessera_identity.oidc.settings import OidcSettings
 from tessera_kit.app import ServiceContext
+from tessera_kit.config import ADMIN_TENANT
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 from tessera_kit.outbox import GroupCommitEmitter
+from tessera_kit.context import current_tenant
 
 log = get_logger(__name__)
 
@@ -46,13 +49,16 @@ def temporarily_unavailable(service: str) -> OAuthError:
 
 
 class Provider:
-    def __init__(self, ctx: ServiceContext, settings: OidcSettings) -> None:
+    """The OpenID Provider of one tenant: its issuer (`<tenant endpoint>/oidc`), signing keys,
+    cookie key and clients. An identity process runs one per tenant it serves."""
+
+    def __init__(self, ctx: ServiceContext, settings: OidcSettings, tenant_id: str | None = None) -> None:
         self.ctx = ctx
         self.settings = settings
         self.pool = ctx.pool
         self.outbox = ctx.outbox
-        self.tenant_id = ctx.settings.tenant_id
-        self.endpoint = ctx.settings.endpoint.rstrip("/")
+        self.tenant_id = tenant_id or ctx.settings.tenant_id
+        self.endpoint = ctx.settings.endpoint_of(self.tenant_id)
         self.issuer = self.endpoint + "/oidc"
         self.secure_cookies = self.endpoint.startswith("https:")
         kek = settings.effective_key_encryption_key()
@@ -64,9 +70,15 @@ class Provider:
             retired_seconds=settings.oidc_retired_key_seconds,
         )
         self.refresh_successor_key = derive(kek, "tessera oidc refresh token successors")
-        cookie_key = derive(settings.cookie_secret or kek, "tessera oidc cookies")
-        self.cookies = CookieSigner(cookie_key)
-        self.clients = ClientCache(self.pool, self.tenant_id, self.endpoint, settings.oidc_client_cache_seconds)
+        # Each tenant its own cookie key: a session or interaction cookie of one tenant is
+        # nothing to another (the default tenant keeps the label it always had).
+        label = "tessera oidc cookies" if self.tenant_id == ctx.settings.tenant_id \
+            else f"tessera oidc cookies for tenant {self.tenant_id}"
+        self.cookies = CookieSigner(derive(settings.cookie_secret or kek, label))
+        self.clients = ClientCache(self.pool, self.tenant_id, self.endpoint, settings.oidc_client_cache_seconds,
+                                   demo_app=self.tenant_id != ADMIN_TENANT)
+        # One provider per process purges the expired rows of every tenant.
+        self.purges = self.tenant_id == ctx.settings.tenant_id
         self.discovery_json = b"{}"
         self.grouped_events = GroupCommitEmitter(self.pool, self.outbox)
         self._subscription = None
@@ -90,7 +102,8 @@ class Provider:
         # Any change in rbac (roles, scopes, links, resources) may change what an application
         # holds: forget every cached answer as soon as rbac announces it.
         self._rbac_subscription = await bus.nc.subscribe(bus.subject("rbac.>"), cb=self._on_rbac_event)
-        self._tasks.append(asyncio.create_task(self._purge_loop(), name="oidc-purge"))
+        if self.purges:
+            self._tasks.append(asyncio.create_task(self._purge_loop(), name="oidc-purge"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -197,5 +210,15 @@ class Provider:
         return self.cookies.verify(name, request.cookies.get(name), request.cookies.get(f"{name}.sig"))
 
 
+def providers(ctx: ServiceContext) -> dict[str, Provider]:
+    """Every tenant's provider (empty until start-up has built them)."""
+    return ctx.extras.get(EXTRAS_KEY) or {}
+
+
+def provider_for(ctx: ServiceContext, tenant_id: str | None = None) -> Provider:
+    """The provider of `tenant_id`, by default the tenant of the request (or rpc) at hand."""
+    return ctx.extras[EXTRAS_KEY][tenant_id or current_tenant()]
+
+
 def provider_of(request: Request) -> Provider:
-    return request.app.state.ctx.extras[EXTRAS_KEY]
+    return provider_for(request.app.state.ctx)

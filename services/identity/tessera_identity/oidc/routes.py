@@ -17,7 +17,7 @@ from tessera_identity.oidc.clients import Client, origin_of
 from tessera_identity.oidc.errors import NO_STORE, OAuthError, invalid_request
 from tessera_identity.oidc.grants import authorization_code, client_credentials, refresh_token
 from tessera_identity.oidc.params import Params, read_params
-from tessera_identity.oidc.provider import Provider, provider_of
+from tessera_identity.oidc.provider import Provider, provider_for, provider_of
 from tessera_identity.ratelimits import RateLimits, rate_limits
 from tessera_kit.http import public_origin
 from tessera_kit.ratelimit import TooManyRequests, client_ip
@@ -108,7 +108,7 @@ def _static_document(path: str, body_of: Callable[[Provider], bytes], name: str)
         if method == "OPTIONS":
             response = _preflight(Request(scope, receive), "GET")
         elif method in ("GET", "HEAD"):
-            response = Response(body_of(scope["app"].state.ctx.extras["oidc"]), status_code=200,
+            response = Response(body_of(provider_for(scope["app"].state.ctx)), status_code=200,
                                 media_type="application/json", headers=PUBLIC_CORS)
         else:
             response = Response("Method Not Allowed", status_code=405, media_type="text/plain",

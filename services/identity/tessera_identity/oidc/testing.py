@@ -193,7 +193,7 @@ class Deployment:
 
     def __init__(self, app, ctx, rbac: FakeRbac):
         self.app, self.ctx, self.rbac = app, ctx, rbac
-        self.provider = ctx.extras["oidc"]
+        self.provider = ctx.extras["oidc"][ctx.settings.tenant_id]
 
     def browser(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=service_transport(self.app), base_url=ENDPOINT)

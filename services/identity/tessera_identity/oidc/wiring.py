@@ -21,6 +21,7 @@ from tessera_identity.oidc.provider import EXTRAS_KEY, Provider
 from tessera_identity.oidc.seed import link_admin_role, seed_admin_application
 from tessera_identity.oidc.settings import load
 from tessera_kit.app import ServiceContext
+from tessera_kit.context import current_tenant, tenant_scope
 from tessera_kit.errors import service_unavailable
 from tessera_kit.rpc import RpcHandler
 
@@ -28,24 +29,35 @@ INTERACTIONS_KEY = "oidc.interactions"
 
 
 def _interactions(ctx: ServiceContext) -> InteractionRpc:
-    answers = ctx.extras.get(INTERACTIONS_KEY)
+    """The interaction answers of the tenant the rpc asks for."""
+    answers = (ctx.extras.get(INTERACTIONS_KEY) or {}).get(current_tenant())
     if answers is None:
         raise service_unavailable("identity")
     return answers
 
 
 async def start(ctx: ServiceContext) -> None:
-    provider = Provider(ctx, load())
-    await provider.start()
-    ctx.extras[EXTRAS_KEY] = provider
-    ctx.extras[INTERACTIONS_KEY] = InteractionRpc(provider)
-    admin_id = await seed_admin_application(provider)
-    provider._tasks.append(asyncio.create_task(link_admin_role(provider, admin_id), name="oidc-admin-link"))
+    """One provider per tenant the deployment serves, each with its own issuer and keys."""
+    settings = load()
+    built: dict[str, Provider] = {}
+    ctx.extras[EXTRAS_KEY] = built
+    ctx.extras[INTERACTIONS_KEY] = answers = {}
+    for tenant in ctx.settings.tenants:
+        with tenant_scope(tenant):
+            provider = Provider(ctx, settings, tenant)
+            await provider.start()
+            built[tenant] = provider
+            answers[tenant] = InteractionRpc(provider)
+            if tenant == ctx.settings.tenant_id:
+                # The admin machine-to-machine client of the Management API (the default tenant's).
+                admin_id = await seed_admin_application(provider)
+                provider._tasks.append(asyncio.create_task(link_admin_role(provider, admin_id),
+                                                           name="oidc-admin-link"))
 
 
 async def stop(ctx: ServiceContext) -> None:
-    provider: Provider | None = ctx.extras.pop(EXTRAS_KEY, None)
-    if provider is not None:
+    built: dict[str, Provider] = ctx.extras.pop(EXTRAS_KEY, None) or {}
+    for provider in built.values():
         await provider.stop()
 
 

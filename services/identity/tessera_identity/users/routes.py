@@ -27,7 +27,7 @@ from tessera_identity.users.domain import (
 from tessera_kit.search import invalid_search, parse_search
 from tessera_identity.validation import read_object
 from tessera_kit.app import Ctx
-from tessera_kit.context import current_actor
+from tessera_kit.context import current_actor, current_tenant
 from tessera_kit.errors import RequestError
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
@@ -44,10 +44,10 @@ async def list_users(request: Request, ctx: Ctx) -> Response:
     exclude_role_id = request.query_params.get("excludeRoleId")
     if exclude_role_id:
         exclude_ids = await ctx.call(ROLE_USER_IDS, RoleRef(role_id=exclude_role_id,
-                                                            tenant_id=ctx.settings.tenant_id))
+                                                            tenant_id=current_tenant()))
     try:
         async with ctx.pool.acquire() as conn:
-            total, rows = await store.find_users(conn, ctx.settings.tenant_id, search, exclude_ids,
+            total, rows = await store.find_users(conn, current_tenant(), search, exclude_ids,
                                                  page.limit, page.offset)
     except (asyncpg.InvalidRegularExpressionError, asyncpg.InvalidEscapeSequenceError,
             asyncpg.InvalidParameterValueError) as exc:
@@ -103,7 +103,7 @@ async def update_password(request: Request, ctx: Ctx, userId: FromPath[str]) -> 
       status_code=204)
 async def verify_password(request: Request, ctx: Ctx, userId: FromPath[str]) -> None:  # noqa: N803
     password = guard_password_to_verify(await read_object(request))
-    row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, "id", userId, with_secret=True)
+    row = await store.find_user_by(ctx.pool, current_tenant(), "id", userId, with_secret=True)
     if row is None:
         raise service.user_not_found()
     if not await service.check_password(ctx, row, password, lockout.identifier_key("id", userId)):

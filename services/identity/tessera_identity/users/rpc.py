@@ -29,6 +29,7 @@ from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.regexes import matches
 from tessera_kit.rpc import RpcHandler
+from tessera_kit.context import current_tenant
 
 _RULES = {
     "username": (USERNAME, IDENTIFIER_MAX),
@@ -60,13 +61,13 @@ def _check_fields(values: dict[str, Any], password: str | None) -> None:
 
 
 def _same_tenant(ctx: ServiceContext, tenant_id: str) -> None:
-    if tenant_id != ctx.settings.tenant_id:
+    if tenant_id not in ctx.settings.tenants:
         raise RequestError("request.invalid_input", 400, details=f"tenant {tenant_id!r} is not served here")
 
 
 async def find_user(ctx: ServiceContext, request: FindUserRequest) -> UserInfo | None:
     _same_tenant(ctx, request.tenant_id)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     if request.identity_target and request.identity_user_id:
         row = await store.find_user_by_identity(ctx.pool, tenant, request.identity_target,
                                                 request.identity_user_id)
@@ -84,7 +85,7 @@ async def verify_password(ctx: ServiceContext, request: VerifyPasswordRequest) -
     _same_tenant(ctx, request.tenant_id)
     row = None
     if request.value:
-        row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, request.by, request.value,
+        row = await store.find_user_by(ctx.pool, current_tenant(), request.by, request.value,
                                        with_secret=True)
     # One counter per account, whichever identifier names it (username, e-mail and phone
     # would otherwise each give the full allowance); an unknown identifier counts for itself.
@@ -154,7 +155,7 @@ async def hash_password(ctx: ServiceContext, request: HashPasswordRequest) -> Pa
     _check_fields({}, request.password)
     same = False
     if request.compare_with_user_id:
-        row = await store.find_user_by(ctx.pool, ctx.settings.tenant_id, "id", request.compare_with_user_id,
+        row = await store.find_user_by(ctx.pool, current_tenant(), "id", request.compare_with_user_id,
                                        with_secret=True)
         same = row is not None and await passwords.verify_password(
             row["password_encrypted"], row["password_encryption_method"], request.password)

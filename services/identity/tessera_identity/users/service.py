@@ -31,6 +31,7 @@ from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_user_id
 from tessera_kit.logging import get_logger
+from tessera_kit.context import current_tenant
 
 log = get_logger(__name__)
 
@@ -52,11 +53,11 @@ def _unique_violation(exc: asyncpg.UniqueViolationError) -> RequestError:
 
 
 async def _emit(ctx: ServiceContext, conn: asyncpg.Connection, event, user_id: str) -> None:
-    await ctx.outbox.emit(conn, event, aggregate_id=user_id, tenant_id=ctx.settings.tenant_id)
+    await ctx.outbox.emit(conn, event, aggregate_id=user_id, tenant_id=current_tenant())
 
 
 async def get_user(ctx: ServiceContext, user_id: str) -> asyncpg.Record:
-    row = await store.find_user(ctx.pool, ctx.settings.tenant_id, user_id)
+    row = await store.find_user(ctx.pool, current_tenant(), user_id)
     if row is None:
         raise user_not_found()
     return row
@@ -69,7 +70,7 @@ async def create_user(
     """Insert a user. `values` are columns; `password` is hashed here; `password_digest` is
     an imported (hash, method). Identifier collisions are 422 in Logto's order. A known
     `idempotency_key` answers the user it created, unchanged and unannounced."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     values = dict(values)
     if password:
         values["password_encrypted"] = await passwords.hash_password(password)
@@ -119,7 +120,7 @@ async def update_user(
     """Change profile columns (and the password, identities) of an existing user, announcing
     what changed: `updated` for profile fields, `password_changed`, `identity_linked`. A new
     password revokes the user's sessions, grants and tokens (`sessions_revoked`)."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     values = dict(values)
     if password:
         values["password_encrypted"] = await passwords.hash_password(password)
@@ -175,7 +176,7 @@ async def merge_custom_data(ctx: ServiceContext, user_id: str, custom_data: dict
 async def set_suspended(ctx: ServiceContext, user_id: str, is_suspended: bool) -> asyncpg.Record:
     """Suspension revokes the user's sessions, grants and tokens in the same transaction
     (Logto meant to, but deleted nothing: §11.1)."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         before = await store.find_user_for_update(conn, tenant, user_id)
         if before is None:
@@ -191,7 +192,7 @@ async def set_suspended(ctx: ServiceContext, user_id: str, is_suspended: bool) -
 
 async def delete_user(ctx: ServiceContext, user_id: str) -> None:
     """Remove the user, their OIDC state and their lockout counters; announce it."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         if await store.find_user_for_update(conn, tenant, user_id) is None:
             raise user_not_found()
@@ -207,7 +208,7 @@ async def delete_user(ctx: ServiceContext, user_id: str) -> None:
 
 
 async def unlink_identity(ctx: ServiceContext, user_id: str, target: str) -> asyncpg.Record:
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         before = await store.find_user_for_update(conn, tenant, user_id)
         if before is None:
@@ -228,7 +229,7 @@ async def link_social_identity(ctx: ServiceContext, user_id: str, connector_id: 
     await get_user(ctx, user_id)
     info = await ctx.call(INTERACTION_USER_INFO, InteractionUserInfoRequest(
         connector_id=connector_id, connector_data=connector_data, connector_session=None,
-        interaction_id="", tenant_id=ctx.settings.tenant_id,
+        interaction_id="", tenant_id=current_tenant(),
     ))
     identity_user_id = str(info.user_info.get("id", ""))
     if not identity_user_id:
@@ -245,7 +246,7 @@ async def check_password(ctx: ServiceContext, row: asyncpg.Record | None, passwo
     """Verify `password` against the user's hash (a dummy one if there is no user or hash,
     so every answer takes as long). With a `lockout_key`, the attempt counts toward the
     identifier lockout and is refused outright when the identifier is locked."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     if lockout_key:
         await lockout.take_attempt(ctx.pool, tenant, lockout_key)
     encoded = row["password_encrypted"] if row else None
@@ -265,7 +266,7 @@ async def _rehash(ctx: ServiceContext, user_id: str, old_hash: str, password: st
     """Bring an imported (argon2i) or older hash to today's parameters. The password is the
     same, so nothing is announced; a concurrent password change wins."""
     new_hash = await passwords.hash_password(password)
-    replaced = await store.replace_password_hash(ctx.pool, ctx.settings.tenant_id, user_id, old_hash,
+    replaced = await store.replace_password_hash(ctx.pool, current_tenant(), user_id, old_hash,
                                                  new_hash, passwords.ARGON2ID)
     if replaced:
         log.info("password hash upgraded", user_id=user_id)

@@ -30,6 +30,7 @@ from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import RequestError, not_found as not_exists_with_id
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 from tessera_rbac.announce import announce
 from tessera_rbac.directory import store as directory
 from tessera_rbac.directory.freshness import NotYetKnown, known_or_not_found
@@ -70,7 +71,7 @@ def _unknown_application(application_id: str) -> NotYetKnown:
 
 
 async def _existing_role(conn: asyncpg.Connection, ctx: ServiceContext, role_id: str) -> dict[str, Any]:
-    role = await roles.find_role(conn, ctx.settings.tenant_id, role_id, share=True)
+    role = await roles.find_role(conn, current_tenant(), role_id, share=True)
     if role is None:
         raise not_exists_with_id("roles", role_id)
     return role
@@ -81,7 +82,7 @@ async def _roles_to_grant(
 ) -> dict[str, dict[str, Any]]:
     """The roles, which must exist (404) and suit the holder (422 by type); an application
     is never granted an internal role here (403)."""
-    found = await roles.find_roles(conn, ctx.settings.tenant_id, role_ids, share=True)
+    found = await roles.find_roles(conn, current_tenant(), role_ids, share=True)
     missing = next((role_id for role_id in role_ids if role_id not in found), None)
     if missing is not None:
         raise not_exists_with_id("roles", missing)
@@ -105,7 +106,7 @@ async def _roles_to_grant(
                  "`username`, `name`.")
 async def list_role_users(request: Request, ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002 (Logto's name)
     page = parse_page(request.query_params)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn:
         if await roles.find_role(conn, tenant, id) is None:
             raise not_exists_with_id("roles", id)
@@ -117,7 +118,7 @@ async def list_role_users(request: Request, ctx: Ctx, id: FromPath[str]) -> Resp
 @post("/api/roles/{id:str}/users", operation_id="CreateRoleUsers", tags=["Roles"], status_code=201,
       summary="Give a role to users", description="Answers 201 with the text `Created`.")
 async def add_role_users(data: JSONBody[UserIds], ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     user_ids = unique_in_order(data.user_ids)
 
     async def attempt() -> None:
@@ -154,7 +155,7 @@ async def remove_role_user(ctx: Ctx, id: FromPath[str], userId: FromPath[str]) -
      summary="Get the machine-to-machine applications of a role", description="Paginated, newest first.")
 async def list_role_applications(request: Request, ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002
     page = parse_page(request.query_params)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn:
         if await roles.find_role(conn, tenant, id) is None:
             raise not_exists_with_id("roles", id)
@@ -165,7 +166,7 @@ async def list_role_applications(request: Request, ctx: Ctx, id: FromPath[str]) 
 @post("/api/roles/{id:str}/applications", operation_id="CreateRoleApplications", tags=["Roles"], status_code=201,
       summary="Give a machine-to-machine role to applications", description="Answers 201 with the text `Created`.")
 async def add_role_applications(data: JSONBody[ApplicationIds], ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     application_ids = unique_in_order(data.application_ids)
 
     async def attempt() -> None:
@@ -203,7 +204,7 @@ async def remove_role_application(ctx: Ctx, id: FromPath[str], applicationId: Fr
 
 
 async def _unlink_one(ctx: ServiceContext, link: tuple[str, str], *, holder_id: str, role_id: str) -> None:
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         role = await roles.find_role(conn, tenant, role_id)
         if link is APPLICATIONS and role is not None and is_internal(role["name"]):
@@ -235,7 +236,7 @@ async def _announce_assigned(
 
 
 async def _require_user(conn: asyncpg.Connection, ctx: ServiceContext, user_id: str) -> None:
-    if await directory.unknown_user_ids(conn, ctx.settings.tenant_id, [user_id]):
+    if await directory.unknown_user_ids(conn, current_tenant(), [user_id]):
         raise _unknown_user()
 
 
@@ -248,7 +249,7 @@ async def list_user_roles(request: Request, ctx: Ctx, userId: FromPath[str]) -> 
         async with ctx.pool.acquire() as conn:
             await _require_user(conn, ctx, userId)
             search = parse_search(request.query_params.multi_items())
-            filters = roles.role_filters(ctx.settings.tenant_id, search, held_by_user=userId)
+            filters = roles.role_filters(current_tenant(), search, held_by_user=userId)
             return await roles.search_roles(conn, filters, limit=page.limit, offset=page.offset)
 
     total, rows = await known_or_not_found(ctx, attempt)
@@ -293,7 +294,7 @@ async def _change_roles(
             if replace:
                 await _replace(ctx, conn, link, holder_id, role_ids, holder_type=holder_type)
                 return
-            held = await store.roles_held(conn, link, ctx.settings.tenant_id, holder_id)
+            held = await store.roles_held(conn, link, current_tenant(), holder_id)
             already = next((role_id for role_id in role_ids if role_id in held), None)
             if already is not None:
                 raise _role_exists(link, already)
@@ -313,7 +314,7 @@ async def _link_and_announce(
     if not role_ids:
         return
     try:
-        await store.link(conn, link, ctx.settings.tenant_id, [(holder_id, role_id) for role_id in role_ids])
+        await store.link(conn, link, current_tenant(), [(holder_id, role_id) for role_id in role_ids])
     except asyncpg.UniqueViolationError:  # linked concurrently
         raise _role_exists(link, role_ids[0]) from None
     await _announce_assigned(ctx, conn, link, holder_id, role_ids)
@@ -325,7 +326,7 @@ async def _replace(
 ) -> None:
     """Make the holder hold exactly `role_ids` (internal-role links, which these routes do
     not show, are kept)."""
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     held = await store.roles_held(conn, link, tenant, holder_id)
     to_add = [role_id for role_id in role_ids if role_id not in held]
     await _roles_to_grant(conn, ctx, to_add, holder_type=holder_type)
@@ -341,7 +342,7 @@ async def _replace(
 
 
 async def _m2m_application(conn: asyncpg.Connection, ctx: ServiceContext, application_id: str) -> None:
-    application = await directory.find_application(conn, ctx.settings.tenant_id, application_id)
+    application = await directory.find_application(conn, current_tenant(), application_id)
     if application is None:
         raise _unknown_application(application_id)
     if application["type"] != MACHINE_TO_MACHINE:
@@ -358,7 +359,7 @@ async def list_application_roles(request: Request, ctx: Ctx, id: FromPath[str]) 
         async with ctx.pool.acquire() as conn:
             await _m2m_application(conn, ctx, id)
             search = parse_search(request.query_params.multi_items())
-            filters = roles.role_filters(ctx.settings.tenant_id, search, held_by_application=id)
+            filters = roles.role_filters(current_tenant(), search, held_by_application=id)
             return await roles.search_roles(conn, filters, limit=page.limit, offset=page.offset)
 
     total, rows = await known_or_not_found(ctx, attempt)

@@ -26,6 +26,7 @@ from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import RequestError, not_found as not_exists_with_id
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 from tessera_rbac.announce import announce
 from tessera_rbac.http import not_exists, not_found
 from tessera_rbac.resources import store
@@ -47,7 +48,7 @@ TAGS = ["Resources"]
 
 
 def _refuse_management_api(ctx: ServiceContext, resource: dict[str, Any], code: str) -> None:
-    if is_management_api(resource["indicator"], ctx.settings.tenant_id):
+    if is_management_api(resource["indicator"], current_tenant()):
         raise RequestError(code, 400)
 
 
@@ -56,7 +57,7 @@ def _refuse_management_api(ctx: ServiceContext, resource: dict[str, Any], code: 
                  "`includeScopes=true` adds each resource's scopes.")
 async def list_resources(request: Request, ctx: Ctx, includeScopes: FromQuery[str | None] = None) -> Response:  # noqa: N803
     page = parse_page(request.query_params, optional=True)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn:
         rows = await store.list_resources(
             conn, tenant, limit=page.limit if page else None, offset=page.offset if page else 0,
@@ -68,7 +69,7 @@ async def list_resources(request: Request, ctx: Ctx, includeScopes: FromQuery[st
 
 @post("/api/resources", operation_id="CreateResource", tags=TAGS, status_code=201, summary="Create an API resource")
 async def create_resource(data: JSONBody[CreateResource], ctx: Ctx) -> dict[str, Any]:
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     in_use = RequestError("resource.resource_identifier_in_use", 422, indicator=data.indicator)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if await store.indicator_in_use(conn, tenant, data.indicator):
@@ -86,7 +87,7 @@ async def create_resource(data: JSONBody[CreateResource], ctx: Ctx) -> dict[str,
 @get("/api/resources/{id:str}", operation_id="GetResource", tags=TAGS, summary="Get an API resource")
 async def get_resource(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002 (Logto's name)
     async with ctx.pool.acquire() as conn:
-        resource = await store.find_resource(conn, ctx.settings.tenant_id, id)
+        resource = await store.find_resource(conn, current_tenant(), id)
     if resource is None:
         raise not_exists_with_id("resources", id)
     return resource
@@ -95,7 +96,7 @@ async def get_resource(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: 
 @patch("/api/resources/{id:str}", operation_id="UpdateResource", tags=TAGS, summary="Update an API resource",
        description="`name` and `accessTokenTtl`; the indicator and the default flag cannot change here.")
 async def update_resource(data: JSONBody[UpdateResource], ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         current = await store.find_resource(conn, tenant, id, lock=True)
         if current is None:
@@ -114,7 +115,7 @@ async def update_resource(data: JSONBody[UpdateResource], ctx: Ctx, id: FromPath
        summary="Set or unset the default API resource",
        description="`true` makes this resource the tenant's only default resource.")
 async def set_default_resource(data: JSONBody[SetDefaultResource], ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         await store.lock_default_flag(conn, tenant)
         current = await store.find_resource(conn, tenant, id, lock=True)
@@ -135,7 +136,7 @@ async def set_default_resource(data: JSONBody[SetDefaultResource], ctx: Ctx, id:
 @delete("/api/resources/{id:str}", operation_id="DeleteResource", tags=TAGS, status_code=204,
         summary="Delete an API resource", description="Its scopes and their role links go with it.")
 async def delete_resource(ctx: Ctx, id: FromPath[str]) -> None:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         current = await store.find_resource(conn, tenant, id, lock=True)
         if current is None:
@@ -158,7 +159,7 @@ async def list_scopes(request: Request, ctx: Ctx, resourceId: FromPath[str]) -> 
     search = parse_search(request.query_params.multi_items())
     async with ctx.pool.acquire() as conn:
         total, rows = await store.search_scopes(
-            conn, ctx.settings.tenant_id, resourceId, search, limit=page.limit, offset=page.offset
+            conn, current_tenant(), resourceId, search, limit=page.limit, offset=page.offset
         )
     return paginated(request, page, rows, total)
 
@@ -171,7 +172,7 @@ def _refuse_whitespace(name: str) -> None:
 @post("/api/resources/{resourceId:str}/scopes", operation_id="CreateResourceScope", tags=TAGS, status_code=201,
       summary="Create a scope of an API resource")
 async def create_scope(data: JSONBody[CreateScope], ctx: Ctx, resourceId: FromPath[str]) -> dict[str, Any]:  # noqa: N803
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     _refuse_whitespace(data.name)
     name_exists = RequestError("scope.name_exists", 422, name=data.name)
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -195,7 +196,7 @@ async def create_scope(data: JSONBody[CreateScope], ctx: Ctx, resourceId: FromPa
 async def update_scope(
     data: JSONBody[UpdateScope], ctx: Ctx, resourceId: FromPath[str], scopeId: FromPath[str],  # noqa: N803
 ) -> dict[str, Any]:
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         resource = await store.find_resource(conn, tenant, resourceId, lock=True)
         if resource is None:
@@ -220,7 +221,7 @@ async def update_scope(
 @delete("/api/resources/{resourceId:str}/scopes/{scopeId:str}", operation_id="DeleteResourceScope", tags=TAGS,
         status_code=204, summary="Delete a scope of an API resource", description="Roles holding it lose it.")
 async def delete_scope(ctx: Ctx, resourceId: FromPath[str], scopeId: FromPath[str]) -> None:  # noqa: N803
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         resource = await store.find_resource(conn, tenant, resourceId, lock=True)
         scope = await store.find_scope(conn, tenant, scopeId, lock=True)

@@ -28,6 +28,7 @@ from tessera_kit.app import Ctx
 from tessera_kit.errors import RequestError, not_found as not_exists_with_id
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 from tessera_rbac.announce import announce
 from tessera_rbac.http import not_found
 from tessera_rbac.resources.domain import changes_of
@@ -60,7 +61,7 @@ async def list_roles(
     page = parse_page(request.query_params)
     search = parse_search(request.query_params.multi_items())
     filters = store.role_filters(
-        ctx.settings.tenant_id, search, role_type=role_type, exclude_user_id=excludeUserId,
+        current_tenant(), search, role_type=role_type, exclude_user_id=excludeUserId,
         exclude_application_id=excludeApplicationId,
     )
     async with ctx.pool.acquire() as conn:
@@ -71,7 +72,7 @@ async def list_roles(
 @post("/api/roles", operation_id="CreateRole", tags=TAGS, status_code=200, summary="Create a role",
       description="With `scopeIds`, the role is created holding those scopes, or not at all.")
 async def create_role(data: JSONBody[CreateRole], ctx: Ctx) -> dict[str, Any]:
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     name_in_use = RequestError("role.name_in_use", 422, name=data.name)
     scope_ids = unique_in_order(data.scope_ids or [])
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -97,7 +98,7 @@ async def create_role(data: JSONBody[CreateRole], ctx: Ctx) -> dict[str, Any]:
 @get("/api/roles/{id:str}", operation_id="GetRole", tags=TAGS, summary="Get a role")
 async def get_role(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002 (Logto's name)
     async with ctx.pool.acquire() as conn:
-        role = await store.find_role(conn, ctx.settings.tenant_id, id)
+        role = await store.find_role(conn, current_tenant(), id)
     if role is None:
         raise not_exists_with_id("roles", id)
     return role
@@ -106,7 +107,7 @@ async def get_role(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
 @patch("/api/roles/{id:str}", operation_id="UpdateRole", tags=TAGS, summary="Update a role",
        description="`name` and `description`; the type of a role does not change.")
 async def update_role(data: JSONBody[UpdateRole], ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     new_name = data.name if isinstance(data.name, str) else None
     async with ctx.pool.acquire() as conn, conn.transaction():
         current = await store.find_role(conn, tenant, id, lock=True)
@@ -130,7 +131,7 @@ async def update_role(data: JSONBody[UpdateRole], ctx: Ctx, id: FromPath[str]) -
 @delete("/api/roles/{id:str}", operation_id="DeleteRole", tags=TAGS, status_code=204, summary="Delete a role",
         description="Its links to users, applications and scopes go with it.")
 async def delete_role(ctx: Ctx, id: FromPath[str]) -> None:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         current = await store.find_role(conn, tenant, id, lock=True)
         if current is None:
@@ -148,7 +149,7 @@ async def delete_role(ctx: Ctx, id: FromPath[str]) -> None:  # noqa: A002
      description="Optional pagination; each scope with its `resource`. Logto's search over scopes.")
 async def list_role_scopes(request: Request, ctx: Ctx, id: FromPath[str]) -> Response:  # noqa: A002
     page = parse_page(request.query_params, optional=True)
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn:
         if await store.find_role(conn, tenant, id) is None:
             raise not_exists_with_id("roles", id)
@@ -162,7 +163,7 @@ async def list_role_scopes(request: Request, ctx: Ctx, id: FromPath[str]) -> Res
 @post("/api/roles/{id:str}/scopes", operation_id="CreateRoleScopes", tags=TAGS, status_code=200,
       summary="Add scopes to a role", description="Answers every scope the role now holds.")
 async def add_role_scopes(data: JSONBody[ScopeIds], ctx: Ctx, id: FromPath[str]) -> list[dict[str, Any]]:  # noqa: A002
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     scope_ids = unique_in_order(data.scope_ids)
     async with ctx.pool.acquire() as conn, conn.transaction():
         role = await store.find_role(conn, tenant, id, lock=True)
@@ -185,7 +186,7 @@ async def add_role_scopes(data: JSONBody[ScopeIds], ctx: Ctx, id: FromPath[str])
 @delete("/api/roles/{id:str}/scopes/{scopeId:str}", operation_id="DeleteRoleScope", tags=TAGS, status_code=204,
         summary="Remove a scope from a role")
 async def remove_role_scope(ctx: Ctx, id: FromPath[str], scopeId: FromPath[str]) -> None:  # noqa: A002, N803
-    tenant = ctx.settings.tenant_id
+    tenant = current_tenant()
     async with ctx.pool.acquire() as conn, conn.transaction():
         role = await store.find_role(conn, tenant, id, lock=True)
         if role is not None and is_internal(role["name"]):

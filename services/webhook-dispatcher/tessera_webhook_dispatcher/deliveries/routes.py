@@ -11,6 +11,7 @@ from tessera_kit.app import Ctx
 from tessera_kit.errors import RequestError, not_found as not_exists_with_id
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.hooks import store as hooks
 
@@ -19,7 +20,7 @@ DeliveryStatus = Literal["pending", "succeeded", "exhausted"]
 
 
 async def _require_hook(conn, ctx, hook_id: str) -> None:
-    if await hooks.find_hook(conn, ctx.settings.tenant_id, hook_id) is None:
+    if await hooks.find_hook(conn, current_tenant(), hook_id) is None:
         raise not_exists_with_id("hooks", hook_id)
 
 
@@ -36,7 +37,7 @@ async def list_deliveries(request: Request, ctx: Ctx, id: FromPath[str],  # noqa
     async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         await _require_hook(conn, ctx, id)
         total, rows = await store.list_deliveries(
-            conn, ctx.settings.tenant_id, id, limit=page.limit, offset=page.offset, status=status)
+            conn, current_tenant(), id, limit=page.limit, offset=page.offset, status=status)
     return paginated(request, page, rows, total)
 
 
@@ -44,7 +45,7 @@ async def list_deliveries(request: Request, ctx: Ctx, id: FromPath[str],  # noqa
      summary="Get a delivery with its attempts")
 async def get_delivery(ctx: Ctx, id: FromPath[str], delivery_id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
     async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        delivery = await store.find_delivery(conn, ctx.settings.tenant_id, id, delivery_id)
+        delivery = await store.find_delivery(conn, current_tenant(), id, delivery_id)
     if delivery is None:
         raise not_exists_with_id("deliveries", delivery_id)
     return delivery
@@ -56,11 +57,11 @@ async def get_delivery(ctx: Ctx, id: FromPath[str], delivery_id: FromPath[str]) 
                   "id and body. 409 `hook.delivery_in_flight` while an attempt is being made.")
 async def retry_delivery(ctx: Ctx, id: FromPath[str], delivery_id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if await store.find_delivery(conn, ctx.settings.tenant_id, id, delivery_id) is None:
+        if await store.find_delivery(conn, current_tenant(), id, delivery_id) is None:
             raise not_exists_with_id("deliveries", delivery_id)
-        if not await store.retry_now(conn, ctx.settings.tenant_id, id, delivery_id, ctx.extras["clock"].now()):
+        if not await store.retry_now(conn, current_tenant(), id, delivery_id, ctx.extras["clock"].now()):
             raise RequestError("hook.delivery_in_flight", 409)
-        delivery = await store.find_delivery(conn, ctx.settings.tenant_id, id, delivery_id)
+        delivery = await store.find_delivery(conn, current_tenant(), id, delivery_id)
     ctx.extras["scheduler"].wake()
     return delivery
 

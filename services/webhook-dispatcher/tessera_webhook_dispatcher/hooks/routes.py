@@ -16,6 +16,7 @@ from tessera_kit.errors import RequestError, not_found as not_exists_with_id
 from tessera_kit.http import paginated
 from tessera_kit.ids import new_id
 from tessera_kit.pagination import parse_page
+from tessera_kit.context import current_tenant
 from tessera_webhook_dispatcher.deliveries import store as deliveries
 from tessera_webhook_dispatcher.deliveries.domain import log_payload, request_headers
 from tessera_webhook_dispatcher.hooks import store
@@ -45,7 +46,7 @@ def _snapshot(hook: dict[str, Any]) -> HookSnapshot:
 
 
 async def _announce(ctx: ServiceContext, conn: asyncpg.Connection, event: Any, hook_id: str) -> None:
-    await ctx.outbox.emit(conn, event, aggregate_id=hook_id, tenant_id=ctx.settings.tenant_id)
+    await ctx.outbox.emit(conn, event, aggregate_id=hook_id, tenant_id=current_tenant())
 
 
 async def _with_stats(ctx: ServiceContext, conn: asyncpg.Connection, hooks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -60,7 +61,7 @@ async def list_hooks(request: Request, ctx: Ctx, includeExecutionStats: FromQuer
     page = parse_page(request.query_params, optional=True)
     async with ctx.pool.acquire() as conn:
         total, hooks = await store.list_hooks(
-            conn, ctx.settings.tenant_id, limit=page.limit if page else None, offset=page.offset if page else 0)
+            conn, current_tenant(), limit=page.limit if page else None, offset=page.offset if page else 0)
         if truthy(includeExecutionStats):
             hooks = await _with_stats(ctx, conn, hooks)
     return paginated(request, page, hooks, total)
@@ -82,7 +83,7 @@ async def create_hook(data: JSONBody[CreateHook], ctx: Ctx) -> dict[str, Any]:
         "created_at": store.from_ms(data.created_at) if data.created_at is not UNSET else None,
     }
     async with ctx.pool.acquire() as conn, conn.transaction():
-        hook = await store.insert_hook(conn, ctx.settings.tenant_id, fields)
+        hook = await store.insert_hook(conn, current_tenant(), fields)
         await _announce(ctx, conn, HookCreated(hook=_snapshot(hook)), hook["id"])
     return hook
 
@@ -91,7 +92,7 @@ async def create_hook(data: JSONBody[CreateHook], ctx: Ctx) -> dict[str, Any]:
      description="Any non-empty `includeExecutionStats` (even `false`, as Logto) adds `executionStats`.")
 async def get_hook(ctx: Ctx, id: FromPath[str], includeExecutionStats: FromQuery[str | None] = None) -> dict[str, Any]:  # noqa: A002,N803
     async with ctx.pool.acquire() as conn:
-        hook = await store.find_hook(conn, ctx.settings.tenant_id, id)
+        hook = await store.find_hook(conn, current_tenant(), id)
         if hook is None:
             raise not_exists_with_id("hooks", id)
         if includeExecutionStats:
@@ -112,10 +113,10 @@ async def update_hook(data: JSONBody[UpdateHook], ctx: Ctx, id: FromPath[str]) -
     }
     given = {k: v for k, v in given.items() if v is not UNSET}
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await store.find_hook(conn, ctx.settings.tenant_id, id, lock=True)
+        current = await store.find_hook(conn, current_tenant(), id, lock=True)
         if current is None:
             raise RequestError("entity.not_exists", 404, name="hook")
-        hook = await store.update_hook(conn, ctx.settings.tenant_id, id, given)
+        hook = await store.update_hook(conn, current_tenant(), id, given)
         changed = [k for k, v in given.items() if k != "createdAt" and current.get(k) != v]
         if changed:
             await _announce(ctx, conn, HookUpdated(hook=_snapshot(hook), changed=changed), id)
@@ -126,7 +127,7 @@ async def update_hook(data: JSONBody[UpdateHook], ctx: Ctx, id: FromPath[str]) -
        summary="Replace a hook's signing key")
 async def update_signing_key(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # noqa: A002
     async with ctx.pool.acquire() as conn, conn.transaction():
-        hook = await store.replace_signing_key(conn, ctx.settings.tenant_id, id)
+        hook = await store.replace_signing_key(conn, current_tenant(), id)
         if hook is None:
             raise RequestError("entity.not_exists", 404, name="hook")
         await _announce(ctx, conn, HookUpdated(hook=_snapshot(hook), changed=["signingKey"]), id)
@@ -137,7 +138,7 @@ async def update_signing_key(ctx: Ctx, id: FromPath[str]) -> dict[str, Any]:  # 
         description="Its deliveries, pending or not, go with it.")
 async def delete_hook(ctx: Ctx, id: FromPath[str]) -> None:  # noqa: A002
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await store.delete_hook(conn, ctx.settings.tenant_id, id):
+        if not await store.delete_hook(conn, current_tenant(), id):
             raise RequestError("entity.not_found", 404)
         await _announce(ctx, conn, HookDeleted(hook_id=id), id)
 
@@ -149,7 +150,7 @@ async def recent_logs(request: Request, ctx: Ctx, id: FromPath[str], logKey: Fro
     page = parse_page(request.query_params)
     async with ctx.pool.acquire() as conn:
         total, rows = await deliveries.recent_attempts(
-            conn, ctx.settings.tenant_id, id, since=_now(ctx) - DAY, key=logKey, limit=page.limit, offset=page.offset)
+            conn, current_tenant(), id, since=_now(ctx) - DAY, key=logKey, limit=page.limit, offset=page.offset)
     logs = [
         {
             "tenantId": r["tenant_id"], "id": r["id"], "key": f"TriggerHook.{r['event']}",
@@ -168,7 +169,7 @@ async def recent_logs(request: Request, ctx: Ctx, id: FromPath[str], logKey: Fro
 async def test_hook(data: JSONBody[TestHook], ctx: Ctx, id: FromPath[str]) -> None:  # noqa: A002
     check_url(data.config.url, allow_private=ctx.settings.webhooks_allow_private)
     async with ctx.pool.acquire() as conn:
-        hook = await store.find_hook(conn, ctx.settings.tenant_id, id)
+        hook = await store.find_hook(conn, current_tenant(), id)
     if hook is None:
         raise not_exists_with_id("hooks", id)
     sender = ctx.extras["scheduler"].sender
