@@ -74,7 +74,7 @@ async def test_locking_out_a_victim_costs_more_than_100_requests_from_one_addres
         # The hosted page says so too, with the same header; the right password does not help.
         page = await attacker.post("/sign-in", data={"identifier": victim["username"], "password": PASSWORD})
         assert page.status_code == 429 and page.headers["retry-after"].isdigit(), page.text
-        assert "Too many requests." in page.text
+        assert "Too many attempts." in page.text
     # The victim, from their own address, signs in as usual.
     async with client_from(stack, loopback()) as own:
         await with_interaction(own, stack, client_id)

@@ -138,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         services = available_services()
         ports = choose_ports(services, os.environ)
         # The admin tenant's listener (Logto's admin endpoint): ADMIN_PORT, default 3002.
-        admin_port = int(os.environ.get("ADMIN_PORT", str(ADMIN_GATEWAY_SPEC.default_port)))
+        # A stack whose gateway was moved with PORT puts its admin listener on a free port (the
+        # banner says which), so a second checkout runs beside the first with PORT alone.
+        default_admin = free_ports(1)[0] if os.environ.get("PORT") else ADMIN_GATEWAY_SPEC.default_port
+        admin_port = int(os.environ.get("ADMIN_PORT", str(default_admin)))
         if any(s.name == GATEWAY for s in services):
             ports[ADMIN_GATEWAY] = admin_port
         busy = {name: port for name, port in ports.items() if not port_is_free(port)}

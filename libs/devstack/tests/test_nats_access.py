@@ -4,6 +4,7 @@ The server reports a refused publish or subscription to the client as `-ERR Perm
 Violation` before it answers the next PING, so after `flush()` every refusal is known.
 """
 
+import asyncio
 import json
 
 import nats
@@ -35,6 +36,15 @@ class Refusals:
 
     def about(self, subject: str) -> list[str]:
         return [e for e in self.errors if "permissions violation" in e and subject.lower() in e]
+
+    async def seen(self, subject: str, count: int = 1) -> bool:
+        """The client hands the server's -ERR to `error_cb` in a task of its own, which may run
+        just after `flush()` returns: wait for it (briefly; a refusal that never comes fails)."""
+        for _ in range(200):
+            if len(self.about(subject)) >= count:
+                return True
+            await asyncio.sleep(0.01)
+        return False
 
 
 async def service_client(server, service: str) -> tuple[nats.NATS, Refusals]:
@@ -77,7 +87,7 @@ async def test_a_service_publishes_to_its_own_stream_but_not_to_another(server, 
         forged = f"{NAMESPACE}.identity.user.updated"
         await rbac.publish(forged, b'{"forged": true}')
         await rbac.flush()
-        assert refusals.about(forged)
+        assert await refusals.seen(forged)
         info = await admin.jetstream().stream_info(IDENTITY_STREAM)
         assert info.state.messages == 1  # identity's event only
 
@@ -85,7 +95,7 @@ async def test_a_service_publishes_to_its_own_stream_but_not_to_another(server, 
         update = f"$JS.API.STREAM.UPDATE.{IDENTITY_STREAM}"
         await rbac.publish(update, json.dumps({"name": IDENTITY_STREAM, "subjects": ["x.>"]}).encode())
         await rbac.flush()
-        assert refusals.about(update)
+        assert await refusals.seen(update)
         assert (await admin.jetstream().stream_info(IDENTITY_STREAM)).config.subjects == [
             f"{NAMESPACE}.identity.>"]
     finally:
@@ -106,7 +116,7 @@ async def test_a_service_cannot_serve_another_services_rpc_nor_call_what_it_does
 
         await rbac.subscribe(subject, queue=subject, cb=forge)
         await rbac.flush()
-        assert rbac_refusals.about(subject)
+        assert await rbac_refusals.seen(subject)
         with pytest.raises(NoRespondersError):
             await admin.request(subject, b"{}", timeout=5)
 
@@ -122,11 +132,11 @@ async def test_a_service_cannot_serve_another_services_rpc_nor_call_what_it_does
         # rbac does not call verify_password: its request is refused before it leaves.
         await rbac.publish(subject, b"{}", reply="_INBOX_acl_rbac.x")
         await rbac.flush()
-        assert len(rbac_refusals.about(subject)) == 2
+        assert await rbac_refusals.seen(subject, 2)
         # Nor may experience listen to rbac's replies.
         await experience.subscribe("_INBOX_acl_rbac.>")
         await experience.flush()
-        assert experience_refusals.about("_INBOX_acl_rbac.>")
+        assert await experience_refusals.seen("_INBOX_acl_rbac.>")
     finally:
         for client in (rbac, identity, experience):
             await client.close()
@@ -149,12 +159,12 @@ async def test_a_service_cannot_read_another_services_consumer(server, admin):
                     f"$JS.API.CONSUMER.DELETE.{IDENTITY_STREAM}.{durable}"):
             await rbac.publish(api, b'{"batch": 1}', reply="_INBOX_acl_rbac.pull")
             await rbac.flush()
-            assert refusals.about(api)
+            assert await refusals.seen(api)
         # rbac may not even make its own consumer under audit-log's name.
         create = f"$JS.API.CONSUMER.CREATE.{IDENTITY_STREAM}.audit-log-identity2"
         await rbac.publish(create, b"{}", reply="_INBOX_acl_rbac.create")
         await rbac.flush()
-        assert refusals.about(create)
+        assert await refusals.seen(create)
 
         after = await js.consumer_info(IDENTITY_STREAM, durable)
         assert after.delivered.stream_seq == before.delivered.stream_seq  # nothing handed out
