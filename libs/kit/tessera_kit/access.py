@@ -95,7 +95,11 @@ ACCESS: dict[str, ServiceAccess] = {
         ServiceAccess(
             "webhook-dispatcher",
             publishes=STREAMS["webhooks"],
-            consumes=(Consumes("webhook-dispatcher", (STREAMS["experience"],)),),
+            consumes=(
+                Consumes("webhook-dispatcher-interactions", (STREAMS["experience"],)),
+                Consumes("webhook-dispatcher-identity", (STREAMS["identity"],)),
+                Consumes("webhook-dispatcher-rbac", (STREAMS["rbac"],)),
+            ),
         ),
     )
 }
