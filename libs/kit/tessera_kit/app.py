@@ -29,7 +29,8 @@ from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
-from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware
+from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware, internal_error_handler, request_error_handler
+from tessera_kit.outage import OUTAGE_EXCEPTIONS, is_outage, outage_error
 from tessera_kit.text_guard import text_guard_middleware
 from tessera_kit.logging import configure_logging, get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
@@ -152,7 +153,9 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         for subscription in spec.subscriptions:
             for stream in subscription.streams:
                 consumer = EventConsumer(pool, bus, subscription, stream)
-                await consumer.ensure()
+                # A JetStream API call times out when the server is busy (recovering its store
+                # after a restart, a loaded machine): wait for it as for any dependency.
+                await _retry(f"nats consumer {consumer.durable}", consumer.ensure, tries=20)
                 consumer.start()
                 ctx.consumers.append(consumer)
         for hook in spec.on_startup:
@@ -196,6 +199,23 @@ def _provide_ctx(request: Request) -> ServiceContext:
     return request.app.state.ctx
 
 
+def _exception_handlers(service: str) -> dict:
+    """The kit's handlers, and PostgreSQL or NATS being down as 503 with Retry-After (also
+    when the outage surfaces wrapped in another exception) instead of a 500."""
+
+    def outage_handler(request: Request, exc: Exception) -> Response:
+        log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
+        return request_error_handler(request, outage_error(service))
+
+    def internal_or_outage(request: Request, exc: Exception) -> Response:
+        if is_outage(exc):
+            return outage_handler(request, exc)
+        return internal_error_handler(request, exc)
+
+    return {**EXCEPTION_HANDLERS, **{kind: outage_handler for kind in OUTAGE_EXCEPTIONS},
+            Exception: internal_or_outage}
+
+
 def create_app(spec: ServiceSpec) -> Litestar:
     settings = spec.settings or load_settings(ServiceSettings)
     configure_logging(spec.name, settings.log_level)
@@ -213,7 +233,7 @@ def create_app(spec: ServiceSpec) -> Litestar:
         route_handlers=[live, ready, *spec.route_handlers],
         lifespan=[lifespan],
         middleware=[DefineMiddleware(context_middleware), DefineMiddleware(text_guard_middleware)],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=_exception_handlers(spec.name),
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
             title=spec.openapi_title or f"Tessera {spec.name}",
