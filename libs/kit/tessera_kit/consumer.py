@@ -30,6 +30,7 @@ from tessera_kit.access import durable_name
 from tessera_kit.bus import Bus
 from tessera_kit.context import actor_var, request_id_var
 from tessera_kit.logging import get_logger
+from tessera_kit.outage import is_outage
 
 log = get_logger(__name__)
 
@@ -261,6 +262,14 @@ class EventConsumer:
             await self.apply(envelope)
         except Exception as exc:
             poison = isinstance(exc, PoisonMessage)
+            if is_outage(exc):
+                # PostgreSQL or NATS is down: nothing is wrong with the event. Wait it out for
+                # as long as it takes; dead-lettering would lose every event of the outage.
+                log.warning("event handler: dependency unavailable; will retry", consumer=self.durable,
+                            event_id=envelope.id if envelope else None, error=repr(exc))
+                backoff = self.subscription.backoff_seconds
+                await msg.nak(delay=backoff[min(deliveries - 1, len(backoff) - 1)])
+                return
             if poison or deliveries >= self.subscription.max_deliveries:
                 if await self._dead_letter(msg, envelope, exc, deliveries):
                     await msg.ack()
