@@ -25,6 +25,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, RequestBody
 from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
 from tessera_kit import rpc
+from tessera_kit.backpressure import InFlight, load_shedding
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.consumer import EventConsumer, Subscription
@@ -229,10 +230,12 @@ def create_app(spec: ServiceSpec) -> Litestar:
         finally:
             await stop_context(spec, ctx)
 
+    in_flight = InFlight(settings.max_in_flight)
     app = Litestar(
         route_handlers=[live, ready, *spec.route_handlers],
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(context_middleware), DefineMiddleware(text_guard_middleware)],
+        middleware=[load_shedding(spec.name, in_flight), DefineMiddleware(context_middleware),
+                    DefineMiddleware(text_guard_middleware)],
         exception_handlers=_exception_handlers(spec.name),
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
@@ -244,6 +247,7 @@ def create_app(spec: ServiceSpec) -> Litestar:
         debug=False,
         logging_config=None,
     )
+    app.state.in_flight = in_flight
     _document_bodies(app, spec.documented_bodies)
     return app
 

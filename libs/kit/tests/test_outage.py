@@ -1,12 +1,15 @@
 """PostgreSQL going down under a running service: its clients get 503 `service.unavailable`
 with Retry-After (over HTTP and over rpc), never a 500; once it is back, the same requests work.
 
-The service runs on a PostgreSQL of its own, which the test SIGKILLs (the whole process
-group: postmaster and backends, as in a crash) and starts again on the same port and data.
+The service runs on a PostgreSQL of its own, which the test SIGKILLs (the postmaster and
+every backend, as in a crash) and starts again on the same port and data.
 """
 
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -44,15 +47,27 @@ async def answer_count(ctx, request: Count) -> Counted:
 
 
 @pytest.fixture
-def own_postgres(tmp_path):
+def own_postgres():
+    # Not in tmp_path: pytest sessions of other worktrees prune /tmp/pytest-of-<user>.
+    root = Path(tempfile.mkdtemp(prefix="tessera-outage-"))
     # fsync on: with synchronous_commit off, a crash loses what was just committed
-    server = start_postgres(tmp_path / "data", log_path=tmp_path / "pg.log")
+    server = start_postgres(root / "data", log_path=root / "pg.log")
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def signal_cluster(server, signum: int) -> None:
+    """The postmaster and every backend (each backend leads its own process group)."""
+    import psutil
+
+    postmaster = psutil.Process(server.process.pid)
+    for process in [postmaster, *postmaster.children(recursive=True)]:
+        process.send_signal(signum)
 
 
 def crash(server) -> None:
-    os.killpg(server.process.pid, signal.SIGKILL)
+    signal_cluster(server, signal.SIGKILL)
     server.process.wait()
     server.stop()  # releases the data dir's lock
 
@@ -94,3 +109,46 @@ async def test_postgres_down_is_503_with_retry_after_then_works_again(own_postgr
     finally:
         if not ctx.pool._closed:
             await stop_context(spec, ctx)
+
+
+async def test_a_stalled_database_sheds_load_instead_of_piling_requests_up(own_postgres, nats_url, unique):
+    """PostgreSQL stopped (SIGSTOP: it accepts connections and answers nothing, as a stalled
+    disk or a lock pile-up would): the process holds at most `max_in_flight` requests, and
+    answers every further one at once with 503 and Retry-After, so its memory is bounded by
+    the limit, not by the length of the stall. When PostgreSQL resumes, the held ones finish."""
+    import asyncio
+
+    limit = 3
+    spec = ServiceSpec(
+        name=f"svc-{unique}",
+        route_handlers=[count_rows],
+        settings=ServiceSettings(database_url=own_postgres.dsn, nats_url=nats_url, namespace=unique,
+                                 max_in_flight=limit),
+    )
+    app = create_app(spec)
+    app.state.ctx = ctx = await start_context(spec)
+    in_flight = app.state.in_flight
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc", timeout=60) as client:
+            signal_cluster(own_postgres, signal.SIGSTOP)
+            try:
+                held = [asyncio.create_task(client.get("/api/rows")) for _ in range(limit)]
+                while in_flight.current < limit:  # each is now waiting on PostgreSQL
+                    await asyncio.sleep(0.01)
+                # Without shedding these would wait for as long as the stall lasts: give up
+                # after a minute rather than hang the suite.
+                shed = await asyncio.wait_for(
+                    asyncio.gather(*(client.get("/api/rows") for _ in range(20))), 60)
+                assert [r.status_code for r in shed] == [503] * 20
+                assert {r.json()["code"] for r in shed} == {"service.unavailable"}
+                assert {r.headers["retry-after"] for r in shed} == {"2"}
+                assert (await client.get("/health/live")).status_code == 200  # probes never shed
+                assert not [task.result().text for task in held if task.done()]
+            finally:
+                signal_cluster(own_postgres, signal.SIGCONT)
+            assert [r.status_code for r in await asyncio.gather(*held)] == [200] * limit
+            assert (in_flight.peak, in_flight.shed, in_flight.current) == (limit, 20, 0)
+            assert (await client.get("/api/rows")).status_code == 200
+    finally:
+        await stop_context(spec, ctx)
