@@ -66,6 +66,10 @@ def _status_of(msg: Msg) -> str | None:
     return None
 
 
+# Put in a consumer's queue when the NATS connection came back: its pull request is gone.
+_RECONNECTED = object()
+
+
 class PoisonMessage(Exception):
     """The message can never be applied (e.g. it is not an envelope)."""
 
@@ -138,12 +142,16 @@ class EventConsumer:
     async def _pull_loop(self) -> None:
         nc = self.bus.nc
         inbox = nc.new_inbox()
-        arrived: asyncio.Queue[Msg] = asyncio.Queue()
+        arrived: asyncio.Queue[Msg | object] = asyncio.Queue()
 
         async def on_message(msg: Msg) -> None:
             arrived.put_nowait(msg)
 
+        def on_reconnect() -> None:
+            arrived.put_nowait(_RECONNECTED)  # the pull request died with the old connection
+
         sub = await nc.subscribe(inbox, cb=on_message)
+        self.bus.reconnect_listeners.append(on_reconnect)
         batch = self.subscription.batch_size
         expires = 5.0
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{self.durable}"
@@ -163,11 +171,13 @@ class EventConsumer:
                     try:
                         msg = await asyncio.wait_for(arrived.get(), timeout=expires + 2.0)
                     except asyncio.TimeoutError:
-                        # The request was lost (e.g. a reconnect): ask again.
-                        await self.ensure()
-                        await request_next()
-                        outstanding = batch
-                        continue
+                        msg = _RECONNECTED
+                if msg is _RECONNECTED:
+                    # The request was lost (a reconnect, or the server restarted): ask again.
+                    await self.ensure()
+                    await request_next()
+                    outstanding = batch
+                    continue
                 status = _status_of(msg)
                 if status is not None:
                     if status == "100":  # idle heartbeat
@@ -182,7 +192,7 @@ class EventConsumer:
                 messages = [msg]
                 while len(messages) < self.subscription.max_per_transaction and not arrived.empty():
                     following = arrived.get_nowait()
-                    if _status_of(following) is not None:
+                    if following is _RECONNECTED or _status_of(following) is not None:
                         held_back = following
                         break
                     messages.append(following)
@@ -200,6 +210,7 @@ class EventConsumer:
                     await request_next()
                     outstanding = batch
         finally:
+            self.bus.reconnect_listeners.remove(on_reconnect)
             await sub.unsubscribe()
 
     async def handle_many(self, messages: list[Msg]) -> None:

@@ -152,3 +152,75 @@ async def test_a_stalled_database_sheds_load_instead_of_piling_requests_up(own_p
             assert (await client.get("/api/rows")).status_code == 200
     finally:
         await stop_context(spec, ctx)
+
+
+async def test_a_consumer_survives_a_nats_crash_and_applies_each_event_once(pool, unique):
+    """nats-server SIGKILLed and started again on its port and store: the consumer's pull
+    request died with the connection; it asks again when the connection is back, and events
+    from before and after the crash are each applied exactly once."""
+    import asyncio
+
+    from tessera_devstack.nats import start_nats
+    from tessera_events import STREAMS
+    from tessera_events.identity import UserCreated, UserSnapshot
+    from tessera_kit.bus import Bus
+    from tessera_kit.consumer import EventConsumer, Subscription
+    from tessera_kit.outbox import build_envelope
+
+    root = Path(tempfile.mkdtemp(prefix="tessera-outage-nats-"))
+    server = start_nats(root / "store", log_path=root / "nats.log")
+    bus = await Bus.connect(server.url, namespace=unique)
+    await pool.execute("CREATE TABLE effects (event_id text)")
+
+    async def record(conn, envelope):
+        await conn.execute("INSERT INTO effects VALUES ($1)", envelope.id)
+
+    async def publish(user_id: str) -> str:
+        envelope = build_envelope(UserCreated(user=UserSnapshot(id=user_id)))
+        await bus.js.publish(bus.subject(envelope.type), msgspec.json.encode(envelope),
+                             headers={"Nats-Msg-Id": envelope.id})
+        return envelope.id
+
+    async def applied() -> list[str]:
+        return [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects ORDER BY 1")]
+
+    async def until(check) -> None:
+        for _ in range(1500):  # the consumer's own fallback re-asks after 7 s; this allows 30
+            if await check():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("never happened")
+
+    consumer = EventConsumer(pool, bus, Subscription("survivor", (STREAMS["identity"],), record),
+                             STREAMS["identity"])
+    await bus.ensure_stream(STREAMS["identity"])
+    await consumer.ensure()
+    consumer.start()
+    try:
+        reconnected = asyncio.Event()
+        bus.reconnect_listeners.append(reconnected.set)
+        first = await publish("before")
+        await until(lambda: _is(applied(), [first]))
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        server.stop()
+        server = start_nats(server.store_dir, port=server.port, monitor_port=server.monitor_port,
+                            log_path=server.log_path)
+        await until(lambda: _true(reconnected.is_set()))
+        second = await publish("after")
+        await until(lambda: _is(applied(), sorted([first, second])))
+        assert await pool.fetchval("SELECT count(*) FROM inbox") == 2
+        assert await pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+    finally:
+        await consumer.stop()
+        await bus.close()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected
+
+
+async def _true(value) -> bool:
+    return value
