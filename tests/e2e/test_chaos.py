@@ -36,7 +36,7 @@ def chaos_stack():
 async def test_nothing_lost_or_doubled_while_each_part_is_killed(chaos_stack):
     before = {**chaos_stack.service_pids(), NATS: chaos_stack.nats.process.pid,
               POSTGRES: chaos_stack.postgres.process.pid}
-    reports = await chaos(chaos_stack, FAULTS, Settings(before=2.0, down=1.5, after=2.0, workers=3))
+    reports = await chaos(chaos_stack, FAULTS, Settings(before=1.5, down=1.0, after=1.5, workers=3))
     print(summary(reports))
 
     after = {**chaos_stack.service_pids(), NATS: chaos_stack.nats.process.pid,

@@ -21,7 +21,7 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from tessera_events import STREAMS
-from tessera_kit.access import stream_name, subject
+from tessera_kit.access import durable_name, stream_name, subject
 
 from .load import ADMIN, REQUEST_TIMEOUT, Load, LoadState
 
@@ -158,7 +158,6 @@ class Checker:
             js = nc.jetstream()
             for consumer in self.consumers:
                 for key in consumer.streams:
-                    from tessera_kit.access import durable_name
                     durable = durable_name(consumer.name, STREAMS[key])
                     info = await js.consumer_info(stream_name(self.namespace, STREAMS[key].name), durable)
                     if (info.num_pending or 0) + (info.num_ack_pending or 0):
@@ -302,7 +301,8 @@ class Checker:
         try:
             if not await load._authorize(client, cookies, "check"):
                 return None, load.state.outcomes[-1].error
-            put = await client.put("/api/interaction", cookies=cookies, json={
+            cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+            put = await client.put("/api/interaction", headers={"cookie": cookie}, json={
                 "event": "SignIn", "identifier": {"username": user.username, "password": password}})
             return put.status_code, put.text
         finally:

@@ -154,6 +154,10 @@ class Load:
 
     async def _request(self, client: httpx.AsyncClient, op: str, method: str, path: str,
                        expected: tuple[int, ...], **kwargs) -> httpx.Response | None:
+        cookies: httpx.Cookies | None = kwargs.pop("cookies", None)
+        if cookies:  # one sign-in flow's cookies (httpx deprecates per-request cookie jars)
+            kwargs["headers"] = {**kwargs.get("headers", {}),
+                                 "cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
         started = time.monotonic()
         try:
             response = await client.request(method, path, **kwargs)
@@ -226,7 +230,8 @@ class Load:
         response = await self._request(client, op, "GET", "/oidc/auth?" + urlencode(query), (303,))
         if response is None:
             return False
-        cookies.update(response.cookies)
+        for name, value in response.cookies.items():
+            cookies.set(name, value)
         return True
 
     async def token(self, client: httpx.AsyncClient) -> None:
