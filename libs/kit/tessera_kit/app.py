@@ -154,9 +154,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         for subscription in spec.subscriptions:
             for stream in subscription.streams:
                 consumer = EventConsumer(pool, bus, subscription, stream)
-                # A JetStream API call times out when the server is busy (recovering its store
-                # after a restart, a loaded machine): wait for it as for any dependency.
-                await _retry(f"nats consumer {consumer.durable}", consumer.ensure, tries=20)
+                await consumer.ensure()
                 consumer.start()
                 ctx.consumers.append(consumer)
         for hook in spec.on_startup:
