@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench install pins catalogue clean-data browser
+.PHONY: run test test-fast bench chaos install pins catalogue clean-data browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ browser:
 
 bench: install
 	$(PY) -m tessera_bench $(BENCH_ARGS)
+
+# Load while each service, nats-server and PostgreSQL is killed (SIGKILL) and restarted in turn;
+# prints a table and fails when anything was lost, applied twice, or answered other than 503.
+chaos: install
+	$(PY) -m tessera_bench.chaos $(CHAOS_ARGS)
 
 # Re-pin every dependency (after changing a pyproject.toml).
 pins: $(PY)

@@ -25,12 +25,14 @@ from tessera_events import Stream
 from tessera_events.rpc import Ping, Pong, ping
 from tessera_kit import metrics, rpc
 from tessera_kit.assertion import AssertionVerifier
+from tessera_kit.backpressure import InFlight, load_shedding
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.access import ACCESS
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
-from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware
+from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware, internal_error_handler, request_error_handler
+from tessera_kit.outage import OUTAGE_EXCEPTIONS, is_outage, outage_error
 from tessera_kit.text_guard import text_guard_middleware
 from tessera_kit.logging import configure_logging, get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
@@ -211,6 +213,23 @@ def _provide_ctx(request: Request) -> ServiceContext:
     return request.app.state.ctx
 
 
+def _exception_handlers(service: str) -> dict:
+    """The kit's handlers, and PostgreSQL or NATS being down as 503 with Retry-After (also
+    when the outage surfaces wrapped in another exception) instead of a 500."""
+
+    def outage_handler(request: Request, exc: Exception) -> Response:
+        log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
+        return request_error_handler(request, outage_error(service))
+
+    def internal_or_outage(request: Request, exc: Exception) -> Response:
+        if is_outage(exc):
+            return outage_handler(request, exc)
+        return internal_error_handler(request, exc)
+
+    return {**EXCEPTION_HANDLERS, **{kind: outage_handler for kind in OUTAGE_EXCEPTIONS},
+            Exception: internal_or_outage}
+
+
 def create_app(spec: ServiceSpec) -> Litestar:
     settings = spec.settings or load_settings(ServiceSettings)
     configure_logging(spec.name, settings.log_level)
@@ -226,10 +245,11 @@ def create_app(spec: ServiceSpec) -> Litestar:
         finally:
             await stop_context(spec, ctx)
 
+    in_flight = InFlight(settings.max_in_flight)
     app = Litestar(
         route_handlers=[live, ready, metrics_endpoint, *spec.route_handlers],
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=_exception_handlers(spec.name),
         dependencies={"ctx": Provide(_provide_ctx, sync_to_thread=False)},
         openapi_config=OpenAPIConfig(
             title=spec.openapi_title or f"Tessera {spec.name}",
@@ -242,11 +262,12 @@ def create_app(spec: ServiceSpec) -> Litestar:
     )
     # Before Litestar's router, not as route middleware: an unknown path or method must get the
     # same 401 as a known one, and no handler may run for a request the gateway did not sign.
+    # From the outside in: metrics (refused requests are counted too, by the template Litestar
+    # matched), load shedding, the assertion, the text rule.
     app.state.assertions = verifier
-    # Outermost: the assertion (nothing unsigned gets further), then the text rule.
-    # Metrics outermost, so refused requests are counted too (by the template Litestar matched).
-    app.asgi_handler = metrics.metrics_middleware(
-        context_middleware(text_guard_middleware(app.asgi_handler), verifier))
+    app.state.in_flight = in_flight
+    app.asgi_handler = metrics.metrics_middleware(load_shedding(spec.name, in_flight)(
+        context_middleware(text_guard_middleware(app.asgi_handler), verifier)))
     _document_bodies(app, spec.documented_bodies)
     return app
 

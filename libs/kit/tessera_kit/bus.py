@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Callable
 import ssl
 
 import nats
@@ -51,6 +52,9 @@ class Bus:
         self.namespace = namespace
         self.stream_replicas = stream_replicas
         self.retention = retention
+        # Called after the connection came back (a NATS restart): pull consumers ask again at
+        # once instead of waiting for their lost pull request to expire.
+        self.reconnect_listeners: list[Callable[[], None]] = []
 
     @classmethod
     async def connect(
@@ -69,6 +73,13 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats error", error=str(exc))
 
+        listeners: list[Callable[[], None]] = []
+
+        async def on_reconnect() -> None:
+            log.info("nats reconnected")
+            for listener in list(listeners):
+                listener()
+
         options = {}
         if user:  # else whatever the URL carries (a test's admin user, or none)
             options.update(user=user, password=password or "")
@@ -80,10 +91,13 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             error_cb=on_error,
+            reconnected_cb=on_reconnect,
             inbox_prefix=inbox_prefix or access.inbox_prefix(namespace, name),
             **options,
         )
-        return cls(nc, namespace, stream_replicas, retention)
+        bus = cls(nc, namespace, stream_replicas, retention)
+        bus.reconnect_listeners = listeners
+        return bus
 
     @classmethod
     async def from_settings(cls, settings: ServiceSettings, name: str) -> "Bus":

@@ -49,6 +49,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     # Any further tenants, `id=<endpoint>,id=<endpoint>` (each with a gateway listening there).
     tenant_endpoints: str = ""
     db_pool_size: int = 10
+    # Requests one process handles at once; more are answered 503 with Retry-After at once
+    # (tessera_kit.backpressure), so a stalled database cannot make requests pile up.
+    max_in_flight: int = 256
     # JetStream replicas of the streams a service ensures (3 on a clustered NATS).
     stream_replicas: int = 1
     # Retention of the service's own stream (JetStream limits; 0 / -1 keep everything, the

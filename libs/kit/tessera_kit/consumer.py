@@ -31,6 +31,7 @@ from tessera_kit.bus import Bus
 from tessera_kit.context import actor_var, request_id_var, tenant_var
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
+from tessera_kit.outage import is_outage
 
 log = get_logger(__name__)
 
@@ -64,6 +65,10 @@ def _status_of(msg: Msg) -> str | None:
     if msg.headers and not msg.data:
         return msg.headers.get("Status")
     return None
+
+
+# Put in a consumer's queue when the NATS connection came back: its pull request is gone.
+_RECONNECTED = object()
 
 
 class PoisonMessage(Exception):
@@ -138,12 +143,16 @@ class EventConsumer:
     async def _pull_loop(self) -> None:
         nc = self.bus.nc
         inbox = nc.new_inbox()
-        arrived: asyncio.Queue[Msg] = asyncio.Queue()
+        arrived: asyncio.Queue[Msg | object] = asyncio.Queue()
 
         async def on_message(msg: Msg) -> None:
             arrived.put_nowait(msg)
 
+        def on_reconnect() -> None:
+            arrived.put_nowait(_RECONNECTED)  # the pull request died with the old connection
+
         sub = await nc.subscribe(inbox, cb=on_message)
+        self.bus.reconnect_listeners.append(on_reconnect)
         batch = self.subscription.batch_size
         expires = 5.0
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{self.durable}"
@@ -163,11 +172,13 @@ class EventConsumer:
                     try:
                         msg = await asyncio.wait_for(arrived.get(), timeout=expires + 2.0)
                     except asyncio.TimeoutError:
-                        # The request was lost (e.g. a reconnect): ask again.
-                        await self.ensure()
-                        await request_next()
-                        outstanding = batch
-                        continue
+                        msg = _RECONNECTED
+                if msg is _RECONNECTED:
+                    # The request was lost (a reconnect, or the server restarted): ask again.
+                    await self.ensure()
+                    await request_next()
+                    outstanding = batch
+                    continue
                 status = _status_of(msg)
                 if status is not None:
                     if status == "100":  # idle heartbeat
@@ -182,7 +193,7 @@ class EventConsumer:
                 messages = [msg]
                 while len(messages) < self.subscription.max_per_transaction and not arrived.empty():
                     following = arrived.get_nowait()
-                    if _status_of(following) is not None:
+                    if following is _RECONNECTED or _status_of(following) is not None:
                         held_back = following
                         break
                     messages.append(following)
@@ -200,6 +211,7 @@ class EventConsumer:
                     await request_next()
                     outstanding = batch
         finally:
+            self.bus.reconnect_listeners.remove(on_reconnect)
             await sub.unsubscribe()
 
     async def handle_many(self, messages: list[Msg]) -> None:
@@ -266,6 +278,14 @@ class EventConsumer:
             await self.apply(envelope)
         except Exception as exc:
             poison = isinstance(exc, PoisonMessage)
+            if is_outage(exc):
+                # PostgreSQL or NATS is down: nothing is wrong with the event. Wait it out for
+                # as long as it takes; dead-lettering would lose every event of the outage.
+                log.warning("event handler: dependency unavailable; will retry", consumer=self.durable,
+                            event_id=envelope.id if envelope else None, error=repr(exc))
+                backoff = self.subscription.backoff_seconds
+                await msg.nak(delay=backoff[min(deliveries - 1, len(backoff) - 1)])
+                return
             if poison or deliveries >= self.subscription.max_deliveries:
                 if await self._dead_letter(msg, envelope, exc, deliveries):
                     await msg.ack()

@@ -23,6 +23,7 @@ from tessera_kit.context import DEFAULT_TENANT, current_request_id, current_tena
 from tessera_kit.errors import RequestError, service_unavailable
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
+from tessera_kit.outage import is_outage, outage_error, retry_after_headers
 
 log = get_logger(__name__)
 REQUEST_ID_HEADER = "Tessera-Request-Id"
@@ -113,12 +114,18 @@ async def serve(
             payload = _encoder.encode(
                 ReplyEnvelope(error=ErrorBody(exc.status, exc.code, exc.message, exc.data, exc.details))
             )
-        except Exception as exc:  # a bug on this side: the caller sees a 500
-            metrics.RPC_SERVE_FAILURES.labels(operation, "500").inc()
-            log.exception("rpc handler failed", subject=handler.operation.subject)
-            payload = _encoder.encode(
-                ReplyEnvelope(error=ErrorBody(500, "request.general", f"Internal server error: {type(exc).__name__}"))
-            )
+        except Exception as exc:
+            if is_outage(exc):  # our database or NATS is down: the caller sees a 503, may retry
+                log.warning("rpc handler: dependency unavailable", subject=handler.operation.subject,
+                            error=repr(exc))
+                unavailable = service_unavailable(handler.operation.service)
+                payload = _encoder.encode(ReplyEnvelope(error=ErrorBody(
+                    unavailable.status, unavailable.code, unavailable.message)))
+            else:  # a bug on this side: the caller sees a 500
+                metrics.RPC_SERVE_FAILURES.labels(operation, "500").inc()
+                log.exception("rpc handler failed", subject=handler.operation.subject)
+                payload = _encoder.encode(ReplyEnvelope(error=ErrorBody(
+                    500, "request.general", f"Internal server error: {type(exc).__name__}")))
         finally:
             request_id_var.reset(token)
             serve_duration.observe(time.perf_counter() - started)
@@ -152,11 +159,14 @@ async def call(
         metrics.RPC_CALL_DURATION.labels(operation.subject).observe(time.perf_counter() - started)
         metrics.RPC_CALL_FAILURES.labels(operation.subject, "unavailable").inc()
         log.warning("rpc unavailable", subject=operation.subject, error=type(exc).__name__)
-        raise service_unavailable(operation.service) from exc
+        raise outage_error(operation.service) from exc
     metrics.RPC_CALL_DURATION.labels(operation.subject).observe(time.perf_counter() - started)
     envelope = msgspec.json.decode(msg.data, type=ReplyEnvelope)
     if envelope.error is not None:
         e = envelope.error
         metrics.RPC_CALL_FAILURES.labels(operation.subject, str(e.status)).inc()
-        raise RequestError.from_body(e.status, msgspec.to_builtins(e))
+        error = RequestError.from_body(e.status, msgspec.to_builtins(e))
+        if error.status == 503:
+            error.headers = retry_after_headers()
+        raise error
     return msgspec.json.decode(envelope.ok, type=operation.reply)

@@ -110,6 +110,35 @@ async def test_transient_failures_are_retried_then_applied(pool, bus):
     assert await count(pool, "SELECT count(*) FROM dead_letters") == 0
 
 
+async def test_an_outage_is_waited_out_never_dead_lettered(pool, bus):
+    """A handler failing because a dependency is down (here: a PostgreSQL port nobody listens
+    on) is retried for as long as it takes; max_deliveries counts only real failures, or a
+    long outage would turn every event of that time into a dead letter (lost to the read model)."""
+    import asyncpg
+
+    from tessera_devstack.ports import free_port
+
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    await bus.ensure_dead_letter_stream()
+    down = f"postgresql://nobody:none@127.0.0.1:{free_port()}/none"
+    attempts = []
+
+    async def during_an_outage(conn, envelope):
+        attempts.append(envelope.id)
+        if len(attempts) <= 4:
+            await asyncpg.connect(down, timeout=2)  # refused
+        await record_effect(conn, envelope)
+
+    subscription = Subscription("patient", (IDENTITY,), during_an_outage, max_deliveries=2,
+                                backoff_seconds=(0.05,))
+    async with running(pool, bus, subscription):
+        await publish(bus, created("u1"))
+        await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects"), 1))
+    assert len(attempts) == 5
+    assert await count(pool, "SELECT count(*) FROM dead_letters") == 0
+
+
 async def test_failing_handler_sends_message_to_dead_letter_subject_with_error(pool, bus):
     await bus.ensure_stream(IDENTITY)
     await bus.ensure_dead_letter_stream()

@@ -233,7 +233,9 @@ class Proxy:
             return
         except UpstreamError as error:
             log.warning("upstream failed", upstream=pool.name, status=error.status, error=str(error))
-            await send_error(send, RequestError("service.unavailable", error.status, service=pool.name), echo)
+            retry = [(b"retry-after", b"2")] if error.status == 503 else []
+            await send_error(send, RequestError("service.unavailable", error.status, service=pool.name),
+                             [*echo, *retry])
             return
 
         try:

@@ -58,6 +58,9 @@ class UpstreamProtocolError(UpstreamError):
         # The upstream closed before answering a single byte: on a reused keep-alive connection
         # that is the "closed while idle" race, and the request was most likely never read.
         self.nothing_received = nothing_received
+        # A process that died (or restarts) with the request in flight is an outage of that
+        # service, 503 with Retry-After, as when it refuses connections; a garbled answer is 502.
+        self.status = 503 if nothing_received else 502
 
 
 class RequestNotSendable(UpstreamError):

@@ -19,6 +19,7 @@ from tessera_identity.oidc.grants import authorization_code, client_credentials,
 from tessera_identity.oidc.params import Params, read_params
 from tessera_identity.oidc.provider import Provider, provider_for, provider_of
 from tessera_identity.ratelimits import RateLimits, rate_limits
+from tessera_kit.outage import is_outage, retry_after_headers
 from tessera_kit.http import public_origin
 from tessera_kit.ratelimit import TooManyRequests, client_ip
 from tessera_kit.logging import get_logger
@@ -89,7 +90,11 @@ async def _guard(request: Request, work: Callable[[], Awaitable[Response]],
         return error.response(cors)
     except InvalidText as error:  # NUL or invalid UTF-8 in the body: the kit's edge rule
         return invalid_request(error_body("/oidc", error)["error_description"]).response(cors)
-    except Exception:
+    except Exception as error:
+        if is_outage(error):  # the database or NATS is down: try again shortly (RFC 6749 §4.1.2.1)
+            log.warning("oidc endpoint: dependency unavailable", path=request.url.path, error=repr(error))
+            return OAuthError("temporarily_unavailable", "the service is unavailable, try again later",
+                              status=503, headers=retry_after_headers()).response(cors)
         log.exception("oidc endpoint failed", path=request.url.path)
         return OAuthError("server_error", "unexpected error", status=500).response()
 

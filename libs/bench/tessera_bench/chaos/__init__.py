@@ -1,0 +1,1 @@
+"""Chaos under load: `python -m tessera_bench.chaos` (make chaos); see run.py."""

@@ -1,0 +1,200 @@
+"""A whole stack the chaos run may break: its own PostgreSQL and nats-server (so it can kill
+them), every installed service under a Supervisor, and one way to crash and restart each.
+
+A crash is SIGKILL to the whole process group: the service and anything it forked; to the
+postmaster and every backend (as a machine losing power would, minus the page cache: the
+kernel still writes what PostgreSQL and JetStream handed it); the nats-server. A restart
+reuses the same ports, data directory and store, as a supervisor (systemd, Kubernetes) would.
+PostgreSQL runs with fsync on: a commit a client saw must survive the crash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tessera_devstack.admin_client import AdminClient, random_id
+from tessera_devstack.identities import ServiceIdentities, service_identities
+from tessera_devstack.nats import NatsAccess, NatsServer, start_nats
+from tessera_devstack.ports import free_ports
+from tessera_devstack.postgres import PostgresServer, create_database, start_postgres
+from tessera_devstack.services import GATEWAY, ServiceStack, available_services
+from tessera_devstack.supervisor import Supervisor
+
+NATS = "nats-server"
+POSTGRES = "postgresql"
+DATABASE_NAME = "chaos"
+
+
+@dataclass
+class ChaosStack:
+    root: Path
+    postgres: PostgresServer
+    nats: NatsServer
+    nats_access: NatsAccess
+    services: ServiceStack
+    identities: ServiceIdentities
+    namespace: str
+    database_url: str  # the admin's DSN of the stack's database (checks read every schema)
+    owns_root: bool = True
+    _stopped: bool = field(default=False, repr=False)
+
+    # ------------------------------------------------------------ start and stop
+
+    @classmethod
+    def start(cls, root: Path | None = None, *, extra_env: dict[str, str] | None = None,
+              log_level: str = "INFO") -> ChaosStack:
+        owns_root = root is None
+        root = Path(tempfile.mkdtemp(prefix="tessera-chaos-")) if root is None else Path(root)
+        postgres = nats = supervisor = None
+        try:
+            postgres = start_postgres(root / "postgres", log_path=root / "postgres.log")
+            database_url = create_database(postgres.dsn, DATABASE_NAME)
+            namespace = "chaos" + random_id(4)
+            access = NatsAccess.for_stack([namespace])
+            nats = start_nats(root / "nats", log_path=root / "nats.log", access=access)
+            specs = available_services()
+            identities = service_identities(
+                [s.name for s in specs], admin_dsn=database_url, nats_access=access,
+                nats_url=nats.admin_url, namespace=namespace,
+            )
+            supervisor = Supervisor(log_dir=root / "logs", echo=False)
+            stack = ServiceStack(
+                supervisor=supervisor,
+                services=specs,
+                ports=dict(zip([s.name for s in specs], free_ports(len(specs)), strict=True)),
+                database_url=database_url,
+                nats_url=nats.admin_url,
+                namespace=namespace,
+                log_level=log_level,
+                admin_client=AdminClient.generate(),
+                extra_env={"TESSERA_DEV_AUTH": "true", **(extra_env or {})},
+                service_env=identities.env,
+            )
+            chaos = cls(root, postgres, nats, access, stack, identities, namespace, database_url,
+                        owns_root)
+            stack.start_all(timeout=180.0)
+            return chaos
+        except BaseException:
+            if supervisor is not None:
+                supervisor.close()
+            if nats is not None:
+                nats.stop()
+            if postgres is not None:
+                postgres.stop()
+            print(f"[chaos] the stack did not start; its logs stay in {root / 'logs'}")
+            raise
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.services.stop_all()
+            self.services.supervisor.close()
+        finally:
+            self.nats.stop()
+            self.postgres.stop()
+            if self.owns_root:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> ChaosStack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ what can fail
+
+    @property
+    def url(self) -> str:
+        return self.services.url
+
+    @property
+    def faults(self) -> list[str]:
+        """Everything the run may kill: each service (gateway last), then NATS and PostgreSQL."""
+        upstreams = [n for n in self.services.names if n != GATEWAY]
+        return [*upstreams, GATEWAY, NATS, POSTGRES]
+
+    def kill(self, target: str) -> None:
+        """SIGKILL `target` and everything in its process group; returns once it is gone."""
+        if target == NATS:
+            _kill_group(self.nats.process.pid)
+            self.nats.process.wait()
+            self.nats.stop()  # nothing left to stop: releases the store's lock
+        elif target == POSTGRES:
+            # Each backend leads its own process group: kill them with the postmaster.
+            for process in _with_children(self.postgres.process.pid):
+                _kill_group(process.pid)
+            self.postgres.process.wait()
+            self.postgres.stop()
+        else:
+            managed = self.services.supervisor.get(target)
+            managed.stopping = True  # a crash we caused: not reported as a death
+            _kill_group(managed.pid)
+            managed.popen.wait()
+            if managed.reader is not None:
+                managed.reader.join(2.0)
+
+    def restart(self, target: str) -> None:
+        """Start `target` again on its port (and data); does not wait for the services."""
+        if target == NATS:
+            self.nats = start_nats(
+                self.nats.store_dir, port=self.nats.port, monitor_port=self.nats.monitor_port,
+                log_path=self.nats.log_path, access=self.nats_access,
+            )
+        elif target == POSTGRES:
+            old = self.postgres
+            self.postgres = start_postgres(old.data_dir, port=old.port, user=old.user,
+                                           password=old.password, log_path=old.log_path)
+        else:
+            self.services.start_service(target, wait=False)
+
+    def ready(self) -> list[str]:
+        """The services answering /health/ready with 200."""
+        return [name for name in self.services.names if self.services.is_ready(name)]
+
+    def wait_all_ready(self, timeout: float) -> float | None:
+        """Seconds until every service is ready, or None if not within `timeout`."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if all(self._ready_quickly(name) for name in self.services.names):
+                return time.monotonic() - started
+            time.sleep(0.1)
+        return None
+
+    def _ready_quickly(self, name: str) -> bool:
+        try:
+            response = httpx.get(f"{self.services.service_url(name)}/health/ready", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def service_pids(self) -> dict[str, int]:
+        return {name: self.services.supervisor.get(name).pid for name in self.services.names}
+
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+
+def _with_children(pid: int) -> list[psutil.Process]:
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
