@@ -16,6 +16,8 @@ import pytest
 from litestar import get
 import httpx
 
+from tessera_kit.testing import INTERNAL_KEY, service_client, service_transport
+
 from tessera_devstack.postgres import start_postgres
 from tessera_events.rpc import RpcOperation
 from tessera_kit import rpc
@@ -77,12 +79,13 @@ async def test_postgres_down_is_503_with_retry_after_then_works_again(own_postgr
         name=f"svc-{unique}",
         route_handlers=[count_rows],
         rpc_handlers=[rpc.RpcHandler(COUNT, answer_count, with_context=True)],
-        settings=ServiceSettings(database_url=own_postgres.dsn, nats_url=nats_url, namespace=unique),
+        settings=ServiceSettings(database_url=own_postgres.dsn, nats_url=nats_url, namespace=unique,
+                                 internal_key=INTERNAL_KEY),
     )
     app = create_app(spec)
     app.state.ctx = ctx = await start_context(spec)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        async with service_client(app, base_url="http://svc") as client:
             assert (await client.get("/api/rows")).status_code == 200
 
             crash(own_postgres)
@@ -123,12 +126,12 @@ async def test_a_stalled_database_sheds_load_instead_of_piling_requests_up(own_p
         name=f"svc-{unique}",
         route_handlers=[count_rows],
         settings=ServiceSettings(database_url=own_postgres.dsn, nats_url=nats_url, namespace=unique,
-                                 max_in_flight=limit),
+                                 max_in_flight=limit, internal_key=INTERNAL_KEY),
     )
     app = create_app(spec)
     app.state.ctx = ctx = await start_context(spec)
     in_flight = app.state.in_flight
-    transport = httpx.ASGITransport(app=app)
+    transport = service_transport(app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://svc", timeout=60) as client:
             signal_cluster(own_postgres, signal.SIGSTOP)
