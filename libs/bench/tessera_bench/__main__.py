@@ -29,6 +29,7 @@ from tessera_bench.scenario import BenchContext
 from tessera_bench.scenarios import all_scenarios
 from tessera_bench.webhooks import measure_webhook_latency
 from tessera_bench.wrk import ensure_wrk, run_wrk
+from tessera_bench.limits import BENCH_RATE_LIMITS
 
 # The targets of the project (2 cores, load generator included).
 TARGETS = {
@@ -39,15 +40,6 @@ TARGETS = {
 }
 
 
-# Every client of the bench comes from one address and signs one user in hundreds of times:
-# the rate limits (identity's, see its README) are raised, not turned off, so their cost (one
-# statement per password check) stays in the measurement. Benchmarking a running stack
-# (--url) needs the same settings there.
-BENCH_RATE_LIMITS = {
-    "TESSERA_RATE_LIMIT_SIGN_IN_IP": "1000000/1m",
-    "TESSERA_RATE_LIMIT_SIGN_IN_IP_ACCOUNT": "1000000/1m",
-    "TESSERA_RATE_LIMIT_TOKEN_FAILURES_IP": "1000000/1m",
-}
 
 
 def _target_for(name: str) -> str:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tessera_bench.limits import BENCH_RATE_LIMITS
 import psutil
 
 from tessera_devstack.admin_client import AdminClient, random_id
@@ -76,7 +78,8 @@ class ChaosStack:
                 namespace=namespace,
                 log_level=log_level,
                 admin_client=AdminClient.generate(),
-                extra_env={"TESSERA_DEV_AUTH": "true", **(extra_env or {})},
+                # The load's clients all come from one address: limits raised, as in the bench.
+                extra_env={"TESSERA_DEV_AUTH": "true", **BENCH_RATE_LIMITS, **(extra_env or {})},
                 service_env=identities.env,
             )
             chaos = cls(root, postgres, nats, access, stack, identities, namespace, database_url,
