@@ -166,6 +166,8 @@ async def measure_curve(ctx: BenchContext, client: httpx.AsyncClient, sizes: lis
             result = run_wrk(ctx.url, request, seconds=seconds, connections=32)
             points.append(Point(name, size, result.requests_per_second, result.p50_ms, result.p99_ms,
                                 result.errors))
+            print(f"  {result.requests_per_second:,.1f}/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms,"
+                  f" {result.errors} errors", file=sys.stderr, flush=True)
     return points
 
 
@@ -186,6 +188,9 @@ def curve_table(points: list[Point]) -> list[tuple[str, ...]]:
             row.append(f"{p.per_second:,.0f}/s ({p.p50_ms:.1f}{errors})" if p else "")
         if len(sizes) > 1 and sizes[-1] in by_size and sizes[-2] in by_size:
             big, small = by_size[sizes[-1]], by_size[sizes[-2]]
-            row.append(f"{small.per_second / big.per_second:.2f}x, {big.p50_ms / small.p50_ms:.2f}x")
+            if big.per_second and small.p50_ms:
+                row.append(f"{small.per_second / big.per_second:.2f}x, {big.p50_ms / small.p50_ms:.2f}x")
+            else:  # nothing answered within wrk's timeout at the larger size
+                row.append("no answer in time")
         rows.append(tuple(row))
     return rows

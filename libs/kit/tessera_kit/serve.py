@@ -29,6 +29,38 @@ def refuse_undeclared_extras() -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
+def release_startup_memory() -> None:
+    """Once started: collect start-up's garbage (imports, migrations, app assembly), keep what
+    survived out of later collections (gc.freeze: fewer objects for the collector to walk),
+    and hand the freed heap back to the system (glibc's malloc_trim; ~3 MB per process)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):  # not glibc: its allocator keeps what it keeps
+        pass
+
+
+def after_startup(app, action):
+    """The ASGI app, calling `action` once its lifespan start-up has completed."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def send_noticing_startup(message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                action()
+
+        return await app(scope, receive, send_noticing_startup)
+
+    return wrapped
+
+
 def load(target: str):
     module_name, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module_name), attribute or "app")
@@ -43,7 +75,7 @@ async def serve(target: str) -> None:
 
     level = os.environ.get("LOG_LEVEL", "info").lower()
     server = Server(
-        load(target),
+        after_startup(load(target), release_startup_memory),
         address=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "3000")),
         interface=Interfaces.ASGI,

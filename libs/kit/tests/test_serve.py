@@ -34,3 +34,46 @@ def test_a_service_process_leaves_undeclared_extras_unimported():
                             "print(sorted(n for n in ('aiohttp', 'pydantic', 'rich') if n in sys.modules))"],
                            capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0 and plain.stdout.strip() != "[]", plain.stdout + plain.stderr
+
+
+async def test_the_startup_action_runs_once_the_app_has_started():
+    from tessera_kit.serve import after_startup
+
+    seen: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            seen.append("app started")
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            seen.append(f"request {scope['path']}")
+
+    wrapped = after_startup(app, lambda: seen.append("action"))
+    messages = iter([{"type": "lifespan.startup"}])
+
+    async def receive():
+        return next(messages)
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await wrapped({"type": "lifespan"}, receive, send)
+    await wrapped({"type": "http", "path": "/x"}, receive, send)
+    assert seen == ["app started", "action", "request /x"]
+    assert sent == [{"type": "lifespan.startup.complete"}]
+
+
+def test_releasing_startup_memory_leaves_the_process_working():
+    import gc
+
+    from tessera_kit.serve import release_startup_memory
+
+    try:
+        release_startup_memory()
+        assert gc.get_freeze_count() > 0
+        assert gc.collect() >= 0
+    finally:
+        gc.unfreeze()
