@@ -209,3 +209,11 @@ async def test_total_number_of_a_round_count_is_an_integer(identity, many_users)
         " 'round_' || n FROM generate_series(1, $1::int) AS n", missing)
     response = await identity.client.get("/api/users", params={"page_size": "1"})
     assert response.headers["total-number"] == "110000"
+
+
+async def test_a_search_page_past_its_matches_still_tells_how_many_match(identity, many_users):
+    beyond = await identity.client.get("/api/users", params={"search.username": "bulk_user_4242%",
+                                                             "page": "4", "page_size": "5"})
+    assert (beyond.status_code, beyond.json(), beyond.headers["total-number"]) == (200, [], "11")
+    none = await identity.client.get("/api/users", params={"search.username": "nobody%"})
+    assert (none.json(), none.headers["total-number"]) == ([], "0")

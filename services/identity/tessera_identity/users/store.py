@@ -178,23 +178,30 @@ async def find_users(conn, tenant_id: str, search: Search, exclude_ids: list[str
         params.append(exclude_ids)
         clauses.append(f"id <> ALL(${len(params)}::text[])")
     condition = " AND ".join(clauses)
-    if len(clauses) == 1:  # every user of the tenant: the trigger-kept counter, not count(*)
-        total = await conn.fetchval("SELECT coalesce(sum(total), 0)::bigint FROM user_counts WHERE tenant_id = $1",
-                                    tenant_id)
-    else:
-        total = await conn.fetchval(f"SELECT count(*) FROM users WHERE {condition}", *params)
-    if total <= offset:
-        return total, []
     # The page's ids first (off the (tenant_id, created_at, id) index alone when unfiltered), then
     # their rows: a deep page skips index entries, not whole rows. The order names the table's
     # columns: a bare `created_at` would be USER_COLUMNS' millisecond alias, which no index
     # holds (a sort of every row) and which ties users created in the same millisecond.
+    page = (f" ORDER BY created_at DESC, id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}")
+    if len(clauses) == 1:  # every user of the tenant: the trigger-kept counter, not count(*)
+        total = await conn.fetchval("SELECT coalesce(sum(total), 0)::bigint FROM user_counts WHERE tenant_id = $1",
+                                    tenant_id)
+        if total <= offset:
+            return total, []
+        ids = [r["id"] for r in await conn.fetch(f"SELECT id FROM users WHERE {condition}{page}",
+                                                 *params, limit, offset)]
+    else:
+        # A search finds its rows once: the page's ids and how many match in one pass.
+        found = await conn.fetch(f"SELECT id, count(*) OVER () AS total FROM users WHERE {condition}{page}",
+                                 *params, limit, offset)
+        if not found:  # no match, or a page past the last: only the count is left to tell
+            total = await conn.fetchval(f"SELECT count(*) FROM users WHERE {condition}", *params) if offset else 0
+            return total, []
+        total, ids = found[0]["total"], [r["id"] for r in found]
     rows = await conn.fetch(
-        f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = ANY(ARRAY("
-        f"SELECT id FROM users WHERE {condition} ORDER BY created_at DESC, id DESC"
-        f" LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}))"
+        f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = ANY($2::varchar[])"
         " ORDER BY users.created_at DESC, users.id DESC",
-        *params, limit, offset,
+        tenant_id, ids,
     )
     return total, rows
 
