@@ -1,6 +1,10 @@
 """`make bench`: start the stack (or use a running one), drive it, print a table.
 
     python -m tessera_bench [--url URL] [--seconds 10] [--only TEXT] [--no-events]
+                            [--users 10k,100k,1M]
+
+`--users` adds the user-count curve (tessera_bench.curve): four user reads measured with
+the user table at each size, seeded in SQL, before the other scenarios.
 
 `--only webhook` runs the webhook row alone (sign-in events published at 200/s → the
 hook's POST at a local receiver).
@@ -24,6 +28,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tessera_bench import curve
 from tessera_bench.events import measure_event_latency
 from tessera_bench.scenario import BenchContext
 from tessera_bench.scenarios import all_scenarios
@@ -150,9 +155,14 @@ async def run(args) -> int:
             rows.append(("idle memory, all processes (PSS)", f"{all_pss:.0f} MB", "", "",
                          f"RSS sum {all_rss:.0f} MB", "≤ 450 MB"))
         async with httpx.AsyncClient(timeout=30) as client:
+            if args.users:  # first: the other scenarios add users of their own
+                points = await curve.measure_curve(ctx, client, args.users, seconds=args.seconds,
+                                                   settle=lambda: settle(watched))
             for scenario in all_scenarios():
                 if args.only and args.only.lower() not in scenario.name.lower():
                     continue
+                if args.users and scenario.name.startswith("GET /api/users like-search"):
+                    continue  # the curve measures it, at each size
                 print(f"• {scenario.name}", file=sys.stderr, flush=True)
                 try:
                     request = await scenario.setup(ctx, client)
@@ -187,6 +197,10 @@ async def run(args) -> int:
             print(f"  webhooks: committed → delivery row p50 {hooks.consumed_p50_ms:.1f} ms, "
                   f"p99 {hooks.consumed_p99_ms:.1f} ms (the rest is scheduling and sending)", file=sys.stderr)
     print_table(rows)
+    if args.users:
+        print()
+        curve_rows = curve.curve_table(points)
+        print_table(curve_rows[1:], header=curve_rows[0])
     return 0
 
 
@@ -220,8 +234,7 @@ async def custom_benchmarks(ctx, client, args, nats_url, namespace) -> list[tupl
     return rows
 
 
-def print_table(rows) -> None:
-    header = ("scenario", "throughput", "p50 ms", "p99 ms", "errors", "target")
+def print_table(rows, header=("scenario", "throughput", "p50 ms", "p99 ms", "errors", "target")) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("{:<%d}" % w for w in widths)
     print(line.format(*header))
@@ -237,6 +250,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--only", help="run scenarios whose name contains this text")
     parser.add_argument("--no-events", action="store_true", help="skip the event latency run")
+    parser.add_argument("--users", type=curve.parse_sizes, metavar="SIZES",
+                        help="measure the user reads at these table sizes, e.g. 10k,100k,1M"
+                             " (seeded in SQL; a million takes about a minute)")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 

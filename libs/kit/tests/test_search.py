@@ -96,3 +96,46 @@ def test_without_alias_and_columns_that_are_never_upper_case():
                                  first_arg=1, never_upper_case=frozenset({"id"}))
     assert condition.sql == "((id = $1 OR lower(name) = $1))"
     assert condition.args == ["x"]
+
+
+# ---------------------------------------------------------------- narrowing `like` for pg_trgm
+
+
+def test_like_trigrams_follow_pg_trgm_padding_rules():
+    from tessera_kit.search import like_trigrams
+
+    # A word after a wildcard has no padding there; before '@' (not a letter) it has one space;
+    # at the pattern's start two. Lower-cased, escapes stripped.
+    assert [t for t, _ in like_trigrams("%Bob42@")] == ["bob", "ob4", "b42", "42 "]
+    assert [t for t, _ in like_trigrams("ab_c")] == ["  a", " ab"]
+    assert [t for t, _ in like_trigrams("x\\_yz%")] == ["  x", " x ", "  y", " yz"]
+    assert like_trigrams("%é%") is None and like_trigrams("ab\\") is None
+
+
+def test_narrowed_pattern_leaves_frequent_trigrams_out_and_stays_weaker():
+    from tessera_kit.search import like_trigrams, narrowed_like_pattern
+
+    narrowed = narrowed_like_pattern("%seed4242@%", {"see", "eed"})
+    assert narrowed == "%__ed4242@%"
+    assert {t for t, _ in like_trigrams(narrowed)} == {"ed4", "d42", "424", "242", "42 "}
+    # Escapes and the client's own wildcards are kept as they are.
+    assert narrowed_like_pattern("seed\\_4%", {"  s", " se", "see", "eed"}) == "__ed\\_4%"
+    # Nothing frequent, everything frequent, or a pattern pg_trgm reads otherwise: no change.
+    assert narrowed_like_pattern("%seed4242@%", {"xyz"}) is None
+    assert narrowed_like_pattern("%gmail.com%", {"gma", "mai", "ail", "il ", "  c", " co", "com", "om "}) is None
+    assert narrowed_like_pattern("%sé4242%", {"see"}) is None
+
+
+def test_a_narrowed_like_keeps_the_clients_pattern_on_an_unindexed_expression():
+    from tessera_kit.search import narrowed_like_pattern
+
+    def narrow(column: str, pattern: str) -> str | None:
+        return narrowed_like_pattern(pattern, {"see", "eed"}) if column == "primary_email" else None
+
+    condition = build_conditions(parse_search([("search", "%seed4242@%")]), ("id", "primary_email"), first_arg=2,
+                                 narrow_like=narrow)
+    assert condition.sql == "((id ILIKE $2 OR (primary_email ILIKE $3 AND (primary_email || '') ILIKE $2)))"
+    assert condition.args == ["%seed4242@%", "%__ed4242@%"]
+    exact = build_conditions(parse_search([("search", "seed4242@x"), ("mode", "exact")]), ("primary_email",),
+                             first_arg=2, narrow_like=lambda column, p: "never")
+    assert exact.sql == "((lower(primary_email) = $2))"

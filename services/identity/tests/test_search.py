@@ -156,3 +156,64 @@ async def test_the_counter_stays_exact_under_parallel_sign_ups(identity, many_us
     counted = await identity.ctx.pool.fetchval("SELECT count(*) FROM users WHERE tenant_id = 'default'")
     response = await identity.client.get("/api/users", params={"page_size": "1"})
     assert int(response.headers["total-number"]) == counted
+
+
+async def test_a_like_search_leaves_trigrams_every_user_has_out_of_the_index(identity, many_users):
+    """Every bulk user's e-mail holds `bul` and `ulk`: the statistics say so, the index lookup
+    leaves them out, and the answer (rows and Total-Number) is still the client's pattern's."""
+    from tessera_identity.users import store
+
+    frequent = await store.trigram_statistics(identity.ctx.pool, {})
+    assert {"bul", "ulk"} <= frequent["primary_email"] and "424" not in frequent["primary_email"]
+    # Matches the narrowed pattern (%__lk4242@%) but not the client's: must not be answered.
+    await identity.create_user(username="decoy", primaryEmail="xxlk4242@other.example")
+    response = await identity.client.get("/api/users", params={"search.primaryEmail": "%bulk4242@%"})
+    assert response.status_code == 200, response.text
+    assert ([u["primaryEmail"] for u in response.json()], response.headers["total-number"]) == \
+        (["bulk4242@load.example"], "1")
+    general = await identity.client.get("/api/users", params={"search": "%bulk4242@%"})
+    assert [u["username"] for u in general.json()] == ["bulk_user_4242"]
+    plan = await plan_of(identity, "(primary_email ILIKE $1 AND (primary_email || '') ILIKE $2)",
+                         "%__lk4242@%", "%bulk4242@%")
+    assert "users_primary_email_trgm" in plan and "Seq Scan" not in plan
+
+
+async def test_pages_follow_creation_then_id_also_for_users_created_together(identity, many_users):
+    """The bulk users share one creation time (one statement), the parallel sign-ups may share a
+    millisecond: pages, deep ones too, follow (created_at, id) newest first, as SQL orders
+    them (not the millisecond the answer shows), with the exact Total-Number, also when the
+    count is a round number (it once came out as '1.0E+5')."""
+    pool = identity.ctx.pool
+    expected = [r["id"] for r in await pool.fetch(
+        "SELECT id FROM users WHERE tenant_id = 'default' ORDER BY created_at DESC, id DESC")]
+    for page in ("1", "2", "19000"):
+        response = await identity.client.get("/api/users", params={"page": page, "page_size": "5"})
+        start = (int(page) - 1) * 5
+        assert [u["id"] for u in response.json()] == expected[start:start + 5]
+        assert int(response.headers["total-number"]) == len(expected)
+    searched = await identity.client.get("/api/users", params={"search.username": "bulk_user_4242%",
+                                                               "page": "2", "page_size": "4"})
+    matching = [r["id"] for r in await pool.fetch(
+        "SELECT id FROM users WHERE username LIKE 'bulk\\_user\\_4242%' ORDER BY created_at DESC, id DESC")]
+    assert int(searched.headers["total-number"]) == len(matching) == 11  # 4242 and 42420-42429
+    assert [u["id"] for u in searched.json()] == matching[4:8]
+
+
+async def test_total_number_of_a_round_count_is_an_integer(identity, many_users):
+    """sum() over the counter rows is numeric, which asyncpg may hand back as Decimal('1.1E+5'):
+    Total-Number must still read 110000."""
+    pool = identity.ctx.pool
+    missing = 110_000 - await pool.fetchval("SELECT count(*) FROM users WHERE tenant_id = 'default'")
+    await pool.execute(
+        "INSERT INTO users (tenant_id, id, username) SELECT 'default', 'round' || lpad(n::text, 7, '0'),"
+        " 'round_' || n FROM generate_series(1, $1::int) AS n", missing)
+    response = await identity.client.get("/api/users", params={"page_size": "1"})
+    assert response.headers["total-number"] == "110000"
+
+
+async def test_a_search_page_past_its_matches_still_tells_how_many_match(identity, many_users):
+    beyond = await identity.client.get("/api/users", params={"search.username": "bulk_user_4242%",
+                                                             "page": "4", "page_size": "5"})
+    assert (beyond.status_code, beyond.json(), beyond.headers["total-number"]) == (200, [], "11")
+    none = await identity.client.get("/api/users", params={"search.username": "nobody%"})
+    assert (none.json(), none.headers["total-number"]) == ([], "0")

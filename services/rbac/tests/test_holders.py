@@ -44,6 +44,35 @@ async def test_role_users(rbac):
     assert event == {"role_id": role["id"], "user_ids": ["u1", "u2"]}
 
 
+async def test_role_users_pages_follow_the_holders(rbac):
+    """The page and Total-Number come from the role's holders only: users without the role
+    (newer and older), a deleted holder, pages past the end; ties in creation time by id."""
+    from tessera_events.identity import UserDeleted
+
+    role = await create_role(rbac, "reader")
+    await rbac.users("a0", "a1", "a2", created_at=1000)  # same creation time: newest first by id
+    await rbac.users("b0", created_at=3000)
+    await rbac.users("x_old", created_at=500)
+    await rbac.users("x_new", created_at=9000)  # newest of all, holds no role
+    path = f"/api/roles/{role['id']}/users"
+    assert (await rbac.client.post(path, json={"userIds": ["a0", "a1", "a2", "b0"]})).status_code == 201
+    await rbac.publish(UserDeleted(user_id="a1"))
+    await rbac.applied()
+    first = await rbac.client.get(path, params={"page": "1", "page_size": "2"})
+    assert first.headers["total-number"] == "3"
+    assert [u["id"] for u in first.json()] == ["b0", "a2"]
+    second = await rbac.client.get(path, params={"page": "2", "page_size": "2"})
+    assert (second.headers["total-number"], [u["id"] for u in second.json()]) == ("3", ["a0"])
+    assert set(second.json()[0]) == set(first.json()[0])  # no bookkeeping column leaks out
+    past = await rbac.client.get(path, params={"page": "5", "page_size": "2"})
+    assert (past.status_code, past.headers["total-number"], past.json()) == (200, "3", [])
+    searched = await rbac.client.get(path, params={"search.id": "%0", "page": "3", "page_size": "1"})
+    assert (searched.headers["total-number"], searched.json()) == ("2", [])
+    unheld = await create_role(rbac, "nobody")
+    empty = await rbac.client.get(f"/api/roles/{unheld['id']}/users")
+    assert (empty.headers["total-number"], empty.json()) == ("0", [])
+
+
 async def test_role_users_refusals_write_nothing(rbac):
     role = await create_role(rbac, "editor")
     robot = await create_role(rbac, "robot", "MachineToMachine")

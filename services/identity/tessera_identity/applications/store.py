@@ -24,7 +24,8 @@ async def find_applications(conn, tenant_id: str, limit: int, offset: int) -> tu
         return total, []
     rows = await conn.fetch(
         f"SELECT {APP_COLUMNS} FROM applications WHERE {LISTED}"
-        " ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+        # The table's column, not APP_COLUMNS' millisecond alias (unindexed, ties in a millisecond).
+        " ORDER BY applications.created_at DESC, applications.id DESC LIMIT $2 OFFSET $3",
         tenant_id, limit, offset,
     )
     return total, rows

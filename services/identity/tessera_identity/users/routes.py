@@ -47,8 +47,9 @@ async def list_users(request: Request, ctx: Ctx) -> Response:
                                                             tenant_id=current_tenant()))
     try:
         async with ctx.pool.acquire() as conn:
+            frequent = await store.trigram_statistics(conn, ctx.extras) if search.matches else None
             total, rows = await store.find_users(conn, current_tenant(), search, exclude_ids,
-                                                 page.limit, page.offset)
+                                                 page.limit, page.offset, frequent=frequent)
     except (asyncpg.InvalidRegularExpressionError, asyncpg.InvalidEscapeSequenceError,
             asyncpg.InvalidParameterValueError) as exc:
         # A `posix` / `similar_to` / `like` pattern PostgreSQL cannot use: the client's mistake.

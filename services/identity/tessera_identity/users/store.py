@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import asyncpg
 
-from tessera_identity.users.search import NEVER_UPPER_CASE, USER_SEARCH_FIELDS
+from tessera_identity.users.search import NEVER_UPPER_CASE, USER_SEARCH_FIELDS, frequent_trigrams, like_narrowing
 from tessera_kit.search import Search, build_conditions
 
 # The public user (Logto's userInfoSelectFields) plus hasPassword, timestamps in ms.
@@ -162,11 +163,14 @@ async def delete_user(conn: asyncpg.Connection, tenant_id: str, user_id: str) ->
 
 
 async def find_users(conn, tenant_id: str, search: Search, exclude_ids: list[str] | None,
-                     limit: int, offset: int) -> tuple[int, list[asyncpg.Record]]:
-    """A page of users, newest first, and how many match (a bad search is a RequestError)."""
+                     limit: int, offset: int, *, frequent: dict[str, frozenset[str]] | None = None,
+                     ) -> tuple[int, list[asyncpg.Record]]:
+    """A page of users, newest first, and how many match (a bad search is a RequestError).
+    `frequent`: each column's common trigrams (see `trigram_statistics`)."""
     params: list[Any] = [tenant_id]
     clauses = ["tenant_id = $1"]
-    where = build_conditions(search, USER_SEARCH_FIELDS, first_arg=2, never_upper_case=NEVER_UPPER_CASE)
+    where = build_conditions(search, USER_SEARCH_FIELDS, first_arg=2, never_upper_case=NEVER_UPPER_CASE,
+                             narrow_like=like_narrowing(frequent) if frequent else None)
     if where.sql:
         clauses.append(where.sql)
         params.extend(where.args)
@@ -174,16 +178,53 @@ async def find_users(conn, tenant_id: str, search: Search, exclude_ids: list[str
         params.append(exclude_ids)
         clauses.append(f"id <> ALL(${len(params)}::text[])")
     condition = " AND ".join(clauses)
+    # The page's ids first (off the (tenant_id, created_at, id) index alone when unfiltered), then
+    # their rows: a deep page skips index entries, not whole rows. The order names the table's
+    # columns: a bare `created_at` would be USER_COLUMNS' millisecond alias, which no index
+    # holds (a sort of every row) and which ties users created in the same millisecond.
+    page = (f" ORDER BY created_at DESC, id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}")
     if len(clauses) == 1:  # every user of the tenant: the trigger-kept counter, not count(*)
-        total = await conn.fetchval("SELECT coalesce(sum(total), 0) FROM user_counts WHERE tenant_id = $1",
+        total = await conn.fetchval("SELECT coalesce(sum(total), 0)::bigint FROM user_counts WHERE tenant_id = $1",
                                     tenant_id)
+        if total <= offset:
+            return total, []
+        ids = [r["id"] for r in await conn.fetch(f"SELECT id FROM users WHERE {condition}{page}",
+                                                 *params, limit, offset)]
     else:
-        total = await conn.fetchval(f"SELECT count(*) FROM users WHERE {condition}", *params)
-    if total <= offset:
-        return total, []
+        # A search finds its rows once: the page's ids and how many match in one pass.
+        found = await conn.fetch(f"SELECT id, count(*) OVER () AS total FROM users WHERE {condition}{page}",
+                                 *params, limit, offset)
+        if not found:  # no match, or a page past the last: only the count is left to tell
+            total = await conn.fetchval(f"SELECT count(*) FROM users WHERE {condition}", *params) if offset else 0
+            return total, []
+        total, ids = found[0]["total"], [r["id"] for r in found]
     rows = await conn.fetch(
-        f"SELECT {USER_COLUMNS} FROM users WHERE {condition}"
-        f" ORDER BY created_at DESC, id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
-        *params, limit, offset,
+        f"SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = ANY($2::varchar[])"
+        " ORDER BY users.created_at DESC, users.id DESC",
+        tenant_id, ids,
     )
     return total, rows
+
+
+# Trigram statistics change only when ANALYZE runs (autovacuum, after a tenth of the table
+# changed): read them again after this many seconds.
+TRIGRAM_STATISTICS_TTL = 300.0
+
+
+async def trigram_statistics(conn, cache: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Each searchable column's common trigrams, from the `users_<column>_trigrams` statistics
+    (migration 0005; empty until the table is first analysed), kept in `cache` for a while."""
+    cached = cache.get("user_trigrams")
+    if cached is not None and time.monotonic() - cached[0] < TRIGRAM_STATISTICS_TTL:
+        return cached[1]
+    rows = await conn.fetch(
+        "SELECT statistics_name, most_common_elems::text::text[] AS elements,"
+        " most_common_elem_freqs AS frequencies FROM pg_stats_ext_exprs"
+        " WHERE statistics_schemaname = current_schema() AND tablename = 'users'"
+        " AND statistics_name LIKE 'users\\_%\\_trigrams' AND most_common_elems IS NOT NULL"
+    )
+    statistics = {r["statistics_name"][len("users_"):-len("_trigrams")]: (r["elements"], r["frequencies"])
+                  for r in rows}
+    frequent = frequent_trigrams({c: s for c, s in statistics.items() if c in USER_SEARCH_FIELDS})
+    cache["user_trigrams"] = (time.monotonic(), frequent)
+    return frequent

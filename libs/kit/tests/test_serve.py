@@ -1,0 +1,79 @@
+"""How `python -m tessera_kit.serve` prepares a service process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_a_service_process_leaves_undeclared_extras_unimported():
+    """The libraries still work (a Litestar app with a route, a NATS client, structlog, httpx)
+    without the packages they would otherwise import just because the dev environment has them."""
+    script = "\n".join([
+        "import sys",
+        "from tessera_kit import serve",
+        "serve.refuse_undeclared_extras()",
+        "import httpx, nats, structlog",
+        "from litestar import Litestar, get",
+        "from litestar.testing import TestClient",
+        "@get('/')",
+        "async def hello() -> dict:",
+        "    return {'ok': True}",
+        "with TestClient(Litestar([hello])) as client:",
+        "    assert client.get('/').json() == {'ok': True}",
+        "structlog.get_logger().info('still logs')",
+        "loaded = [n for n in serve.NOT_FOR_SERVICES if sys.modules.get(n) is not None]",
+        "print('loaded:', loaded)",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout
+    # Without the refusal, this environment does import some of them (the test means something).
+    plain = subprocess.run([sys.executable, "-c", "import sys, nats, structlog, litestar\n"
+                            "from litestar import Litestar\nLitestar([])\n"
+                            "print(sorted(n for n in ('aiohttp', 'pydantic', 'rich') if n in sys.modules))"],
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and plain.stdout.strip() != "[]", plain.stdout + plain.stderr
+
+
+async def test_the_startup_action_runs_once_the_app_has_started():
+    from tessera_kit.serve import after_startup
+
+    seen: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            seen.append("app started")
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            seen.append(f"request {scope['path']}")
+
+    wrapped = after_startup(app, lambda: seen.append("action"))
+    messages = iter([{"type": "lifespan.startup"}])
+
+    async def receive():
+        return next(messages)
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await wrapped({"type": "lifespan"}, receive, send)
+    await wrapped({"type": "http", "path": "/x"}, receive, send)
+    assert seen == ["app started", "action", "request /x"]
+    assert sent == [{"type": "lifespan.startup.complete"}]
+
+
+def test_releasing_startup_memory_leaves_the_process_working():
+    import gc
+
+    from tessera_kit.serve import release_startup_memory
+
+    try:
+        release_startup_memory()
+        assert gc.get_freeze_count() > 0
+        assert gc.collect() >= 0
+    finally:
+        gc.unfreeze()
