@@ -71,6 +71,11 @@ async def test_the_subscriber_can_neither_publish_nor_reach_other_consumers_or_s
         forged = f"{NAMESPACE}.identity.user.created"
         await client.publish(forged, b"{}")
         await client.flush()
+        # The client hands the server's -ERR to `error_cb` in a task of its own: wait for it.
+        for _ in range(200):
+            if any("permissions violation" in e and forged in e for e in errors):
+                break
+            await asyncio.sleep(0.01)
         assert any("permissions violation" in e and forged in e for e in errors), errors
 
         js = client.jetstream(timeout=1)
