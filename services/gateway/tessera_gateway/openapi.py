@@ -17,6 +17,7 @@ import httpx
 import msgspec
 
 from tessera_gateway.openapi30 import to_openapi_30
+from tessera_gateway.routes import RouteTable
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -68,11 +69,54 @@ def merge_documents(documents: list[dict[str, Any]], *, version: str = "0.1.0") 
         },
         "paths": dict(sorted(paths.items())),
     }
+    _document_authentication(merged_document["paths"], components)
     if components:
         merged_document["components"] = components
     if tags:
         merged_document["tags"] = sorted(tags.values(), key=lambda t: t["name"])
     return merged_document
+
+
+BEARER = "ManagementApiToken"
+_AUTH_ERRORS = {
+    "401": "No token, or not one this tenant issued (`auth.authorization_header_missing`, "
+           "`auth.unauthorized`).",
+    "403": "The token lacks the Management API's scope (`auth.forbidden`).",
+}
+_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def _document_authentication(paths: dict[str, dict[str, Any]], components: dict[str, dict[str, Any]]) -> None:
+    """The gateway checks the Management API's token (§1.8), so it says so: a bearer scheme,
+    and 401 / 403 in Logto's error format on every operation of a managed path."""
+    table = RouteTable()
+    error_schema = {"$ref": "#/components/schemas/LogtoError"}
+    managed = False
+    for path, item in paths.items():
+        route = table.match(path)
+        if route is None or not route.management:
+            continue
+        for method in _METHODS:
+            operation = item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            managed = True
+            operation["security"] = [{BEARER: []}]
+            responses = dict(operation.get("responses") or {})
+            for status, description in _AUTH_ERRORS.items():
+                responses.setdefault(status, {
+                    "description": description, "content": {"application/json": {"schema": error_schema}}})
+            operation["responses"] = dict(sorted(responses.items()))
+    if managed:
+        components.setdefault("securitySchemes", {})[BEARER] = {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "An access token for the Management API resource with scope `all` "
+                           "(client credentials of a machine-to-machine application).",
+        }
+        components.setdefault("schemas", {}).setdefault("LogtoError", {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "data": {},
+                           "details": {"type": "string"}}})
 
 
 class OpenApiAggregator:

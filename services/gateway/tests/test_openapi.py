@@ -117,3 +117,19 @@ def test_a_31_document_becomes_a_valid_30_one() -> None:
 def test_swagger_is_served_as_openapi_30(client: httpx.Client) -> None:
     document = client.get("/api/swagger.json").json()
     assert document["openapi"] == "3.0.3"
+
+
+def test_the_management_api_documents_its_token_and_the_public_routes_do_not() -> None:
+    merged = merge_documents([{"paths": {
+        "/api/users/{userId}": {"get": {"operationId": "GetUser", "responses": {"200": {"description": "ok"}}}},
+        "/api/interaction": {"put": {"operationId": "PutInteraction", "responses": {"204": {"description": "ok"}}}},
+    }}])
+    managed = merged["paths"]["/api/users/{userId}"]["get"]
+    assert managed["security"] == [{"ManagementApiToken": []}]
+    assert set(managed["responses"]) == {"200", "401", "403"}
+    assert managed["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LogtoError"}
+    assert merged["components"]["securitySchemes"]["ManagementApiToken"]["scheme"] == "bearer"
+    assert "LogtoError" in merged["components"]["schemas"]
+    anonymous = merged["paths"]["/api/interaction"]["put"]
+    assert "security" not in anonymous and set(anonymous["responses"]) == {"204"}
