@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench install pins catalogue clean-data browser
+.PHONY: run test test-fast bench fuzz install pins catalogue clean-data browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ browser:
 
 bench: install
 	$(PY) -m tessera_bench $(BENCH_ARGS)
+
+# The long schema fuzz run (`make test` runs a bounded one): schemathesis against the whole
+# stack's /api/swagger.json, FUZZ_EXAMPLES per operation in every phase; prints its table.
+FUZZ_EXAMPLES ?= 60
+fuzz: install
+	TESSERA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/e2e/test_schema_fuzz.py -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # Re-pin every dependency (after changing a pyproject.toml).
 pins: $(PY)

@@ -253,3 +253,11 @@ async def test_a_websocket_handshake_is_refused(client):
              "headers": [], "scheme": "ws", "server": ("svc", 80), "client": ("1.2.3.4", 5), "subprotocols": []}
     await client.app(scope, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_a_body_nested_deeper_than_the_stack_is_invalid_input_not_a_500(client):
+    # msgspec raises RecursionError for this, which no handler expected
+    response = await client.post("/api/things", content=b"[" * 100_000 + b"]" * 100_000,
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "guard.invalid_input"
