@@ -81,7 +81,7 @@ ACCESS: dict[str, ServiceAccess] = {
             publishes=STREAMS["experience"],
             calls=(
                 identity.FIND_USER, identity.VERIFY_PASSWORD, identity.CREATE_USER,
-                identity.UPDATE_USER, identity.APPLICATION_CLIENT,
+                identity.UPDATE_USER, identity.HASH_PASSWORD, identity.APPLICATION_CLIENT,
                 oidc.INTERACTION_DETAILS, oidc.FINISH_LOGIN, oidc.GRANT_CONSENT,
                 oidc.ABORT_INTERACTION,
                 connectors.SEND_MESSAGE, connectors.AUTHORIZATION_URI,
