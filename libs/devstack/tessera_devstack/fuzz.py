@@ -32,6 +32,18 @@ class FuzzResult:
     def requests(self) -> int:
         return sum(self.statuses.values())
 
+    def stateful_summary(self) -> str:
+        """Schemathesis prints the stateful phase's scenarios and links only in its output."""
+        found = {}
+        for line in self.output.splitlines():
+            line = line.strip()
+            for key in ("Scenarios:", "API Links:"):
+                if line.startswith(key):
+                    found[key] = line[len(key):].strip()
+        if not found:
+            return "not run"
+        return f"{found.get('Scenarios:', '?')} scenarios; links {found.get('API Links:', '?')}"
+
     @property
     def failures(self) -> list[dict]:
         return list(self.report.get("failures") or [])
@@ -81,6 +93,8 @@ def table(title: str, result: FuzzResult) -> str:
         ("test cases", str((result.report.get("test_cases") or {}).get("generated", 0))),
         ("requests", str(result.requests)),
         ("answers by class", ", ".join(f"{k}: {v}" for k, v in sorted(by_class.items()))),
+        ("answers by status", ", ".join(f"{k}: {v}" for k, v in sorted(result.statuses.items()))),
+        ("stateful", result.stateful_summary()),
         ("running time", f"{result.report.get('running_time', 0):.0f} s"),
     ]
     for failure in result.failures:
