@@ -98,7 +98,8 @@ def table(title: str, result: FuzzResult) -> str:
         ("running time", f"{result.report.get('running_time', 0):.0f} s"),
     ]
     for failure in result.failures:
-        rows.append((f"failure: {failure['title']}", f"{failure['count']} in {len(failure['operations'])} ops"))
+        where = f"{failure['count']} in {len(failure['operations'])} ops"
+        rows.append((f"failure: {failure['title']}", where))
     for error in result.errors:
         rows.append((f"error: {error['title']}", str(error["count"])))
     if not result.failures and not result.errors:

@@ -185,7 +185,8 @@ def too_deep_handler(_: Request, exc: RecursionError) -> Response:
     """A JSON body nested deeper than the interpreter's stack (msgspec, the json module) is a
     bad body, not a server error; where else a RecursionError comes from, it is logged."""
     log.warning("recursion limit reached, answered as invalid input", error=repr(exc)[:200])
-    return request_error_handler(_, invalid_input("body", [ValidationIssue("", "custom", "Nested too deeply")]))
+    issue = ValidationIssue("", "custom", "Nested too deeply")
+    return request_error_handler(_, invalid_input("body", [issue]))
 
 
 def invalid_text_handler(request: Request, exc: InvalidText) -> Response:

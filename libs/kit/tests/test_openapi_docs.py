@@ -59,7 +59,8 @@ def test_every_4xx_of_the_api_is_logtos_error_with_the_kits_statuses():
 
 
 def test_a_service_declares_parameters_bodies_and_statuses():
-    form = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    form = {"required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
     doc = document({"OidcThing": {
         "replaceResponses": True, "requestBody": form,
         "parameters": [{"name": "x", "in": "query", "schema": {"type": "string"}}],

@@ -19,6 +19,7 @@ def _string(name: str, **extra: Any) -> dict[str, Any]:
 
 _PASSWORD = _string("password", minLength=1)
 _CODE = _string("verificationCode", minLength=1)
+_EMAIL = _string("email", format="email")
 
 
 def _object(required: list[str], **properties: Any) -> dict[str, Any]:
@@ -31,11 +32,11 @@ IDENTIFIER: dict[str, Any] = {
         _object(["username", "password"], username=_string("username", minLength=1), password=_PASSWORD),
         _object(["email", "password"], email=_string("email", minLength=1), password=_PASSWORD),
         _object(["phone", "password"], phone=_string("phone", minLength=1), password=_PASSWORD),
-        _object(["email", "verificationCode"], email=_string("email", format="email"), verificationCode=_CODE),
+        _object(["email", "verificationCode"], email=_EMAIL, verificationCode=_CODE),
         _object(["phone", "verificationCode"], phone=_string("phone"), verificationCode=_CODE),
         _object(["connectorId", "connectorData"], connectorId=_string("connectorId"),
                 connectorData={"type": "object", "additionalProperties": True}),
-        _object(["connectorId", "email"], connectorId=_string("connectorId"), email=_string("email", format="email")),
+        _object(["connectorId", "email"], connectorId=_string("connectorId"), email=_EMAIL),
         _object(["connectorId", "phone"], connectorId=_string("connectorId"), phone=_string("phone")),
     ],
 }
@@ -59,8 +60,8 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
 # interaction; the browser sends it, so it is not a parameter a client fills in.
 _DESCRIPTION = ("Anonymous: the `_interaction` cookie `/oidc/auth` set names the interaction. A write "
                 "with that cookie must come from the sign-in page's own origin.")
-_REDIRECT = {"description": "Where the browser goes next.", "content": {"application/json": {"schema": _object(
-    ["redirectTo"], redirectTo={"type": "string"})}}}
+_REDIRECT = {"description": "Where the browser goes next.", "content": {
+    "application/json": {"schema": _object(["redirectTo"], redirectTo={"type": "string"})}}}
 _DONE = {"description": "Done."}
 _ERRORS = {
     "400": error_response("Invalid input, no interaction for this cookie (`session.not_found`), or a "
