@@ -55,11 +55,18 @@ class FuzzResult:
 
 def run_fuzz(base_url: str, headers: dict[str, str], work_dir: Path, *, max_examples: int,
              seed: int | None = None, max_time: float | None = None,
-             phases: tuple[str, ...] = PHASES, workers: int = 2) -> FuzzResult:
+             phases: tuple[str, ...] = PHASES, workers: int = 2,
+             stateful_examples: int | None = None) -> FuzzResult:
+    """`stateful_examples`: scenarios of the stateful phase (default: at least 30, for even a
+    short run walks some of the document's links: create a role, then read, change, delete it)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     report_path, tally_path = work_dir / "report.json", work_dir / "statuses.json"
+    config = work_dir / "schemathesis.toml"
+    config.write_text("[phases.stateful.generation]\n"
+                      f"max-examples = {stateful_examples or max(30, max_examples)}\n")
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{base_url}/api/swagger.json",
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+        f"{base_url}/api/swagger.json",
         "--url", base_url, "--checks", ",".join(CHECKS), "--phases", ",".join(phases),
         "--max-examples", str(max_examples), "--workers", str(workers),
         "--request-timeout", "30", "--suppress-health-check", "all", "--no-color",

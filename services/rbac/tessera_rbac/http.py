@@ -21,6 +21,20 @@ def ok_text() -> Response:
     return Response(content="OK", status_code=200, media_type="text/plain")
 
 
+def _text(status: str, text: str) -> dict[str, Any]:
+    return {status: {"description": f"Koa's text `{text}` (no body of its own).",
+                     "content": {"text/plain": {"schema": {"type": "string", "enum": [text]}}}}}
+
+
+# What the routes answering `created_text()` / `ok_text()` say in the OpenAPI document (the
+# kit's `documented_operations`): Litestar would say JSON.
+TEXT_ANSWERS: dict[str, dict[str, Any]] = {
+    **{name: {"responses": _text("201", "Created")} for name in (
+        "CreateRoleUsers", "CreateRoleApplications", "CreateUserRoles", "CreateApplicationRoles")},
+    **{name: {"responses": _text("200", "OK")} for name in ("ReplaceUserRoles", "ReplaceApplicationRoles")},
+}
+
+
 async def fetch_searched(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
     """Run a list query that embeds a client's search: a malformed regular expression or
     SIMILAR TO pattern is the client's mistake (400), not a server error."""
