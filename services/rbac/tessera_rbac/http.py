@@ -8,6 +8,7 @@ import asyncpg
 from litestar import Response
 
 from tessera_kit.errors import RequestError
+from tessera_kit.openapi_docs import error_response
 from tessera_rbac.search import invalid_search
 
 
@@ -26,12 +27,20 @@ def _text(status: str, text: str) -> dict[str, Any]:
                      "content": {"text/plain": {"schema": {"type": "string", "enum": [text]}}}}}
 
 
-# What the routes answering `created_text()` / `ok_text()` say in the OpenAPI document (the
-# kit's `documented_operations`): Litestar would say JSON.
-TEXT_ANSWERS: dict[str, dict[str, Any]] = {
+_NOT_MACHINE_TO_MACHINE = {"422": error_response(
+    "Only machine-to-machine applications have roles (`application.invalid_type`).")}
+
+# What the kit's OpenAPI rules cannot know (its `documented_operations`): the routes answering
+# `created_text()` / `ok_text()` (Litestar would say JSON), and an application's roles, which
+# answer 422 for an application that is not machine-to-machine, reads included.
+DOCUMENTED_OPERATIONS: dict[str, dict[str, Any]] = {
     **{name: {"responses": _text("201", "Created")} for name in (
-        "CreateRoleUsers", "CreateRoleApplications", "CreateUserRoles", "CreateApplicationRoles")},
-    **{name: {"responses": _text("200", "OK")} for name in ("ReplaceUserRoles", "ReplaceApplicationRoles")},
+        "CreateRoleUsers", "CreateRoleApplications", "CreateUserRoles")},
+    "CreateApplicationRoles": {"responses": {**_text("201", "Created"), **_NOT_MACHINE_TO_MACHINE}},
+    "ReplaceUserRoles": {"responses": _text("200", "OK")},
+    "ReplaceApplicationRoles": {"responses": {**_text("200", "OK"), **_NOT_MACHINE_TO_MACHINE}},
+    "ListApplicationRoles": {"responses": _NOT_MACHINE_TO_MACHINE},
+    "DeleteApplicationRole": {"responses": _NOT_MACHINE_TO_MACHINE},
 }
 
 
