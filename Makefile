@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench chaos install pins catalogue clean-data browser
+.PHONY: run test test-fast bench chaos fuzz install pins catalogue clean-data browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: install
 # prints a table and fails when anything was lost, applied twice, or answered other than 503.
 chaos: install
 	$(PY) -m tessera_bench.chaos $(CHAOS_ARGS)
+
+# The long schema fuzz run (`make test` runs a bounded one): schemathesis against the whole
+# stack's /api/swagger.json, FUZZ_EXAMPLES per operation in every phase; prints its table.
+FUZZ_EXAMPLES ?= 60
+fuzz: install
+	TESSERA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/e2e/test_schema_fuzz.py -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # Re-pin every dependency (after changing a pyproject.toml).
 pins: $(PY)

@@ -154,7 +154,7 @@ def nats_access(run_id: str):
         return None
     from .nats import NatsAccess
 
-    return NatsAccess.for_stack([_stack_namespace(run_id)])
+    return NatsAccess.for_stack([_stack_namespace(run_id), _fuzz_namespace(run_id)])
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +176,10 @@ def nats_url(nats_access) -> Iterator[str]:
 
 def _stack_namespace(run_id: str) -> str:
     return f"e2e{run_id}"
+
+
+def _fuzz_namespace(run_id: str) -> str:
+    return f"fz{run_id}"
 
 
 # ------------------------------------------------------------------ names
@@ -252,6 +256,22 @@ def stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
     `.service_url(name)`, `.env`, `.stop_service(name)`, `.start_service(name)`,
     `.log_path(name)`, `.logs(name)`. Service output goes to files only (see log_path).
     """
+    yield from _run_stack(postgres_dsn, nats_url, nats_access, f"e2e_{run_id}",
+                          _stack_namespace(run_id), tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def fuzz_stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
+               tmp_path_factory: pytest.TempPathFactory):
+    """A second stack like `stack` (database `fz_<run_id>`, namespace `fz<run_id>`) for tests
+    that change anything the API lets them, such as the schema fuzz run, so that what they
+    leave behind (a sign-in experience, deleted roles) cannot change the other tests' outcome."""
+    yield from _run_stack(postgres_dsn, nats_url, nats_access, f"fz_{run_id}",
+                          _fuzz_namespace(run_id), tmp_path_factory)
+
+
+def _run_stack(postgres_dsn: str, nats_url: str, nats_access, database_name: str, namespace: str,
+               tmp_path_factory: pytest.TempPathFactory):
     from .admin_client import AdminClient
     from .identities import ServiceIdentities, service_identities
     from .ports import free_ports
@@ -262,11 +282,9 @@ def stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
     services = available_services()
     if not services:
         pytest.skip("no Tessera service is installed")
-    database_name = f"e2e_{run_id}"
-    namespace = _stack_namespace(run_id)
     database = create_database(postgres_dsn, database_name)
     identities = ServiceIdentities()
-    supervisor = Supervisor(log_dir=tmp_path_factory.mktemp("service-logs"), echo=False)
+    supervisor = Supervisor(log_dir=tmp_path_factory.mktemp(f"{database_name}-logs"), echo=False)
     try:
         identities = service_identities(
             [s.name for s in services], admin_dsn=database, nats_access=nats_access,
@@ -305,7 +323,8 @@ def stack(postgres_dsn: str, nats_url: str, nats_access, run_id: str,
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """A failed test that used `stack` shows the last lines of every service and any crash."""
     report = yield
-    the_stack = getattr(item, "funcargs", {}).get("stack")
+    funcargs = getattr(item, "funcargs", {})
+    the_stack = funcargs.get("stack") or funcargs.get("fuzz_stack")
     if report.failed and the_stack is not None and hasattr(the_stack, "supervisor"):
         for name in the_stack.names:
             try:

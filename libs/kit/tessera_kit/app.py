@@ -33,6 +33,7 @@ from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
 from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware, internal_error_handler, request_error_handler
 from tessera_kit.outage import OUTAGE_EXCEPTIONS, is_outage, outage_error
+from tessera_kit.openapi_docs import document_operations
 from tessera_kit.text_guard import text_guard_middleware
 from tessera_kit.logging import configure_logging, get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
@@ -95,6 +96,10 @@ class ServiceSpec:
     # operation id → a type describing its JSON body, for handlers that read the body
     # themselves (to answer Logto's exact validation details): the OpenAPI shows it anyway.
     documented_bodies: Mapping[str, Any] = field(default_factory=dict)
+    # operation id → a raw OpenAPI fragment (`parameters`, `requestBody`, `responses`, with
+    # `replaceResponses: True` to drop the generated ones) for what the kit cannot infer: the
+    # statuses, parameters and media types of routes that read their input themselves.
+    documented_operations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def schema(self) -> str:
@@ -269,6 +274,7 @@ def create_app(spec: ServiceSpec) -> Litestar:
     app.asgi_handler = metrics.metrics_middleware(load_shedding(spec.name, in_flight)(
         context_middleware(text_guard_middleware(app.asgi_handler), verifier)))
     _document_bodies(app, spec.documented_bodies)
+    document_operations(app, spec.documented_operations)
     return app
 
 

@@ -185,6 +185,14 @@ def internal_error_handler(_: Request, exc: Exception) -> Response:
     return _logto_json(500, {"message": "Internal server error."})
 
 
+def too_deep_handler(_: Request, exc: RecursionError) -> Response:
+    """A JSON body nested deeper than the interpreter's stack (msgspec, the json module) is a
+    bad body, not a server error; where else a RecursionError comes from, it is logged."""
+    log.warning("recursion limit reached, answered as invalid input", error=repr(exc)[:200])
+    issue = ValidationIssue("", "custom", "Nested too deeply")
+    return request_error_handler(_, invalid_input("body", [issue]))
+
+
 def invalid_text_handler(request: Request, exc: InvalidText) -> Response:
     return _logto_json(400, error_body(request.url.path, exc))
 
@@ -194,6 +202,7 @@ EXCEPTION_HANDLERS = {
     RequestError: request_error_handler,
     ValidationException: validation_error_handler,
     HTTPException: http_exception_handler,
+    RecursionError: too_deep_handler,
     Exception: internal_error_handler,
 }
 

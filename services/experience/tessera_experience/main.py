@@ -7,6 +7,7 @@ from litestar import Router
 from tessera_events import STREAMS
 from tessera_experience.config.routes import route_handlers as config_routes
 from tessera_experience.connectors import connector_events
+from tessera_experience.interaction.openapi import INTERACTION_OPERATIONS
 from tessera_experience.interaction.purge import start_purging, stop_purging
 from tessera_experience.domains.routes import route_handlers as domain_routes
 from tessera_experience.interaction.routes import route_handlers as interaction_routes
@@ -45,6 +46,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "experience"
         on_shutdown=[stop_purging],
         settings=settings,
         documented_bodies=code_bodies,
+        documented_operations=INTERACTION_OPERATIONS,
     )
 
 

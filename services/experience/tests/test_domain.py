@@ -54,6 +54,9 @@ def test_read_body_accepts_json_and_forms_and_treats_garbage_as_empty():
     assert guards.read_body(b"event=SignIn&x=", "application/x-www-form-urlencoded") == {"event": "SignIn", "x": ""}
     assert guards.read_body(b"{not json", "application/json") == {}
     assert guards.read_body(b"", None) == {}
+    # nested deeper than the stack (json raises RecursionError, once a 500) or not UTF-8
+    assert guards.read_body(b"[" * 100_000 + b"]" * 100_000, "application/json") == {}
+    assert guards.read_body(b'{"event": "\xff"}', "application/json") == {}
 
 
 def sie_with(sign_up=None, methods=None, mode="SignInAndRegister"):

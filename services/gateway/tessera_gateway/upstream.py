@@ -203,7 +203,13 @@ class UpstreamPool:
             while True:
                 connection, reused = await self._connection(allow_idle)
                 try:
-                    await self._write(connection, head, body)
+                    try:
+                        await self._write(connection, head, body)
+                    except UpstreamProtocolError:
+                        early = await self._early_answer(connection)
+                        if early is None:
+                            raise
+                        return early
                     return await self._read_head(connection)
                 except UpstreamProtocolError as error:
                     connection.close()
@@ -217,6 +223,28 @@ class UpstreamPool:
         except BaseException:
             self._slots.release()
             raise
+
+    async def _early_answer(self, connection: _Connection) -> UpstreamResponse | None:
+        """The upstream closed while the body was still going out: it may have answered first
+        (a 413 for a body over its cap, sent before reading the rest; RFC 9112 §9.3 asks a
+        client to read such an answer). Then that answer is relayed rather than a 502; the
+        connection is not reused (h11 never finished our side of it)."""
+        reader = connection.reader
+        if reader.exception() is not None:
+            # A reset after the answer: StreamReader raises before handing out what it holds,
+            # so the bytes it buffered go to h11 directly, followed by the end of the stream.
+            buffered = getattr(reader, "_buffer", None)
+            if not buffered:
+                return None
+            data = bytes(buffered)
+            buffered.clear()
+            connection.received += len(data)
+            connection.protocol.receive_data(data)
+            connection.protocol.receive_data(b"")
+        try:
+            return await self._read_head(connection)
+        except UpstreamError:
+            return None
 
     def _request_head(self, method: bytes, target: bytes, headers: Headers,
                       body: bytes | AsyncIterator[bytes], length: int | None) -> h11.Request:

@@ -117,3 +117,42 @@ def test_a_31_document_becomes_a_valid_30_one() -> None:
 def test_swagger_is_served_as_openapi_30(client: httpx.Client) -> None:
     document = client.get("/api/swagger.json").json()
     assert document["openapi"] == "3.0.3"
+
+
+def test_the_management_api_documents_its_token_and_the_public_routes_do_not() -> None:
+    merged = merge_documents([{"paths": {
+        "/api/users/{userId}": {"get": {"operationId": "GetUser", "responses": {"200": {"description": "ok"}}}},
+        "/api/interaction": {"put": {"operationId": "PutInteraction", "responses": {"204": {"description": "ok"}}}},
+    }}])
+    managed = merged["paths"]["/api/users/{userId}"]["get"]
+    assert managed["security"] == [{"ManagementApiToken": []}]
+    assert set(managed["responses"]) == {"200", "401", "403"}
+    assert managed["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LogtoError"}
+    assert merged["components"]["securitySchemes"]["ManagementApiToken"]["scheme"] == "bearer"
+    assert "LogtoError" in merged["components"]["schemas"]
+    anonymous = merged["paths"]["/api/interaction"]["put"]
+    assert "security" not in anonymous and set(anonymous["responses"]) == {"204"}
+
+
+def test_a_create_operation_links_to_what_it_created() -> None:
+    entity = {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "ok"}
+    nothing = {"content": {"application/json": {"schema": {}}}, "description": "ok"}
+    op = lambda name, responses=None: {"operationId": name, "responses": responses or {"200": {"description": "ok"}}}  # noqa: E731
+    merged = merge_documents([{"paths": {
+        "/api/resources": {"post": op("CreateResource", {"201": entity})},
+        "/api/resources/{id}": {"get": op("GetResource"), "delete": op("DeleteResource")},
+        "/api/resources/{resourceId}/scopes": {"post": op("CreateResourceScope", {"201": entity})},
+        "/api/resources/{resourceId}/scopes/{scopeId}": {"patch": op("UpdateResourceScope")},
+        "/api/roles/{id}/users": {"post": op("AssignUsers", {"201": nothing})},
+        "/api/roles/{id}/users/{userId}": {"delete": op("RemoveUser")},
+    }}])
+    links = merged["paths"]["/api/resources"]["post"]["responses"]["201"]["links"]
+    assert links["GetResource"] == {"operationId": "GetResource", "parameters": {"id": "$response.body#/id"}}
+    # a path below with an identifier the creation does not give gets no link
+    assert set(links) == {"GetResource", "DeleteResource", "CreateResourceScope"}
+    nested = merged["paths"]["/api/resources/{resourceId}/scopes"]["post"]["responses"]["201"]["links"]
+    assert nested["UpdateResourceScope"]["parameters"] == {
+        "resourceId": "$request.path.resourceId", "scopeId": "$response.body#/id"}
+    # an assignment answers no entity: no link
+    assert "links" not in merged["paths"]["/api/roles/{id}/users"]["post"]["responses"]["201"]

@@ -351,3 +351,27 @@ async def test_bytes_after_the_answer_are_not_kept() -> None:
         pool = server.pool()
         assert (await fetch(pool))[2] == b"ok"
         assert pool._idle == []
+
+
+async def test_an_answer_sent_before_the_body_was_read_is_relayed_not_a_502() -> None:
+    """An upstream refuses a body over its cap (413) after the head alone and closes the
+    connection while the body is still streaming: its answer is what the client gets."""
+    async def refuse_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big")
+        await writer.drain()
+        writer.transport.abort()  # a reset, as a server closing with unread input sends
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(400):
+            yield b"x" * 16384
+            await asyncio.sleep(0)
+
+    server = await asyncio.start_server(refuse_early, "127.0.0.1", 0)
+    try:
+        pool = UpstreamPool("test", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        status, _, data = await fetch(pool, b"POST", body(), length=400 * 16384)
+        assert (status, data) == (413, b"too big")
+        assert not pool._idle  # never reused: our side of it never finished
+    finally:
+        server.close()

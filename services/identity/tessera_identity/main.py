@@ -12,6 +12,7 @@ from tessera_identity.applications import rpc as applications_rpc
 from tessera_identity.applications.seed import seed_demo_app
 from tessera_identity.openapi_bodies import REQUEST_BODIES
 from tessera_identity.oidc import wiring as oidc
+from tessera_identity.oidc.openapi import OIDC_OPERATIONS
 from tessera_identity.users import housekeeping, me
 from tessera_identity.users import routes as users
 from tessera_identity.users import rpc as users_rpc
@@ -45,6 +46,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "identity") 
         on_shutdown=[housekeeping.stop, *oidc.ON_SHUTDOWN],
         settings=settings,
         documented_bodies=REQUEST_BODIES,
+        documented_operations=OIDC_OPERATIONS,
     )
 
 

@@ -114,7 +114,9 @@ async def read_object(request: Request) -> dict[str, Any]:
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     try:
         body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    # msgspec raises UnicodeDecodeError for bytes that are not UTF-8, RecursionError for
+    # nesting deeper than the interpreter's stack: both are a bad body, not a server error.
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise invalid_input("body", [ValidationIssue("", "custom", "Invalid JSON")]) from None
     if not isinstance(body, dict):
         raise invalid_input(

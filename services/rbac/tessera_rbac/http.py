@@ -8,6 +8,7 @@ import asyncpg
 from litestar import Response
 
 from tessera_kit.errors import RequestError
+from tessera_kit.openapi_docs import error_response
 from tessera_rbac.search import invalid_search
 
 
@@ -19,6 +20,28 @@ def created_text() -> Response:
 def ok_text() -> Response:
     """Koa's answer when a route sets 200 without a body (PUT /users/:id/roles)."""
     return Response(content="OK", status_code=200, media_type="text/plain")
+
+
+def _text(status: str, text: str) -> dict[str, Any]:
+    return {status: {"description": f"Koa's text `{text}` (no body of its own).",
+                     "content": {"text/plain": {"schema": {"type": "string", "enum": [text]}}}}}
+
+
+_NOT_MACHINE_TO_MACHINE = {"422": error_response(
+    "Only machine-to-machine applications have roles (`application.invalid_type`).")}
+
+# What the kit's OpenAPI rules cannot know (its `documented_operations`): the routes answering
+# `created_text()` / `ok_text()` (Litestar would say JSON), and an application's roles, which
+# answer 422 for an application that is not machine-to-machine, reads included.
+DOCUMENTED_OPERATIONS: dict[str, dict[str, Any]] = {
+    **{name: {"responses": _text("201", "Created")} for name in (
+        "CreateRoleUsers", "CreateRoleApplications", "CreateUserRoles")},
+    "CreateApplicationRoles": {"responses": {**_text("201", "Created"), **_NOT_MACHINE_TO_MACHINE}},
+    "ReplaceUserRoles": {"responses": _text("200", "OK")},
+    "ReplaceApplicationRoles": {"responses": {**_text("200", "OK"), **_NOT_MACHINE_TO_MACHINE}},
+    "ListApplicationRoles": {"responses": _NOT_MACHINE_TO_MACHINE},
+    "DeleteApplicationRole": {"responses": _NOT_MACHINE_TO_MACHINE},
+}
 
 
 async def fetch_searched(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:

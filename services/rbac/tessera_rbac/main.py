@@ -5,6 +5,7 @@ from pathlib import Path
 from tessera_events import STREAMS
 from tessera_kit.app import ServiceSpec, create_app
 from tessera_kit.config import ServiceSettings
+from tessera_rbac.http import DOCUMENTED_OPERATIONS
 from tessera_rbac.directory import routes as directory
 from tessera_rbac.events import identity_events
 from tessera_rbac.holders import routes as holders
@@ -27,6 +28,7 @@ def build_spec(settings: ServiceSettings | None = None) -> ServiceSpec:
         rpc_handlers=rpc_handlers,
         on_startup=[seed],
         settings=settings,
+        documented_operations=DOCUMENTED_OPERATIONS,
     )
 
 

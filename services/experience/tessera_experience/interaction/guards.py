@@ -55,7 +55,7 @@ def read_body(raw: bytes, content_type: str | None) -> Any:
         raise RequestError("guard.mime_type_not_allowed", 415)
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack allows
         return {}
 
 

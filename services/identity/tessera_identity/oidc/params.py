@@ -58,7 +58,9 @@ class Params:
 def _from_json(body: bytes) -> list[tuple[str, str]]:
     try:
         data = msgspec.json.decode(body) if body else {}
-    except msgspec.DecodeError:
+    # msgspec raises UnicodeDecodeError for bytes that are not UTF-8, RecursionError for
+    # nesting deeper than the interpreter's stack: both are a bad body, not a server error.
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise invalid_request("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise invalid_request("body must be a JSON object")
