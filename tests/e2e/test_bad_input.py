@@ -86,10 +86,25 @@ def assert_oauth_4xx(response: httpx.Response) -> None:
     assert isinstance(response.json().get("error"), str), (where, response.text[:300])
 
 
+async def send_bad(client: httpx.AsyncClient, method: str, path: str, name: str, body: bytes,
+                   content_type: str | None) -> httpx.Response | None:
+    """The answer, or None when an oversized body made the connection close before the client
+    read the 413: the service answers early and closes (RFC 9112 §9.6), and a client still
+    sending may see the reset first. Every other body must get an answer."""
+    try:
+        return await client.request(method, path, content=body, headers=headers_for(content_type))
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        if name.startswith("oversized"):
+            return None
+        raise
+
+
 @pytest.mark.parametrize("name,body,content_type", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
 async def test_interaction_api_answers_bad_bodies_with_a_logto_4xx(browser, name, body, content_type):
     for method, path in INTERACTION_WRITES:
-        assert_logto_4xx(await browser.request(method, path, content=body, headers=headers_for(content_type)))
+        response = await send_bad(browser, method, path, name, body, content_type)
+        if response is not None:
+            assert_logto_4xx(response)
     # and the interaction is still usable after all that
     response = await browser.put("/api/interaction", json={"event": "Register"})
     assert response.status_code == 204, response.text
@@ -105,7 +120,9 @@ async def test_interaction_api_refuses_an_oversized_body_with_413(browser):
 @pytest.mark.parametrize("name,body,content_type", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
 async def test_pages_answer_bad_bodies_without_a_server_error(browser, name, body, content_type):
     for path in PAGE_POSTS:
-        response = await browser.post(path, content=body, headers=headers_for(content_type))
+        response = await send_bad(browser, "POST", path, name, body, content_type)
+        if response is None:
+            continue
         assert response.status_code < 500, (path, response.status_code, response.text[:300])
         if response.status_code >= 400 and response.headers.get("content-type", "").startswith(JSON):
             assert_logto_4xx(response)
@@ -118,7 +135,9 @@ async def test_pages_answer_bad_bodies_without_a_server_error(browser, name, bod
 async def test_oidc_answers_bad_bodies_with_an_oauth_4xx(stack, name, body, content_type):
     async with httpx.AsyncClient(base_url=stack.url, timeout=30, follow_redirects=False) as anonymous:
         for path in OIDC_POSTS:
-            response = await anonymous.post(path, content=body, headers=headers_for(content_type))
+            response = await send_bad(anonymous, "POST", path, name, body, content_type)
+            if response is None:
+                continue
             if path == "/oidc/session/end" and response.status_code == 200:
                 continue  # no parameters at all: the logout confirmation page, as designed
             assert_oauth_4xx(response)

@@ -147,6 +147,25 @@ CLOSE = (b"connection", b"close")
 _BAD_BODY = "The request body is malformed or incomplete."
 
 
+_DRAIN_LIMIT = 4 * 1024 * 1024
+_DRAIN_SECONDS = 5.0
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read what is left of a request body, at most _DRAIN_LIMIT bytes for _DRAIN_SECONDS."""
+    async def read() -> None:
+        total = 0
+        async for chunk in body:
+            total += len(chunk)
+            if total > _DRAIN_LIMIT:
+                return
+
+    try:
+        await asyncio.wait_for(read(), _DRAIN_SECONDS)
+    except (asyncio.TimeoutError, ClientDisconnected, RuntimeError):
+        pass  # the connection closes after the answer either way
+
+
 async def _rest_of_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
     if first:
         yield first
@@ -237,6 +256,13 @@ class Proxy:
             await send_error(send, RequestError("service.unavailable", error.status, service=pool.name),
                              [*echo, *retry])
             return
+
+        if not isinstance(body, bytes):
+            # The upstream may have answered before reading the whole body (a 413 over its cap).
+            # Read what the client is still sending (bounded) before answering: a server that
+            # closes on unread bytes makes the client's TCP stack reset the connection, and the
+            # client then sees no answer at all instead of the 413.
+            await _drain(body)
 
         try:
             response_headers: Headers = [(n, v) for n, v in response.headers if n not in _RESPONSE_DROP]

@@ -232,7 +232,9 @@ async def well_known_phrases(request: Request, ctx: Ctx, lng: FromQuery[str | No
     return Response({**(custom or {}), "translation": tree}, headers={"Content-Language": language})
 
 
-@get("/api/.well-known/endpoints/{tenant_id:str}", operation_id="GetTenantEndpoint", tags=[".well-known"])
+# Not in the document: the admin tenant only (the served document is the user tenant's API).
+@get("/api/.well-known/endpoints/{tenant_id:str}", operation_id="GetTenantEndpoint", tags=[".well-known"],
+     include_in_schema=False)
 async def well_known_tenant_endpoint(ctx: Ctx, tenant_id: FromPath[str]) -> dict[str, str]:
     """The admin tenant only (the console asks where a tenant's users sign in): the tenant's
     endpoint, or the default endpoint for a tenant this deployment does not name (as Logto's

@@ -31,17 +31,17 @@ def _me() -> str:
     return caller.id
 
 
-@get("/me", operation_id="GetMe", tags=TAGS)
+@get("/me", operation_id="GetMe", tags=TAGS, include_in_schema=False)
 async def get_me(ctx: Ctx) -> dict[str, Any]:
     return public_user(await service.get_user(ctx, _me()))
 
 
-@get("/me/custom-data", operation_id="GetMeCustomData", tags=TAGS)
+@get("/me/custom-data", operation_id="GetMeCustomData", tags=TAGS, include_in_schema=False)
 async def get_custom_data(ctx: Ctx) -> dict[str, Any]:
     return (await service.get_user(ctx, _me()))["custom_data"]
 
 
-@patch("/me/custom-data", operation_id="UpdateMeCustomData", tags=TAGS)
+@patch("/me/custom-data", operation_id="UpdateMeCustomData", tags=TAGS, include_in_schema=False)
 async def update_custom_data(request: Request, ctx: Ctx) -> dict[str, Any]:
     """The body is merged into the user's custom data (top-level keys), as Logto's Me API does."""
     user_id = _me()
