@@ -12,6 +12,7 @@ from `receive`, inside the framework's error handling, before the handler sees t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -122,6 +123,33 @@ def text_guard_middleware(app: ASGIApp) -> ASGIApp:
             await _refuse(send, scope["path"], error)
             return
         markers = _body_markers(scope["headers"]) if scope["method"] not in ("GET", "HEAD") else ()
-        await app(scope, _scanning(receive, markers) if markers else receive, send)
+        receive = _scanning(receive, markers) if markers else receive
+        await app(scope, receive, _draining_before_refusal(receive, send))
 
     return middleware
+
+
+_DRAIN_LIMIT = 4 * 1024 * 1024
+
+
+def _draining_before_refusal(receive: Receive, send: Send) -> Send:
+    """A 413 goes out before the body was read. Read the rest first (bounded): the server closes
+    the connection after such an answer, and closing on unread bytes resets it, so the caller
+    (the gateway) could lose the answer and see only a dead connection."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 413:
+            total = 0
+            try:
+                while total <= _DRAIN_LIMIT:
+                    chunk = await asyncio.wait_for(receive(), 5.0)
+                    if chunk["type"] != "http.request":
+                        break
+                    total += len(chunk.get("body", b""))
+                    if not chunk.get("more_body"):
+                        break
+            except (asyncio.TimeoutError, InvalidText, RuntimeError):
+                pass
+        await send(message)
+
+    return wrapped
