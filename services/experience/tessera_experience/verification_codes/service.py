@@ -56,14 +56,18 @@ class VerificationCodes:
                 type=message_type, to=value, template=type_, payload={"code": code}, tenant_id=self.tenant,
             ))
         except RequestError as error:
-            # Never sent: not a valid code, and not a reason to make the user wait.
-            await store.delete(self.ctx.pool, self.tenant, code_id)
+            # Never sent: not a reason to make the user wait.
             await self.limiter.give_back(*counted)
             if error.code == "service.unavailable" and message_type not in await connectors.connector_types(
                     self.ctx.pool, self.tenant):
                 # No connectors service, hence no connector: what Logto says without one.
-                raise RequestError("connector.not_found", 400, type=message_type) from error
-            raise
+                error = RequestError("connector.not_found", 400, type=message_type)
+            if error.code != "connector.not_found":
+                # A provider that failed: the code was never seen, so it is not a valid code.
+                # Without a connector Logto keeps it (a guess answers `code_mismatch`, not
+                # `not_found`), and its clients rely on that.
+                await store.delete(self.ctx.pool, self.tenant, code_id)
+            raise error
         return sent.connector_id
 
     async def verify(self, *, interaction_uid: str | None, type_: str, kind: str, value: str, code: str,
