@@ -88,9 +88,15 @@ RPC_SERVE_FAILURES = Counter(
 )
 
 
+# The methods counted by name; any other token a client sends is counted as `other`, or each
+# made-up method would be a new series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def metrics_middleware(app: Any) -> Any:
     """Time every HTTP request and count it by route template (never the raw path: ids would
-    make a series per user) and status."""
+    make a series per user; the app puts the template in `scope["path_template"]`, as Litestar
+    does) and status."""
     children: dict[tuple[str, str, int], Any] = {}
     perf_counter = time.perf_counter
 
@@ -117,6 +123,8 @@ def metrics_middleware(app: Any) -> Any:
 
 
 def observe_request(children: dict, method: str, route: str, status: int, seconds: float) -> None:
+    if method not in METHODS:
+        method = "other"
     key = (method, route, status)
     child = children.get(key)
     if child is None:

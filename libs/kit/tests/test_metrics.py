@@ -73,6 +73,19 @@ async def test_requests_are_counted_by_route_template_and_status(service):
     assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == before + 2
 
 
+async def test_a_made_up_method_is_counted_as_other(service):
+    """The method is the client's to choose: each made-up one must not become a series."""
+    client, _ = service
+    before = sample("tessera_http_request_duration_seconds_count", method="other", route="unmatched", status="405")
+    for method in ("BREW", "WHEN-1", "WHEN-2"):
+        assert (await client.request(method, "/api/widgets/w1")).status_code == 405
+    families = await scrape(client)
+    methods = {s.labels["method"] for s in families["tessera_http_request_duration_seconds"]}
+    assert not methods & {"BREW", "WHEN-1", "WHEN-2"}
+    assert sample("tessera_http_request_duration_seconds_count", method="other", route="unmatched",
+                  status="405") == before + 3
+
+
 async def test_outbox_backlog_and_relay_lag(service):
     client, ctx = service
     await ctx.relay.stop()  # nothing is published: the event waits in the outbox

@@ -9,7 +9,6 @@ and the gateway needs none of what they offer (validation, DI, generated OpenAPI
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
@@ -57,11 +56,12 @@ class Gateway:
         verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.effective_management_audience,
                                  leeway=settings.jwt_leeway, cache_size=settings.token_cache_size)
         self.auth = ManagementAuth(verifier, dev_auth=settings.dev_auth)
-        self._request_metrics: dict = {}  # (method, route, status) -> histogram child
         # The Me API: the same keys and issuer, its own audience; a user's token only.
         me_verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.me_audience,
                                     leeway=settings.jwt_leeway, cache_size=settings.token_cache_size)
         self.me_auth = ManagementAuth(me_verifier, dev_auth=settings.dev_auth, users_only=True)
+        # Counted by route pattern (never the raw path) and status, as the services are.
+        self._http = metrics.metrics_middleware(self._route)
         self.own = OwnRoutes(OpenApiAggregator(settings.upstream_urls, self.http,
                                                cache_seconds=settings.openapi_cache_seconds))
 
@@ -104,26 +104,8 @@ class Gateway:
             await self._lifespan(receive, send)
         # websocket: nothing behind the gateway speaks it; returning closes the connection.
 
-    async def _http(self, scope: dict[str, Any], receive, send) -> None:
-        # Counted by route pattern (never the raw path) and status, as the services do.
-        started = time.perf_counter()
-        status = 500
-        route_pattern = "unmatched"
-
-        async def send_and_note_status(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            route_pattern = await self._route(scope, receive, send_and_note_status)
-        finally:
-            metrics.observe_request(self._request_metrics, scope["method"], route_pattern, status,
-                                    time.perf_counter() - started)
-
-    async def _route(self, scope: dict[str, Any], receive, send) -> str:
-        """Answer or forward the request; returns the route pattern that matched."""
+    async def _route(self, scope: dict[str, Any], receive, send) -> None:
+        """Answer or forward the request; the pattern it matched goes in `path_template` (metrics)."""
         incoming = IncomingRequest(scope["headers"])
         request_id = incoming.request_id
         if request_id is None or not _SANE_REQUEST_ID(request_id):
@@ -141,10 +123,11 @@ class Gateway:
             route = self.routes.match(scope["path"])
             if route is None:
                 await send_not_found(send, echo)
-                return "unmatched"
+                return
+            scope["path_template"] = route.pattern
             if route.service == GATEWAY:
                 await self.own.handle(route.pattern, scope, send, echo)
-                return route.pattern
+                return
             caller = SYSTEM  # /oidc, the sign-in pages and the public /api routes
             # A CORS preflight carries no credentials by design; the service answers it.
             if (route.management or route.me) and not _is_preflight(scope, incoming):
@@ -153,15 +136,14 @@ class Gateway:
                     caller = await auth.authenticate(incoming.authorization, incoming.development_user_id)
                 except RequestError as error:
                     await send_error(send, error, echo)
-                    return route.pattern
+                    return
             pool = self.pools.get(route.service)
             if pool is None:  # not deployed / not configured
                 await send_error(send, RequestError("service.unavailable", 503, service=route.service), echo)
-                return route.pattern
+                return
             # For exactly this method, target and request id, as the proxy forwards them.
             assertion = self.signer.sign(scope["method"], request_target(scope), caller, request_id)
             await self.proxy.forward(scope, receive, send, pool, incoming, request_id, [(ASSERTION_HEADER, assertion)])
-            return route.pattern
         finally:
             request_id_var.reset(token)
 

@@ -1,5 +1,7 @@
 """The gateway's /metrics: requests by route pattern and status, for Prometheus, not the public."""
 
+import socket
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,6 +28,27 @@ def test_requests_are_counted_by_route_pattern_and_status(client: httpx.Client) 
     for key in (("GET", "/api/users*", "401"), ("GET", "/api/status", "204"), ("GET", "unmatched", "404")):
         assert after[key] == before.get(key, 0) + 1, key
     assert not any("some-user-id" in route for _, route, _ in after)
+
+
+def test_a_made_up_method_is_counted_as_other(client: httpx.Client) -> None:
+    before = request_counts(client)
+    for method in ("BREW", "WHEN-1"):
+        assert client.request(method, "/api/status").status_code in (404, 405, 503)
+    after = request_counts(client)
+    assert not any(method in ("BREW", "WHEN-1") for method, _, _ in after)
+    assert sum(n for (method, _, _), n in after.items() if method == "other") == \
+        sum(n for (method, _, _), n in before.items() if method == "other") + 2
+
+
+def test_a_refused_framing_is_counted_as_unmatched(client: httpx.Client) -> None:
+    """Refused before any route is looked up: counted, and under `unmatched`, not a route."""
+    before = request_counts(client)
+    with socket.create_connection((client.base_url.host, client.base_url.port), timeout=10) as raw:
+        raw.sendall(b"GET /api/status HTTP/1.1\r\nHost: gateway\r\nHost: identity\r\n\r\n")
+        assert raw.recv(64).startswith(b"HTTP/1.1 400 ")
+    after = request_counts(client)
+    assert after[("GET", "unmatched", "400")] == before.get(("GET", "unmatched", "400"), 0) + 1
+    assert not any(route == "None" for _, route, _ in after)
 
 
 def test_metrics_are_not_served_through_a_proxy(client: httpx.Client) -> None:
