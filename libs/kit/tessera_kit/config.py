@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from typing import Mapping, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -22,14 +23,35 @@ def env_name(field: str) -> str:
     return field.upper() if field in PLAIN_NAMES else f"TESSERA_{field.upper()}"
 
 
-SECRET_FIELDS = frozenset({"internal_key"})
+SECRET_FIELDS = frozenset({"internal_key", "nats_password"})
 
 
 def redacted_repr(settings: msgspec.Struct) -> str:
-    fields = ", ".join(
-        f"{name}={'<redacted>' if name in SECRET_FIELDS else repr(getattr(settings, name))}"
-        for name in settings.__struct_fields__)
+    """The settings without their secrets: the secret fields, and the password of any URL
+    (`postgresql://user:password@host/db`)."""
+    def shown(name: str) -> str:
+        value = getattr(settings, name)
+        if name in SECRET_FIELDS:
+            return "<redacted>"
+        if isinstance(value, str) and "://" in value:
+            value = _without_password(value)
+        return repr(value)
+
+    fields = ", ".join(f"{name}={shown(name)}" for name in settings.__struct_fields__)
     return f"{type(settings).__name__}({fields})"
+
+
+def _without_password(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL after all: shown whole would risk nothing it does not already
+        return url
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:<redacted>@{host}"))
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):

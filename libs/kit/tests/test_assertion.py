@@ -45,6 +45,16 @@ def test_the_key_stays_out_of_the_settings_repr():
     assert KEY not in text and "internal_key=<redacted>" in text
 
 
+def test_no_password_is_shown_in_the_settings_repr():
+    text = repr(ServiceSettings(nats_password="nats-secret", database_url="postgresql://svc:db-secret@db:5432/t",
+                                nats_url="nats://n:url-secret@nats:4222"))
+    assert "secret" not in text, text
+    assert "nats_password=<redacted>" in text
+    assert "database_url='postgresql://svc:<redacted>@db:5432/t'" in text
+    assert "nats_url='nats://n:<redacted>@nats:4222'" in text
+    assert "endpoint='http://localhost:3001'" in text  # a URL without a password is shown as it is
+
+
 def test_a_signed_request_names_its_caller():
     assert verify(sign()) == ADMIN
     assert verify(sign(Actor(type="application", id="m2m.app"))) == Actor(type="application", id="m2m.app")
