@@ -7,8 +7,9 @@ to every request it forwards:
 
 `mac` is HMAC-SHA256 (base64url) under the internal key (`TESSERA_INTERNAL_KEY`, shared by the
 gateway and the services) over the request's method, its raw target (path and query, as sent),
-its `x-request-id` and the other fields of the header, in one length-prefixed (msgpack) message,
-so no field can be moved into another. A service verifies it before any handler runs and takes
+its `x-request-id`, its `x-tessera-client-ip` (the client's address, which the gateway states and
+services count rate limits by) and the other fields of the header, in one length-prefixed (msgpack)
+message, so no field can be moved into another. A service verifies it before any handler runs and takes
 the caller from it alone; an assertion is good for `MAX_AGE_SECONDS` (a few seconds of clock
 skew either way), for one method and target. A request smuggled into a service, or sent to its
 port by anything but the gateway, carries none and is refused.
@@ -34,6 +35,8 @@ from tessera_events import SYSTEM, Actor
 from tessera_kit.config import ConfigError
 
 ASSERTION_HEADER = b"x-tessera-assertion"
+# The client's address as the gateway saw it; believed because the assertion covers it.
+CLIENT_IP_HEADER = b"x-tessera-client-ip"
 VERSION = b"1"
 MAX_AGE_SECONDS = 30
 # Hosts' clocks drift a little: an assertion stamped slightly in the future is still good.
@@ -85,8 +88,8 @@ def _unb64(data: bytes) -> bytes:
     return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
 
 
-def _message(method: bytes, target: bytes, request_id: bytes, claims: bytes) -> bytes:
-    return _encode((_DOMAIN, method, target, request_id, claims))
+def _message(method: bytes, target: bytes, request_id: bytes, client: bytes, claims: bytes) -> bytes:
+    return _encode((_DOMAIN, method, target, request_id, client, claims))
 
 
 class AssertionSigner:
@@ -101,15 +104,16 @@ class AssertionSigner:
         self._clock = clock
 
     def sign(self, method: str | bytes, target: bytes, caller: Actor, request_id: bytes,
-             *, issued_at: int | None = None) -> bytes:
-        """The header value for `method target` (raw path and query) on behalf of `caller`."""
+             *, client: bytes = b"", issued_at: int | None = None) -> bytes:
+        """The header value for `method target` (raw path and query) on behalf of `caller`, from
+        the address `client` (sent as `x-tessera-client-ip`; empty: none stated)."""
         if isinstance(method, str):
             method = method.encode()
         stamp = int(self._clock()) if issued_at is None else issued_at
         claims = b"%s.%d.%s.%s.%s" % (VERSION, stamp, caller.type.encode(),
                                       _b64((caller.id or "").encode()), self._tenant)
         mac = self._mac.copy()
-        mac.update(_message(method, target, request_id, claims))
+        mac.update(_message(method, target, request_id, client, claims))
         return claims + b"." + _b64(mac.digest())
 
 
@@ -134,12 +138,14 @@ class AssertionVerifier:
         self._tenants = {_b64(name.encode()): name for name in names}
         self._clock = clock
 
-    def verify(self, header: bytes | None, method: bytes, target: bytes, request_id: bytes) -> Actor:
-        return self.verify_request(header, method, target, request_id)[0]
+    def verify(self, header: bytes | None, method: bytes, target: bytes, request_id: bytes,
+               client: bytes = b"") -> Actor:
+        return self.verify_request(header, method, target, request_id, client)[0]
 
     def verify_request(self, header: bytes | None, method: bytes, target: bytes,
-                       request_id: bytes) -> tuple[Actor, str]:
-        """The caller and the tenant the gateway signed for this request."""
+                       request_id: bytes, client: bytes = b"") -> tuple[Actor, str]:
+        """The caller and the tenant the gateway signed for this request (whose
+        `x-tessera-client-ip` is `client`, empty when it has none)."""
         if not header:
             raise InvalidAssertion("the request carries no internal assertion")
         if len(header) > MAX_HEADER_BYTES:
@@ -147,7 +153,7 @@ class AssertionVerifier:
         claims, dot, signature = header.rpartition(b".")
         if not dot:
             raise InvalidAssertion("the internal assertion is malformed")
-        message = _message(method, target, request_id, claims)
+        message = _message(method, target, request_id, client, claims)
         for template in self._macs:
             mac = template.copy()
             mac.update(message)

@@ -17,7 +17,7 @@ from litestar.exceptions import (
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera_events import SYSTEM
-from tessera_kit.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertion, request_target
+from tessera_kit.assertion import ASSERTION_HEADER, CLIENT_IP_HEADER, AssertionVerifier, InvalidAssertion, request_target
 from tessera_kit.context import actor_var, new_request_id, request_id_var, tenant_var
 from tessera_kit.errors import RequestError, ValidationIssue, invalid_input
 from tessera_kit.logging import get_logger
@@ -51,7 +51,8 @@ def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:
         else:
             try:
                 actor, tenant = verifier.verify_request(headers.get(ASSERTION_HEADER), scope["method"].encode(),
-                                        request_target(scope), raw_request_id)
+                                                        request_target(scope), raw_request_id,
+                                                        headers.get(CLIENT_IP_HEADER, b""))
             except InvalidAssertion as refusal:
                 log.warning("request refused", reason=str(refusal), method=scope["method"],
                             path=scope["path"][:200], request_id=request_id)

@@ -12,8 +12,9 @@ key was refused recently: hot paths that count only failures (the token endpoint
 before the work and `hit` after a failure. Another replica learns of the block at its own
 next failure from that key.
 
-The client's address comes from the gateway (`client_ip`): `X-Tessera-Client-IP`, or the last
-`X-Forwarded-For` hop, the one it appended; never a hop the client wrote.
+The client's address comes from the gateway (`client_ip`): `X-Tessera-Client-IP`, which the
+request's assertion covers (`tessera_kit.assertion`), or the last `X-Forwarded-For` hop, the one
+it appended; never a hop the client wrote.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ class RateLimiter:
 
 def client_ip(headers: Mapping[str, str], peer: str | None = None) -> str | None:
     """The caller's address: `X-Tessera-Client-IP`, which the gateway sets (its peer, or behind
-    a trusted proxy, `TESSERA_TRUST_FORWARDED`, the client that proxy saw) and never takes from
-    a client; else the last `X-Forwarded-For` hop, the one the gateway appended (earlier hops
+    a trusted proxy, `TESSERA_TRUST_FORWARDED`, the client that proxy saw), never takes from
+    a client, and signs into the request's assertion (the kit's middleware refuses it changed); else the last `X-Forwarded-For` hop, the one the gateway appended (earlier hops
     are whatever the client sent); without either, the connecting peer."""
     stated = headers.get("x-tessera-client-ip")
     if stated and stated.strip():

@@ -28,7 +28,7 @@ from litestar import Litestar
 
 from tessera_events import SYSTEM, Actor, Stream
 from tessera_kit.app import ServiceContext, ServiceSpec, create_app, start_context, stop_context
-from tessera_kit.assertion import ASSERTION_HEADER, AssertionSigner, generate_key
+from tessera_kit.assertion import ASSERTION_HEADER, CLIENT_IP_HEADER, AssertionSigner, generate_key
 from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.context import new_request_id
@@ -76,8 +76,9 @@ class SignedTransport(httpx.AsyncBaseTransport):
         request_id = request.headers.get("x-request-id") or new_request_id()
         request.headers["x-request-id"] = request_id
         caller = request.extensions.get(_CALLER, self._caller)
+        client = request.headers.get(CLIENT_IP_HEADER.decode(), "").encode()
         request.headers[ASSERTION_HEADER.decode()] = self._signer.sign(
-            request.method, request.url.raw_path, caller, request_id.encode()).decode()
+            request.method, request.url.raw_path, caller, request_id.encode(), client=client).decode()
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

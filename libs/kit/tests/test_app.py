@@ -171,18 +171,27 @@ async def test_an_assertion_is_good_for_one_method_target_and_request_id_only(cl
     signer = AssertionSigner(INTERNAL_KEY)
     admin = Actor(type="user", id="admin1")
 
-    async def send(method: str, path: str, signed_for: tuple[str, str], request_id: str = "r-1", **kwargs):
+    async def send(method: str, path: str, signed_for: tuple[str, str], request_id: str = "r-1",
+                   client_ip: str | None = None, **kwargs):
         header = signer.sign(signed_for[0], signed_for[1].encode(), admin, b"r-1", **kwargs).decode()
+        headers = {"x-tessera-assertion": header, "x-request-id": request_id}
+        if client_ip is not None:
+            headers["x-tessera-client-ip"] = client_ip
         async with _unsigned(client) as unsigned:
-            return await unsigned.request(method, path, headers={
-                "x-tessera-assertion": header, "x-request-id": request_id})
+            return await unsigned.request(method, path, headers=headers)
 
     assert (await send("GET", "/api/things?page=1", ("GET", "/api/things?page=1"))).status_code == 200
+    assert (await send("GET", "/api/things", ("GET", "/api/things"), client_ip="192.0.2.1",
+                       client=b"192.0.2.1")).status_code == 200
     for refused in [
         await send("GET", "/api/things?page=2", ("GET", "/api/things?page=1")),  # another query
         await send("GET", "/api/things/x", ("GET", "/api/things")),  # another path
         await send("DELETE", "/api/things", ("GET", "/api/things")),  # another method
         await send("GET", "/api/things", ("GET", "/api/things"), request_id="r-2"),  # another request
+        # another client address than the one the gateway stated (rate limits count by it)
+        await send("GET", "/api/things", ("GET", "/api/things"), client_ip="6.6.6.6", client=b"192.0.2.1"),
+        await send("GET", "/api/things", ("GET", "/api/things"), client_ip="6.6.6.6"),
+        await send("GET", "/api/things", ("GET", "/api/things"), client=b"192.0.2.1"),
     ]:
         assert (refused.status_code, refused.json()["code"]) == (401, "auth.unauthorized")
         assert "signature" in refused.json()["data"]

@@ -20,8 +20,8 @@ ADMIN = Actor(type="user", id="admin-1")
 
 
 def verify(header: bytes, method: bytes = b"GET", target: bytes = b"/api/users?page=1",
-           request_id: bytes = b"rid", key: str = KEY, tenant: str = "default") -> Actor:
-    return AssertionVerifier(key, tenant).verify(header, method, target, request_id)
+           request_id: bytes = b"rid", key: str = KEY, tenant: str = "default", client: bytes = b"") -> Actor:
+    return AssertionVerifier(key, tenant).verify(header, method, target, request_id, client)
 
 
 def sign(caller: Actor = ADMIN, method: str = "GET", target: bytes = b"/api/users?page=1",
@@ -66,10 +66,19 @@ def test_a_signed_request_names_its_caller():
 @pytest.mark.parametrize("changed", [
     {"method": b"POST"}, {"target": b"/api/users?page=2"}, {"target": b"/api/users"},
     {"target": b"/api/users?page=1&x=1"}, {"request_id": b"other"}, {"key": generate_key()},
+    {"client": b"6.6.6.6"},
 ])
 def test_an_assertion_for_anything_else_is_refused(changed):
     with pytest.raises(InvalidAssertion, match="signature"):
         verify(sign(), **changed)
+
+
+def test_the_client_address_is_signed():
+    header = sign(client=b"192.0.2.1")
+    assert verify(header, client=b"192.0.2.1") == ADMIN
+    for other in (b"", b"6.6.6.6", b"192.0.2.10"):
+        with pytest.raises(InvalidAssertion, match="signature"):
+            verify(header, client=other)
 
 
 def test_a_tampered_caller_is_refused():

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tessera_events import SYSTEM
-from tessera_kit.assertion import ASSERTION_HEADER, AssertionSigner, request_target
+from tessera_kit.assertion import ASSERTION_HEADER, CLIENT_IP_HEADER, AssertionSigner, request_target
 from tessera_kit import metrics
 from tessera_kit.context import new_request_id, request_id_var
 from tessera_kit.errors import RequestError
@@ -141,9 +141,11 @@ class Gateway:
             if pool is None:  # not deployed / not configured
                 await send_error(send, RequestError("service.unavailable", 503, service=route.service), echo)
                 return
-            # For exactly this method, target and request id, as the proxy forwards them.
-            assertion = self.signer.sign(scope["method"], request_target(scope), caller, request_id)
-            await self.proxy.forward(scope, receive, send, pool, incoming, request_id, [(ASSERTION_HEADER, assertion)])
+            # For exactly this method, target, request id and client address, as the proxy forwards them.
+            client = self.proxy.client_address(scope, incoming)
+            assertion = self.signer.sign(scope["method"], request_target(scope), caller, request_id, client=client)
+            await self.proxy.forward(scope, receive, send, pool, incoming, request_id,
+                                     [(CLIENT_IP_HEADER, client), (ASSERTION_HEADER, assertion)])
         finally:
             request_id_var.reset(token)
 

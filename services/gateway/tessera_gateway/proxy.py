@@ -3,7 +3,7 @@
 Request headers: hop-by-hop ones go (RFC 9110 §7.6.1), so do client-sent `X-Tessera-*` (the
 gateway's word to the services) and, unless a trusted proxy is in front, client-sent
 `X-Forwarded-*`; the gateway adds Host (the upstream's), `X-Forwarded-For/-Proto/-Host`,
-`X-Request-Id` and, for Management API calls, the verified caller. Response headers come back
+`X-Request-Id`, the client's address and the assertion (`extra_headers`, from the gateway). Response headers come back
 unchanged (each `Set-Cookie` and `Link` on its own line) minus hop-by-hop ones.
 
 Framing: the client's framing headers (`Content-Length`, `Transfer-Encoding`) are never
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from tessera_kit.assertion import request_target
 from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 from tessera_gateway.responses import send_error
@@ -50,7 +51,6 @@ FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-h
 # a client must never be able to send one.
 INTERNAL_PREFIX = b"x-tessera-"
 REQUEST_ID = b"x-request-id"
-CLIENT_IP = INTERNAL_PREFIX + b"client-ip"
 DEVELOPMENT_USER_ID = b"development-user-id"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -184,6 +184,18 @@ class Proxy:
     def __init__(self, *, trust_forwarded: bool = False):
         self._trust_forwarded = trust_forwarded
 
+    def client_address(self, scope: Scope, incoming: IncomingRequest) -> bytes:
+        """The one address services believe (rate limits, logs), stated in `X-Tessera-Client-IP`
+        and signed into the assertion: the gateway's own peer, or behind a trusted proxy the
+        client that proxy saw (the hop it appended; not the proxy, which every client shares)."""
+        client = scope.get("client")
+        peer = client[0].encode() if client else b""
+        if self._trust_forwarded:
+            previous = incoming.forwarded.get(b"x-forwarded-for")
+            if previous:
+                return previous.rsplit(b",", 1)[-1].strip()[:64] or peer
+        return peer
+
     def _upstream_headers(self, scope: Scope, incoming: IncomingRequest, pool: UpstreamPool,
                           request_id: bytes, extra: Headers) -> Headers:
         headers = incoming.forward
@@ -195,22 +207,16 @@ class Proxy:
             server = scope.get("server") or ("localhost", None)
             host = (f"{server[0]}:{server[1]}" if server[1] else server[0]).encode()
         proto = scope.get("scheme", "http").encode()
-        client = client_address
         if self._trust_forwarded and incoming.forwarded:
             forwarded = incoming.forwarded
             previous = forwarded.get(b"x-forwarded-for")
             headers.append((b"x-forwarded-for", previous + b", " + client_address if previous else client_address))
             headers.append((b"x-forwarded-proto", forwarded.get(b"x-forwarded-proto", proto)))
             headers.append((b"x-forwarded-host", forwarded.get(b"x-forwarded-host", host)))
-            if previous:  # the hop the trusted proxy appended: its own client
-                client = previous.rsplit(b",", 1)[-1].strip()[:64] or client_address
         else:
             headers.append((b"x-forwarded-for", client_address))
             headers.append((b"x-forwarded-proto", proto))
             headers.append((b"x-forwarded-host", host))
-        # The one address services believe (rate limits, logs): the gateway's own peer, or
-        # behind a trusted proxy the client that proxy saw.
-        headers.append((CLIENT_IP, client))
         headers.append((REQUEST_ID, request_id))
         headers.extend(extra)
         return headers
@@ -218,9 +224,7 @@ class Proxy:
     async def forward(self, scope: Scope, receive: Receive, send: Send, pool: UpstreamPool,
                       incoming: IncomingRequest, request_id: bytes, extra_headers: Headers = ()) -> None:
         method: str = scope["method"]
-        target: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        if scope["query_string"]:
-            target = target + b"?" + scope["query_string"]
+        target = request_target(scope)
         headers = self._upstream_headers(scope, incoming, pool, request_id, list(extra_headers))
 
         echo = [(REQUEST_ID, request_id)]

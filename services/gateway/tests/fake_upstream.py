@@ -26,7 +26,7 @@ import os
 import time
 from urllib.parse import parse_qs
 
-from tessera_kit.assertion import ASSERTION_HEADER, AssertionVerifier, InvalidAssertion, request_target
+from tessera_kit.assertion import ASSERTION_HEADER, CLIENT_IP_HEADER, AssertionVerifier, InvalidAssertion, request_target
 
 SERVICE = os.environ.get("FAKE_SERVICE", "fake")
 _state: dict[str, object] = {"jwks": {"keys": []}, "jwks_fetches": 0}
@@ -38,7 +38,8 @@ def _caller(scope) -> dict[str, object]:
     headers = dict(scope["headers"])
     try:
         actor, tenant = _verifier.verify_request(headers.get(ASSERTION_HEADER), scope["method"].encode(),
-                                                 request_target(scope), headers.get(b"x-request-id") or b"")
+                                                 request_target(scope), headers.get(b"x-request-id") or b"",
+                                                 headers.get(CLIENT_IP_HEADER, b""))
     except InvalidAssertion as refused:
         return {"refused": str(refused)}
     return {"type": actor.type, "id": actor.id, "tenant": tenant}
