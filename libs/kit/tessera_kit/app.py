@@ -54,10 +54,16 @@ class ServiceContext:
     consumers: list[EventConsumer] = field(default_factory=list)
     migrated: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    # The rpc operations tessera_kit.access lets this service call (None: a service it does not
+    # list, which NATS does not restrict either); looked up once, not on every call.
+    may_call: frozenset | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        entry = ACCESS.get(self.name)
+        self.may_call = frozenset(entry.calls) if entry is not None and entry.uses_nats else None
 
     async def call(self, operation, request, *, timeout: float = 3.0):
-        entry = ACCESS.get(self.name)
-        if entry is not None and entry.uses_nats and operation not in entry.calls:
+        if self.may_call is not None and operation not in self.may_call:
             # NATS would refuse the request, which looks like a responder that never answers
             # (a 503 after the timeout); say what is wrong instead, in every test that calls it.
             raise RuntimeError(f"{self.name} calls {operation.subject}, which tessera_kit.access does "

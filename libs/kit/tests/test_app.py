@@ -301,3 +301,16 @@ async def test_a_body_nested_deeper_than_the_stack_is_invalid_input_not_a_500(cl
                                  headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "guard.invalid_input"
+
+
+async def test_an_rpc_the_access_table_does_not_give_is_refused_before_nats(bus):
+    """NATS would refuse it as a timeout; the kit says what is wrong instead. A service the
+    table does not list is not restricted (NATS does not restrict it either)."""
+    from tessera_events.contracts.rbac import USER_SCOPES, UserScopesRequest
+
+    request = UserScopesRequest(user_id="u1", indicator="https://api.example")
+    rbac = ServiceContext("rbac", ServiceSettings(), pool=None, bus=bus, outbox=None)  # rbac calls nothing
+    with pytest.raises(RuntimeError, match="rbac calls rpc.rbac.user_scopes, which tessera_kit.access does not"):
+        await rbac.call(USER_SCOPES, request)
+    assert USER_SCOPES in ServiceContext("identity", ServiceSettings(), pool=None, bus=bus, outbox=None).may_call
+    assert ServiceContext("not-in-the-table", ServiceSettings(), pool=None, bus=bus, outbox=None).may_call is None
