@@ -124,7 +124,7 @@ def text_guard_middleware(app: ASGIApp) -> ASGIApp:
             return
         markers = _body_markers(scope["headers"]) if scope["method"] not in ("GET", "HEAD") else ()
         receive = _scanning(receive, markers) if markers else receive
-        await app(scope, receive, _draining_before_refusal(receive, send))
+        await app(scope, *_draining_before_refusal(receive, send))
 
     return middleware
 
@@ -132,24 +132,29 @@ def text_guard_middleware(app: ASGIApp) -> ASGIApp:
 _DRAIN_LIMIT = 4 * 1024 * 1024
 
 
-def _draining_before_refusal(receive: Receive, send: Send) -> Send:
-    """A 413 goes out before the body was read. Read the rest first (bounded): the server closes
-    the connection after such an answer, and closing on unread bytes resets it, so the caller
-    (the gateway) could lose the answer and see only a dead connection."""
+def _draining_before_refusal(receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """A 413 may go out before the body was read. Read the rest first (bounded): the server
+    closes the connection after such an answer, and closing on unread bytes resets it, so the
+    caller (the gateway) could lose the answer and see only a dead connection. A body already
+    read to its end is not waited for (the next receive would wait for the client to leave)."""
+    ended = False
+
+    async def noting_the_end() -> Message:
+        nonlocal ended
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            ended = True
+        return message
 
     async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] == 413:
+        if message["type"] == "http.response.start" and message["status"] == 413 and not ended:
             total = 0
             try:
-                while total <= _DRAIN_LIMIT:
-                    chunk = await asyncio.wait_for(receive(), 5.0)
-                    if chunk["type"] != "http.request":
-                        break
+                while total <= _DRAIN_LIMIT and not ended:
+                    chunk = await asyncio.wait_for(noting_the_end(), 5.0)
                     total += len(chunk.get("body", b""))
-                    if not chunk.get("more_body"):
-                        break
             except (asyncio.TimeoutError, InvalidText, RuntimeError):
                 pass
         await send(message)
 
-    return wrapped
+    return noting_the_end, wrapped
