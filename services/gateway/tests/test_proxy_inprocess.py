@@ -74,3 +74,40 @@ async def test_the_client_address_services_believe(fake_identity) -> None:
     upstream = Proxy()._upstream_headers(scope, IncomingRequest(headers), pool, b"r", [])
     assert b"x-tessera-client-ip" not in dict(upstream)
     await pool.close()
+
+
+async def test_an_early_answer_is_relayed_after_the_rest_of_the_body_is_read() -> None:
+    """The upstream answers 413 after the head alone: the gateway reads what the client is
+    still sending (bounded) before answering, so the client's stack does not reset the
+    connection on unread bytes and lose the answer."""
+    async def refuse_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntoo big")
+        await writer.drain()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(refuse_early, "127.0.0.1", 0)
+    chunks = 200  # 3.2 MB: within what the gateway reads (4 MiB)
+    read = {"n": 0}
+
+    async def receive() -> dict:
+        read["n"] += 1
+        if read["n"] % 16 == 0:
+            await asyncio.sleep(0.001)  # the client sends while the upstream answers
+        return {"type": "http.request", "body": b"x" * 16384, "more_body": read["n"] < chunks}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append({**message, "read_before": read["n"]})
+
+    pool = UpstreamPool("identity", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    headers = [(b"host", b"public.example"), (b"content-length", str(chunks * 16384).encode())]
+    scope = {**_scope("/api/users", headers=headers), "method": "POST"}
+    try:
+        await asyncio.wait_for(Proxy().forward(scope, receive, send, pool, IncomingRequest(headers), b"r"), 30)
+    finally:
+        server.close()
+        await pool.close()
+    assert sent[0]["status"] == 413 and sent[-1]["body"] == b"too big"
+    assert sent[0]["read_before"] == chunks  # all of it, before the answer went out
