@@ -18,15 +18,28 @@ import sys
 # uses: nats-py its WebSocket transport (aiohttp), Litestar its pydantic plugins, structlog and
 # httpx their rich console output and command line (rich, click, pygments). The development
 # environment holds them for tests and tools; no service declares them, and together they cost
-# ~15 MB in each service process. Marked absent before anything imports them (this module
-# imports the libraries only once `main` ran this): their import fails as if they were not
-# installed, and each library takes its plain path.
+# ~15 MB in each service process. Refused before anything imports them (this module imports
+# the libraries only once `main` ran this): their import fails as if they were not installed,
+# each library takes its plain path, and the error says where the refusal comes from.
 NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "rich", "click", "pygments")
 
 
+class _UndeclaredExtras:
+    """A meta path finder that refuses NOT_FOR_SERVICES with a ModuleNotFoundError naming this
+    module (a `None` in sys.modules would only say 'import halted')."""
+
+    @staticmethod
+    def find_spec(name: str, path=None, target=None):
+        if name.partition(".")[0] in NOT_FOR_SERVICES:
+            raise ModuleNotFoundError(
+                f"No module named {name!r} in a service process: tessera_kit.serve.NOT_FOR_SERVICES"
+                " keeps it out (a service that needs it must be taken off that list)", name=name)
+        return None
+
+
 def refuse_undeclared_extras() -> None:
-    for name in NOT_FOR_SERVICES:
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    if not any(isinstance(finder, _UndeclaredExtras) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _UndeclaredExtras())
 
 
 def release_startup_memory() -> None:

@@ -24,10 +24,16 @@ def test_a_service_process_leaves_undeclared_extras_unimported():
         "structlog.get_logger().info('still logs')",
         "loaded = [n for n in serve.NOT_FOR_SERVICES if sys.modules.get(n) is not None]",
         "print('loaded:', loaded)",
+        # A service that does import one learns why it cannot.
+        "try:",
+        "    import pydantic",
+        "except ModuleNotFoundError as error:",
+        "    print('refused:', error)",
     ])
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "loaded: []" in done.stdout
+    assert "refused: No module named 'pydantic' in a service process: tessera_kit.serve" in done.stdout
     # Without the refusal, this environment does import some of them (the test means something).
     plain = subprocess.run([sys.executable, "-c", "import sys, nats, structlog, litestar\n"
                             "from litestar import Litestar\nLitestar([])\n"
