@@ -118,6 +118,28 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(identity, nats_ur
     assert b'"username":"d1"' in message.data
 
 
+async def test_a_retried_event_is_applied_before_the_events_after_it(identity, nats_url):
+    """Stream order holds across a retry: the next event waits for the one being retried."""
+    broker = NatsBroker(nats_url, logger=None)
+    subscriptions = Subscriptions(broker, "in-order", namespace=identity.namespace,
+                                  retry_delay=0.5)
+    applied: list = []
+    failed_once: set = set()
+
+    @subscriptions.on(UserCreated)
+    async def flaky(event: UserCreated) -> None:
+        if event.user.id == "first" and "first" not in failed_once:
+            failed_once.add("first")
+            raise RuntimeError("try again")
+        applied.append(event.user.id)
+
+    await identity.publish(*users("first", "second"))
+    await broker.start()
+    await until(lambda: len(applied) == 2, "both events applied")
+    await broker.stop()
+    assert applied == ["first", "second"]
+
+
 async def test_events_carry_cloudevents_headers(identity, nats_url):
     nc = await nats.connect(nats_url)
     subject = f"{identity.namespace}.identity.user.created"
