@@ -4,7 +4,6 @@ restart, dead letters after the last try, CloudEvents headers on the wire."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from datetime import datetime, timezone
 
@@ -12,6 +11,7 @@ import nats
 import pytest
 from faststream.nats import NatsBroker
 
+from tessera_devstack.polling import until
 from tessera_events import STREAMS
 from tessera_events.identity import UserCreated, UserSnapshot
 from tessera_kit.testing import publisher
@@ -32,22 +32,6 @@ async def identity(database_url, nats_url, namespace):
 
 def users(*names: str) -> list[UserCreated]:
     return [UserCreated(user=UserSnapshot(id=name, username=name)) for name in names]
-
-
-async def until(check, what: str, tries: int = 400):
-    for _ in range(tries):
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def until_async(check, what: str, tries: int = 400):
-    for _ in range(tries):
-        if await check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def _consumed_all(js, stream: str, durable: str) -> bool:
@@ -91,7 +75,7 @@ async def test_replays_history_then_follows_live_and_never_applies_twice(identit
     broker, _ = subscriber(nats_url, identity.namespace, applied, inbox)
     await broker.start()
     await until(lambda: len(applied) >= 6, "the event published while it was down")
-    await until_async(lambda: _consumed_all(js, stream, durable), "every redelivery acked")
+    await until(lambda: _consumed_all(js, stream, durable), "every redelivery acked")
     await broker.stop()
     await nc.close()
     inbox.close()
@@ -103,7 +87,7 @@ async def test_a_durable_starting_at_a_time_skips_what_came_before(identity, nat
     await identity.publish(*users("old1", "old2"))
     nc = await nats.connect(nats_url)
     stream = f"{identity.namespace.upper()}_IDENTITY"
-    await until_async(lambda: _stream_holds(nc.jetstream(), stream, 2), "the relay published them")
+    await until(lambda: _stream_holds(nc.jetstream(), stream, 2), "the relay published them")
     await nc.close()
     cut = datetime.now(timezone.utc)
     await identity.publish(*users("new1"))
@@ -172,14 +156,8 @@ async def test_events_carry_cloudevents_headers(identity, nats_url):
     js = nc.jetstream()
     await identity.publish(*users("ce1"))
     stream = f"{identity.namespace.upper()}_IDENTITY"
-    for _ in range(200):
-        try:
-            message = await js.get_last_msg(stream, subject)
-            break
-        except Exception:
-            await asyncio.sleep(0.025)
-    else:
-        raise AssertionError("event never published")
+    await until(lambda: _stream_holds(js, stream, 1), "the event published")
+    message = await js.get_last_msg(stream, subject)
     await nc.close()
     headers = message.headers
     assert headers["ce-specversion"] == "1.0"
