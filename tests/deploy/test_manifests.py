@@ -360,3 +360,54 @@ def test_the_grafana_dashboard_charts_metrics_the_services_export():
 
     names = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
     assert {"tessera_http_request_duration_seconds", "tessera_outbox_backlog", "tessera_consumer_pending"} <= names
+
+
+def identity_problems(docs) -> list[str]:
+    """Every service of tessera_kit.access connects as itself: its Deployment reads its own
+    DSN and NATS password from the Secret, which has them, and the provision job creates the
+    role of every service with a schema."""
+    from tessera_devstack.nats_config import password_variable
+    from tessera_kit.access import ACCESS
+    from tessera_kit.provision import database_url_variable
+
+    problems = []
+    deployments = named(docs, "Deployment")
+    secrets = {key for doc in named(docs, "Secret").values()
+               for key in {**doc.get("stringData", {}), **doc.get("data", {})}}
+    (job,) = [doc for doc in docs if doc["kind"] == "Job" and "provision" in doc["metadata"]["name"]]
+    provision_env = container_env(job["spec"]["template"]["spec"]["containers"][0])
+
+    def from_secret(value: object) -> str | None:
+        return value.get("secretKeyRef", {}).get("key") if isinstance(value, dict) else None
+
+    for entry in ACCESS.values():
+        wanted = {}
+        if entry.uses_database:
+            wanted["DATABASE_URL"] = database_url_variable(entry.name)
+            if from_secret(provision_env.get(database_url_variable(entry.name))) != database_url_variable(entry.name):
+                problems.append(f"provision job: no {database_url_variable(entry.name)}")
+        if entry.uses_nats:
+            wanted["TESSERA_NATS_PASSWORD"] = password_variable(entry.name)
+        deployment = deployments.get(entry.name)
+        if deployment is None:
+            continue  # the gateway's admin listener, or reported by kubernetes_problems
+        env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
+        for variable, key in wanted.items():
+            if from_secret(env.get(variable)) != key:
+                problems.append(f"{entry.name}: {variable} is not the Secret's {key}")
+            if key not in secrets:
+                problems.append(f"Secret: no {key}")
+    return problems
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT / "deploy")))
+def test_every_service_connects_with_its_own_identity(kustomization):
+    assert identity_problems(render(kustomization)) == []
+
+
+def test_the_identity_check_reports_a_service_the_provision_job_forgets():
+    docs = copy.deepcopy(render(K8S))
+    (job,) = [doc for doc in docs if doc["kind"] == "Job" and "provision" in doc["metadata"]["name"]]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "TESSERA_RBAC_DATABASE_URL"]
+    assert identity_problems(docs) == ["provision job: no TESSERA_RBAC_DATABASE_URL"]

@@ -12,12 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
-import shutil
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -25,43 +20,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN = {"development-user-id": "e2e-admin"}
 PASSWORD = "Br0wser-Pass"
-
-try:
-    from playwright.async_api import async_playwright
-except ImportError:  # pragma: no cover - playwright is in requirements-dev.in
-    async_playwright = None
-
-
-def _skip_reason() -> str | None:
-    if async_playwright is None:
-        return "playwright is not installed (it is in requirements-dev.in: run `make install`)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"Debian's chromium is not installed at {CHROMIUM} (`make browser` installs it, as root)"
-    return None
-
-
-@pytest.fixture
-async def browser_page():
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    profile = tempfile.mkdtemp(prefix="tessera-chromium-")
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, locale="en-US",
-        )
-        try:
-            page = context.pages[0] if context.pages else await context.new_page()
-            yield context, page
-        finally:
-            await context.close()
-            shutil.rmtree(profile, ignore_errors=True)
-
 
 class App:
     """A single-page app as the authorization server sees it (a client id, a redirect URI,
@@ -104,54 +64,22 @@ class App:
         return response.json()
 
 
-def serve_app(apps: list[App]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            app = apps[0]
-            if self.path.startswith("/login"):
-                self.send_response(302)
-                self.send_header("Location", app.authorization_url())
-                self.end_headers()
-                return
-            if self.path.startswith("/callback"):  # not the browser's /favicon.ico
-                app.callbacks.append(app.origin + self.path)
-            body = b"<!DOCTYPE html><title>App</title><h1>Signed in</h1>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, name="browser-test-app", daemon=True).start()
-    return server
-
-
 def subject_of(id_token: str) -> str:
     payload = id_token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
 
 
 @pytest.fixture
-async def app(stack):
-    holder: list[App] = []
-    server = serve_app(holder)
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        async with httpx.AsyncClient(base_url=stack.url, timeout=15) as client:
-            response = await client.post("/api/applications", headers=ADMIN, json={
-                "name": "Browser test app", "type": "SPA",
-                "oidcClientMetadata": {"redirectUris": [f"{origin}/callback"], "postLogoutRedirectUris": []},
-            })
-        assert response.status_code == 200, response.text
-        holder.append(App(stack.url, response.json()["id"], origin))
-        yield holder[0]
-    finally:
-        server.shutdown()
-        server.server_close()
+async def app(stack, app_server):
+    holder, origin = app_server
+    async with httpx.AsyncClient(base_url=stack.url, timeout=15) as client:
+        response = await client.post("/api/applications", headers=ADMIN, json={
+            "name": "Browser test app", "type": "SPA",
+            "oidcClientMetadata": {"redirectUris": [f"{origin}/callback"], "postLogoutRedirectUris": []},
+        })
+    assert response.status_code == 200, response.text
+    holder.append(App(stack.url, response.json()["id"], origin))
+    return holder[0]
 
 
 async def create_user(stack, username: str) -> dict:

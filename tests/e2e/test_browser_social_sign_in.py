@@ -15,45 +15,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
-import shutil
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 
+from tessera_devstack.polling import until
+
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ADMIN = {"development-user-id": "e2e-admin"}
 PASSWORD = "Upstr3am-Pass"
 TARGET = "tessera-upstream"
 
-try:
-    from playwright.async_api import async_playwright
-except ImportError:  # pragma: no cover - playwright is in requirements-dev.in
-    async_playwright = None
-
-
-def _skip_reason() -> str | None:
-    if async_playwright is None:
-        return "playwright is not installed (it is in requirements-dev.in: run `make install`)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"Debian's chromium is not installed at {CHROMIUM} (`make browser` installs it, as root)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def upstream(postgres_dsn, nats_url, run_id, tmp_path_factory):
     """A second Tessera (own database, namespace and ports) on 127.0.0.1: the upstream IdP."""
-    if _skip_reason():
-        pytest.skip(_skip_reason())
     from tessera_devstack.admin_client import AdminClient
     from tessera_devstack.ports import free_ports
     from tessera_devstack.postgres import create_database, drop_database
@@ -112,44 +90,16 @@ class App:
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
 
 
-def serve(app_holder: list[App]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            app = app_holder[0]
-            if self.path.startswith("/login"):
-                self.send_response(302)
-                self.send_header("Location", app.authorization_url())
-                self.end_headers()
-                return
-            if self.path.startswith("/callback"):
-                app.callbacks.append(app.origin + self.path)
-            body = b"<!DOCTYPE html><title>App</title><h1>Signed in</h1>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, name="social-test-app", daemon=True).start()
-    return server
-
-
 async def ok(response: httpx.Response) -> dict:
     assert response.status_code in (200, 201), response.text
     return response.json()
 
 
 @pytest.fixture
-async def federation(stack, upstream):
+async def federation(stack, upstream, app_server):
     """The upstream application, the OIDC connector that uses it, the downstream app and
     sign-in experience; put back afterwards."""
-    holder: list[App] = []
-    server = serve(holder)
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    holder, origin = app_server
     async with httpx.AsyncClient(base_url=stack.url, headers=ADMIN, timeout=30) as down, \
             httpx.AsyncClient(base_url=upstream.url, headers=ADMIN, timeout=30) as up:
         client = await ok(await up.post("/api/applications", json={
@@ -167,34 +117,18 @@ async def federation(stack, upstream):
         holder.append(App(stack.url, app["id"], origin))
         before = (await down.get("/api/sign-in-exp")).json()
         try:
-            for _ in range(200):  # until experience's read model knows the connector
+            async def connector_taken() -> bool:  # once experience's read model knows it
                 sie = await ok(await down.patch("/api/sign-in-exp", json={
                     "signUp": {"identifiers": [], "password": False, "verify": False},
                     "socialSignInConnectorTargets": [TARGET]}))
-                if sie["socialSignInConnectorTargets"] == [TARGET]:
-                    break
-            else:
-                raise AssertionError("experience never learnt of the OIDC connector")
+                return sie["socialSignInConnectorTargets"] == [TARGET]
+
+            await until(connector_taken, "experience learnt of the OIDC connector", tries=200, interval=0.05)
             yield holder[0], down, up
         finally:
             await down.patch("/api/sign-in-exp", json={
                 "signUp": before["signUp"], "socialSignInConnectorTargets": before["socialSignInConnectorTargets"]})
             await down.delete(f"/api/connectors/{connector['id']}")
-            server.shutdown()
-            server.server_close()
-
-
-@pytest.fixture
-async def chromium():
-    profile = tempfile.mkdtemp(prefix="tessera-chromium-")
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, locale="en-US")
-        try:
-            yield context, (context.pages[0] if context.pages else await context.new_page())
-        finally:
-            await context.close()
-            shutil.rmtree(profile, ignore_errors=True)
 
 
 async def sign_in_upstream(page, stack, upstream, app: App, username: str) -> None:
@@ -207,9 +141,9 @@ async def sign_in_upstream(page, stack, upstream, app: App, username: str) -> No
     await page.get_by_role("button", name="Sign in").click()
 
 
-async def test_register_then_sign_in_then_link_through_the_upstream_tessera(stack, upstream, federation, chromium):
+async def test_register_then_sign_in_then_link_through_the_upstream_tessera(browser_page, stack, upstream, federation):
     app, down, up = federation
-    context, page = chromium
+    context, page = browser_page
     # First time: a new account from the upstream account.
     ada = await ok(await up.post("/api/users", json={"username": f"ada_{secrets.token_hex(3)}", "password": PASSWORD}))
     await sign_in_upstream(page, stack, upstream, app, ada["username"])

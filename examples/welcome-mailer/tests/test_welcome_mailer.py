@@ -3,14 +3,15 @@ welcome mail from a real SMTP server, a suspension gets a notice, a restart mail
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import httpx
+import nats
 import pytest
 from aiosmtpd.controller import Controller
 from faststream.nats import NatsBroker
 
+from tessera_devstack.polling import until
 from tessera_devstack.ports import free_ports
 from welcome_mailer import Mailer
 
@@ -39,12 +40,15 @@ def smtp():
     controller.stop()
 
 
-async def until(check, what: str, tries: int = 400):
-    for _ in range(tries):
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
+async def consumed_all(stack) -> bool:
+    """The mailer's durable has nothing left to deliver and nothing unacked."""
+    nc = await nats.connect(stack.env["NATS_URL"])
+    try:
+        info = await nc.jetstream().consumer_info(
+            f"{stack.env['TESSERA_NAMESPACE'].upper()}_IDENTITY", "welcome-mailer-identity_user_any")
+    finally:
+        await nc.close()
+    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def running_mailer(stack, port: int, db_path: str):
@@ -69,10 +73,18 @@ async def test_welcome_and_suspension_mails_once_across_a_restart(stack, smtp, t
         # and it mails the notice, and nothing it had applied is mailed again.
         suspended = await api.patch(f"/api/users/{user['id']}/is-suspended", json={"isSuspended": True})
         assert suspended.status_code == 200, suspended.text
+        # A user it never heard of is created and suspended meanwhile: it learns the address
+        # from the creation before it handles the suspension.
+        later = f"later-{secrets.token_hex(4)}@example.com"
+        other = (await api.post("/api/users", json={"primaryEmail": later})).json()
+        suspended = await api.patch(f"/api/users/{other['id']}/is-suspended", json={"isSuspended": True})
+        assert suspended.status_code == 200, suspended.text
         broker, mailer = await running_mailer(stack, port, str(tmp_path / "mailer.db"))
-        await until(lambda: (email, "Your account is suspended") in collect.mails, "the suspension notice")
-        await asyncio.sleep(0.3)
+        await until(lambda: (later, "Your account is suspended") in collect.mails, "the later user's notice")
+        await until(lambda: consumed_all(stack), "every event acked")
         await broker.stop()
         mailer.close()
-    mine = [mail for mail in collect.mails if mail[0] == email]
-    assert mine == [(email, "Welcome!"), (email, "Your account is suspended")]
+    assert [mail for mail in collect.mails if mail[0] == email] == [
+        (email, "Welcome!"), (email, "Your account is suspended")]
+    assert [mail for mail in collect.mails if mail[0] == later] == [
+        (later, "Welcome!"), (later, "Your account is suspended")]

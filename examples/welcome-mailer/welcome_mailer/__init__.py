@@ -5,7 +5,11 @@ user id), mails a welcome on `identity.user.created` and a notice on `identity.u
 Its state and the ids of the events it applied live in one SQLite file, so a restart neither
 forgets an address nor mails twice.
 
-    python -m welcome_mailer     # NATS_URL, TESSERA_NAMESPACE, SMTP_HOST, SMTP_PORT, MAILER_DB
+    python -m welcome_mailer     # NATS_URL, NATS_USER, NATS_PASSWORD, TESSERA_NAMESPACE,
+                                 # SMTP_HOST, SMTP_PORT, MAILER_DB
+
+Its NATS user is a read-only subscriber user, e.g. from
+`TESSERA_SUBSCRIBERS="welcome-mailer=identity.user.*" make run` (tessera-subscriber's README).
 """
 
 from __future__ import annotations
@@ -38,22 +42,30 @@ class Mailer:
     def subscribe(self, broker: NatsBroker, namespace: str = "") -> Subscriptions:
         subscriptions = Subscriptions(broker, "welcome-mailer", namespace=namespace, inbox=self.inbox)
 
-        @subscriptions.on(UserCreated)
-        async def welcome(event: UserCreated) -> None:
-            if not event.user.primary_email:
-                return
-            self.db.execute("INSERT OR REPLACE INTO addresses VALUES (?, ?)",
-                            (event.user.id, event.user.primary_email))
-            await self.send(event.user.primary_email, "Welcome!",
-                            f"Hello {event.user.name or event.user.username or 'there'}, welcome aboard.")
-
-        @subscriptions.on(UserSuspended)
-        async def suspended(event: UserSuspended) -> None:
-            row = self.db.execute("SELECT email FROM addresses WHERE user_id = ?", (event.user_id,)).fetchone()
-            if row:
-                await self.send(row[0], "Your account is suspended", "Contact support to restore it.")
+        # One subscription for every user event, not one per type: events of one subscription
+        # come in stream order, so a replay cannot see a suspension before the user's creation
+        # (whose address the notice needs).
+        @subscriptions.on("identity.user.*")
+        async def user_event(event) -> None:
+            if isinstance(event, UserCreated):
+                await self.welcome(event)
+            elif isinstance(event, UserSuspended):
+                await self.suspended(event)
 
         return subscriptions
+
+    async def welcome(self, event: UserCreated) -> None:
+        if not event.user.primary_email:
+            return
+        self.db.execute("INSERT OR REPLACE INTO addresses VALUES (?, ?)",
+                        (event.user.id, event.user.primary_email))
+        await self.send(event.user.primary_email, "Welcome!",
+                        f"Hello {event.user.name or event.user.username or 'there'}, welcome aboard.")
+
+    async def suspended(self, event: UserSuspended) -> None:
+        row = self.db.execute("SELECT email FROM addresses WHERE user_id = ?", (event.user_id,)).fetchone()
+        if row:
+            await self.send(row[0], "Your account is suspended", "Contact support to restore it.")
 
     def close(self) -> None:
         self.inbox.close()

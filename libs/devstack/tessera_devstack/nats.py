@@ -70,20 +70,12 @@ class NatsAccess:
                   subscribers: Mapping[str, tuple[str, ...]] | None = None) -> NatsAccess:
         """The admin, each service per namespace, and each outside subscriber
         (`TESSERA_SUBSCRIBERS`, read-only on its events) per namespace."""
-        from tessera_kit.access import nats_permissions, nats_services, nats_user, subscriber_permissions
+        from .nats_config import nats_users
 
         users = [NatsUser(ADMIN_USER, secrets.token_urlsafe(32))]
         for namespace in dict.fromkeys(namespaces):
-            users.extend(
-                NatsUser(nats_user(namespace, entry.name), secrets.token_urlsafe(32),
-                         nats_permissions(entry, namespace))
-                for entry in nats_services()
-            )
-            users.extend(
-                NatsUser(nats_user(namespace, name), secrets.token_urlsafe(32),
-                         subscriber_permissions(name, patterns, namespace))
-                for name, patterns in (subscribers or {}).items()
-            )
+            users.extend(NatsUser(entry.name, secrets.token_urlsafe(32), entry.permissions)
+                         for entry in nats_users(namespace, subscribers))
         return cls(tuple(users))
 
     def user(self, name: str) -> NatsUser:

@@ -7,6 +7,8 @@ One user per service (named after it), its permissions from the access table, it
 bcrypt-hashed (cost 11: a deployment's passwords may be chosen by people). A service whose
 variable is unset gets a placeholder hash to fill in. The output is JSON, which nats-server
 reads as configuration; `include` it from the cluster's config (deploy/nats/README.md).
+Outside subscribers (TESSERA_SUBSCRIBERS) get read-only users, their passwords in
+TESSERA_SUBSCRIBER_<NAME>_NATS_PASSWORD.
 """
 
 from __future__ import annotations
@@ -16,10 +18,38 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 
 def password_variable(service: str) -> str:
     return f"TESSERA_{service.upper().replace('-', '_')}_NATS_PASSWORD"
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    """A NATS user of a deployment: its name, its permissions, and the variable that holds
+    its password when the authorization block is generated."""
+
+    name: str
+    permissions: dict[str, Any]
+    password_variable: str
+
+
+def nats_users(namespace: str = "",
+               subscribers: Mapping[str, tuple[str, ...]] | None = None) -> list[UserEntry]:
+    """One user per service (permissions from the access table), then one per outside
+    subscriber (`TESSERA_SUBSCRIBERS`, read-only on its events)."""
+    from tessera_kit.access import nats_permissions, nats_services, nats_user, subscriber_permissions
+
+    return [
+        *(UserEntry(nats_user(namespace, entry.name), nats_permissions(entry, namespace),
+                    password_variable(entry.name))
+          for entry in nats_services()),
+        *(UserEntry(nats_user(namespace, name), subscriber_permissions(name, patterns, namespace),
+                    password_variable(f"subscriber-{name}"))
+          for name, patterns in (subscribers or {}).items()),
+    ]
 
 
 def authorization(namespace: str = "", environ: Mapping[str, str] | None = None,
@@ -27,24 +57,14 @@ def authorization(namespace: str = "", environ: Mapping[str, str] | None = None,
     import bcrypt
 
     from tessera_events.subscribers import parse_subscribers
-    from tessera_kit.access import nats_permissions, nats_services, nats_user, subscriber_permissions
 
     environ = os.environ if environ is None else environ
     users = []
-    for entry in nats_services():
-        password = environ.get(password_variable(entry.name))
+    for entry in nats_users(namespace, parse_subscribers(environ.get("TESSERA_SUBSCRIBERS", ""))):
+        password = environ.get(entry.password_variable)
         hashed = (bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode() if password
-                  else f"BCRYPT_HASH_OF_{password_variable(entry.name)}")
-        users.append({"user": nats_user(namespace, entry.name), "password": hashed,
-                      "permissions": nats_permissions(entry, namespace)})
-    # Outside subscribers (TESSERA_SUBSCRIBERS), read-only; password TESSERA_SUBSCRIBER_<NAME>_NATS_PASSWORD.
-    for name, patterns in parse_subscribers(environ.get("TESSERA_SUBSCRIBERS", "")).items():
-        variable = f"TESSERA_SUBSCRIBER_{name.upper().replace('-', '_')}_NATS_PASSWORD"
-        password = environ.get(variable)
-        hashed = (bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode() if password
-                  else f"BCRYPT_HASH_OF_{variable}")
-        users.append({"user": nats_user(namespace, name), "password": hashed,
-                      "permissions": subscriber_permissions(name, patterns, namespace)})
+                  else f"BCRYPT_HASH_OF_{entry.password_variable}")
+        users.append({"user": entry.name, "password": hashed, "permissions": entry.permissions})
     return {"authorization": {"users": users}}
 
 

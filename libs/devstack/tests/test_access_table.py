@@ -44,3 +44,20 @@ def test_the_nats_cluster_template_in_deploy_is_the_access_table():
 
     template = Path(__file__).parents[3] / "deploy" / "nats" / "tessera-authorization.conf"
     assert json.loads(template.read_text()) == authorization(environ={})
+
+
+def test_the_authorization_block_hashes_given_passwords_and_adds_subscribers():
+    import bcrypt
+
+    from tessera_devstack.nats_config import authorization
+
+    environ = {"TESSERA_SUBSCRIBERS": "crm-sync=identity.user.*",
+               "TESSERA_SUBSCRIBER_CRM_SYNC_NATS_PASSWORD": "crm secret",
+               "TESSERA_RBAC_NATS_PASSWORD": "rbac secret"}
+    users = {u["user"]: u for u in authorization("ns", environ=environ, rounds=4)["authorization"]["users"]}
+    assert bcrypt.checkpw(b"rbac secret", users["ns-rbac"]["password"].encode())
+    assert bcrypt.checkpw(b"crm secret", users["ns-crm-sync"]["password"].encode())
+    assert users["ns-identity"]["password"] == "BCRYPT_HASH_OF_TESSERA_IDENTITY_NATS_PASSWORD"
+    crm = users["ns-crm-sync"]["permissions"]
+    assert crm["subscribe"]["allow"] == ["_INBOX_ns_crm-sync.>"]
+    assert "$JS.API.CONSUMER.MSG.NEXT.NS_IDENTITY.crm-sync-identity_user_any" in crm["publish"]["allow"]

@@ -166,8 +166,10 @@ def _deliveries(msg: NatsMessage) -> int:
 
 
 def _consumer_config(name: str, start: Start) -> ConsumerConfig:
+    # One unacked message at a time: while one waits for its retry the server holds back the
+    # next, so events are applied in stream order even across retries.
     config = ConsumerConfig(durable_name=name, ack_policy=JsAckPolicy.EXPLICIT, max_deliver=-1,
-                            ack_wait=30)
+                            ack_wait=30, max_ack_pending=1)
     if start == "all":
         config.deliver_policy = DeliverPolicy.ALL
     elif start == "new":

@@ -4,7 +4,6 @@ restart, dead letters after the last try, CloudEvents headers on the wire."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from datetime import datetime, timezone
 
@@ -12,6 +11,7 @@ import nats
 import pytest
 from faststream.nats import NatsBroker
 
+from tessera_devstack.polling import until
 from tessera_events import STREAMS
 from tessera_events.identity import UserCreated, UserSnapshot
 from tessera_kit.testing import publisher
@@ -34,12 +34,13 @@ def users(*names: str) -> list[UserCreated]:
     return [UserCreated(user=UserSnapshot(id=name, username=name)) for name in names]
 
 
-async def until(check, what: str, tries: int = 400):
-    for _ in range(tries):
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"never happened: {what}")
+async def _consumed_all(js, stream: str, durable: str) -> bool:
+    info = await js.consumer_info(stream, durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def _stream_holds(js, stream: str, count: int) -> bool:
+    return (await js.stream_info(stream)).state.messages == count
 
 
 def subscriber(nats_url: str, namespace: str, applied: list, inbox, **options):
@@ -64,13 +65,19 @@ async def test_replays_history_then_follows_live_and_never_applies_twice(identit
     await until(lambda: len(applied) == 5, "live events followed")
     await broker.stop()
 
-    # A restart resumes the durable; events it had not acked come again and are skipped by the inbox.
+    # The durable is lost (as after a crash before its acks reached the server): the restarted
+    # subscriber gets the whole stream again, and the inbox skips what it applied already.
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    stream, durable = f"{identity.namespace.upper()}_IDENTITY", "welcome-test-identity_user_created"
+    await js.delete_consumer(stream, durable)
     await identity.publish(*users("r1"))
     broker, _ = subscriber(nats_url, identity.namespace, applied, inbox)
     await broker.start()
-    await until(lambda: len(applied) == 6, "the event published while it was down")
-    await asyncio.sleep(0.3)  # give a wrong redelivery the chance to show
+    await until(lambda: len(applied) >= 6, "the event published while it was down")
+    await until(lambda: _consumed_all(js, stream, durable), "every redelivery acked")
     await broker.stop()
+    await nc.close()
     inbox.close()
     assert [user for user, _ in applied] == ["h1", "h2", "h3", "l1", "l2", "r1"]
     assert len({event_id for _, event_id in applied}) == 6
@@ -78,7 +85,10 @@ async def test_replays_history_then_follows_live_and_never_applies_twice(identit
 
 async def test_a_durable_starting_at_a_time_skips_what_came_before(identity, nats_url):
     await identity.publish(*users("old1", "old2"))
-    await asyncio.sleep(0.3)  # the relay publishes them before the cut
+    nc = await nats.connect(nats_url)
+    stream = f"{identity.namespace.upper()}_IDENTITY"
+    await until(lambda: _stream_holds(nc.jetstream(), stream, 2), "the relay published them")
+    await nc.close()
     cut = datetime.now(timezone.utc)
     await identity.publish(*users("new1"))
     applied: list = []
@@ -118,20 +128,36 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(identity, nats_ur
     assert b'"username":"d1"' in message.data
 
 
+async def test_a_retried_event_is_applied_before_the_events_after_it(identity, nats_url):
+    """Stream order holds across a retry: the next event waits for the one being retried."""
+    broker = NatsBroker(nats_url, logger=None)
+    subscriptions = Subscriptions(broker, "in-order", namespace=identity.namespace,
+                                  retry_delay=0.5)
+    applied: list = []
+    failed_once: set = set()
+
+    @subscriptions.on(UserCreated)
+    async def flaky(event: UserCreated) -> None:
+        if event.user.id == "first" and "first" not in failed_once:
+            failed_once.add("first")
+            raise RuntimeError("try again")
+        applied.append(event.user.id)
+
+    await identity.publish(*users("first", "second"))
+    await broker.start()
+    await until(lambda: len(applied) == 2, "both events applied")
+    await broker.stop()
+    assert applied == ["first", "second"]
+
+
 async def test_events_carry_cloudevents_headers(identity, nats_url):
     nc = await nats.connect(nats_url)
     subject = f"{identity.namespace}.identity.user.created"
     js = nc.jetstream()
     await identity.publish(*users("ce1"))
     stream = f"{identity.namespace.upper()}_IDENTITY"
-    for _ in range(200):
-        try:
-            message = await js.get_last_msg(stream, subject)
-            break
-        except Exception:
-            await asyncio.sleep(0.025)
-    else:
-        raise AssertionError("event never published")
+    await until(lambda: _stream_holds(js, stream, 1), "the event published")
+    message = await js.get_last_msg(stream, subject)
     await nc.close()
     headers = message.headers
     assert headers["ce-specversion"] == "1.0"
