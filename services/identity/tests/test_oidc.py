@@ -768,6 +768,52 @@ async def test_a_refresh_racing_a_revocation_leaves_no_live_token(deployment):
         assert response.status_code == 401
 
 
+async def test_a_code_exchange_racing_a_revocation_of_the_user_leaves_no_live_token(deployment):
+    """What a password change or suspension runs (store.revoke_account) while a code of the
+    user is being exchanged: the exchange is held inside its transaction (tokens written, code
+    locked) until the revocation waits on it; the tokens it committed must not outlive it."""
+    from tessera_identity.oidc import store
+
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    meta = await discover(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
+        verifier = secrets.token_urlsafe(48)
+        url, _ = rp.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier,
+                                             redirect_uri=SPA_REDIRECT, scope="openid offline_access",
+                                             prompt="consent")
+        final = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+        code = query_of(final.headers["location"])["code"]
+        async with dep.ctx.pool.acquire() as gate, dep.ctx.pool.acquire() as revoker:
+            gate_tx = gate.transaction()
+            await gate_tx.start()
+            await gate.execute("LOCK TABLE outbox IN EXCLUSIVE MODE")  # the exchange's last write waits
+            exchange = asyncio.ensure_future(rp.fetch_token(meta["token_endpoint"], code=code, code_verifier=verifier,
+                                                            redirect_uri=SPA_REDIRECT))
+            while not any("INSERT INTO outbox" in q for q in await _waiting_queries(dep)):
+                await asyncio.sleep(0.01)
+
+            async def revoke() -> None:
+                async with revoker.transaction():
+                    await store.revoke_account(revoker, dep.provider.tenant_id, user_id)
+
+            revocation = asyncio.ensure_future(revoke())
+            while not any("oidc_authorization_codes" in q for q in await _waiting_queries(dep)):
+                await asyncio.sleep(0.01)
+            await gate_tx.rollback()
+            issued = await exchange
+            await revocation
+    for table in ("oidc_refresh_tokens", "oidc_access_tokens", "oidc_authorization_codes"):
+        assert await dep.ctx.pool.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1", user_id) == 0, table
+    with pytest.raises(AuthlibOAuthError) as error:
+        async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=issued["refresh_token"])
+    assert error.value.error == "invalid_grant"
+    async with dep.browser() as http:
+        response = await http.get("/oidc/me", headers={"authorization": f"Bearer {issued['access_token']}"})
+    assert response.status_code == 401
+
+
 # ------------------------------------------------------------------ logout asks the user (issue 11 item 6)
 
 

@@ -300,7 +300,11 @@ async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: s
     (for the events). Interactions begun on one of the user's sessions are deleted too, or,
     with `keep_interactions`, detached from it: they go on, but only after a new login (the
     sign-in that is setting a password may be one of them)."""
-    # The user's token families first, as delete_family does: a rotation under way commits
+    # The codes first: an exchange under way holds its code's row, so this waits for it to
+    # commit, and the statements below (each a new snapshot) see the tokens it issued.
+    await conn.execute("DELETE FROM oidc_authorization_codes WHERE tenant_id = $1 AND account_id = $2",
+                       tenant_id, account_id)
+    # Then the user's token families, as delete_family does: a rotation under way commits
     # before the DELETEs below look, and none starts after them.
     await conn.execute(
         "UPDATE oidc_token_families SET revoked_at = COALESCE(revoked_at, now())"
@@ -317,7 +321,7 @@ async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: s
         "DELETE FROM oidc_grants WHERE tenant_id = $1 AND account_id = $2 RETURNING id, client_id",
         tenant_id, account_id,
     )
-    for table in ("oidc_refresh_tokens", "oidc_access_tokens", "oidc_authorization_codes"):
+    for table in ("oidc_refresh_tokens", "oidc_access_tokens"):
         await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND account_id = $2", tenant_id, account_id)
     if keep_interactions:
         await conn.execute(
