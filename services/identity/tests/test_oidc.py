@@ -646,15 +646,14 @@ async def _old_credentials_are_dead(dep: Deployment, app: dict, token: dict, bro
 
 
 async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identity):
-    from tessera_events.contracts.identity import UPDATE_USER, UpdateUserRequest
+    from tessera_events.contracts.identity import HASH_PASSWORD, UPDATE_USER, HashPasswordRequest, UpdateUserRequest
     from tessera_kit import rpc
 
     dep = whole_identity
     app = await dep.application("SPA", redirect_uris=[SPA_REDIRECT], post_logout_redirect_uris=[SPA_LOGOUT])
-    admin = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
-    for change in ("management API", "forgot-password rpc"):
+    for change in ("management API", "forgot-password rpc", "hashed by HASH_PASSWORD"):
         async with dep.browser() as browser:
-            created = await browser.post("/api/users", headers=admin, json={
+            created = await browser.post("/api/users", json={
                 "username": f"pw{secrets.token_hex(4)}", "password": "old-pass-123"})
             assert created.status_code == 200, created.text
             user_id = created.json()["id"]
@@ -667,12 +666,16 @@ async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identi
             assert len(session_ids) == 1
 
             if change == "management API":
-                response = await browser.patch(f"/api/users/{user_id}/password", headers=admin,
-                                               json={"password": "new-pass-456"})
+                response = await browser.patch(f"/api/users/{user_id}/password", json={"password": "new-pass-456"})
                 assert response.status_code == 200, response.text
-            else:  # what experience asks after a ForgotPassword interaction
+            elif change == "forgot-password rpc":
                 await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
                     user_id=user_id, password="new-pass-456", tenant_id="default"))
+            else:  # what experience does: the interaction keeps identity's hash, then sets it
+                hashed = await rpc.call(dep.ctx.bus, HASH_PASSWORD, HashPasswordRequest(
+                    password="new-pass-456", compare_with_user_id=user_id), timeout=10)
+                await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
+                    user_id=user_id, password_digest=hashed.digest, password_algorithm=hashed.algorithm))
 
             await _old_credentials_are_dead(dep, app, token, browser)
         revoked = [e for e in await dep.event_data("identity.user.sessions_revoked") if e["user_id"] == user_id]
@@ -682,7 +685,7 @@ async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identi
         assert [e["reason"] for e in ended] == ["password_changed"]
         # The password did change, in the same transaction.
         async with dep.browser() as browser:
-            response = await browser.post(f"/api/users/{user_id}/password/verify", headers=admin,
+            response = await browser.post(f"/api/users/{user_id}/password/verify",
                                           json={"password": "new-pass-456"})
         assert response.status_code == 204
 
