@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import itertools
 import os
@@ -149,6 +150,22 @@ async def spa_and_user(dep: Deployment):
     return app, user_id
 
 
+@contextlib.contextmanager
+def no_refresh_reuse_interval(dep: Deployment):
+    """Every reuse of a rotated refresh token is a replay (the interval is 3 s otherwise)."""
+    saved = dep.provider.settings
+    dep.provider.settings = msgspec.structs.replace(saved, oidc_refresh_reuse_seconds=0)
+    try:
+        yield
+    finally:
+        dep.provider.settings = saved
+
+
+async def _family_of(dep: Deployment, user_id: str) -> str:
+    return await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1 LIMIT 1",
+                                       user_id)
+
+
 async def test_authorization_code_flow_with_pkce_id_token_userinfo_and_logout(deployment):
     dep = deployment
     app, user_id = await spa_and_user(dep)
@@ -228,20 +245,15 @@ async def test_refresh_rotation_concurrent_refreshes_and_replay(deployment):
         )
         assert a["refresh_token"] == b["refresh_token"] != second
         assert a["access_token"] != b["access_token"]
-        family = await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1"
-                                             " LIMIT 1", user_id)
+        family = await _family_of(dep, user_id)
         live = await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1"
                                            " AND consumed_at IS NULL", family)
         assert live == 1
 
         # Past the interval (0 s here, 3 s by default), the same token is a replay: the family goes.
-        dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
-        try:
-            with pytest.raises(AuthlibOAuthError) as error:
-                await rp.refresh_token(ISSUER + "/token", refresh_token=second)
-            assert error.value.error == "invalid_grant"
-        finally:
-            dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=3.0)
+        with no_refresh_reuse_interval(dep), pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=second)
+        assert error.value.error == "invalid_grant"
         for survivor in (a["refresh_token"], b["refresh_token"]):
             with pytest.raises(AuthlibOAuthError) as error:
                 await rp.refresh_token(ISSUER + "/token", refresh_token=survivor)
@@ -693,11 +705,6 @@ async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identi
 # ------------------------------------------------------------------ refresh families: one chain, no fork
 
 
-async def _family_of(dep: Deployment, user_id: str) -> str:
-    return await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1 LIMIT 1",
-                                       user_id)
-
-
 async def test_a_refresh_token_reused_within_the_interval_gets_the_same_successor(deployment):
     dep = deployment
     app, user_id = await spa_and_user(dep)
@@ -712,16 +719,16 @@ async def test_a_refresh_token_reused_within_the_interval_gets_the_same_successo
         rows = await dep.ctx.pool.fetch("SELECT token_hash, consumed_at FROM oidc_refresh_tokens"
                                         " WHERE family_id = $1", family)
         assert len(rows) == 2 and sum(r["consumed_at"] is None for r in rows) == 1  # one chain: rt1 -> rt2
-        assert rt2.encode() not in b"".join(bytes(r["token_hash"]) for r in rows)  # digests only
+        # Digests only: neither token (nor the successor the reuse was answered with) is stored.
+        stored = await dep.ctx.pool.fetchval("SELECT string_agg(t::text, ' ') FROM oidc_refresh_tokens t"
+                                             " WHERE family_id = $1", family)
+        assert rt1 not in stored and rt2 not in stored
+        assert {bytes(r["token_hash"]) for r in rows} == {hashlib.sha256(t.encode()).digest() for t in (rt1, rt2)}
         # The chain goes on from rt2; past the interval a reuse of rt1 revokes the whole family.
         rt3 = (await rp.refresh_token(ISSUER + "/token", refresh_token=rt2))["refresh_token"]
-        dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
-        try:
-            with pytest.raises(AuthlibOAuthError) as error:
-                await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)
-            assert error.value.error == "invalid_grant"
-        finally:
-            dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=3.0)
+        with no_refresh_reuse_interval(dep), pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)
+        assert error.value.error == "invalid_grant"
         with pytest.raises(AuthlibOAuthError):
             await rp.refresh_token(ISSUER + "/token", refresh_token=rt3)
         assert await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1",
