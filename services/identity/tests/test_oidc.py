@@ -877,10 +877,16 @@ async def test_interactions_announce_their_start_and_end(deployment):
     params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
               "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s", "prompt": "consent"}
     async with dep.browser() as browser:
-        response = await browser.get("/oidc/auth", params=params)
+        # A client that also sends its secret (or anything else) to the authorization endpoint:
+        # only the authorization request's own parameters are kept and announced.
+        response = await browser.get("/oidc/auth", params={**params, "client_secret": "s3cret-of-the-client",
+                                                           "junk": "x" * 1000, "ui_locales": "fr"})
         login_uid = browser.cookies.get("_interaction")
         started = [e for e in await dep.event_data("identity.interaction.started") if e["interaction_id"] == login_uid]
         assert len(started) == 1 and started[0]["application_id"] == app["id"]
+        assert started[0]["params"] == {**params, "ui_locales": "fr"}
+        stored = await dep.ctx.pool.fetchval("SELECT params::text FROM oidc_interactions WHERE uid = $1", login_uid)
+        assert "s3cret-of-the-client" not in stored and "junk" not in stored
         assert started[0]["params"]["state"] == "s" and started[0]["prompt"]["name"] == "login"
         assert started[0]["prompt"]["reasons"] == ["no_session"]
         assert not [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == login_uid]
