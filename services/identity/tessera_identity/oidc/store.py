@@ -210,11 +210,14 @@ async def insert_family(conn: Conn, tenant_id: str, family_id: str) -> None:
                        family_id, tenant_id)
 
 
-async def lock_family(conn: asyncpg.Connection, tenant_id: str, family_id: str) -> asyncpg.Record | None:
-    """Taken before any token row of the family, by rotation and revocation alike."""
+async def lock_family_of_refresh_token(conn: asyncpg.Connection, tenant_id: str,
+                                      token_hash: bytes) -> asyncpg.Record | None:
+    """The family of a refresh token, locked (one round trip): taken before any token row of
+    the family, by rotation and revocation alike."""
     return await conn.fetchrow(
-        "SELECT family_id, revoked_at FROM oidc_token_families WHERE tenant_id = $1 AND family_id = $2"
-        " FOR UPDATE", tenant_id, family_id,
+        "SELECT family_id, revoked_at FROM oidc_token_families WHERE tenant_id = $1 AND family_id ="
+        " (SELECT family_id FROM oidc_refresh_tokens WHERE tenant_id = $1 AND token_hash = $2)"
+        " FOR UPDATE", tenant_id, token_hash,
     )
 
 
