@@ -66,7 +66,7 @@ class RateLimits:
 
 async def start(ctx: ServiceContext) -> None:
     """Read the limits once at start-up (a bad setting stops the service here)."""
-    ctx.extras[EXTRAS_KEY] = RateLimits.from_settings(RateLimiter(ctx.pool), load_settings(RateLimitSettings))
+    rate_limits(ctx)
 
 
 def rate_limits(ctx: ServiceContext) -> RateLimits:

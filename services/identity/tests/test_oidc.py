@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import itertools
 import os
@@ -149,6 +150,22 @@ async def spa_and_user(dep: Deployment):
     return app, user_id
 
 
+@contextlib.contextmanager
+def no_refresh_reuse_interval(dep: Deployment):
+    """Every reuse of a rotated refresh token is a replay (the interval is 3 s otherwise)."""
+    saved = dep.provider.settings
+    dep.provider.settings = msgspec.structs.replace(saved, oidc_refresh_reuse_seconds=0)
+    try:
+        yield
+    finally:
+        dep.provider.settings = saved
+
+
+async def _family_of(dep: Deployment, user_id: str) -> str:
+    return await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1 LIMIT 1",
+                                       user_id)
+
+
 async def test_authorization_code_flow_with_pkce_id_token_userinfo_and_logout(deployment):
     dep = deployment
     app, user_id = await spa_and_user(dep)
@@ -228,20 +245,15 @@ async def test_refresh_rotation_concurrent_refreshes_and_replay(deployment):
         )
         assert a["refresh_token"] == b["refresh_token"] != second
         assert a["access_token"] != b["access_token"]
-        family = await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1"
-                                             " LIMIT 1", user_id)
+        family = await _family_of(dep, user_id)
         live = await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1"
                                            " AND consumed_at IS NULL", family)
         assert live == 1
 
         # Past the interval (0 s here, 3 s by default), the same token is a replay: the family goes.
-        dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
-        try:
-            with pytest.raises(AuthlibOAuthError) as error:
-                await rp.refresh_token(ISSUER + "/token", refresh_token=second)
-            assert error.value.error == "invalid_grant"
-        finally:
-            dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=3.0)
+        with no_refresh_reuse_interval(dep), pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=second)
+        assert error.value.error == "invalid_grant"
         for survivor in (a["refresh_token"], b["refresh_token"]):
             with pytest.raises(AuthlibOAuthError) as error:
                 await rp.refresh_token(ISSUER + "/token", refresh_token=survivor)
@@ -646,15 +658,14 @@ async def _old_credentials_are_dead(dep: Deployment, app: dict, token: dict, bro
 
 
 async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identity):
-    from tessera_events.contracts.identity import UPDATE_USER, UpdateUserRequest
+    from tessera_events.contracts.identity import HASH_PASSWORD, UPDATE_USER, HashPasswordRequest, UpdateUserRequest
     from tessera_kit import rpc
 
     dep = whole_identity
     app = await dep.application("SPA", redirect_uris=[SPA_REDIRECT], post_logout_redirect_uris=[SPA_LOGOUT])
-    admin = {"x-tessera-caller-type": "user", "x-tessera-caller-id": "test-admin"}
-    for change in ("management API", "forgot-password rpc"):
+    for change in ("management API", "forgot-password rpc", "hashed by HASH_PASSWORD"):
         async with dep.browser() as browser:
-            created = await browser.post("/api/users", headers=admin, json={
+            created = await browser.post("/api/users", json={
                 "username": f"pw{secrets.token_hex(4)}", "password": "old-pass-123"})
             assert created.status_code == 200, created.text
             user_id = created.json()["id"]
@@ -667,12 +678,16 @@ async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identi
             assert len(session_ids) == 1
 
             if change == "management API":
-                response = await browser.patch(f"/api/users/{user_id}/password", headers=admin,
-                                               json={"password": "new-pass-456"})
+                response = await browser.patch(f"/api/users/{user_id}/password", json={"password": "new-pass-456"})
                 assert response.status_code == 200, response.text
-            else:  # what experience asks after a ForgotPassword interaction
+            elif change == "forgot-password rpc":
                 await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
                     user_id=user_id, password="new-pass-456", tenant_id="default"))
+            else:  # what experience does: the interaction keeps identity's hash, then sets it
+                hashed = await rpc.call(dep.ctx.bus, HASH_PASSWORD, HashPasswordRequest(
+                    password="new-pass-456", compare_with_user_id=user_id), timeout=10)
+                await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
+                    user_id=user_id, password_digest=hashed.digest, password_algorithm=hashed.algorithm))
 
             await _old_credentials_are_dead(dep, app, token, browser)
         revoked = [e for e in await dep.event_data("identity.user.sessions_revoked") if e["user_id"] == user_id]
@@ -682,17 +697,12 @@ async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identi
         assert [e["reason"] for e in ended] == ["password_changed"]
         # The password did change, in the same transaction.
         async with dep.browser() as browser:
-            response = await browser.post(f"/api/users/{user_id}/password/verify", headers=admin,
+            response = await browser.post(f"/api/users/{user_id}/password/verify",
                                           json={"password": "new-pass-456"})
         assert response.status_code == 204
 
 
 # ------------------------------------------------------------------ refresh families: one chain, no fork
-
-
-async def _family_of(dep: Deployment, user_id: str) -> str:
-    return await dep.ctx.pool.fetchval("SELECT family_id FROM oidc_refresh_tokens WHERE account_id = $1 LIMIT 1",
-                                       user_id)
 
 
 async def test_a_refresh_token_reused_within_the_interval_gets_the_same_successor(deployment):
@@ -709,16 +719,16 @@ async def test_a_refresh_token_reused_within_the_interval_gets_the_same_successo
         rows = await dep.ctx.pool.fetch("SELECT token_hash, consumed_at FROM oidc_refresh_tokens"
                                         " WHERE family_id = $1", family)
         assert len(rows) == 2 and sum(r["consumed_at"] is None for r in rows) == 1  # one chain: rt1 -> rt2
-        assert rt2.encode() not in b"".join(bytes(r["token_hash"]) for r in rows)  # digests only
+        # Digests only: neither token (nor the successor the reuse was answered with) is stored.
+        stored = await dep.ctx.pool.fetchval("SELECT string_agg(t::text, ' ') FROM oidc_refresh_tokens t"
+                                             " WHERE family_id = $1", family)
+        assert rt1 not in stored and rt2 not in stored
+        assert {bytes(r["token_hash"]) for r in rows} == {hashlib.sha256(t.encode()).digest() for t in (rt1, rt2)}
         # The chain goes on from rt2; past the interval a reuse of rt1 revokes the whole family.
         rt3 = (await rp.refresh_token(ISSUER + "/token", refresh_token=rt2))["refresh_token"]
-        dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=0)
-        try:
-            with pytest.raises(AuthlibOAuthError) as error:
-                await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)
-            assert error.value.error == "invalid_grant"
-        finally:
-            dep.provider.settings = msgspec.structs.replace(dep.provider.settings, oidc_refresh_reuse_seconds=3.0)
+        with no_refresh_reuse_interval(dep), pytest.raises(AuthlibOAuthError) as error:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=rt1)
+        assert error.value.error == "invalid_grant"
         with pytest.raises(AuthlibOAuthError):
             await rp.refresh_token(ISSUER + "/token", refresh_token=rt3)
         assert await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_refresh_tokens WHERE family_id = $1",
@@ -766,6 +776,52 @@ async def test_a_refresh_racing_a_revocation_leaves_no_live_token(deployment):
         async with dep.browser() as http:
             response = await http.get("/oidc/me", headers={"authorization": f"Bearer {rotated['access_token']}"})
         assert response.status_code == 401
+
+
+async def test_a_code_exchange_racing_a_revocation_of_the_user_leaves_no_live_token(deployment):
+    """What a password change or suspension runs (store.revoke_account) while a code of the
+    user is being exchanged: the exchange is held inside its transaction (tokens written, code
+    locked) until the revocation waits on it; the tokens it committed must not outlive it."""
+    from tessera_identity.oidc import store
+
+    dep = deployment
+    app, user_id = await spa_and_user(dep)
+    meta = await discover(dep)
+    async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
+        verifier = secrets.token_urlsafe(48)
+        url, _ = rp.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier,
+                                             redirect_uri=SPA_REDIRECT, scope="openid offline_access",
+                                             prompt="consent")
+        final = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+        code = query_of(final.headers["location"])["code"]
+        async with dep.ctx.pool.acquire() as gate, dep.ctx.pool.acquire() as revoker:
+            gate_tx = gate.transaction()
+            await gate_tx.start()
+            await gate.execute("LOCK TABLE outbox IN EXCLUSIVE MODE")  # the exchange's last write waits
+            exchange = asyncio.ensure_future(rp.fetch_token(meta["token_endpoint"], code=code, code_verifier=verifier,
+                                                            redirect_uri=SPA_REDIRECT))
+            while not any("INSERT INTO outbox" in q for q in await _waiting_queries(dep)):
+                await asyncio.sleep(0.01)
+
+            async def revoke() -> None:
+                async with revoker.transaction():
+                    await store.revoke_account(revoker, dep.provider.tenant_id, user_id)
+
+            revocation = asyncio.ensure_future(revoke())
+            while not any("oidc_authorization_codes" in q for q in await _waiting_queries(dep)):
+                await asyncio.sleep(0.01)
+            await gate_tx.rollback()
+            issued = await exchange
+            await revocation
+    for table in ("oidc_refresh_tokens", "oidc_access_tokens", "oidc_authorization_codes"):
+        assert await dep.ctx.pool.fetchval(f"SELECT count(*) FROM {table} WHERE account_id = $1", user_id) == 0, table
+    with pytest.raises(AuthlibOAuthError) as error:
+        async with dep.rp(app["id"], code_challenge_method="S256") as rp:
+            await rp.refresh_token(ISSUER + "/token", refresh_token=issued["refresh_token"])
+    assert error.value.error == "invalid_grant"
+    async with dep.browser() as http:
+        response = await http.get("/oidc/me", headers={"authorization": f"Bearer {issued['access_token']}"})
+    assert response.status_code == 401
 
 
 # ------------------------------------------------------------------ logout asks the user (issue 11 item 6)
@@ -821,10 +877,16 @@ async def test_interactions_announce_their_start_and_end(deployment):
     params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
               "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s", "prompt": "consent"}
     async with dep.browser() as browser:
-        response = await browser.get("/oidc/auth", params=params)
+        # A client that also sends its secret (or anything else) to the authorization endpoint:
+        # only the authorization request's own parameters are kept and announced.
+        response = await browser.get("/oidc/auth", params={**params, "client_secret": "s3cret-of-the-client",
+                                                           "junk": "x" * 1000, "ui_locales": "fr"})
         login_uid = browser.cookies.get("_interaction")
         started = [e for e in await dep.event_data("identity.interaction.started") if e["interaction_id"] == login_uid]
         assert len(started) == 1 and started[0]["application_id"] == app["id"]
+        assert started[0]["params"] == {**params, "ui_locales": "fr"}
+        stored = await dep.ctx.pool.fetchval("SELECT params::text FROM oidc_interactions WHERE uid = $1", login_uid)
+        assert "s3cret-of-the-client" not in stored and "junk" not in stored
         assert started[0]["params"]["state"] == "s" and started[0]["prompt"]["name"] == "login"
         assert started[0]["prompt"]["reasons"] == ["no_session"]
         assert not [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == login_uid]

@@ -41,6 +41,15 @@ SIGN_IN_PATH = "/sign-in"
 REGISTER_PATH = "/register"
 CONSENT_PATH = "/sign-in/consent"
 REGISTER_SCREENS = frozenset({"register", "identifier:register"})  # later SDKs' `first_screen`
+# The authorization request's own parameters (oidc-provider's list, RFC 8707's `resource`,
+# Logto's extra ones): all an interaction keeps, hands to the sign-in pages and announces.
+# Anything else a client sends (its client_secret, by mistake) is neither stored nor published.
+AUTHORIZATION_PARAMS = frozenset({
+    "acr_values", "claims", "claims_locales", "client_id", "code_challenge", "code_challenge_method",
+    "display", "id_token_hint", "login_hint", "max_age", "nonce", "prompt", "redirect_uri", "registration",
+    "request", "request_uri", "response_mode", "response_type", "scope", "state", "ui_locales",
+    "resource", "interaction_mode", "first_screen",
+})
 INTERACTION_TTL = 3600  # Logto §5.4
 SESSION_TTL = 14 * 86400
 GRANT_TTL = 14 * 86400
@@ -246,7 +255,8 @@ async def _validate(provider: Provider, params: Params, client: Client, redirect
         client_id=client.id, redirect_uri=redirect_uri, response_mode=target.response_mode,
         state=target.state, scopes=scopes, resources=resources, prompts=prompts, max_age=max_age,
         nonce=params.get("nonce"), code_challenge=challenge,
-        interaction_mode=_interaction_mode(params), raw=params.as_dict(),
+        interaction_mode=_interaction_mode(params),
+        raw={k: v for k, v in params.as_dict().items() if k in AUTHORIZATION_PARAMS},
     )
 
 

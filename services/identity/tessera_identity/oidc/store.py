@@ -210,11 +210,14 @@ async def insert_family(conn: Conn, tenant_id: str, family_id: str) -> None:
                        family_id, tenant_id)
 
 
-async def lock_family(conn: asyncpg.Connection, tenant_id: str, family_id: str) -> asyncpg.Record | None:
-    """Taken before any token row of the family, by rotation and revocation alike."""
+async def lock_family_of_refresh_token(conn: asyncpg.Connection, tenant_id: str,
+                                      token_hash: bytes) -> asyncpg.Record | None:
+    """The family of a refresh token, locked (one round trip): taken before any token row of
+    the family, by rotation and revocation alike."""
     return await conn.fetchrow(
-        "SELECT family_id, revoked_at FROM oidc_token_families WHERE tenant_id = $1 AND family_id = $2"
-        " FOR UPDATE", tenant_id, family_id,
+        "SELECT family_id, revoked_at FROM oidc_token_families WHERE tenant_id = $1 AND family_id ="
+        " (SELECT family_id FROM oidc_refresh_tokens WHERE tenant_id = $1 AND token_hash = $2)"
+        " FOR UPDATE", tenant_id, token_hash,
     )
 
 
@@ -300,7 +303,11 @@ async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: s
     (for the events). Interactions begun on one of the user's sessions are deleted too, or,
     with `keep_interactions`, detached from it: they go on, but only after a new login (the
     sign-in that is setting a password may be one of them)."""
-    # The user's token families first, as delete_family does: a rotation under way commits
+    # The codes first: an exchange under way holds its code's row, so this waits for it to
+    # commit, and the statements below (each a new snapshot) see the tokens it issued.
+    await conn.execute("DELETE FROM oidc_authorization_codes WHERE tenant_id = $1 AND account_id = $2",
+                       tenant_id, account_id)
+    # Then the user's token families, as delete_family does: a rotation under way commits
     # before the DELETEs below look, and none starts after them.
     await conn.execute(
         "UPDATE oidc_token_families SET revoked_at = COALESCE(revoked_at, now())"
@@ -317,7 +324,7 @@ async def revoke_account(conn: asyncpg.Connection, tenant_id: str, account_id: s
         "DELETE FROM oidc_grants WHERE tenant_id = $1 AND account_id = $2 RETURNING id, client_id",
         tenant_id, account_id,
     )
-    for table in ("oidc_refresh_tokens", "oidc_access_tokens", "oidc_authorization_codes"):
+    for table in ("oidc_refresh_tokens", "oidc_access_tokens"):
         await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND account_id = $2", tenant_id, account_id)
     if keep_interactions:
         await conn.execute(

@@ -127,7 +127,7 @@ async def update_user(
         values["password_encryption_method"] = passwords.ARGON2ID
     elif password_digest:  # hashed earlier (HASH_PASSWORD), e.g. while an interaction held it
         values["password_encrypted"], values["password_encryption_method"] = password_digest
-        password = "(hashed)"  # a new password all the same, announced as one
+    new_password = "password_encrypted" in values
     async with ctx.pool.acquire() as conn, conn.transaction():
         before = await store.find_user_for_update(conn, tenant, user_id)
         if before is None:
@@ -151,7 +151,7 @@ async def update_user(
         changed = changed_fields(before, after)
         if set(changed) - QUIET_FIELDS:
             await _emit(ctx, conn, UserUpdated(user=snapshot(after), changed=changed), user_id)
-        if password:
+        if new_password:
             await _emit(ctx, conn, UserPasswordChanged(user_id=user_id), user_id)
             # A new password ends what the old one opened (RFC 9700 §4.14.2; ASVS V3.3.3),
             # in this transaction: no refresh, userinfo or silent sign-in outlives it. An

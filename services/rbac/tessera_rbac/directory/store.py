@@ -214,18 +214,17 @@ async def search_role_users(
     # plain join PostgreSQL reads the whole table into a hash once the holders are ~1 % of it).
     source = (f"{holders} SELECT {{}} FROM holders h CROSS JOIN LATERAL (SELECT * FROM directory_users d"
               " WHERE d.tenant_id = $1 AND d.id = h.user_id LIMIT 1) u")
+    where, count_args = f" WHERE {filters.sql}", list(filters.args)  # before the page adds its own
     rows = await fetch_searched(
         conn,
         source.format(f'{public_user_columns("u")}, count(*) OVER () AS "total"')
-        + f" WHERE {filters.sql} ORDER BY u.created_at DESC, u.id DESC{filters.page(limit, offset)}",
+        + f"{where} ORDER BY u.created_at DESC, u.id DESC{filters.page(limit, offset)}",
         *filters.args,
     )
     if rows:
         total = rows[0]["total"]
     else:
-        args = filters.args[:-2] if limit is not None else filters.args  # without LIMIT / OFFSET
-        total = (await fetch_searched(conn, source.format('count(*) AS "total"') + f" WHERE {filters.sql}",
-                                      *args))[0]["total"]
+        total = (await fetch_searched(conn, source.format('count(*) AS "total"') + where, *count_args))[0]["total"]
     return total, [{k: v for k, v in r.items() if k != "total"} for r in rows]
 
 

@@ -37,8 +37,7 @@ async def refresh(provider: Provider, client: Client, params: Params) -> tokens.
     async with provider.pool.acquire() as conn:
         async with conn.transaction():
             # The family first (as revocation does), then the token row: see the module doc.
-            seen = await store.find_refresh_token(conn, provider.tenant_id, token_hash)
-            family = seen and await store.lock_family(conn, provider.tenant_id, seen["family_id"])
+            family = await store.lock_family_of_refresh_token(conn, provider.tenant_id, token_hash)
             row = family and await store.lock_refresh_token(conn, provider.tenant_id, token_hash)
             # §6: the refresh token must be valid and issued to the authenticated client.
             if (not row or family["revoked_at"] is not None or row["expires_at"].timestamp() <= now
