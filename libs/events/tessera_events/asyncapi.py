@@ -114,10 +114,10 @@ _HEADERS = {
 
 
 def _example_headers(entry) -> dict[str, str]:
-    from tessera_events.cloudevents import dataschema
+    from tessera_events.cloudevents import dataschema, source
 
     return {"Nats-Msg-Id": _EXAMPLE_ID, "ce-specversion": "1.0", "ce-id": _EXAMPLE_ID,
-            "ce-source": f"/tessera/{entry.service}", "ce-type": entry.type,
+            "ce-source": source(entry.service), "ce-type": entry.type,
             "ce-time": "2026-01-01T00:00:00.000Z", "ce-datacontenttype": "application/json",
             "ce-dataschema": dataschema(entry.type, entry.version), "ce-tenantid": "default"}
 

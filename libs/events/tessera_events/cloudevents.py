@@ -45,6 +45,10 @@ def rfc3339(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+def source(service: str) -> str:
+    return f"/tessera/{service}"
+
+
 def dataschema(type_: str, version: int) -> str:
     return f"urn:tessera:event:{type_}:v{version}"
 
@@ -55,7 +59,7 @@ def headers_for(envelope_json: bytes, subject: str | None = None) -> dict[str, s
     headers = {
         "ce-specversion": SPEC_VERSION,
         "ce-id": event.id,
-        "ce-source": f"/tessera/{event.type.split('.', 1)[0]}",
+        "ce-source": source(event.type.split(".", 1)[0]),
         "ce-type": event.type,
         "ce-time": rfc3339(event.occurred_at),
         "ce-datacontenttype": "application/json",

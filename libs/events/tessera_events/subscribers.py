@@ -1,5 +1,5 @@
-"""Naming shared by the subscriber kit (which creates the consumers) and the access table
-(which lets an outside subscriber's NATS user reach exactly those consumers)."""
+"""Naming on the bus, shared by the services' kit, its access table (the NATS permissions) and
+the subscriber kit: one rule for subjects, streams, inboxes and subscriber durables."""
 
 from __future__ import annotations
 
@@ -18,9 +18,20 @@ def stream_of(pattern: str) -> Stream:
     return STREAMS[service]
 
 
-def inbox_prefix(namespace: str, consumer: str) -> str:
-    """Replies to a subscriber arrive under its own prefix, which only it may read."""
-    return f"_INBOX_{namespace}_{consumer}" if namespace else f"_INBOX_{consumer}"
+def subject(namespace: str, name: str) -> str:
+    """A deployment namespace prefixes every subject: `<ns>.identity.user.created`."""
+    return f"{namespace}.{name}" if namespace else name
+
+
+def stream_name(namespace: str, name: str) -> str:
+    """... and every stream name: `<NS>_IDENTITY`."""
+    return f"{namespace.upper()}_{name}" if namespace else name
+
+
+def inbox_prefix(namespace: str, client: str) -> str:
+    """Replies to a client (a service or a subscriber) arrive under its own prefix, which only
+    its NATS user may read."""
+    return f"_INBOX_{namespace}_{client}" if namespace else f"_INBOX_{client}"
 
 
 def parse_subscribers(spec: str) -> dict[str, tuple[str, ...]]:

@@ -15,6 +15,7 @@ from typing import Any
 from tessera_events import STREAMS, Stream
 from tessera_events.contracts import connectors, identity, oidc, rbac
 from tessera_events.rpc import RpcOperation
+from tessera_events.subscribers import inbox_prefix, stream_name, subject  # noqa: F401 (re-exported)
 
 # The kit's dead-letter stream (`deadletter.>`), shared by every consuming service.
 DEAD_LETTER_STREAM = "DEADLETTER"
@@ -117,17 +118,8 @@ def service_access(name: str) -> ServiceAccess:
 # ------------------------------------------------------------------ NATS naming
 
 
-def subject(namespace: str, name: str) -> str:
-    return f"{namespace}.{name}" if namespace else name
-
-
-def stream_name(namespace: str, name: str) -> str:
-    return f"{namespace.upper()}_{name}" if namespace else name
-
-
-def inbox_prefix(namespace: str, service: str) -> str:
-    """Each service's replies arrive under its own prefix, which only it may subscribe to."""
-    return f"_INBOX_{namespace}_{service}" if namespace else f"_INBOX_{service}"
+# Subjects, streams and inboxes are named by the catalogue's rule (tessera_events.subscribers),
+# which subscribers outside Tessera follow too: `subject`, `stream_name`, `inbox_prefix`.
 
 
 def nats_user(namespace: str, service: str) -> str:

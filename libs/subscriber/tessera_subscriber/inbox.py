@@ -3,7 +3,6 @@ not apply an event twice. Keyed by (consumer, event id)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +33,7 @@ class SqliteInbox:
     For an effect in your own database, keep the ids in that database instead (implement
     `Inbox` there, and write the id in the transaction of the effect): then an effect and
     its record commit together, and a crash between the two cannot apply an event twice.
+    Its calls run on the event loop's thread (a local file and a primary-key lookup: short).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -42,7 +42,6 @@ class SqliteInbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS inbox (consumer TEXT NOT NULL, event_id TEXT NOT NULL,"
             " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (consumer, event_id))")
-        self._lock = asyncio.Lock()
 
     async def seen(self, consumer: str, event_id: str) -> bool:
         row = self._db.execute("SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?",
@@ -50,9 +49,8 @@ class SqliteInbox:
         return row is not None
 
     async def record(self, consumer: str, event_id: str) -> None:
-        async with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?, ?)",
-                             (consumer, event_id))
+        self._db.execute("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?, ?)",
+                         (consumer, event_id))
 
     def close(self) -> None:
         self._db.close()

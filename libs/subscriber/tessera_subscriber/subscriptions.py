@@ -30,7 +30,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tessera_events import STREAMS, Envelope, EventData, decode_data, decode_envelope
 from tessera_events.catalogue import event_type_of_class
-from tessera_events.subscribers import durable_name, inbox_prefix, stream_of
+from tessera_events.subscribers import durable_name, inbox_prefix, stream_name, stream_of, subject
 from tessera_subscriber.inbox import Inbox, MemoryInbox
 
 Start = Literal["all", "new"] | datetime
@@ -79,11 +79,10 @@ class Subscriptions:
     # ------------------------------------------------------------ naming
 
     def subject(self, name: str) -> str:
-        return f"{self.namespace}.{name}" if self.namespace else name
+        return subject(self.namespace, name)
 
     def stream_name(self, service: str) -> str:
-        name = STREAMS[service].name
-        return f"{self.namespace.upper()}_{name}" if self.namespace else name
+        return stream_name(self.namespace, STREAMS[service].name)
 
     @property
     def dead_letter_subject(self) -> str:
