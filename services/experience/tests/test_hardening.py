@@ -61,7 +61,8 @@ async def test_big_bodies_of_at_signs_are_refused_unread(deployment, size):
     guards_email, guards.EMAIL = guards.EMAIL, spy
     try:
         for method, path in (("put", "/api/interaction"), ("patch", "/api/interaction/identifiers"),
-                             ("post", "/api/interaction/verification/verification-code")):
+                             ("post", "/api/interaction/verification/verification-code"),
+                             ("post", "/api/verification-codes"), ("post", "/api/verification-codes/verify")):
             raw = await d.client.request(method, path, content=b"@" * size,
                                          headers={"content-type": "application/json"})
             assert raw.status_code == 413, (path, raw.text)
