@@ -24,7 +24,7 @@ from tessera_events.contracts.oidc import InteractionDetails
 from tessera_experience.config.routes import load_sign_in_experience, public_sign_in_experience
 from tessera_experience.interaction.guards import EMAIL, PASSWORD, PHONE, matches, read_body
 from tessera_experience.interaction.routes import caller_of
-from tessera_experience.interaction.service import InteractionService
+from tessera_experience.interaction.service import FORGOT_PASSWORD, InteractionService
 from tessera_experience.pages.render import STYLESHEET_PATH, FormErrors, Page, page_for, stylesheet_of
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.csrf import same_origin
@@ -181,17 +181,18 @@ Again = Callable[[FormErrors], Response | Awaitable[Response]]
 
 
 async def _after_failure(ctx: ServiceContext, page: Page, error: RequestError, event: str,
-                         again: Again | None) -> Response:
+                         again: Again) -> Response:
     """Where a failed step leads: the missing-profile form, the unknown-session page, or the
     same page again (`again`) with the error next to its field."""
     if error.code == "session.not_found":
         return see_other(UNKNOWN_SESSION)
-    if error.code == "user.missing_profile" or again is None:
+    if error.code == "user.missing_profile":
         missing = list((error.data or {}).get("missingProfile") or [])
         return render_missing_profile(page, event, missing, status=error.status)
     response = again(page.errors_from(error))
     response = await response if inspect.isawaitable(response) else response
-    # A rate limit's Retry-After (429) reaches the browser with the page that explains it.
+    # A rate limit's (429) or an outage's (503) Retry-After reaches the browser with the page
+    # that explains it.
     response.headers.update(getattr(error, "headers", None) or {})
     return response
 
@@ -240,10 +241,8 @@ async def complete_profile(request: Request, ctx: ServiceContext, event: str) ->
         await service.set_profile(caller, {f: form[f] for f in fields}, merge=True)
         return see_other(await service.submit(caller) or "/sign-in")
     except RequestError as error:
-        if error.code in ("session.not_found", "user.missing_profile"):
-            return await _after_failure(ctx, page, error, event, None)
-        return render_missing_profile(page, event, fields, errors=page.errors_from(error), values=values,
-                                      status=error.status)
+        return await _after_failure(ctx, page, error, event, lambda errs: render_missing_profile(
+            page, event, fields, errors=errs, values=values, status=error.status))
 
 
 async def send_profile_code(request: Request, ctx: ServiceContext, event: str) -> Response:
@@ -260,11 +259,10 @@ async def send_profile_code(request: Request, ctx: ServiceContext, event: str) -
     try:
         await InteractionService(ctx).send_code(caller_of(request), {kind: target})
     except RequestError as error:
-        if error.code == "session.not_found":
-            return see_other(UNKNOWN_SESSION)
         errors.add("contact", page.error_sentence(error))
-        return render_missing_profile(page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)],
-                                      errors=errors, status=error.status)
+        return await _after_failure(ctx, page, error, event, lambda _: render_missing_profile(
+            page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)], errors=errors,
+            status=error.status))
     return render_code(page, action=f"{profile_path(event)}/verify", target=target, back="/sign-in",
                        submit_label=page.t("action.continue"))
 
@@ -520,10 +518,8 @@ async def forgot_password(request: Request, ctx: Ctx) -> Response:
         await service.start(caller, {"event": "ForgotPassword"})
         await service.send_code(caller, {kind: target})
     except RequestError as error:
-        if error.code == "session.not_found":
-            return see_other(UNKNOWN_SESSION)
-        return await render_forgot_password(ctx, page, errors=page.errors_from(error), identifier=target,
-                                            status=error.status)
+        return await _after_failure(ctx, page, error, FORGOT_PASSWORD, lambda errs: render_forgot_password(
+            ctx, page, errors=errs, identifier=target, status=error.status))
     return render_code(page, action="/forgot-password/reset", target=target, back="/forgot-password",
                        submit_label=page.t("action.save_password"), new_password=True,
                        title=page.t("description.reset_password"))
@@ -554,9 +550,7 @@ async def reset_password(request: Request, ctx: Ctx) -> Response:
         await service.add_identifier(caller, code_payload(target, code))
         await service.submit(caller)
     except RequestError as error:
-        if error.code == "session.not_found":
-            return see_other(UNKNOWN_SESSION)
-        return again(page.errors_from(error), error.status)
+        return await _after_failure(ctx, page, error, FORGOT_PASSWORD, lambda errs: again(errs, error.status))
     return page.render("message.html", title=page.t("description.password_changed"),
                        message=page.t("description.password_changed_description"),
                        link="/sign-in", link_label=page.t("action.sign_in"))
