@@ -207,6 +207,11 @@ def profile_path(event: str) -> str:
     return "/register/profile" if event == "Register" else "/sign-in/profile"
 
 
+def profile_event(request: Request) -> str:
+    """Which flow a profile step is in: its form posts to `/register/profile*` or `/sign-in/profile*`."""
+    return "Register" if request.url.path.startswith("/register/") else "SignIn"
+
+
 def render_missing_profile(page: Page, event: str, missing: list[str], *, errors: FormErrors | None = None,
                            values: dict[str, str] | None = None, status: int = 200) -> Response:
     errors = errors or FormErrors()
@@ -223,7 +228,9 @@ def render_missing_profile(page: Page, event: str, missing: list[str], *, errors
                        focus=focus_of(errors, fields[0] if fields else "contact"))
 
 
-async def complete_profile(request: Request, ctx: ServiceContext, event: str) -> Response:
+@post(["/sign-in/profile", "/register/profile"], include_in_schema=False, status_code=200)
+async def complete_profile(request: Request, ctx: Ctx) -> Response:
+    event = profile_event(request)
     _, page = await live_page(ctx, request)
     fields = [f for f in request.query_params.get("fields", "").split(",") if f in PROFILE_FIELDS]
     form = await form_of(request)
@@ -245,31 +252,35 @@ async def complete_profile(request: Request, ctx: ServiceContext, event: str) ->
             page, event, fields, errors=errs, values=values, status=error.status))
 
 
-async def send_profile_code(request: Request, ctx: ServiceContext, event: str) -> Response:
+@post(["/sign-in/profile/verification-code", "/register/profile/verification-code"], include_in_schema=False,
+      status_code=200)
+async def send_profile_code(request: Request, ctx: Ctx) -> Response:
     """A missing email or phone: send it a code, then ask for the code."""
+    event = profile_event(request)
     _, page = await live_page(ctx, request)
     kinds = [k for k in request.query_params.get("kinds", "").split(",") if k in ("email", "phone")] or ["email"]
     target = (await form_of(request)).get("contact", "")[:256]
     kind = kind_of(target, kinds)
+    missing = [next(k for k, v in CONTACT_KINDS.items() if v == kinds)]
     errors = FormErrors()
-    if kind not in kinds or not (EMAIL if kind == "email" else PHONE).fullmatch(target):
+    if kind not in kinds or not matches(EMAIL if kind == "email" else PHONE, target):
         errors.add("contact", page.t("error.general_invalid", types=label_for(page, kinds)))
-        return render_missing_profile(page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)],
-                                      errors=errors, status=400)
+        return render_missing_profile(page, event, missing, errors=errors, status=400)
     try:
         await InteractionService(ctx).send_code(caller_of(request), {kind: target})
     except RequestError as error:
         errors.add("contact", page.error_sentence(error))
         return await _after_failure(ctx, page, error, event, lambda _: render_missing_profile(
-            page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)], errors=errors,
-            status=error.status))
+            page, event, missing, errors=errors, status=error.status))
     return render_code(page, action=f"{profile_path(event)}/verify", target=target, back="/sign-in",
                        submit_label=page.t("action.continue"))
 
 
-async def link_profile_contact(request: Request, ctx: ServiceContext, event: str) -> Response:
+@post(["/sign-in/profile/verify", "/register/profile/verify"], include_in_schema=False, status_code=200)
+async def link_profile_contact(request: Request, ctx: Ctx) -> Response:
     """The code of a missing email or phone: verified, it joins the profile, and the
     interaction is submitted again."""
+    event = profile_event(request)
     _, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", "")[:256], form.get("code", "")[:64]
@@ -292,36 +303,6 @@ async def link_profile_contact(request: Request, ctx: ServiceContext, event: str
         return see_other(await service.submit(caller) or "/sign-in")
     except RequestError as error:
         return await _after_failure(ctx, page, error, event, lambda errs: again(errs, error.status))
-
-
-@post("/sign-in/profile/verification-code", include_in_schema=False, status_code=200)
-async def sign_in_profile_code(request: Request, ctx: Ctx) -> Response:
-    return await send_profile_code(request, ctx, "SignIn")
-
-
-@post("/register/profile/verification-code", include_in_schema=False, status_code=200)
-async def register_profile_code(request: Request, ctx: Ctx) -> Response:
-    return await send_profile_code(request, ctx, "Register")
-
-
-@post("/sign-in/profile/verify", include_in_schema=False, status_code=200)
-async def sign_in_profile_verify(request: Request, ctx: Ctx) -> Response:
-    return await link_profile_contact(request, ctx, "SignIn")
-
-
-@post("/register/profile/verify", include_in_schema=False, status_code=200)
-async def register_profile_verify(request: Request, ctx: Ctx) -> Response:
-    return await link_profile_contact(request, ctx, "Register")
-
-
-@post("/sign-in/profile", include_in_schema=False, status_code=200)
-async def sign_in_profile(request: Request, ctx: Ctx) -> Response:
-    return await complete_profile(request, ctx, "SignIn")
-
-
-@post("/register/profile", include_in_schema=False, status_code=200)
-async def register_profile(request: Request, ctx: Ctx) -> Response:
-    return await complete_profile(request, ctx, "Register")
 
 
 # ------------------------------------------------------------------ verification codes
@@ -707,8 +688,8 @@ static_files = create_static_files_router(
 
 route_handlers = [
     Router("/", route_handlers=[
-        sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_profile_code, register_profile_code,
-        sign_in_profile_verify, register_profile_verify, sign_in_send_code, sign_in_with_code,
+        sign_in_page, sign_in, complete_profile, send_profile_code, link_profile_contact, sign_in_send_code,
+        sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
         social_sign_in, social_callback, social_link, consent_page, consent, unknown_session, stylesheet, me_elsewhere,
     ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES,
