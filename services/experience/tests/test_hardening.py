@@ -61,7 +61,8 @@ async def test_big_bodies_of_at_signs_are_refused_unread(deployment, size):
     guards_email, guards.EMAIL = guards.EMAIL, spy
     try:
         for method, path in (("put", "/api/interaction"), ("patch", "/api/interaction/identifiers"),
-                             ("post", "/api/interaction/verification/verification-code")):
+                             ("post", "/api/interaction/verification/verification-code"),
+                             ("post", "/api/verification-codes"), ("post", "/api/verification-codes/verify")):
             raw = await d.client.request(method, path, content=b"@" * size,
                                          headers={"content-type": "application/json"})
             assert raw.status_code == 413, (path, raw.text)
@@ -312,11 +313,18 @@ async def test_expired_interactions_are_purged_on_a_timer(fast_purge, deployment
     future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
     await store.save(d.ctx.pool, "default", "gone", {"event": "Register", "profile": {"username": "x"}}, past)
     await store.save(d.ctx.pool, "default", "live", {"event": "Register"}, future)
-    for _ in range(400):  # no request comes: only the timer can delete it
-        if await d.ctx.pool.fetchval("SELECT count(*) FROM interactions WHERE uid = 'gone'") == 0:
+    # A code long past its ten minutes goes too; a fresh one stays.
+    await d.ctx.pool.execute(
+        "INSERT INTO verification_codes (id, interaction_uid, type, email, code_digest, created_at)"
+        " VALUES ('old', 'live', 'Register', 'a@b.co', 'x', now() - interval '1 hour'),"
+        " ('new', 'live', 'Register', 'a@b.co', 'y', now())")
+    for _ in range(400):  # no request comes: only the timer can delete them
+        if await d.ctx.pool.fetchval("SELECT count(*) FROM interactions WHERE uid = 'gone'") == 0 and \
+                await d.ctx.pool.fetchval("SELECT count(*) FROM verification_codes WHERE id = 'old'") == 0:
             break
         await asyncio.sleep(0.05)
     assert await d.ctx.pool.fetchval("SELECT array_agg(uid) FROM interactions") == ["live"]
+    assert await d.ctx.pool.fetchval("SELECT array_agg(id) FROM verification_codes") == ["new"]
 
 
 async def test_a_social_accounts_script_avatar_is_left_out(deployment):

@@ -167,6 +167,23 @@ async def test_sign_in_fills_in_a_missing_username(deployment):
     assert await submitted(d) == ["experience.interaction.signed_in"]
 
 
+async def test_a_registration_fills_in_its_missing_password_on_the_register_path(deployment):
+    d = deployment
+    d.use_interaction()
+    # A custom UI started the registration without the password the sign-up asks for.
+    assert (await d.client.put("/api/interaction", json={"event": "Register", "profile": {"username": "dana"}})
+            ).status_code == 204
+    bad = await form(d, "/register/profile?fields=password", {"password": PASSWORD, "confirm_password": "other"})
+    assert bad.status_code == 400 and field_error(bad.text, "confirm_password")
+    action = re.search(r'<form method="post" action="([^"]+)"', bad.text)[1]
+    assert action == "/register/profile?fields=password"
+    done = await form(d, action, {"password": PASSWORD, "confirm_password": PASSWORD})
+    assert done.status_code == 303, done.text
+    assert await submitted(d) == ["experience.interaction.registered"]
+    (dana,) = d.identity.users.values()
+    assert dana.username == "dana" and dana.password == PASSWORD
+
+
 async def test_register(deployment):
     d = deployment
     d.use_interaction()

@@ -83,7 +83,24 @@ async def test_the_resend_cooldown_is_a_sentence(deployment):
     assert (await d.client.post("/sign-in/verification-code", data={"code_identifier": "kim@example.com"})
             ).status_code == 200
     refused = await d.client.post("/sign-in/verification-code", data={"code_identifier": "kim@example.com"})
-    assert refused.status_code == 429
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+    assert "Too many attempts. Please wait a while and try again." in refused.text
+
+
+@pytest.mark.parametrize("deployment", [CodeSettings()], indirect=True)
+async def test_every_page_that_sends_a_code_tells_the_browser_when_to_retry(deployment):
+    d = deployment
+    await with_email_sign_up(d)
+    d.identity.add_user(username="kim", password=PASSWORD)
+    d.use_interaction()
+    assert (await d.client.post("/forgot-password", data={"identifier": "kim@example.com"})).status_code == 200
+    refused = await d.client.post("/forgot-password", data={"identifier": "kim@example.com"})
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+    assert "Too many attempts. Please wait a while and try again." in refused.text
+    d.use_interaction()
+    await d.client.post("/sign-in", data={"identifier": "kim", "password": PASSWORD})  # email missing
+    refused = await d.client.post("/sign-in/profile/verification-code?kinds=email", data={"contact": "kim@example.com"})
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
     assert "Too many attempts. Please wait a while and try again." in refused.text
 
 

@@ -192,3 +192,22 @@ async def test_management_code_without_a_connector(deployment):
     error(await deployment.client.post("/api/verification-codes/verify",
                                        json={"email": "a@b.co", "verificationCode": "000000"}), 400,
           "verification_code.code_mismatch")
+
+
+@pytest.mark.parametrize("deployment", [DEFAULTS], indirect=True)
+async def test_connectors_away_is_a_503_that_keeps_nothing(deployment):
+    from tessera_kit import rpc
+
+    d = deployment
+    await with_email_sign_in(d)  # an Email connector is known: its service is merely away
+    d.use_interaction()
+    await put(d, {"event": "SignIn"})
+    await d.stop_serving("connectors")
+    response = await d.client.post(CODES, json={"email": "kim@example.com"})
+    error(response, 503, "service.unavailable")
+    assert int(response.headers["retry-after"]) > 0
+    # No code that nobody received, and no cooldown: once it is back, the user asks again at once.
+    assert await d.ctx.pool.fetchval("SELECT count(*) FROM verification_codes") == 0
+    d.served["connectors"] = [await rpc.serve(d.bus, h) for h in d.connectors.handlers()]
+    await d.bus.nc.flush()
+    assert (await d.client.post(CODES, json={"email": "kim@example.com"})).status_code == 204

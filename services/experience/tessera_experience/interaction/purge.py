@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 from tessera_experience.interaction import store
+from tessera_experience.verification_codes import store as codes
 from tessera_kit.app import ServiceContext
 from tessera_kit.logging import get_logger
 
@@ -20,6 +21,7 @@ async def _purge_forever(ctx: ServiceContext) -> None:
     while True:
         try:
             await store.purge_expired(ctx.pool)
+            await codes.purge_old(ctx.pool)
         except Exception:  # the database may be away for a while: try again next round
             log.exception("could not purge expired interactions")
         await asyncio.sleep(PURGE_EVERY_SECONDS)

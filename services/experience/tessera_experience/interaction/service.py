@@ -63,6 +63,7 @@ from tessera_experience.config.routes import load_sign_in_experience
 from tessera_experience.interaction import domain, guards, store
 from tessera_experience.interaction.domain import Identifier, Payload, mask_passwords
 from tessera_experience.interaction.logs import Caller, StepLog
+from tessera_experience.verification_codes import store as codes
 from tessera_experience.verification_codes.service import VerificationCodes
 from tessera_kit.app import ServiceContext
 from tessera_kit.errors import RequestError
@@ -294,7 +295,7 @@ class InteractionService:
                 kind = "email" if identifier["key"] == "emailVerified" else "phone"
                 user = await self._find_user(by=kind, value=identifier["value"])
                 return user.id if user else None
-        target = await store.latest_code_target(self.ctx.pool, self.tenant, uid, FORGOT_PASSWORD)
+        target = await codes.latest_target(self.ctx.pool, self.tenant, uid, FORGOT_PASSWORD)
         if target is None:
             return None
         kind, value = target

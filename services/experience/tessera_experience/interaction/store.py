@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from tessera_experience.verification_codes.domain import CODE_TTL
+from tessera_experience.verification_codes import store as codes
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -52,27 +52,12 @@ async def save(conn: Executor, tenant_id: str, uid: str, storage: dict[str, Any]
 
 
 async def delete(conn: Executor, tenant_id: str, uid: str) -> None:
+    """The interaction and its verification codes."""
     await conn.execute("DELETE FROM interactions WHERE tenant_id = $1 AND uid = $2", tenant_id, uid)
-    await conn.execute("DELETE FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2",
-                       tenant_id, uid)
+    await codes.delete_of_interaction(conn, tenant_id, uid)
 
 
 async def purge_expired(conn: Executor) -> None:
     """Interactions outlive identity's by nothing: their rows go (see `purge.py`)."""
     await conn.execute("DELETE FROM interactions WHERE expires_at < now()")
-    await conn.execute("DELETE FROM verification_codes WHERE created_at < now() - $1::interval", CODE_TTL * 2)
 
-
-# ------------------------------------------------------------------ verification codes
-
-
-async def latest_code_target(conn: Executor, tenant_id: str, uid: str, type_: str) -> tuple[str, str] | None:
-    """("email" | "phone", address) the latest unconsumed code of (interaction, type) went to."""
-    row = await conn.fetchrow(
-        "SELECT email, phone FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2 AND type = $3"
-        " AND NOT consumed ORDER BY created_at DESC LIMIT 1",
-        tenant_id, uid, type_,
-    )
-    if row is None:
-        return None
-    return ("email", row["email"]) if row["email"] else ("phone", row["phone"])

@@ -24,7 +24,7 @@ from tessera_events.contracts.oidc import InteractionDetails
 from tessera_experience.config.routes import load_sign_in_experience, public_sign_in_experience
 from tessera_experience.interaction.guards import EMAIL, PASSWORD, PHONE, matches, read_body
 from tessera_experience.interaction.routes import caller_of
-from tessera_experience.interaction.service import InteractionService
+from tessera_experience.interaction.service import FORGOT_PASSWORD, InteractionService
 from tessera_experience.pages.render import STYLESHEET_PATH, FormErrors, Page, page_for, stylesheet_of
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.csrf import same_origin
@@ -181,17 +181,18 @@ Again = Callable[[FormErrors], Response | Awaitable[Response]]
 
 
 async def _after_failure(ctx: ServiceContext, page: Page, error: RequestError, event: str,
-                         again: Again | None) -> Response:
+                         again: Again) -> Response:
     """Where a failed step leads: the missing-profile form, the unknown-session page, or the
     same page again (`again`) with the error next to its field."""
     if error.code == "session.not_found":
         return see_other(UNKNOWN_SESSION)
-    if error.code == "user.missing_profile" or again is None:
+    if error.code == "user.missing_profile":
         missing = list((error.data or {}).get("missingProfile") or [])
         return render_missing_profile(page, event, missing, status=error.status)
     response = again(page.errors_from(error))
     response = await response if inspect.isawaitable(response) else response
-    # A rate limit's Retry-After (429) reaches the browser with the page that explains it.
+    # A rate limit's (429) or an outage's (503) Retry-After reaches the browser with the page
+    # that explains it.
     response.headers.update(getattr(error, "headers", None) or {})
     return response
 
@@ -204,6 +205,11 @@ CONTACT_KINDS = {"email": ["email"], "phone": ["phone"], "emailOrPhone": ["email
 
 def profile_path(event: str) -> str:
     return "/register/profile" if event == "Register" else "/sign-in/profile"
+
+
+def profile_event(request: Request) -> str:
+    """Which flow a profile step is in: its form posts to `/register/profile*` or `/sign-in/profile*`."""
+    return "Register" if request.url.path.startswith("/register/") else "SignIn"
 
 
 def render_missing_profile(page: Page, event: str, missing: list[str], *, errors: FormErrors | None = None,
@@ -222,7 +228,9 @@ def render_missing_profile(page: Page, event: str, missing: list[str], *, errors
                        focus=focus_of(errors, fields[0] if fields else "contact"))
 
 
-async def complete_profile(request: Request, ctx: ServiceContext, event: str) -> Response:
+@post(["/sign-in/profile", "/register/profile"], include_in_schema=False, status_code=200)
+async def complete_profile(request: Request, ctx: Ctx) -> Response:
+    event = profile_event(request)
     _, page = await live_page(ctx, request)
     fields = [f for f in request.query_params.get("fields", "").split(",") if f in PROFILE_FIELDS]
     form = await form_of(request)
@@ -240,38 +248,39 @@ async def complete_profile(request: Request, ctx: ServiceContext, event: str) ->
         await service.set_profile(caller, {f: form[f] for f in fields}, merge=True)
         return see_other(await service.submit(caller) or "/sign-in")
     except RequestError as error:
-        if error.code in ("session.not_found", "user.missing_profile"):
-            return await _after_failure(ctx, page, error, event, None)
-        return render_missing_profile(page, event, fields, errors=page.errors_from(error), values=values,
-                                      status=error.status)
+        return await _after_failure(ctx, page, error, event, lambda errs: render_missing_profile(
+            page, event, fields, errors=errs, values=values, status=error.status))
 
 
-async def send_profile_code(request: Request, ctx: ServiceContext, event: str) -> Response:
+@post(["/sign-in/profile/verification-code", "/register/profile/verification-code"], include_in_schema=False,
+      status_code=200)
+async def send_profile_code(request: Request, ctx: Ctx) -> Response:
     """A missing email or phone: send it a code, then ask for the code."""
+    event = profile_event(request)
     _, page = await live_page(ctx, request)
     kinds = [k for k in request.query_params.get("kinds", "").split(",") if k in ("email", "phone")] or ["email"]
     target = (await form_of(request)).get("contact", "")[:256]
     kind = kind_of(target, kinds)
+    missing = [next(k for k, v in CONTACT_KINDS.items() if v == kinds)]
     errors = FormErrors()
-    if kind not in kinds or not (EMAIL if kind == "email" else PHONE).fullmatch(target):
+    if kind not in kinds or not matches(EMAIL if kind == "email" else PHONE, target):
         errors.add("contact", page.t("error.general_invalid", types=label_for(page, kinds)))
-        return render_missing_profile(page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)],
-                                      errors=errors, status=400)
+        return render_missing_profile(page, event, missing, errors=errors, status=400)
     try:
         await InteractionService(ctx).send_code(caller_of(request), {kind: target})
     except RequestError as error:
-        if error.code == "session.not_found":
-            return see_other(UNKNOWN_SESSION)
         errors.add("contact", page.error_sentence(error))
-        return render_missing_profile(page, event, [next(k for k, v in CONTACT_KINDS.items() if v == kinds)],
-                                      errors=errors, status=error.status)
+        return await _after_failure(ctx, page, error, event, lambda _: render_missing_profile(
+            page, event, missing, errors=errors, status=error.status))
     return render_code(page, action=f"{profile_path(event)}/verify", target=target, back="/sign-in",
                        submit_label=page.t("action.continue"))
 
 
-async def link_profile_contact(request: Request, ctx: ServiceContext, event: str) -> Response:
+@post(["/sign-in/profile/verify", "/register/profile/verify"], include_in_schema=False, status_code=200)
+async def link_profile_contact(request: Request, ctx: Ctx) -> Response:
     """The code of a missing email or phone: verified, it joins the profile, and the
     interaction is submitted again."""
+    event = profile_event(request)
     _, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", "")[:256], form.get("code", "")[:64]
@@ -294,36 +303,6 @@ async def link_profile_contact(request: Request, ctx: ServiceContext, event: str
         return see_other(await service.submit(caller) or "/sign-in")
     except RequestError as error:
         return await _after_failure(ctx, page, error, event, lambda errs: again(errs, error.status))
-
-
-@post("/sign-in/profile/verification-code", include_in_schema=False, status_code=200)
-async def sign_in_profile_code(request: Request, ctx: Ctx) -> Response:
-    return await send_profile_code(request, ctx, "SignIn")
-
-
-@post("/register/profile/verification-code", include_in_schema=False, status_code=200)
-async def register_profile_code(request: Request, ctx: Ctx) -> Response:
-    return await send_profile_code(request, ctx, "Register")
-
-
-@post("/sign-in/profile/verify", include_in_schema=False, status_code=200)
-async def sign_in_profile_verify(request: Request, ctx: Ctx) -> Response:
-    return await link_profile_contact(request, ctx, "SignIn")
-
-
-@post("/register/profile/verify", include_in_schema=False, status_code=200)
-async def register_profile_verify(request: Request, ctx: Ctx) -> Response:
-    return await link_profile_contact(request, ctx, "Register")
-
-
-@post("/sign-in/profile", include_in_schema=False, status_code=200)
-async def sign_in_profile(request: Request, ctx: Ctx) -> Response:
-    return await complete_profile(request, ctx, "SignIn")
-
-
-@post("/register/profile", include_in_schema=False, status_code=200)
-async def register_profile(request: Request, ctx: Ctx) -> Response:
-    return await complete_profile(request, ctx, "Register")
 
 
 # ------------------------------------------------------------------ verification codes
@@ -520,10 +499,8 @@ async def forgot_password(request: Request, ctx: Ctx) -> Response:
         await service.start(caller, {"event": "ForgotPassword"})
         await service.send_code(caller, {kind: target})
     except RequestError as error:
-        if error.code == "session.not_found":
-            return see_other(UNKNOWN_SESSION)
-        return await render_forgot_password(ctx, page, errors=page.errors_from(error), identifier=target,
-                                            status=error.status)
+        return await _after_failure(ctx, page, error, FORGOT_PASSWORD, lambda errs: render_forgot_password(
+            ctx, page, errors=errs, identifier=target, status=error.status))
     return render_code(page, action="/forgot-password/reset", target=target, back="/forgot-password",
                        submit_label=page.t("action.save_password"), new_password=True,
                        title=page.t("description.reset_password"))
@@ -554,9 +531,7 @@ async def reset_password(request: Request, ctx: Ctx) -> Response:
         await service.add_identifier(caller, code_payload(target, code))
         await service.submit(caller)
     except RequestError as error:
-        if error.code == "session.not_found":
-            return see_other(UNKNOWN_SESSION)
-        return again(page.errors_from(error), error.status)
+        return await _after_failure(ctx, page, error, FORGOT_PASSWORD, lambda errs: again(errs, error.status))
     return page.render("message.html", title=page.t("description.password_changed"),
                        message=page.t("description.password_changed_description"),
                        link="/sign-in", link_label=page.t("action.sign_in"))
@@ -713,8 +688,8 @@ static_files = create_static_files_router(
 
 route_handlers = [
     Router("/", route_handlers=[
-        sign_in_page, sign_in, sign_in_profile, register_profile, sign_in_profile_code, register_profile_code,
-        sign_in_profile_verify, register_profile_verify, sign_in_send_code, sign_in_with_code,
+        sign_in_page, sign_in, complete_profile, send_profile_code, link_profile_contact, sign_in_send_code,
+        sign_in_with_code,
         register_page, register, register_with_code, forgot_password_page, forgot_password, reset_password,
         social_sign_in, social_callback, social_link, consent_page, consent, unknown_session, stylesheet, me_elsewhere,
     ], exception_handlers={NoLiveInteraction: _to_unknown_session}, request_max_body_size=FORM_MAX_BYTES,

@@ -4,9 +4,10 @@ Logto 1.6): Generic codes, keyed on the recipient instead of an interaction (§4
 from __future__ import annotations
 
 import msgspec
-from litestar import Request, post
+from litestar import Request, Router, post
 
 from tessera_experience.interaction.guards import parse_code_request, parse_code_verification, read_body
+from tessera_experience.interaction.routes import BODY_MAX_BYTES
 from tessera_experience.verification_codes.domain import GENERIC
 from tessera_experience.verification_codes.service import VerificationCodes
 from tessera_kit.app import Ctx
@@ -47,4 +48,6 @@ async def verify_verification_code(request: Request, ctx: Ctx) -> None:
                                         ip=_ip(request))
 
 
-route_handlers = [create_verification_code, verify_verification_code]
+# A recipient and a code, like the interaction API's bodies: a larger one is refused (413) unread.
+route_handlers = [Router("/", route_handlers=[create_verification_code, verify_verification_code],
+                         request_max_body_size=BODY_MAX_BYTES)]

@@ -57,3 +57,25 @@ async def count_failed_try(conn: asyncpg.Connection, tenant_id: str, code_id: st
 async def consume(conn: asyncpg.Connection, tenant_id: str, code_id: str) -> None:
     await conn.execute("UPDATE verification_codes SET consumed = true WHERE tenant_id = $1 AND id = $2",
                        tenant_id, code_id)
+
+
+async def delete_of_interaction(conn: Executor, tenant_id: str, interaction_uid: str) -> None:
+    await conn.execute("DELETE FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2",
+                       tenant_id, interaction_uid)
+
+
+async def purge_old(conn: Executor) -> None:
+    """Codes well past their expiry, used or not (see `interaction/purge.py`)."""
+    await conn.execute("DELETE FROM verification_codes WHERE created_at < now() - $1::interval", CODE_TTL * 2)
+
+
+async def latest_target(conn: Executor, tenant_id: str, interaction_uid: str, type_: str) -> tuple[str, str] | None:
+    """("email" | "phone", address) the latest unconsumed code of (interaction, type) went to."""
+    row = await conn.fetchrow(
+        "SELECT email, phone FROM verification_codes WHERE tenant_id = $1 AND interaction_uid = $2 AND type = $3"
+        " AND NOT consumed ORDER BY created_at DESC LIMIT 1",
+        tenant_id, interaction_uid, type_,
+    )
+    if row is None:
+        return None
+    return ("email", row["email"]) if row["email"] else ("phone", row["phone"])
