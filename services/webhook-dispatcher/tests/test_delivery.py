@@ -294,3 +294,18 @@ async def test_a_header_httpx_cannot_send_is_an_error_attempt_not_a_stuck_delive
         "events": ["PostSignIn"], "config": config})
     assert tested.status_code == 422 and tested.json()["code"] == "hook.send_test_payload_failed"
 
+
+async def test_custom_headers_cannot_change_how_the_body_is_framed(dispatcher, receiver):
+    """Framing and connection headers are the HTTP client's: a hook's own `content-length`,
+    `transfer-encoding`, `host` or `connection` is not sent, and the body arrives whole."""
+    framing = {"content-length": "1", "transfer-encoding": "chunked", "host": "elsewhere.test",
+               "connection": "close", "x-kept": "yes"}
+    hook = await dispatcher.create_hook(receiver.url, config={"url": receiver.url, "headers": framing})
+    await dispatcher.experience.publish(signed_in())
+    (request,) = await receiver.wait_for(1)
+    assert request.headers["content-length"] == str(len(request.body))
+    assert "transfer-encoding" not in request.headers
+    assert request.headers["host"] == receiver.url.split("/")[2]
+    assert request.headers["x-kept"] == "yes"
+    assert json.loads(request.body)["hookId"] == hook["id"]
+    assert (await dispatcher.settled(hook["id"], 1))["status"] == "succeeded"
