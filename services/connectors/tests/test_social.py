@@ -20,6 +20,7 @@ from tessera_events.contracts.connectors import (
     AuthorizationUriRequest,
     InteractionUserInfoRequest,
 )
+from tessera_connectors.factories.base import PROVIDER_ANSWER_CAP
 from tessera_kit.errors import RequestError
 
 REDIRECT = "https://tessera.test/callback/x"
@@ -179,3 +180,22 @@ async def test_mock_social_and_wrong_connectors(connectors):
     with pytest.raises(RequestError) as wrong:
         await authorize(connectors, mail["id"])
     assert (wrong.value.code, wrong.value.status) == ("connector.unexpected_type", 400)
+
+
+async def test_a_provider_answer_is_read_up_to_a_cap(connectors):
+    """An endpoint an admin configured may answer anything: the answer is read up to a cap
+    (bounded memory, bounded JSON parse), then refused as `connector.invalid_response`."""
+    p = connectors.providers
+    p.answer("/oauth/token", 200, {"access_token": "tok"})
+    p.answer("/oauth/me", 200, {"id": 42, "padding": "x" * (PROVIDER_ANSWER_CAP + 1)})
+    connector = await add(connectors, "oauth2", {
+        "authorizationEndpoint": p.url + "/oauth/authorize", "tokenEndpoint": p.url + "/oauth/token",
+        "userInfoEndpoint": p.url + "/oauth/me", "clientId": "cid", "clientSecret": "cs"},
+        metadata={"target": "big"})
+    answer = await authorize(connectors, connector["id"])
+    with pytest.raises(RequestError) as refused:
+        await user_info(connectors, connector["id"], {"code": "c1"}, answer.connector_session)
+    assert (refused.value.code, refused.value.status) == ("connector.invalid_response", 400)
+    p.answer("/oauth/me", 200, {"id": 42, "padding": "x" * (PROVIDER_ANSWER_CAP - 100)})
+    info = await user_info(connectors, connector["id"], {"code": "c1"}, answer.connector_session)
+    assert info.user_info == {"id": "42"}
