@@ -1,8 +1,9 @@
 """The connectors service's configuration, from the environment (names as in `tessera_kit.config`).
 
-- `TESSERA_KEY_ENCRYPTION_KEY` encrypts connector configs at rest (AES-256-GCM with an
-  HKDF-derived key), as identity's signing keys. Unset in development: a publicly known
-  development key and a warning; with `TESSERA_ENV=production` the service refuses to start.
+- `TESSERA_KEY_ENCRYPTION_KEY` encrypts connector configs at rest (`tessera_kit.crypto`:
+  AES-256-GCM with an HKDF-derived key), as identity's signing keys. Unset in development: a
+  publicly known development key and a warning; with `TESSERA_ENV=production` the service
+  refuses to start.
 - `TESSERA_MOCK_CONNECTORS=true` installs Logto's test factories (`mock-email-service`, ...),
   which write each code to a record file that Logto's test suite reads back. On in `make run`
   and the tests (libs/devstack), off by default and in deploy/.
