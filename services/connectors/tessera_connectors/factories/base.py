@@ -134,10 +134,13 @@ class Runtime:
 PROVIDER_ANSWER_CAP = 1 << 20
 
 
-async def call_provider(rt: Runtime, method: str, url: str, **kwargs: Any) -> httpx.Response:
+async def call_provider(rt: Runtime, method: str, url: str, *, unauthorized: str | None = None,
+                        **kwargs: Any) -> httpx.Response:
     """One request to a provider, its answer read whole (up to PROVIDER_ANSWER_CAP) within the
-    timeout. No answer in time, no connection, or a 5xx: a `connector.general` error that says
-    which host and what happened (never the body sent); a larger answer: `invalid_response`."""
+    timeout; only a 2xx or 3xx answer is returned. No answer in time, no connection, or a 5xx: a
+    `connector.general` error that says which host and what happened (never the body sent); a
+    4xx: Logto's `General` with the body, or the code `unauthorized` names for a 401; a larger
+    answer: `invalid_response`."""
     host = urlsplit(url).netloc or url
     timeout = rt.settings.connector_timeout_seconds
     try:
@@ -160,6 +163,10 @@ async def call_provider(rt: Runtime, method: str, url: str, **kwargs: Any) -> ht
     if response.status_code >= 500:
         raise ConnectorError("general", {"errorDescription": f"{host} answered {response.status_code}",
                                          "message": response.text[:500]})
+    if response.status_code == 401 and unauthorized:
+        raise ConnectorError(unauthorized)
+    if response.status_code >= 400:
+        raise provider_refused(response)
     return response
 
 
