@@ -14,7 +14,6 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 
 from tessera_connectors import store
-from tessera_connectors.crypto import ConfigEncryption
 from tessera_connectors.domain import (
     CreateConnector,
     Instance,
@@ -39,6 +38,7 @@ from tessera_connectors.factories.base import (
 from tessera_connectors.settings import ConnectorsSettings, load
 from tessera_events.connectors import ConnectorCreated, ConnectorDeleted, ConnectorUpdated, MessageFailed, MessageSent
 from tessera_kit.app import ServiceContext
+from tessera_kit.crypto import AtRestEncryption
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id
 from tessera_kit.logging import get_logger
@@ -47,13 +47,15 @@ from tessera_kit.context import current_tenant
 
 log = get_logger(__name__)
 EXTRA = "connectors"
+# The HKDF label of connector configs at rest (identity's signing keys have their own).
+CONFIG_KEY_LABEL = "tessera connector configs at rest"
 
 
 @dataclass
 class Library:
     settings: ConnectorsSettings
     factories: dict[str, Factory]
-    encryption: ConfigEncryption
+    encryption: AtRestEncryption
     runtime: Runtime
     messages: GroupCommitEmitter
 
@@ -67,7 +69,7 @@ async def start(ctx: ServiceContext, settings: ConnectorsSettings | None = None)
     ctx.extras[EXTRA] = Library(
         settings=settings,
         factories=installed(settings),
-        encryption=ConfigEncryption(settings.effective_key_encryption_key()),
+        encryption=AtRestEncryption(settings.effective_key_encryption_key(), CONFIG_KEY_LABEL),
         runtime=Runtime(settings, httpx.AsyncClient(follow_redirects=False)),
         messages=GroupCommitEmitter(ctx.pool, ctx.outbox),
     )
@@ -96,7 +98,7 @@ def _instance(lib: Library, tenant: str, row: asyncpg.Record) -> Instance | None
         log.error("connector config sealed with another TESSERA_KEY_ENCRYPTION_KEY", connector_id=row["id"])
         return None
     try:
-        config = msgspec.json.decode(lib.encryption.decrypt(row["config_encrypted"], tenant, row["id"]))
+        config = msgspec.json.decode(lib.encryption.decrypt(row["config_encrypted"], associated(tenant, row["id"])))
     except InvalidTag:
         log.error("connector config does not decrypt", connector_id=row["id"])
         return None
@@ -132,7 +134,12 @@ def _validate(factory: Factory, config: dict[str, Any]) -> None:
 
 
 def _seal(lib: Library, tenant: str, connector_id: str, config: dict[str, Any]) -> bytes:
-    return lib.encryption.encrypt(msgspec.json.encode(config), tenant, connector_id)
+    return lib.encryption.encrypt(msgspec.json.encode(config), associated(tenant, connector_id))
+
+
+def associated(tenant: str, connector_id: str) -> bytes:
+    """Binds a sealed config to its row: copied to another one, it does not open."""
+    return f"{tenant}\x00{connector_id}".encode()
 
 
 # ---------------------------------------------------------------- writing

@@ -1,8 +1,9 @@
 """The connectors service's configuration, from the environment (names as in `tessera_kit.config`).
 
-- `TESSERA_KEY_ENCRYPTION_KEY` encrypts connector configs at rest (AES-256-GCM with an
-  HKDF-derived key), as identity's signing keys. Unset in development: a publicly known
-  development key and a warning; with `TESSERA_ENV=production` the service refuses to start.
+- `TESSERA_KEY_ENCRYPTION_KEY` encrypts connector configs at rest (`tessera_kit.crypto`:
+  AES-256-GCM with an HKDF-derived key), as identity's signing keys. Unset in development: a
+  publicly known development key and a warning; with `TESSERA_ENV=production` an unset, short
+  or placeholder key (as in deploy/k8s/secret.yaml) makes the service refuse to start.
 - `TESSERA_MOCK_CONNECTORS=true` installs Logto's test factories (`mock-email-service`, ...),
   which write each code to a record file that Logto's test suite reads back. On in `make run`
   and the tests (libs/devstack), off by default and in deploy/.
@@ -15,13 +16,8 @@ import tempfile
 
 import msgspec
 
-from tessera_kit.config import ConfigError, env_name, load_settings
-from tessera_kit.logging import get_logger
-
-log = get_logger(__name__)
-
-DEVELOPMENT_KEY_ENCRYPTION_KEY = "tessera-development-only-key-encryption-key-do-not-use"
-MINIMUM_SECRET_LENGTH = 32
+from tessera_kit.config import env_name, load_settings
+from tessera_kit.crypto import key_encryption_key
 
 
 class ConnectorsSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
@@ -50,15 +46,8 @@ class ConnectorsSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_n
         return self.mock_connectors_record_dir or tempfile.gettempdir()
 
     def effective_key_encryption_key(self) -> str:
-        key = self.key_encryption_key
-        if len(key) >= MINIMUM_SECRET_LENGTH:
-            return key
-        problem = "is not set" if not key else f"is shorter than {MINIMUM_SECRET_LENGTH} characters"
-        if self.is_production:
-            raise ConfigError(f"TESSERA_KEY_ENCRYPTION_KEY {problem}; refusing to start in production")
-        log.warning("INSECURE: TESSERA_KEY_ENCRYPTION_KEY " + problem + "; connector configs are "
-                    "encrypted with a publicly known development key.")
-        return DEVELOPMENT_KEY_ENCRYPTION_KEY
+        return key_encryption_key(self.key_encryption_key, production=self.is_production,
+                                  protects="connector configs")
 
 
 def load() -> ConnectorsSettings:

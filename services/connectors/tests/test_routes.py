@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tessera_connectors.service import library
+from tessera_connectors.service import associated, library
 
 MAIL_TEMPLATES = [
     {"usageType": u, "type": "text/plain", "subject": f"{u} code", "content": f"{u}: {{{{code}}}}"}
@@ -169,7 +169,7 @@ async def test_list_refuses_stored_rows_that_break_the_rules(connectors):
     await create(connectors.client, "mock-email-service", MOCK_MAIL)
     await create(connectors.client, "mock-email-service-alternative", MOCK_MAIL)
     # A second Email row that the API would never leave behind (e.g. restored from a backup).
-    sealed = library(connectors.ctx).encryption.encrypt(json.dumps(MOCK_MAIL).encode(), "default", "copy")
+    sealed = library(connectors.ctx).encryption.encrypt(json.dumps(MOCK_MAIL).encode(), associated("default", "copy"))
     await connectors.ctx.pool.execute(
         "INSERT INTO connectors (tenant_id, id, connector_id, config_encrypted, kek_id)"
         " VALUES ('default', 'copy', 'mock-email-service', $1, $2)", sealed, library(connectors.ctx).encryption.kek_id)

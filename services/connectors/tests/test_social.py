@@ -20,6 +20,7 @@ from tessera_events.contracts.connectors import (
     AuthorizationUriRequest,
     InteractionUserInfoRequest,
 )
+from tessera_connectors.factories.base import PROVIDER_ANSWER_CAP
 from tessera_kit.errors import RequestError
 
 REDIRECT = "https://tessera.test/callback/x"
@@ -179,3 +180,53 @@ async def test_mock_social_and_wrong_connectors(connectors):
     with pytest.raises(RequestError) as wrong:
         await authorize(connectors, mail["id"])
     assert (wrong.value.code, wrong.value.status) == ("connector.unexpected_type", 400)
+
+
+async def test_a_provider_answer_is_read_up_to_a_cap(connectors):
+    """An endpoint an admin configured may answer anything: the answer is read up to a cap
+    (bounded memory, bounded JSON parse), then refused as `connector.invalid_response`."""
+    p = connectors.providers
+    p.answer("/oauth/token", 200, {"access_token": "tok"})
+    p.answer("/oauth/me", 200, {"id": 42, "padding": "x" * (PROVIDER_ANSWER_CAP + 1)})
+    connector = await add(connectors, "oauth2", {
+        "authorizationEndpoint": p.url + "/oauth/authorize", "tokenEndpoint": p.url + "/oauth/token",
+        "userInfoEndpoint": p.url + "/oauth/me", "clientId": "cid", "clientSecret": "cs"},
+        metadata={"target": "big"})
+    answer = await authorize(connectors, connector["id"])
+    with pytest.raises(RequestError) as refused:
+        await user_info(connectors, connector["id"], {"code": "c1"}, answer.connector_session)
+    assert (refused.value.code, refused.value.status) == ("connector.invalid_response", 400)
+    p.answer("/oauth/me", 200, {"id": 42, "padding": "x" * (PROVIDER_ANSWER_CAP - 100)})
+    info = await user_info(connectors, connector["id"], {"code": "c1"}, answer.connector_session)
+    assert info.user_info == {"id": "42"}
+
+
+async def test_google(connectors):
+    p = connectors.providers
+    p.answer("/google/token", 200, {"access_token": "ya29", "token_type": "Bearer"})
+    p.answer("/google/userinfo", 200, {"sub": "g-1", "name": "Gee", "picture": "https://a.test/g",
+                                       "email": "gee@example.com", "email_verified": False})
+    connector = await add(connectors, "google-universal", {"clientId": "gid", "clientSecret": "g-SECRET"})
+    answer = await authorize(connectors, connector["id"])
+    query = dict(parse_qsl(urlsplit(answer.redirect_to).query))
+    assert query == {"client_id": "gid", "redirect_uri": REDIRECT, "response_type": "code", "state": "st-1",
+                     "scope": "openid profile email"}
+    info = await user_info(connectors, connector["id"], {"code": "c%2F1", "redirectUri": REDIRECT}, None)
+    # An email Google has not verified is not taken.
+    assert info.target == "google" and info.user_info == {"id": "g-1", "avatar": "https://a.test/g", "name": "Gee"}
+    assert p.requests("/google/token")[0].form() == {
+        "code": "c/1", "client_id": "gid", "client_secret": "g-SECRET", "redirect_uri": REDIRECT,
+        "grant_type": "authorization_code"}
+    assert p.requests("/google/userinfo")[0].headers["authorization"] == "Bearer ya29"
+    p.answer("/google/userinfo", 401, {"error": "invalid_token"})
+    with pytest.raises(RequestError) as expired:
+        await user_info(connectors, connector["id"], {"code": "c", "redirectUri": REDIRECT}, None)
+    assert (expired.value.code, expired.value.status) == ("connector.social_invalid_access_token", 401)
+    p.answer("/google/token", 400, {"error": "invalid_grant"})
+    with pytest.raises(RequestError) as refused:
+        await user_info(connectors, connector["id"], {"code": "c", "redirectUri": REDIRECT}, None)
+    assert (refused.value.code, refused.value.status) == ("connector.general", 400)
+    assert "invalid_grant" in refused.value.data["message"]
+    with pytest.raises(RequestError) as incomplete:
+        await user_info(connectors, connector["id"], {"code": "c"}, None)
+    assert incomplete.value.code == "connector.general"

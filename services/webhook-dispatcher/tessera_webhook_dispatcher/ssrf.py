@@ -25,8 +25,13 @@ class BlockedAddress(Exception):
 
 
 def is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv4 reached through IPv6 (mapped, or 6to4's 2002::/16) is judged as that IPv4.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return is_forbidden(embedded)
+        if address.is_site_local:  # fec0::/10, deprecated but still routed as private
+            return True
     return (
         address in METADATA
         or address.is_loopback

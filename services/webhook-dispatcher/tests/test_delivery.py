@@ -277,3 +277,35 @@ async def test_a_redelivered_event_makes_no_second_delivery(dispatcher, receiver
     from tessera_events import decode_envelope
     assert await consumer.apply(decode_envelope(row["envelope"])) is False
     assert len(await dispatcher.deliveries(hook["id"])) == 1
+
+
+async def test_a_header_httpx_cannot_send_is_an_error_attempt_not_a_stuck_delivery(dispatcher, receiver):
+    """Logto stores any string as a header value; one that cannot go on the wire (not ASCII)
+    fails the attempt, which is recorded, rather than leaving the delivery leased forever."""
+    config = {"url": receiver.url, "headers": {"x-name": "Zoë"}, "retries": 0}
+    hook = await dispatcher.create_hook(receiver.url, config=config)
+    await dispatcher.experience.publish(signed_in())
+    delivery = await dispatcher.settled(hook["id"], 1)
+    attempt = delivery["attempts"][0]
+    assert attempt["result"] == "Error" and attempt["statusCode"] is None
+    assert attempt["error"].startswith("RequestError: ")
+    assert delivery["status"] == "exhausted" and receiver.requests == []
+    tested = await dispatcher.client.post(f"/api/hooks/{hook['id']}/test", json={
+        "events": ["PostSignIn"], "config": config})
+    assert tested.status_code == 422 and tested.json()["code"] == "hook.send_test_payload_failed"
+
+
+async def test_custom_headers_cannot_change_how_the_body_is_framed(dispatcher, receiver):
+    """Framing and connection headers are the HTTP client's: a hook's own `content-length`,
+    `transfer-encoding`, `host` or `connection` is not sent, and the body arrives whole."""
+    framing = {"content-length": "1", "transfer-encoding": "chunked", "host": "elsewhere.test",
+               "connection": "close", "x-kept": "yes"}
+    hook = await dispatcher.create_hook(receiver.url, config={"url": receiver.url, "headers": framing})
+    await dispatcher.experience.publish(signed_in())
+    (request,) = await receiver.wait_for(1)
+    assert request.headers["content-length"] == str(len(request.body))
+    assert "transfer-encoding" not in request.headers
+    assert request.headers["host"] == receiver.url.split("/")[2]
+    assert request.headers["x-kept"] == "yes"
+    assert json.loads(request.body)["hookId"] == hook["id"]
+    assert (await dispatcher.settled(hook["id"], 1))["status"] == "succeeded"

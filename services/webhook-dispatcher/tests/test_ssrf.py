@@ -60,6 +60,7 @@ async def test_allowed_deployments_reach_loopback(dispatcher, receiver):
     ("8.8.8.8", False), ("2606:4700:4700::1111", False), ("127.0.0.2", True), ("::1", True),
     ("169.254.169.254", True), ("10.0.0.1", True), ("172.16.0.1", True), ("::ffff:10.0.0.1", True),
     ("fd00:ec2::254", True), ("100.64.0.1", True), ("0.0.0.0", True), ("fe80::1", True),
+    ("2002:7f00:1::", True), ("2002:a9fe:a9fe::1", True), ("2002:808:808::1", False), ("fec0::1", True),
 ])
 def test_is_forbidden(address, forbidden):
     assert is_forbidden(ipaddress.ip_address(address)) is forbidden

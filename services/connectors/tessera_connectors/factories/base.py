@@ -9,6 +9,7 @@ for Social). Functions raise `ConnectorError`s; `to_request_error` maps them as 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -128,21 +129,44 @@ class Runtime:
     http: httpx.AsyncClient
 
 
-async def call_provider(rt: Runtime, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request to a provider. No answer in time, no connection, or a 5xx: a
-    `connector.general` error that says which host and what happened (never the body sent)."""
+# Bytes of a provider's answer (decoded) read at most: far more than any token, profile or
+# JWKS, and a bound on the memory and the JSON parse an endpoint an admin configured can cost.
+PROVIDER_ANSWER_CAP = 1 << 20
+
+
+async def call_provider(rt: Runtime, method: str, url: str, *, unauthorized: str | None = None,
+                        **kwargs: Any) -> httpx.Response:
+    """One request to a provider, its answer read whole (up to PROVIDER_ANSWER_CAP) within the
+    timeout; only a 2xx or 3xx answer is returned. No answer in time, no connection, or a 5xx: a
+    `connector.general` error that says which host and what happened (never the body sent); a
+    4xx: Logto's `General` with the body, or the code `unauthorized` names for a 401; a larger
+    answer: `invalid_response`."""
     host = urlsplit(url).netloc or url
+    timeout = rt.settings.connector_timeout_seconds
     try:
-        response = await rt.http.request(method, url, timeout=rt.settings.connector_timeout_seconds, **kwargs)
-    except httpx.TimeoutException:
+        async with asyncio.timeout(timeout), rt.http.stream(method, url, timeout=timeout, **kwargs) as streamed:
+            body = bytearray()
+            async for chunk in streamed.aiter_bytes():
+                body += chunk
+                if len(body) > PROVIDER_ANSWER_CAP:
+                    raise ConnectorError("invalid_response", {
+                        "errorDescription": f"{host} answered more than {PROVIDER_ANSWER_CAP} bytes"})
+    except (httpx.TimeoutException, TimeoutError):
         raise ConnectorError("general", {"errorDescription": f"{host} did not answer within "
                                          f"{rt.settings.connector_timeout_seconds:g} s"}) from None
     except httpx.HTTPError as exc:
         raise ConnectorError("general", {"errorDescription": f"{host} could not be reached "
                                          f"({type(exc).__name__})"}) from None
+    # The body is decoded already: the encoding and length headers no longer describe it.
+    headers = [(k, v) for k, v in streamed.headers.multi_items() if k not in ("content-encoding", "content-length")]
+    response = httpx.Response(streamed.status_code, headers=headers, content=bytes(body), request=streamed.request)
     if response.status_code >= 500:
         raise ConnectorError("general", {"errorDescription": f"{host} answered {response.status_code}",
                                          "message": response.text[:500]})
+    if response.status_code == 401 and unauthorized:
+        raise ConnectorError(unauthorized)
+    if response.status_code >= 400:
+        raise provider_refused(response)
     return response
 
 

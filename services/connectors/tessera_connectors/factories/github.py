@@ -15,7 +15,6 @@ from tessera_connectors.factories.base import (
     call_provider,
     json_of,
     load_metadata,
-    provider_refused,
 )
 from tessera_connectors.factories.oauth2 import with_query
 
@@ -51,17 +50,12 @@ async def user_info(rt: Runtime, config: GithubConfig, data: dict[str, Any],
     code = callback_code(data)
     response = await call_provider(rt, "POST", rt.settings.github_token_endpoint, json={
         "client_id": config.client_id, "client_secret": config.client_secret, "code": code})
-    if response.status_code >= 400:
-        raise provider_refused(response)
     token = dict(parse_qsl(response.text))
     if not token.get("access_token"):
         raise ConnectorError("social_auth_code_invalid")
     response = await call_provider(rt, "GET", rt.settings.github_userinfo_endpoint,
-                                   headers={"authorization": f"token {token['access_token']}"})
-    if response.status_code == 401:
-        raise ConnectorError("social_invalid_access_token")
-    if response.status_code >= 400:
-        raise provider_refused(response)
+                                   headers={"authorization": f"token {token['access_token']}"},
+                                   unauthorized="social_invalid_access_token")
     profile = json_of(response)
     if not isinstance(profile, dict) or isinstance(profile.get("id"), bool) or not isinstance(profile.get("id"), int):
         raise ConnectorError("invalid_response", {"message": "the GitHub user has no numeric `id`"})

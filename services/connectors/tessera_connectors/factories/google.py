@@ -15,7 +15,6 @@ from tessera_connectors.factories.base import (
     call_provider,
     json_of,
     load_metadata,
-    provider_refused,
 )
 from tessera_connectors.factories.oauth2 import with_query
 
@@ -43,17 +42,12 @@ async def user_info(rt: Runtime, config: GoogleConfig, data: dict[str, Any],
     response = await call_provider(rt, "POST", rt.settings.google_token_endpoint, data={
         "code": unquote(code), "client_id": config.client_id, "client_secret": config.client_secret,
         "redirect_uri": redirect_uri, "grant_type": "authorization_code"})
-    if response.status_code >= 400:
-        raise provider_refused(response)
     token = json_of(response)
     if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
         raise ConnectorError("social_auth_code_invalid")
     response = await call_provider(rt, "POST", rt.settings.google_userinfo_endpoint,
-                                   headers={"authorization": f"Bearer {token['access_token']}"})
-    if response.status_code == 401:
-        raise ConnectorError("social_invalid_access_token")
-    if response.status_code >= 400:
-        raise provider_refused(response)
+                                   headers={"authorization": f"Bearer {token['access_token']}"},
+                                   unauthorized="social_invalid_access_token")
     profile = json_of(response)
     if not isinstance(profile, dict) or not isinstance(profile.get("sub"), str):
         raise ConnectorError("invalid_response", {"message": "the Google profile has no `sub`"})

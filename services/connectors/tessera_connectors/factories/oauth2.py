@@ -21,7 +21,6 @@ from tessera_connectors.factories.base import (
     call_provider,
     json_of,
     load_metadata,
-    provider_refused,
 )
 
 
@@ -71,8 +70,6 @@ async def authorization_uri(rt: Runtime, config: OauthConfig, request: Authoriza
 
 
 def read_token_response(response: httpx.Response, as_json: bool) -> dict[str, Any]:
-    if response.status_code >= 400:
-        raise provider_refused(response)
     if as_json or response.headers.get("content-type", "").startswith("application/json"):
         body = json_of(response)
     else:
@@ -126,8 +123,6 @@ async def user_info(rt: Runtime, config: OauthConfig, data: dict[str, Any],
                                 config.token_endpoint_response_type == "json")
     response = await call_provider(rt, "GET", config.user_info_endpoint, headers={
         "authorization": f"{token.get('token_type', 'Bearer')} {token['access_token']}"})
-    if response.status_code >= 400:
-        raise provider_refused(response)
     return map_profile(json_of(response), config.profile_map)
 
 

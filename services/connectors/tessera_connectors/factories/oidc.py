@@ -27,7 +27,6 @@ from tessera_connectors.factories.base import (
     call_provider,
     json_of,
     load_metadata,
-    provider_refused,
 )
 from tessera_connectors.factories.oauth2 import code_of, redirect_uri_of, snaked, with_query
 
@@ -97,8 +96,6 @@ async def endpoints(rt: Runtime, config: OidcConfig) -> Endpoints:
     if config.issuer and not (config.authorization_endpoint and config.token_endpoint and verification.jwks_uri):
         url = config.issuer.rstrip("/") + "/.well-known/openid-configuration"
         response = await call_provider(rt, "GET", url)
-        if response.status_code >= 400:
-            raise provider_refused(response)
         found = json_of(response)
         if not isinstance(found, dict) or found.get("issuer") != config.issuer:
             raise ConnectorError("invalid_response", {"message": "the discovery document's issuer is not `issuer`"})
@@ -177,14 +174,10 @@ async def user_info(rt: Runtime, config: OidcConfig, data: dict[str, Any],
                    "clientSecret": config.client_secret, **(config.custom_config or {}),
                    "code": code, "redirectUri": redirect_uri, "codeVerifier": session.get("codeVerifier")})
     response = await call_provider(rt, "POST", where.token, data=form)
-    if response.status_code >= 400:
-        raise provider_refused(response)
     tokens = json_of(response)
     if not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
         raise ConnectorError("social_invalid_id_token", {"message": "Cannot find ID Token."})
     jwks_response = await call_provider(rt, "GET", where.jwks_uri)
-    if jwks_response.status_code >= 400:
-        raise provider_refused(jwks_response)
     try:
         keys = KeySet.import_key_set(json_of(jwks_response))
     except (JoseError, ValueError, TypeError, KeyError) as exc:

@@ -14,7 +14,6 @@ from tessera_connectors.factories.base import (
     fill,
     find_template,
     load_metadata,
-    provider_refused,
     require_usage_types,
 )
 
@@ -47,8 +46,6 @@ async def send_message(rt: Runtime, config: SendGridConfig, message: Message) ->
     }
     response = await call_provider(rt, "POST", rt.settings.sendgrid_endpoint, json=body,
                                    headers={"Authorization": "Bearer " + config.api_key})
-    if response.status_code >= 400:
-        raise provider_refused(response)
 
 
 def build() -> Factory:

@@ -19,6 +19,12 @@ RETRY_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 JITTER = 0.2  # +/- 20 %
 RETRY_AFTER_CAP = 86400.0
 RESPONSE_BODY_CAP = 4096
+# How the body is framed and the connection kept is the HTTP client's business: a hook's own
+# `content-length` or `transfer-encoding` would go out beside httpx's (a smuggling shape).
+CLIENT_OWNED_HEADERS = frozenset({
+    "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
+    "proxy-connection",
+})
 
 
 def retry_delay(failed_attempts: int, retry_after: float | None = None, *, rng: random.Random | None = None) -> float:
@@ -67,10 +73,11 @@ def request_headers(
     *, signing_key: str, custom: Mapping[str, str] | None, body: bytes, message_id: str, now: dt.datetime,
 ) -> dict[str, str]:
     """Logto's headers (§6.2: user-agent, then the hook's own, then its signature) and the
-    Standard Webhooks ones, which a custom header cannot override."""
+    Standard Webhooks ones, which a custom header cannot override, nor the client's framing."""
     headers: dict[str, str] = {"user-agent": USER_AGENT}
     for name, value in (custom or {}).items():
-        headers[name.lower()] = value
+        if name.lower() not in CLIENT_OWNED_HEADERS:
+            headers[name.lower()] = value
     timestamp = int(now.timestamp())
     if signing_key:
         headers["logto-signature-sha-256"] = logto_signature(signing_key, body)

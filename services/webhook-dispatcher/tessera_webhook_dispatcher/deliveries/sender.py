@@ -61,6 +61,8 @@ class Sender:
             raise
         except httpx.HTTPError as exc:
             return Outcome(False, error=f"RequestError: {type(exc).__name__}: {exc}"[:1000])
+        except UnicodeEncodeError:  # a hook's header value that is not ASCII cannot be sent
+            return Outcome(False, error="RequestError: Invalid character in header content")
         text = kept.decode("utf-8", errors="replace")
         status = response.status_code
         if 200 <= status < 300:
