@@ -481,10 +481,10 @@ async def test_key_rotation_publishes_before_signing_and_keeps_the_old_key(deplo
 
 
 async def test_keys_encrypted_with_another_key_encryption_key_are_refused(deployment):
-    from tessera_identity.oidc.crypto import KeyEncryption
+    from tessera_kit.crypto import AtRestEncryption
     from tessera_identity.oidc.keys import KeyDecryptionError, KeyRing
 
-    ring = KeyRing("default", KeyEncryption("another-key-encryption-key-of-32-chars!!"), alg="ES384",
+    ring = KeyRing("default", AtRestEncryption("another-key-encryption-key-of-32-chars!!", "tessera oidc signing keys at rest"), alg="ES384",
                    propagation_seconds=600, retired_seconds=60)
     with pytest.raises(KeyDecryptionError, match="another TESSERA_KEY_ENCRYPTION_KEY"):
         await ring.reload(deployment.ctx.pool)

@@ -1,17 +1,13 @@
-"""Small cryptographic pieces: random tokens and their digests, signed cookie values, and the
-encryption of signing keys at rest. Nothing here is JOSE (that is joserfc's, in keys.py)."""
+"""Small cryptographic pieces: random tokens and their digests, signed cookie values. Keys
+derived from the key-encryption key and encryption at rest are the kit's (tessera_kit.crypto).
+Nothing here is JOSE (that is joserfc's, in keys.py)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import os
 import secrets
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 TOKEN_BYTES = 32  # 256 bits of entropy for codes, refresh tokens and opaque access tokens
 
@@ -48,10 +44,6 @@ def half_hash(value: str, alg: str) -> str:
     return b64url(full[: len(full) // 2])
 
 
-def derive(secret: str, label: str, length: int = 32) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label.encode()).derive(
-        secret.encode()
-    )
 
 
 class CookieSigner:
@@ -84,19 +76,3 @@ class CookieSigner:
 
     def _mac(self, name: str, value: str) -> str:
         return b64url(hmac.new(self._key, f"{name}={value}".encode(), hashlib.sha256).digest())
-
-
-class KeyEncryption:
-    """AES-256-GCM with a key derived from TESSERA_KEY_ENCRYPTION_KEY; `kek_id` names it
-    without revealing it, so a row encrypted under another key is reported, not garbled."""
-
-    def __init__(self, secret: str) -> None:
-        self._key = derive(secret, "tessera oidc signing keys at rest")
-        self.kek_id = hashlib.sha256(b"kek-id" + self._key).hexdigest()[:16]
-
-    def encrypt(self, plaintext: bytes, associated: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + AESGCM(self._key).encrypt(nonce, plaintext, associated)
-
-    def decrypt(self, blob: bytes, associated: bytes) -> bytes:
-        return AESGCM(self._key).decrypt(blob[:12], blob[12:], associated)

@@ -27,7 +27,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from tessera_identity.oidc.crypto import KeyEncryption
+from tessera_kit.crypto import AtRestEncryption
+
+# The HKDF label of the signing keys' encryption (changing it makes stored keys unreadable).
+SIGNING_KEYS_LABEL = "tessera oidc signing keys at rest"
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -65,7 +68,7 @@ class KeyRing:
     """The keys of one tenant as this replica knows them: the one that signs, the published
     set (for the JWKS and for verifying our own tokens), and the JWKS document, pre-encoded."""
 
-    def __init__(self, tenant_id: str, encryption: KeyEncryption, *, alg: str,
+    def __init__(self, tenant_id: str, encryption: AtRestEncryption, *, alg: str,
                  propagation_seconds: int, retired_seconds: int) -> None:
         self.tenant_id = tenant_id
         self.encryption = encryption
@@ -269,7 +272,8 @@ async def _cli(argv: list[str]) -> int:
     settings = load()
     pool = await create_pool(service.database_url, "identity", max_size=2)
     try:
-        ring = KeyRing(service.tenant_id, KeyEncryption(settings.effective_key_encryption_key()),
+        encryption = AtRestEncryption(settings.effective_key_encryption_key(), SIGNING_KEYS_LABEL)
+        ring = KeyRing(service.tenant_id, encryption,
                        alg=args.alg or settings.oidc_signing_alg,
                        propagation_seconds=settings.oidc_key_propagation_seconds,
                        retired_seconds=settings.oidc_retired_key_seconds)

@@ -26,7 +26,9 @@ from tessera_events.contracts.rbac import (
 )
 from tessera_identity.oidc import store
 from tessera_identity.oidc.clients import ClientCache
-from tessera_identity.oidc.crypto import CookieSigner, KeyEncryption, derive
+from tessera_identity.oidc.crypto import CookieSigner
+from tessera_identity.oidc.keys import SIGNING_KEYS_LABEL
+from tessera_kit.crypto import AtRestEncryption, derive
 from tessera_identity.oidc.discovery import discovery_document
 from tessera_identity.oidc.errors import OAuthError
 from tessera_identity.oidc.keys import KeyRing
@@ -65,7 +67,7 @@ class Provider:
         settings.check_cookie_secret()
         settings.check_admin_client()
         self.keys = KeyRing(
-            self.tenant_id, KeyEncryption(kek), alg=settings.oidc_signing_alg,
+            self.tenant_id, AtRestEncryption(kek, SIGNING_KEYS_LABEL), alg=settings.oidc_signing_alg,
             propagation_seconds=settings.oidc_key_propagation_seconds,
             retired_seconds=settings.oidc_retired_key_seconds,
         )

@@ -20,32 +20,19 @@ from typing import Literal
 import msgspec
 
 from tessera_kit.config import ConfigError, env_name, load_settings
+from tessera_kit.crypto import (  # noqa: F401 (DEVELOPMENT_KEY_ENCRYPTION_KEY re-exported)
+    DEVELOPMENT_KEY_ENCRYPTION_KEY,
+    MINIMUM_SECRET_LENGTH,
+    key_encryption_key,
+    secret_problem,
+)
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
 
 SigningAlg = Literal["ES384", "ES256", "RS256"]
-DEVELOPMENT_KEY_ENCRYPTION_KEY = "tessera-development-only-key-encryption-key-do-not-use"
-MINIMUM_SECRET_LENGTH = 32
 # Logto's ids are 21 characters; anything much shorter is guessable or a leftover value.
 MINIMUM_CLIENT_ID_LENGTH = 16
-# What the templates (deploy/k8s/secret.yaml, READMEs) put where a secret belongs.
-PLACEHOLDER_MARKERS = ("replace", "changeme", "change_me", "change-me", "placeholder", "<", "xxxx")
-
-
-def looks_like_placeholder(value: str) -> bool:
-    lowered = value.lower()
-    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
-
-
-def _secret_problem(value: str, minimum: int) -> str | None:
-    if not value:
-        return "is not set"
-    if looks_like_placeholder(value):
-        return "is a placeholder"
-    if len(value) < minimum:
-        return f"is shorter than {minimum} characters"
-    return None
 
 
 class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
@@ -77,18 +64,8 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
         return self.env.lower() in ("production", "prod")
 
     def effective_key_encryption_key(self) -> str:
-        key = self.key_encryption_key
-        problem = _secret_problem(key, MINIMUM_SECRET_LENGTH)
-        if problem is None or (not self.is_production and len(key) >= MINIMUM_SECRET_LENGTH):
-            return key
-        if self.is_production:
-            raise ConfigError(f"TESSERA_KEY_ENCRYPTION_KEY {problem}; refusing to start in production")
-        log.warning(
-            "INSECURE: TESSERA_KEY_ENCRYPTION_KEY " + problem + "; the OIDC signing keys are "
-            "encrypted with a publicly known development key. Set it (>= 32 random characters) "
-            "before any real use.",
-        )
-        return DEVELOPMENT_KEY_ENCRYPTION_KEY
+        return key_encryption_key(self.key_encryption_key, production=self.is_production,
+                                  protects="the OIDC signing keys")
 
     def check_cookie_secret(self) -> None:
         if self.cookie_secret and len(self.cookie_secret) < MINIMUM_SECRET_LENGTH:
@@ -110,7 +87,7 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
                 ("TESSERA_ADMIN_CLIENT_ID", self.admin_client_id, MINIMUM_CLIENT_ID_LENGTH),
                 ("TESSERA_ADMIN_CLIENT_SECRET", self.admin_client_secret, MINIMUM_SECRET_LENGTH),
             )
-            if (problem := _secret_problem(value, minimum)) is not None
+            if (problem := secret_problem(value, minimum)) is not None
         ]
         if problems:
             raise ConfigError("; ".join(problems) + "; refusing to start in production")
