@@ -29,6 +29,7 @@ from tessera_identity.oidc.clients import ClientCache
 from tessera_identity.oidc.crypto import CookieSigner
 from tessera_identity.oidc.keys import SIGNING_KEYS_LABEL
 from tessera_kit.crypto import AtRestEncryption, derive
+from tessera_kit.periodic import Periodic
 from tessera_identity.oidc.discovery import discovery_document
 from tessera_identity.oidc.errors import OAuthError
 from tessera_identity.oidc.keys import KeyRing
@@ -87,7 +88,7 @@ class Provider:
         self._rbac_subscription = None
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
         self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._purge: Periodic | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -105,16 +106,13 @@ class Provider:
         # holds: forget every cached answer as soon as rbac announces it.
         self._rbac_subscription = await bus.nc.subscribe(bus.subject("rbac.>"), cb=self._on_rbac_event)
         if self.purges:
-            self._tasks.append(asyncio.create_task(self._purge_loop(), name="oidc-purge"))
+            self._purge = Periodic("oidc-purge", PURGE_EVERY_SECONDS,
+                                   lambda: store.purge_expired(self.pool), at_start=False)
+            self._purge.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        if self._purge is not None:
+            await self._purge.stop()
         await self.keys.stop()
         for subscription in (self._subscription, self._rbac_subscription):
             if subscription is not None:
@@ -133,16 +131,6 @@ class Provider:
 
     async def _on_rbac_event(self, msg: Any) -> None:
         self._application_scopes.clear()
-
-    async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_EVERY_SECONDS)
-            try:
-                await store.purge_expired(self.pool)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("oidc purge failed", error=str(exc))
 
     # ------------------------------------------------------------ events
 

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tessera_identity.users import lockout
 from tessera_kit.app import ServiceContext
-from tessera_kit.logging import get_logger
+from tessera_kit.periodic import Periodic
 
-log = get_logger(__name__)
 PURGE_EVERY_SECONDS = 600.0
-_TASK = "identity-lockout-purge"
-
-
-async def _purge_forever(ctx: ServiceContext) -> None:
-    while True:
-        try:
-            await lockout.purge_expired(ctx.pool)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the next round will do
-            log.warning("lockout purge failed", error=str(exc))
-        await asyncio.sleep(PURGE_EVERY_SECONDS)
+_JOB = "identity-lockout-purge"
 
 
 async def start(ctx: ServiceContext) -> None:
-    ctx.extras[_TASK] = asyncio.create_task(_purge_forever(ctx), name=_TASK)
+    job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: lockout.purge_expired(ctx.pool))
+    job.start()
 
 
 async def stop(ctx: ServiceContext) -> None:
-    task = ctx.extras.pop(_TASK, None)
-    if task is not None:
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):
-            pass
+    job = ctx.extras.pop(_JOB, None)
+    if job is not None:
+        await job.stop()
