@@ -5,6 +5,7 @@ questions it asks rbac. Built at start-up (wiring.ON_STARTUP), one per tenant, k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -89,6 +90,7 @@ class Provider:
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
         self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
         self._purge: Periodic | None = None
+        self._tasks: list[asyncio.Task] = []  # one-off background work (background())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,9 +112,18 @@ class Provider:
                                    lambda: store.purge_expired(self.pool), at_start=False)
             self._purge.start()
 
+    def background(self, work, name: str) -> None:
+        """Run `work` (a coroutine) beside the provider; stop() cancels it."""
+        self._tasks.append(asyncio.create_task(work, name=name))
+
     async def stop(self) -> None:
         if self._purge is not None:
             await self._purge.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.keys.stop()
         for subscription in (self._subscription, self._rbac_subscription):
             if subscription is not None:

@@ -7,7 +7,6 @@ in the service context when called and answer 503 until they exist.
 
 from __future__ import annotations
 
-import asyncio
 
 from tessera_events.contracts.oidc import (
     ABORT_INTERACTION,
@@ -51,8 +50,7 @@ async def start(ctx: ServiceContext) -> None:
             if tenant == ctx.settings.tenant_id:
                 # The admin machine-to-machine client of the Management API (the default tenant's).
                 admin_id = await seed_admin_application(provider)
-                provider._tasks.append(asyncio.create_task(link_admin_role(provider, admin_id),
-                                                           name="oidc-admin-link"))
+                provider.background(link_admin_role(provider, admin_id), name="oidc-admin-link")
 
 
 async def stop(ctx: ServiceContext) -> None:
