@@ -26,12 +26,19 @@ def env_name(field: str) -> str:
 SECRET_FIELDS = frozenset({"internal_key", "nats_password"})
 
 
+def is_secret_field(name: str) -> bool:
+    """A field that holds a secret, by its name: the listed ones, and every `*_key`, `*secret*`
+    and `*password*` (key_encryption_key, cookie_secret, admin_client_secret, ...), so a new
+    secret setting is hidden without anyone remembering to list it."""
+    return name in SECRET_FIELDS or name.endswith("_key") or "secret" in name or "password" in name
+
+
 def redacted_repr(settings: msgspec.Struct) -> str:
     """The settings without their secrets: the secret fields, and the password of any URL
     (`postgresql://user:password@host/db`)."""
     def shown(name: str) -> str:
         value = getattr(settings, name)
-        if name in SECRET_FIELDS:
+        if is_secret_field(name):
             return "<redacted>"
         if isinstance(value, str) and "://" in value:
             value = _without_password(value)

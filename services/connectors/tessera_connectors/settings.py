@@ -16,7 +16,7 @@ import tempfile
 
 import msgspec
 
-from tessera_kit.config import env_name, load_settings
+from tessera_kit.config import env_name, load_settings, redacted_repr
 from tessera_kit.crypto import key_encryption_key
 
 
@@ -36,6 +36,8 @@ class ConnectorsSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_n
     google_authorization_endpoint: str = "https://accounts.google.com/o/oauth2/v2/auth"
     google_token_endpoint: str = "https://oauth2.googleapis.com/token"
     google_userinfo_endpoint: str = "https://openidconnect.googleapis.com/v1/userinfo"
+
+    __repr__ = redacted_repr  # the key-encryption key stays out of logs and tracebacks
 
     @property
     def is_production(self) -> bool:

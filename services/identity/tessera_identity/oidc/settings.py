@@ -19,7 +19,7 @@ from typing import Literal
 
 import msgspec
 
-from tessera_kit.config import ConfigError, env_name, load_settings
+from tessera_kit.config import ConfigError, env_name, load_settings, redacted_repr
 from tessera_kit.crypto import (  # noqa: F401 (DEVELOPMENT_KEY_ENCRYPTION_KEY re-exported)
     DEVELOPMENT_KEY_ENCRYPTION_KEY,
     MINIMUM_SECRET_LENGTH,
@@ -58,6 +58,8 @@ class OidcSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
     oidc_application_scopes_cache_seconds: float = 2.0
     admin_client_id: str = ""  # TESSERA_ADMIN_CLIENT_ID
     admin_client_secret: str = ""  # TESSERA_ADMIN_CLIENT_SECRET
+
+    __repr__ = redacted_repr  # the key, the cookie secret and the admin secret stay out of logs
 
     @property
     def is_production(self) -> bool:
