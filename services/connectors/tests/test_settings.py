@@ -28,3 +28,11 @@ def test_a_real_key_is_used_and_development_falls_back():
     assert load_settings(ConnectorsSettings, {}).effective_key_encryption_key() == DEVELOPMENT_KEY_ENCRYPTION_KEY
     short = {"TESSERA_KEY_ENCRYPTION_KEY": "short"}
     assert load_settings(ConnectorsSettings, short).effective_key_encryption_key() == DEVELOPMENT_KEY_ENCRYPTION_KEY
+
+
+def test_the_key_encryption_key_stays_out_of_the_settings_repr():
+    from tessera_connectors.settings import ConnectorsSettings
+
+    secret = "s3cret-value-that-must-not-be-printed-anywhere"
+    text = repr(ConnectorsSettings(key_encryption_key=secret))
+    assert secret not in text and "key_encryption_key=<redacted>" in text

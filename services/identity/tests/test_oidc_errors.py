@@ -451,3 +451,15 @@ def test_compose_never_falls_back_to_development_secrets():
     identity_env = compose["services"]["identity"]["environment"]
     for name in ("TESSERA_ADMIN_CLIENT_ID", "TESSERA_ADMIN_CLIENT_SECRET", "TESSERA_KEY_ENCRYPTION_KEY"):
         assert identity_env[name].startswith("${" + name + ":?"), (name, identity_env[name])
+
+
+def test_the_providers_secrets_stay_out_of_the_settings_repr():
+    """Named like secrets, hidden without being listed (tessera_kit.config.is_secret_field)."""
+    from tessera_identity.oidc.settings import OidcSettings
+
+    secret = "s3cret-value-that-must-not-be-printed-anywhere"
+    text = repr(OidcSettings(key_encryption_key=secret, cookie_secret=secret, admin_client_secret=secret,
+                             admin_client_id="visible-admin-client-id"))
+    assert secret not in text and "key_encryption_key=<redacted>" in text
+    assert "admin_client_id='visible-admin-client-id'" in text
+    assert "oidc_key_propagation_seconds=600" in text  # not every name with "key" in it
