@@ -153,6 +153,20 @@ async def test_smtp_wrong_password(connectors):
     assert [d["error_code"] for _, d in failed] == ["connector.general"]
 
 
+async def test_a_recipient_with_a_line_break_is_refused_not_a_500(connectors):
+    """A header injection (`a@example.com\r\nBcc: ...`) never reaches the SMTP server."""
+    inbox = Inbox()
+    server = smtp_server(inbox)
+    try:
+        await add(connectors, "simple-mail-transfer-protocol", smtp_config(server.port))
+        with pytest.raises(RequestError) as refused:
+            await send(connectors, "a@example.com\r\nBcc: victim@example.com")
+        assert (refused.value.code, refused.value.status) == ("connector.invalid_request_parameters", 400)
+    finally:
+        server.stop()
+    assert inbox.messages == []
+
+
 async def test_no_connector_of_the_type(connectors):
     with pytest.raises(RequestError) as missing:
         await send(connectors, "5550001", type_="Sms")

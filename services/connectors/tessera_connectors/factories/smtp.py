@@ -97,6 +97,13 @@ def tls_context(config: SmtpConfig) -> ssl.SSLContext:
 
 def compose(config: SmtpConfig, message: Message) -> EmailMessage:
     template = find_template(config.templates, message.type)
+    try:
+        return _compose(config, template, message)
+    except ValueError as exc:  # a header (recipient, subject) with a line break: header injection
+        raise ConnectorError("invalid_request_parameters", str(exc)) from None
+
+
+def _compose(config: SmtpConfig, template, message: Message) -> EmailMessage:
     email = EmailMessage()
     email["From"] = config.from_email
     email["To"] = message.to
