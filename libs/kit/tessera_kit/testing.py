@@ -26,7 +26,7 @@ import httpx
 import msgspec
 from litestar import Litestar
 
-from tessera_events import SYSTEM, Actor, Stream
+from tessera_events import Envelope, SYSTEM, Actor, Stream
 from tessera_kit.app import ServiceContext, ServiceSpec, create_app, start_context, stop_context
 from tessera_kit.assertion import ASSERTION_HEADER, CLIENT_IP_HEADER, AssertionSigner, generate_key
 from tessera_kit.bus import Bus
@@ -135,3 +135,12 @@ async def publisher(database_url: str, nats_url: str, *, namespace: str, stream:
             await relay.stop()
         await bus.close()
         await pool.close()
+
+
+async def outbox_events(pool, *, prefix: str = "", type_: str | None = None) -> list[tuple[str, Any]]:
+    """(type, data) of the events a service wrote to its outbox, oldest first: those whose type
+    starts with `prefix`, or is exactly `type_`."""
+    rows = await pool.fetch("SELECT envelope FROM outbox ORDER BY seq")
+    envelopes = [msgspec.json.decode(row["envelope"], type=Envelope) for row in rows]
+    return [(e.type, msgspec.json.decode(e.data)) for e in envelopes
+            if e.type.startswith(prefix) and (type_ is None or e.type == type_)]

@@ -18,15 +18,14 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import msgspec
 import pytest
 
 from tessera_connectors.main import build_spec
 from tessera_connectors.settings import ConnectorsSettings
-from tessera_events import Actor, Envelope
+from tessera_events import Actor
 from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import service_client, started
+from tessera_kit.testing import outbox_events, service_client, started
 
 _count = itertools.count()
 ADMIN = Actor(type="user", id="admin-user")
@@ -123,9 +122,7 @@ class Deployment:
 
     async def events(self, prefix: str = "connectors.") -> list[tuple[str, dict[str, Any]]]:
         """The service's outbox, oldest first: (type, data)."""
-        rows = await self.ctx.pool.fetch("SELECT envelope FROM outbox ORDER BY seq")
-        envelopes = [msgspec.json.decode(r["envelope"], type=Envelope) for r in rows]
-        return [(e.type, msgspec.json.decode(e.data)) for e in envelopes if e.type.startswith(prefix)]
+        return await outbox_events(self.ctx.pool, prefix=prefix)
 
     async def raw_outbox(self) -> bytes:
         rows = await self.ctx.pool.fetch("SELECT envelope FROM outbox ORDER BY seq")

@@ -17,7 +17,7 @@ import httpx
 import msgspec
 import pytest
 
-from tessera_events import STREAMS, decode_envelope
+from tessera_events import STREAMS
 from tessera_events.connectors import ConnectorCreated, ConnectorDeleted, ConnectorSnapshot
 from tessera_events.contracts import connectors as connector_contracts
 from tessera_events.contracts import identity as identity_contracts
@@ -31,7 +31,7 @@ from tessera_kit.config import ServiceSettings
 from tessera_kit.errors import RequestError
 from tessera_kit.ids import new_id, new_user_id
 from tessera_kit.ratelimit import TooManyRequests
-from tessera_kit.testing import publisher, service_client, started
+from tessera_kit.testing import outbox_events, publisher, service_client, started
 
 _count = itertools.count()
 ISSUER = "http://tessera.test/oidc"
@@ -338,9 +338,7 @@ class Deployment:
 
     async def events(self, type_prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
         """(type, data) of every event experience wrote, oldest first."""
-        rows = await self.ctx.pool.fetch("SELECT envelope FROM outbox ORDER BY seq")
-        envelopes = [decode_envelope(r["envelope"]) for r in rows]
-        return [(e.type, msgspec.json.decode(e.data)) for e in envelopes if e.type.startswith(type_prefix)]
+        return await outbox_events(self.ctx.pool, prefix=type_prefix)
 
     async def event_types(self, type_prefix: str = "experience.interaction.") -> list[str]:
         return [t for t, _ in await self.events(type_prefix)]

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 from tessera_events import STREAMS, Actor, Envelope, EventData
 from tessera_events.identity import ApplicationCreated, ApplicationSnapshot, UserCreated, UserSnapshot
 from tessera_kit.app import ServiceContext
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import Publisher, publisher, service_client, started
+from tessera_kit.testing import outbox_events, Publisher, publisher, service_client, started
 from tessera_rbac.main import build_spec
 
 _count = itertools.count()
@@ -69,13 +68,7 @@ class Deployment:
 
     async def events(self, type_: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """rbac's outbox, oldest first: (type, data)."""
-        rows = await self.ctx.pool.fetch("SELECT envelope FROM outbox ORDER BY seq")
-        found = []
-        for row in rows:
-            envelope = msgspec.json.decode(row["envelope"], type=Envelope)
-            if type_ is None or envelope.type == type_:
-                found.append((envelope.type, msgspec.json.decode(envelope.data)))
-        return found
+        return await outbox_events(self.ctx.pool, type_=type_)
 
 
 @pytest.fixture

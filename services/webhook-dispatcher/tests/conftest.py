@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 import httpx
-import msgspec
 import pytest
 from aiohttp import web
 
-from tessera_events import STREAMS, Envelope, EventData
+from tessera_events import STREAMS, EventData
 from tessera_events import Actor
 from tessera_kit.app import ServiceContext
-from tessera_kit.testing import service_client, Publisher, publisher, started
+from tessera_kit.testing import outbox_events, service_client, Publisher, publisher, started
 from tessera_webhook_dispatcher.clock import ManualClock
 from tessera_webhook_dispatcher.main import build_spec
 from tessera_webhook_dispatcher.settings import DispatcherSettings
@@ -140,13 +139,7 @@ class Deployment:
 
     async def events(self, type_: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """The dispatcher's outbox, oldest first: (type, data)."""
-        rows = await self.ctx.pool.fetch("SELECT envelope FROM outbox ORDER BY seq")
-        found = []
-        for row in rows:
-            envelope = msgspec.json.decode(row["envelope"], type=Envelope)
-            if type_ is None or envelope.type == type_:
-                found.append((envelope.type, msgspec.json.decode(envelope.data)))
-        return found
+        return await outbox_events(self.ctx.pool, type_=type_)
 
 
 def dispatcher_settings(database_url: str, nats_url: str, namespace: str, **overrides: Any) -> DispatcherSettings:
