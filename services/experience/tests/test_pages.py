@@ -104,6 +104,8 @@ async def test_sign_in_with_password(deployment):
     assert response.headers["location"] == f"http://tessera.test/oidc/auth/{cookie.split('.')[0]}"
     assert d.identity.interactions[cookie.split(".")[0]].login_account_id == alice.id
     assert await submitted(d) == ["experience.interaction.signed_in"]
+    # The page, the step and the submit share one read of the OIDC interaction (it was three).
+    assert d.identity.calls.count("interaction_details") == 1
 
 
 async def test_wrong_password_is_a_sentence_next_to_the_field(deployment):

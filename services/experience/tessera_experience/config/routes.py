@@ -175,9 +175,10 @@ async def delete_custom_phrase(ctx: Ctx, language_tag: FromPath[str]) -> None:
 # ------------------------------------------------------------------ .well-known (anonymous)
 
 
-async def public_sign_in_experience(ctx: ServiceContext) -> dict[str, Any]:
-    """The SIE plus `socialConnectors` and `forgotPassword` (Logto §3.5 "Related")."""
-    sie = await load_sign_in_experience(ctx)
+async def public_sign_in_experience(ctx: ServiceContext, sie: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The SIE (`sie` when the caller has it already) plus `socialConnectors` and
+    `forgotPassword` (Logto §3.5 "Related")."""
+    sie = sie if sie is not None else await load_sign_in_experience(ctx)
     known = await connectors.all_connectors(ctx.pool, current_tenant())
     social = [
         connectors.social_connector_response(c)

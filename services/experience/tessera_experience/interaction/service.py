@@ -96,19 +96,34 @@ def _cookie_fields(caller: Caller) -> dict[str, str]:
 
 
 class InteractionService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    """The interaction API's operations, for one request. What a request needs more than once
+    (the OIDC interaction behind its cookie, the sign-in experience) is read once: a page that
+    starts and submits in one POST asks identity and the database once, not per step."""
+
+    def __init__(self, ctx: ServiceContext, *, details: InteractionDetails | None = None,
+                 sie: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
         self.tenant = current_tenant()
+        self._details = details  # already read by the caller (a page), for its cookie
+        self._sie = sie
 
     # ------------------------------------------------------------------ plumbing
 
     async def details(self, caller: Caller) -> InteractionDetails:
-        """The OIDC interaction behind the cookie (400 `session.not_found` when there is none)."""
+        """The OIDC interaction behind the cookie (400 `session.not_found` when there is none).
+        Read once per request: experience changes the OIDC interaction only when it finishes."""
         if not caller.cookie:
             raise RequestError("session.not_found", 400)
-        return await self.ctx.call(
-            INTERACTION_DETAILS, InteractionRef(**_cookie_fields(caller), tenant_id=self.tenant)
-        )
+        if self._details is None:
+            self._details = await self.ctx.call(
+                INTERACTION_DETAILS, InteractionRef(**_cookie_fields(caller), tenant_id=self.tenant)
+            )
+        return self._details
+
+    async def sign_in_experience(self) -> dict[str, Any]:
+        if self._sie is None:
+            self._sie = await load_sign_in_experience(self.ctx)
+        return self._sie
 
     async def storage(self, uid: str) -> dict[str, Any]:
         found = await store.find(self.ctx.pool, self.tenant, uid)
@@ -162,7 +177,7 @@ class InteractionService:
         async def run() -> None:
             update = steps.create(f"Interaction.{event}.Update")
             update["event"] = event
-            sie = await load_sign_in_experience(self.ctx)
+            sie = await self.sign_in_experience()
             domain.verify_sign_in_mode(event, sie)
             if event != FORGOT_PASSWORD:
                 if identifier is not None:
@@ -202,7 +217,7 @@ class InteractionService:
         async def run() -> None:
             update = steps.create(f"Interaction.{event}.Update")
             update["event"] = event
-            sie = await load_sign_in_experience(self.ctx)
+            sie = await self.sign_in_experience()
             domain.verify_sign_in_mode(event, sie)
             storage = await self.storage(details.uid)
             # A forgot-password interaction is never shared with the others.
@@ -226,7 +241,7 @@ class InteractionService:
         async def run() -> None:
             update = steps.create(f"Interaction.{event}.Update")
             if event != FORGOT_PASSWORD:
-                domain.verify_identifier_settings(identifier, await load_sign_in_experience(self.ctx))
+                domain.verify_identifier_settings(identifier, await self.sign_in_experience())
             verified = await self._verify_identifier(details, steps, event, identifier, storage)
             storage["identifiers"] = domain.upsert_identifier(storage["identifiers"], verified)
             update["identifier"] = verified
@@ -251,7 +266,7 @@ class InteractionService:
             if merge:
                 entry["method"] = "PATCH"
             if event != FORGOT_PASSWORD:
-                domain.verify_profile_settings(profile, await load_sign_in_experience(self.ctx))
+                domain.verify_profile_settings(profile, await self.sign_in_experience())
             hashed = await self._hashed(details.uid, event, storage, profile)
             storage["profile"] = {**(storage.get("profile") or {}), **hashed} if merge else hashed
             entry["interactionStorage"] = storage
@@ -432,7 +447,7 @@ class InteractionService:
                 else:
                     methods = list(registered["methods"])
             if user is None:
-                sie = await load_sign_in_experience(self.ctx)
+                sie = await self.sign_in_experience()
                 if event in ("SignIn", FORGOT_PASSWORD):
                     account_id = await self._identify(storage, identifiers, profile)
                     user = await self._find_user(by="id", value=account_id)

@@ -129,7 +129,7 @@ async def render_sign_in(ctx: ServiceContext, page: Page, *, errors: FormErrors 
                          identifier: str = "", code_identifier: str = "") -> Response:
     errors = errors or FormErrors()
     with_password, with_code = _sign_in_options(page)
-    public = await public_sign_in_experience(ctx)
+    public = await public_sign_in_experience(ctx, page.sie)
     social = [{**c, "display_name": c["name"].get(page.language) or c["name"].get("en") or c["target"]}
               for c in public["socialConnectors"]]
     return page.render(
@@ -154,7 +154,7 @@ async def sign_in_page(request: Request, ctx: Ctx) -> Response:
 
 @post("/sign-in", include_in_schema=False, status_code=200)
 async def sign_in(request: Request, ctx: Ctx) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     with_password, _ = _sign_in_options(page)
     identifier, password = form.get("identifier", ""), form.get("password", "")
@@ -167,7 +167,7 @@ async def sign_in(request: Request, ctx: Ctx) -> Response:
     if errors or not with_password:
         return await render_sign_in(ctx, page, errors=errors, status=400, identifier=identifier)
     kind = kind_of(identifier, with_password)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.start(caller, {"event": "SignIn", "identifier": {kind: identifier, "password": password}})
@@ -231,7 +231,7 @@ def render_missing_profile(page: Page, event: str, missing: list[str], *, errors
 @post(["/sign-in/profile", "/register/profile"], include_in_schema=False, status_code=200)
 async def complete_profile(request: Request, ctx: Ctx) -> Response:
     event = profile_event(request)
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     fields = [f for f in request.query_params.get("fields", "").split(",") if f in PROFILE_FIELDS]
     form = await form_of(request)
     errors = FormErrors()
@@ -242,7 +242,7 @@ async def complete_profile(request: Request, ctx: Ctx) -> Response:
     values = {"username": form.get("username", "")}
     if errors:
         return render_missing_profile(page, event, fields, errors=errors, values=values, status=400)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.set_profile(caller, {f: form[f] for f in fields}, merge=True)
@@ -257,7 +257,7 @@ async def complete_profile(request: Request, ctx: Ctx) -> Response:
 async def send_profile_code(request: Request, ctx: Ctx) -> Response:
     """A missing email or phone: send it a code, then ask for the code."""
     event = profile_event(request)
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     kinds = [k for k in request.query_params.get("kinds", "").split(",") if k in ("email", "phone")] or ["email"]
     target = (await form_of(request)).get("contact", "")[:256]
     kind = kind_of(target, kinds)
@@ -267,7 +267,7 @@ async def send_profile_code(request: Request, ctx: Ctx) -> Response:
         errors.add("contact", page.t("error.general_invalid", types=label_for(page, kinds)))
         return render_missing_profile(page, event, missing, errors=errors, status=400)
     try:
-        await InteractionService(ctx).send_code(caller_of(request), {kind: target})
+        await InteractionService(ctx, details=details, sie=page.sie).send_code(caller_of(request), {kind: target})
     except RequestError as error:
         errors.add("contact", page.error_sentence(error))
         return await _after_failure(ctx, page, error, event, lambda _: render_missing_profile(
@@ -281,7 +281,7 @@ async def link_profile_contact(request: Request, ctx: Ctx) -> Response:
     """The code of a missing email or phone: verified, it joins the profile, and the
     interaction is submitted again."""
     event = profile_event(request)
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", "")[:256], form.get("code", "")[:64]
     action = f"{profile_path(event)}/verify"
@@ -294,7 +294,7 @@ async def link_profile_contact(request: Request, ctx: Ctx) -> Response:
         errors = FormErrors()
         errors.add("code", page.t("error.verification_code_required"))
         return again(errors, 400)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     payload = code_payload(target, code)
     try:
@@ -326,7 +326,7 @@ def code_payload(target: str, code: str) -> dict[str, str]:
 
 @post("/sign-in/verification-code", include_in_schema=False, status_code=200)
 async def sign_in_send_code(request: Request, ctx: Ctx) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     _, with_code = _sign_in_options(page)
     target = form.get("code_identifier", "")
@@ -338,7 +338,7 @@ async def sign_in_send_code(request: Request, ctx: Ctx) -> Response:
     check_terms(page, form, errors)
     if errors:
         return await render_sign_in(ctx, page, errors=errors, status=400, code_identifier=target)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.start(caller, {"event": "SignIn"})
@@ -372,7 +372,7 @@ async def register_with_code(request: Request, ctx: Ctx) -> Response:
 
 async def _verify_code_and_submit(request: Request, ctx: ServiceContext, *, action: str, back: str,
                                   event: str) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", ""), form.get("code", "")
     label = page.t("action.sign_in" if event == "SignIn" else "action.create_account")
@@ -385,7 +385,7 @@ async def _verify_code_and_submit(request: Request, ctx: ServiceContext, *, acti
         errors = FormErrors()
         errors.add("code", page.t("error.verification_code_required"))
         return again(errors, 400)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.add_identifier(caller, code_payload(target, code))
@@ -424,7 +424,7 @@ async def register_page(request: Request, ctx: Ctx) -> Response:
 
 @post("/register", include_in_schema=False, status_code=200)
 async def register(request: Request, ctx: Ctx) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     fields = _sign_up_fields(page)
     values = {name: form.get(name, "") for name in ("username", "email", "phone")}
@@ -444,7 +444,7 @@ async def register(request: Request, ctx: Ctx) -> Response:
     if fields["password"]:
         profile["password"] = form["password"]
     target = profile.get("email") or profile.get("phone")
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.start(caller, {"event": "Register", "profile": profile})
@@ -464,7 +464,7 @@ async def register(request: Request, ctx: Ctx) -> Response:
 
 async def render_forgot_password(ctx: ServiceContext, page: Page, *, errors: FormErrors | None = None,
                                  identifier: str = "", status: int = 200) -> Response:
-    available = await public_sign_in_experience(ctx)
+    available = await public_sign_in_experience(ctx, page.sie)
     kinds = [k for k in ("email", "phone") if available["forgotPassword"][k]]
     types = " / ".join(page.t("description.email" if k == "email" else "description.phone_number") for k in kinds)
     errors = errors or FormErrors()
@@ -484,7 +484,7 @@ async def forgot_password_page(request: Request, ctx: Ctx) -> Response:
 
 @post("/forgot-password", include_in_schema=False, status_code=200)
 async def forgot_password(request: Request, ctx: Ctx) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     target = form.get("identifier", "")
     kind = "email" if "@" in target else "phone"
@@ -493,7 +493,7 @@ async def forgot_password(request: Request, ctx: Ctx) -> Response:
         errors.add("identifier", page.t("error.invalid_email" if kind == "email" else "error.invalid_phone"))
     if errors:
         return await render_forgot_password(ctx, page, errors=errors, identifier=target, status=400)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.start(caller, {"event": "ForgotPassword"})
@@ -508,7 +508,7 @@ async def forgot_password(request: Request, ctx: Ctx) -> Response:
 
 @post("/forgot-password/reset", include_in_schema=False, status_code=200)
 async def reset_password(request: Request, ctx: Ctx) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     target, code = form.get("target", ""), form.get("code", "")
     errors = FormErrors()
@@ -523,7 +523,7 @@ async def reset_password(request: Request, ctx: Ctx) -> Response:
 
     if errors:
         return again(errors, 400)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         # The password first: a refused password must not use the code up.
@@ -542,10 +542,10 @@ async def reset_password(request: Request, ctx: Ctx) -> Response:
 
 @post("/sign-in/social/{connector_id:str}", include_in_schema=False, status_code=200)
 async def social_sign_in(request: Request, ctx: Ctx, connector_id: FromPath[str]) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     scheme, host = public_origin(request)
     state = secrets.token_urlsafe(16)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.start(caller, {"event": "SignIn"})
@@ -564,14 +564,14 @@ async def social_sign_in(request: Request, ctx: Ctx, connector_id: FromPath[str]
 
 @get("/sign-in/social/{connector_id:str}/callback", include_in_schema=False)
 async def social_callback(request: Request, ctx: Ctx, connector_id: FromPath[str]) -> Response:
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     connector_data: dict[str, Any] = dict(request.query_params)
     expected = request.cookies.get(SOCIAL_STATE_COOKIE)
     if not expected or not secrets.compare_digest(expected, connector_data.get("state", "")):
         errors = FormErrors()
         errors.add("", page.t("error.invalid_connector_auth"))
         return await render_sign_in(ctx, page, errors=errors, status=400)
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.add_identifier(caller, {"connectorId": connector_id, "connectorData": connector_data})
@@ -618,11 +618,11 @@ def render_social_link(page: Page, connector_id: str, related: dict[str, str], *
 async def social_link(request: Request, ctx: Ctx, connector_id: FromPath[str]) -> Response:
     """Link the social identity to the account with its verified email or phone (Logto §4.4:
     the value must be the one the provider vouched for, so a forged form gets nowhere)."""
-    _, page = await live_page(ctx, request)
+    details, page = await live_page(ctx, request)
     form = await form_of(request)
     kind = "phone" if form.get("kind") == "phone" else "email"
     value = form.get("value", "")[:256]
-    service = InteractionService(ctx)
+    service = InteractionService(ctx, details=details, sie=page.sie)
     caller = caller_of(request)
     try:
         await service.add_identifier(caller, {"connectorId": connector_id, kind: value})
@@ -640,7 +640,7 @@ async def social_link(request: Request, ctx: Ctx, connector_id: FromPath[str]) -
 @get("/sign-in/consent", include_in_schema=False)
 async def consent_page(request: Request, ctx: Ctx) -> Response:
     details, page = await live_page(ctx, request)
-    application = await InteractionService(ctx).application(details.client_id)
+    application = await InteractionService(ctx, details=details, sie=page.sie).application(details.client_id)
     name = application.name if application else details.client_id
     return page.render("consent.html", title=page.t("description.consent", name=name))
 
