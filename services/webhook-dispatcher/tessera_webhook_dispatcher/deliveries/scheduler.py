@@ -120,15 +120,17 @@ class Scheduler:
                 lease_seconds=self.settings.webhooks_lease_seconds,
             )
             started = 0
+            unused: list[str] = []
             for row in rows:
                 if self.in_flight[row["hook_id"]] >= per_hook:
-                    await store.release(conn, row["id"], token)  # its slots filled up in this batch
+                    unused.append(row["id"])  # its hook's slots filled up in this batch
                     continue
                 self.in_flight[row["hook_id"]] += 1
                 task = asyncio.create_task(self._attempt(row, token))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 started += 1
+            await store.release(conn, unused, token)
         return started
 
     async def _attempt(self, row: asyncpg.Record, token: str) -> None:

@@ -54,11 +54,14 @@ async def claim_due(
     )
 
 
-async def release(conn: asyncpg.Connection, delivery_id: str, token: str) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET lease_token = NULL, lease_until = NULL WHERE id = $1 AND lease_token = $2",
-        delivery_id, token,
-    )
+async def release(conn: asyncpg.Connection, delivery_ids: list[str], token: str) -> None:
+    """Give back leases this replica took but will not use now (one statement for all)."""
+    if delivery_ids:
+        await conn.execute(
+            "UPDATE deliveries SET lease_token = NULL, lease_until = NULL"
+            " WHERE id = ANY($1::text[]) AND lease_token = $2",
+            delivery_ids, token,
+        )
 
 
 async def finish_attempt(
