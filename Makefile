@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench chaos fuzz install pins catalogue clean-data browser
+.PHONY: run test test-fast bench chaos chaos-replicas fuzz install pins catalogue clean-data browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): $(PY) constraints.txt requirements-dev.in $(wildcard libs/*/pyproject.
 install: $(STAMP)
 
 run: install
-	$(PY) -m tessera_devstack.run
+	$(PY) -m tessera_devstack.run $(RUN_ARGS)
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -42,6 +42,12 @@ bench: install
 # prints a table and fails when anything was lost, applied twice, or answered other than 503.
 chaos: install
 	$(PY) -m tessera_bench.chaos $(CHAOS_ARGS)
+
+# Two replicas of every service behind the gateway under load while one replica of each is
+# killed (SIGKILL) and restarted in turn: only requests in flight on it may fail, no event is
+# lost or applied twice, the outbox relays and timed jobs have one leader at a time.
+chaos-replicas: install
+	$(PY) -m tessera_bench.chaos.replicas $(CHAOS_ARGS)
 
 # The long schema fuzz run (`make test` runs a bounded one): schemathesis against the whole
 # stack's /api/swagger.json, FUZZ_EXAMPLES per operation in every phase; prints its table.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -254,7 +255,7 @@ def strict_crd_schema(schema: dict) -> dict:
                 node["additionalProperties"] = False
             for value in node.values():
                 walk(value)
-        elif isinstance(node, list):
+        elif isinstance(node, (list, tuple)):
             for value in node:
                 walk(value)
 
@@ -411,3 +412,82 @@ def test_the_identity_check_reports_a_service_the_provision_job_forgets():
     container = job["spec"]["template"]["spec"]["containers"][0]
     container["env"] = [e for e in container["env"] if e["name"] != "TESSERA_RBAC_DATABASE_URL"]
     assert identity_problems(docs) == ["provision job: no TESSERA_RBAC_DATABASE_URL"]
+
+
+# ---------------------------------------------------------------- deploy/README.md, step by step
+
+def _walkthrough() -> str:
+    text = (ROOT / "deploy" / "README.md").read_text()
+    section = text[text.index("## From an empty cluster to a sign-in"):]
+    return section[section.index("```sh"):section.index("```", section.index("```sh") + 5)]
+
+
+def _secret_keys_created(script: str) -> set[str]:
+    """The keys step 4 puts in tessera-secrets: its literal keys, and the templated ones once
+    per name of its `for s in ...` loop (`${S}` is the name in capitals)."""
+    keys = set(re.findall(r"--from-literal=([A-Z_]+)=", script))
+    loop = re.search(r"for s in ([a-z_ ]+); do", script)
+    templated = re.findall(r"--from-literal=([A-Z_]*\$\{S\}[A-Z_]*)=", script)
+    for name in (loop.group(1).split() if loop else []):
+        keys |= {key.replace("${S}", name.upper()) for key in templated}
+    return keys
+
+
+def _secret_keys_read(docs: list[dict], secret: str) -> set[str]:
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict) and ref.get("name") == secret:
+                found.add(ref["key"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk(docs)
+    return found
+
+
+def test_the_readme_walkthrough_creates_every_secret_key_the_pods_read():
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    script = _walkthrough()
+    assert _secret_keys_created(script) == _secret_keys_read(docs, "tessera-secrets")
+    # ... and the Secret of the base holds the same keys (its placeholders are the template).
+    base = named(docs, "Secret")["tessera-secrets"]
+    assert set(base["stringData"]) == _secret_keys_read(docs, "tessera-secrets")
+
+
+def test_the_readme_walkthrough_names_what_the_overlay_renders():
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    script = _walkthrough()
+    # Step 1: `kustomize edit set image <name>=...` edits the image every pod runs.
+    (image,) = set(re.findall(r"set image ([a-z-]+)=", script))
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert image in {entry["name"] for entry in kustomization["images"]}
+    containers = [c for doc in docs if doc["kind"] in ("Deployment", "Job")
+                  for c in doc["spec"]["template"]["spec"]["containers"]]
+    assert containers and {c["image"].split(":")[0] for c in containers} == {"tessera"}
+    # Step 3: the overlay applied, the Cluster waited for, in the namespace the steps use.
+    assert "kubectl apply -k deploy/overlays/cluster" in script
+    (cluster,) = re.findall(r"wait cluster/([a-z-]+)", script)
+    assert cluster in named(docs, "Cluster")
+    assert {doc["metadata"].get("namespace") for doc in docs if doc["kind"] != "Namespace"} == {"tessera"}
+    assert "tessera" in named(docs, "Namespace")
+    assert all(" -n tessera " in line for line in script.splitlines() if line.startswith("kubectl -n"))
+    # Step 4: CloudNativePG's `<cluster>-app` Secret (key `uri`) of the database's owner, who
+    # may create the services' roles (the provision Job connects with it).
+    assert f"secret {cluster}-app -o jsonpath='{{.data.uri}}'" in script
+    initdb = named(docs, "Cluster")[cluster]["spec"]["bootstrap"]["initdb"]
+    assert f"ALTER ROLE {initdb['owner']} CREATEROLE" in initdb.get("postInitApplicationSQL", [])
+    # ... the provision Job run again, selected by a label only it carries.
+    (selector,) = re.findall(r"apply -k deploy/overlays/cluster -l (\S+)", script)
+    key, value = selector.split("=")
+    assert [d["metadata"]["name"] for d in docs if d["metadata"].get("labels", {}).get(key) == value] \
+        == ["provision"]
+    assert "job/provision" in script and "job provision" in script
+    assert named(docs, "Job")["provision"]
+    # Step 5: the token endpoint, with the Management API's resource the gateway expects.
+    assert "resource=https://default.logto.app/api" in script and "/oidc/token" in script

@@ -1,6 +1,6 @@
 """`make run`: PostgreSQL, NATS and every installed service on this machine, until Ctrl-C.
 
-    python -m tessera_devstack.run [--exit-on-crash] [--state-dir .tessera]
+    python -m tessera_devstack.run [--exit-on-crash] [--state-dir .tessera] [--replicas N]
 
 - DATABASE_URL unset: embedded PostgreSQL with its data in .tessera/postgres, database `tessera`.
 - NATS_URL unset: nats-server with JetStream, store in .tessera/nats, admitting only its users:
@@ -15,6 +15,8 @@
   tenant: ADMIN_ENDPOINT); the other services on free ports the OS picks (so a second
   checkout can run beside this one), unless pinned: TESSERA_<NAME>_PORT, e.g.
   TESSERA_AUDIT_LOG_PORT=3105; the banner lists them.
+- --replicas N (`make run RUN_ARGS="--replicas 2"`): N processes of every service but the
+  gateway (identity, identity-2, ...), each on a free port; the gateway balances among them.
 - Logs: every line on stdout as `[service] ...`, and in .tessera/logs/<name>.log
   (postgres.log and nats.log only go to files).
 
@@ -119,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop everything and exit 1 as soon as a service dies",
     )
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="processes per service behind the gateway (default 1)")
     args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
 
     state_dir = Path(args.state_dir).absolute()
     log_dir = state_dir / "logs"
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             admin_client=admin,
             # Fixed by the caller if set (e.g. to call a service's port by hand), else a new one.
             internal_key=os.environ.get("TESSERA_INTERNAL_KEY") or None,
+            replicas=args.replicas,
         )
         cleanup.callback(stack.stop_all)  # runs before supervisor.close: gateway first
         _say(f"starting {', '.join(stack.names) or 'nothing'}")

@@ -4,6 +4,11 @@ A service is started as `python -m tessera_kit.serve <module>:app` with its conf
 the environment. Services that are not installed (module not importable) are skipped, so a
 new service joins `make run` and the e2e stack just by existing. The gateway starts last,
 once every upstream it routes to is ready.
+
+With `replicas=N` every service but the gateway runs as N processes: `identity`, `identity-2`,
+... each on its own port, and the gateway gets their URLs comma-separated (it balances among
+them, tessera_gateway.replicas). Each replica is a process name of its own for the Supervisor,
+so one can be stopped, killed or started alone.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import httpx
 
 from .admin_client import AdminClient
 from .internal_key import INTERNAL_KEY_VARIABLE, generate_internal_key
-from .ports import LOCALHOST, port_is_free
+from .ports import LOCALHOST, free_ports, port_is_free
 from .supervisor import Supervisor
 
 GATEWAY = "gateway"
@@ -119,8 +124,14 @@ class ServiceStack:
         # The admin tenant's gateway port (with a gateway in the stack); None: no admin tenant.
         admin_port: int | None = None,
         admin_endpoint: str | None = None,
+        # Processes per service (the gateway excepted); replica k > 1 is `<name>-<k>` on a port
+        # of `ports` if given there, else on a free one.
+        replicas: int = 1,
     ):
+        if replicas < 1:
+            raise ValueError(f"replicas must be at least 1, not {replicas}")
         self.supervisor = supervisor
+        self.replicas = replicas
         self.service_env = {name: dict(values) for name, values in (service_env or {}).items()}
         self.admin_client = admin_client
         self.services = list(services)
@@ -132,6 +143,14 @@ class ServiceStack:
             self.services.append(ADMIN_GATEWAY_SPEC)
             self.ports[ADMIN_GATEWAY] = admin_port
             self.admin_url = (admin_endpoint or f"http://localhost:{admin_port}").rstrip("/")
+        # Process name -> its service, in start order (replicas of a service side by side).
+        self._instances: dict[str, ServiceSpec] = {}
+        for spec in self.services:
+            copies = 1 if spec.name in GATEWAYS else replicas
+            for name in [spec.name] + [f"{spec.name}-{k}" for k in range(2, copies + 1)]:
+                self._instances[name] = spec
+        missing = [name for name in self._instances if name not in self.ports]
+        self.ports.update(zip(missing, free_ports(len(missing)) if missing else []))
         self.cwd = cwd
         # Shared by the gateway (signs) and every service (verifies); nothing else has it.
         self.internal_key = internal_key or generate_internal_key()
@@ -163,13 +182,19 @@ class ServiceStack:
 
     @property
     def names(self) -> list[str]:
-        return [spec.name for spec in self.services]
+        """Every process of the stack: each replica of each service, then the gateways."""
+        return list(self._instances)
+
+    def replica_names(self, service: str) -> list[str]:
+        """The processes of one service, e.g. ["identity", "identity-2"]."""
+        return [name for name, spec in self._instances.items() if spec.name == service]
 
     def spec(self, name: str) -> ServiceSpec:
-        for spec in self.services:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"service {name!r} is not in this stack; running: {self.names}")
+        """The service a process (a service's name, or one of its replicas') runs."""
+        try:
+            return self._instances[name]
+        except KeyError:
+            raise KeyError(f"service {name!r} is not in this stack; running: {self.names}") from None
 
     def service_url(self, name: str) -> str:
         self.spec(name)
@@ -178,11 +203,12 @@ class ServiceStack:
     def environment_for(self, name: str) -> dict[str, str]:
         spec = self.spec(name)
         env = {**self._base_env, **self.env, "PORT": str(self.ports[name]), "PYTHONUNBUFFERED": "1"}
-        env.update(self.service_env.get(GATEWAY if name == ADMIN_GATEWAY else name, {}))
+        env.update(self.service_env.get(GATEWAY if name == ADMIN_GATEWAY else spec.name, {}))
         if spec.name in GATEWAYS:
             for upstream in self.services:
                 if upstream.name not in GATEWAYS:
-                    env[upstream.url_variable] = self.service_url(upstream.name)
+                    env[upstream.url_variable] = ",".join(
+                        self.service_url(replica) for replica in self.replica_names(upstream.name))
         if spec.name == ADMIN_GATEWAY:
             env["TESSERA_TENANT_ID"] = ADMIN_TENANT  # the tenant of the endpoint it listens on
         return env

@@ -89,6 +89,24 @@ def test_environment_of_services_and_gateway(tmp_path):
     assert _stack(tmp_path, ["audit-log"]).internal_key != stack.internal_key
 
 
+def test_replicas_are_processes_of_their_own_and_the_gateway_lists_them_all(tmp_path):
+    stack = _stack(tmp_path, ["audit-log", "gateway"], replicas=2,
+                   service_env={"audit-log": {"DATABASE_URL": "postgresql://tessera_audit_log@h/db"}})
+    assert stack.names == ["audit-log", "audit-log-2", "gateway"]  # one gateway
+    assert stack.replica_names("audit-log") == ["audit-log", "audit-log-2"]
+    assert stack.spec("audit-log-2").name == "audit-log"
+    first, second = stack.environment_for("audit-log"), stack.environment_for("audit-log-2")
+    assert first["PORT"] != second["PORT"] and second["PORT"] == str(stack.ports["audit-log-2"])
+    assert first["DATABASE_URL"] == second["DATABASE_URL"] == "postgresql://tessera_audit_log@h/db"
+    assert stack.environment_for("gateway")["TESSERA_AUDIT_LOG_URL"] == (
+        f"http://127.0.0.1:{stack.ports['audit-log']},http://127.0.0.1:{stack.ports['audit-log-2']}")
+    stack.start_all(timeout=30)
+    try:
+        assert all(stack.is_ready(name) for name in stack.names)
+    finally:
+        stack.stop_all()
+
+
 def test_start_wait_ready_stop_and_restart_one_service(tmp_path):
     stack = _stack(tmp_path, ["audit-log", "gateway"])
     try:

@@ -167,8 +167,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         async def answer_ping(_: Ping) -> Pong:
             return Pong(service=spec.name, ready=await ctx.is_ready())
 
-        for handler in [rpc.RpcHandler(ping(spec.name), answer_ping), *spec.rpc_handlers]:
-            await rpc.serve(bus, handler, context=ctx)
+        await rpc.serve(bus, rpc.RpcHandler(ping(spec.name), answer_ping), context=ctx)
         for subscription in spec.subscriptions:
             for stream in subscription.streams:
                 consumer = EventConsumer(pool, bus, subscription, stream)
@@ -177,6 +176,11 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
                 ctx.consumers.append(consumer)
         for hook in spec.on_startup:
             await hook(ctx)
+        # Last: a replica joins its rpc queue groups only once what the handlers use is started
+        # (identity's provider, rate limits), or the replica starting beside a running one
+        # would be handed requests it cannot answer yet.
+        for handler in spec.rpc_handlers:
+            await rpc.serve(bus, handler, context=ctx)
     except BaseException:
         # A start-up that fails (a refused setting, a broken migration) leaves nothing open;
         # shutdown hooks are written to tolerate what never started.

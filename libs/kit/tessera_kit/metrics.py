@@ -86,6 +86,16 @@ RPC_SERVE_DURATION = Histogram(
 RPC_SERVE_FAILURES = Counter(
     "tessera_rpc_handler_failures", "RPC requests answered with an error, by status", ["operation", "status"]
 )
+PERIODIC_LEADER = Gauge(
+    "tessera_periodic_leader", "1 while this replica holds the advisory lock of a timed job", ["job"]
+)
+PERIODIC_RUNS = Counter("tessera_periodic_runs", "Runs of a timed job by this replica", ["job"])
+UPSTREAM_REPLICA_FAILURES = Counter(
+    "tessera_gateway_upstream_replica_failures",
+    "Requests one replica of a service gave no answer to (the gateway then tries the next one"
+    " when nothing was sent or the request is idempotent)",
+    ["service", "reason"],
+)
 
 
 # The methods counted by name; any other token a client sends is counted as `other`, or each

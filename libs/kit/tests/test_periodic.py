@@ -37,3 +37,36 @@ async def test_a_job_may_wait_one_period_before_its_first_run():
     await asyncio.sleep(0.05)
     await periodic.stop()
     assert calls == []
+
+
+async def _until(condition, tries: int = 500) -> None:
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_with_a_pool_one_replica_leads_and_another_takes_over_when_it_stops(pool):
+    runs: dict[str, int] = {"a": 0, "b": 0}
+
+    def job_of(replica: str):
+        async def job() -> None:
+            runs[replica] += 1
+        return job
+
+    first = Periodic("leader-job", 0.01, job_of("a"), pool=pool)
+    second = Periodic("leader-job", 0.01, job_of("b"), pool=pool, retry_seconds=0.01)
+    first.start()
+    await _until(lambda: first.is_leader)
+    second.start()
+    await _until(lambda: runs["a"] >= 5)
+    # The follower tried for the lock many times meanwhile, and never ran the job.
+    assert (first.is_leader, second.is_leader, runs["b"]) == (True, False, 0)
+    await first.stop()
+    await _until(lambda: second.is_leader and runs["b"] >= 2)
+    assert (first.is_leader, second.is_leader) == (False, True) and runs["b"] >= 2
+    await second.stop()
+    async with pool.acquire() as conn:  # stopping let go of the lock: anyone may take it now
+        key = "hashtext('tessera-periodic:' || current_schema() || ':leader-job')"
+        assert await conn.fetchval(f"SELECT pg_try_advisory_lock({key})")
+        await conn.execute(f"SELECT pg_advisory_unlock({key})")

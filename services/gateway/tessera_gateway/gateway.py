@@ -26,7 +26,7 @@ from tessera_gateway.proxy import CLOSE, REQUEST_ID, IncomingRequest, Proxy, bad
 from tessera_gateway.responses import send_error, send_not_found
 from tessera_gateway.routes import GATEWAY, RouteTable, route_table_for
 from tessera_gateway.settings import GatewaySettings
-from tessera_gateway.upstream import UpstreamPool
+from tessera_gateway.replicas import upstream_for
 
 log = get_logger(__name__)
 
@@ -41,16 +41,17 @@ class Gateway:
         # the tenant every assertion names comes from configuration, never from the request.
         self.routes = RouteTable(route_table_for(settings.is_admin_tenant))
         self.pools = {
-            name: UpstreamPool(name, url, max_connections=settings.max_upstream_connections,
+            name: upstream_for(name, urls, down_seconds=settings.replica_down_seconds,
+                               max_connections=settings.max_upstream_connections,
                                connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
-            for name, url in settings.upstream_urls.items()
+            for name, urls in settings.upstream_replicas.items()
         }
         self.proxy = Proxy(trust_forwarded=settings.trust_forwarded)
         # Every request that reaches a service carries the gateway's signed word for it.
         self.signer = AssertionSigner(settings.internal_key, settings.tenant_id)  # no key: no start
         # For the gateway's own calls (JWKS, OpenAPI documents), not for proxying.
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=settings.connect_timeout),
-                                      auth=InternalCalls(self.signer, list(settings.upstream_urls.values())))
+                                      auth=InternalCalls(self.signer, [url for urls in settings.upstream_replicas.values() for url in urls]))
         jwks = JwksCache(settings.effective_jwks_url, self.http,
                          refresh_interval=settings.jwks_refresh_interval, max_age=settings.jwks_max_age)
         verifier = TokenVerifier(jwks, issuer=settings.issuer, audience=settings.effective_management_audience,

@@ -2,6 +2,7 @@
 
 Field `foo` is read from `TESSERA_FOO`, except Logto's own names (`PORT`, `ENDPOINT`,
 `LOG_LEVEL`, `HOST`). An upstream whose URL is empty is "not deployed": its routes answer 503.
+An upstream URL setting may list several replicas, comma-separated (see `replicas.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     endpoint: str = "http://localhost:3001"
     log_level: str = "info"
 
-    # Upstream base URLs, e.g. http://127.0.0.1:3101 (TESSERA_IDENTITY_URL, ...).
+    # Upstream base URLs, e.g. http://127.0.0.1:3101 (TESSERA_IDENTITY_URL, ...), or several
+    # replicas' comma-separated: http://127.0.0.1:3101,http://127.0.0.1:3201.
     identity_url: str = ""
     rbac_url: str = ""
     connectors_url: str = ""
@@ -63,6 +65,8 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     connect_timeout: float = 2.0
     read_timeout: float = 60.0
     max_upstream_connections: int = 512
+    # A replica the gateway could not connect to is tried last for this long (seconds).
+    replica_down_seconds: float = 2.0
 
     # Behind a trusted load balancer: keep its X-Forwarded-Proto/Host and append to its
     # X-Forwarded-For. Off by default, because the gateway is normally the public edge and a
@@ -112,16 +116,23 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
         return self.tenant_id == ADMIN_TENANT
 
     @property
+    def upstream_replicas(self) -> dict[str, list[str]]:
+        """Configured upstreams only: service name -> its replicas' base URLs (no trailing slash)."""
+        replicas = {name: [url.strip().rstrip("/") for url in getattr(self, field).split(",")]
+                    for name, field in UPSTREAM_URL_FIELDS.items()}
+        return {name: [url for url in urls if url] for name, urls in replicas.items() if any(urls)}
+
+    @property
     def upstream_urls(self) -> dict[str, str]:
-        """Configured upstreams only: service name -> base URL without a trailing slash."""
-        urls = {name: getattr(self, field).rstrip("/") for name, field in UPSTREAM_URL_FIELDS.items()}
-        return {name: url for name, url in urls.items() if url}
+        """Configured upstreams only: service name -> the first replica's base URL (the gateway's
+        own calls, JWKS and OpenAPI documents, go there)."""
+        return {name: urls[0] for name, urls in self.upstream_replicas.items()}
 
     @property
     def effective_jwks_url(self) -> str:
         if self.jwks_url:
             return self.jwks_url
-        identity = self.identity_url.rstrip("/")
+        identity = self.upstream_urls.get("identity", "")
         return f"{identity}/oidc/jwks" if identity else ""
 
 

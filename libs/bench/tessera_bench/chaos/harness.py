@@ -53,7 +53,7 @@ class ChaosStack:
 
     @classmethod
     def start(cls, root: Path | None = None, *, extra_env: dict[str, str] | None = None,
-              log_level: str = "INFO") -> ChaosStack:
+              log_level: str = "INFO", replicas: int = 1) -> ChaosStack:
         owns_root = root is None
         root = Path(tempfile.mkdtemp(prefix="tessera-chaos-")) if root is None else Path(root)
         postgres = nats = supervisor = None
@@ -81,6 +81,7 @@ class ChaosStack:
                 # The load's clients all come from one address: limits raised, as in the bench.
                 extra_env={"TESSERA_DEV_AUTH": "true", **BENCH_RATE_LIMITS, **(extra_env or {})},
                 service_env=identities.env,
+                replicas=replicas,  # the other replicas get free ports of their own
             )
             chaos = cls(root, postgres, nats, access, stack, identities, namespace, database_url,
                         owns_root)

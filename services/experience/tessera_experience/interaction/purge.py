@@ -1,4 +1,4 @@
-"""Expired interactions and old verification codes go on a timer, in every replica: nothing
+"""Expired interactions and old verification codes go on a timer (in one replica at a time): nothing
 an abandoned sign-in left behind waits for the next sign-in (or a restart) to be deleted."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ async def purge_once(ctx: ServiceContext) -> None:
 
 
 async def start_purging(ctx: ServiceContext) -> None:
-    job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: purge_once(ctx))
+    job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: purge_once(ctx), pool=ctx.pool)
     job.start()
 
 

@@ -109,7 +109,7 @@ class Provider:
         self._rbac_subscription = await bus.nc.subscribe(bus.subject("rbac.>"), cb=self._on_rbac_event)
         if self.purges:
             self._purge = Periodic("oidc-purge", PURGE_EVERY_SECONDS,
-                                   lambda: store.purge_expired(self.pool), at_start=False)
+                                   lambda: store.purge_expired(self.pool), at_start=False, pool=self.pool)
             self._purge.start()
 
     def background(self, work, name: str) -> None:
