@@ -491,3 +491,72 @@ def test_the_readme_walkthrough_names_what_the_overlay_renders():
     assert named(docs, "Job")["provision"]
     # Step 5: the token endpoint, with the Management API's resource the gateway expects.
     assert "resource=https://default.logto.app/api" in script and "/oidc/token" in script
+
+
+def test_the_cluster_overlays_nats_refuses_a_client_without_credentials(tmp_path):
+    """The overlay's nats.conf, as rendered, run by the real nats-server with the authorization
+    file the walkthrough puts in the Secret the StatefulSet mounts: identity's user connects, a
+    client without credentials is refused (the overlay once ran NATS open to anyone)."""
+    import asyncio
+    import os
+    import socket
+
+    import nats
+    import nats.errors
+    from tessera_devstack.nats import nats_server_binary
+    from tessera_devstack.nats_config import authorization
+    from tessera_devstack.ports import free_ports
+
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    nats_set = named(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]
+    (container,) = nats_set["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in nats_set["volumes"]}
+    auth_volume = next(name for name, v in volumes.items()
+                       if v.get("secret", {}).get("secretName") == "tessera-nats-auth")
+    assert not volumes[auth_volume]["secret"].get("optional", False)  # no Secret, no node
+    script = _walkthrough()
+    assert "create secret generic tessera-nats-auth --from-file=tessera-authorization.conf" in script
+    assert "tessera_devstack.nats_config > tessera-authorization.conf" in script
+
+    # The pod's file system, under tmp_path: the ConfigMap at its mount, the Secret at its own.
+    config = named(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+    config_dir = tmp_path / mounts["config"].lstrip("/")
+    auth_dir = tmp_path / mounts[auth_volume].lstrip("/")
+    config_dir.mkdir(parents=True)
+    auth_dir.mkdir(parents=True)
+    client, monitor = free_ports(2)
+    config = re.sub(r"(?m)^port: \d+", f"port: {client}", config)
+    config = re.sub(r"(?m)^http_port: \d+", f"http_port: {monitor}", config)
+    config = re.sub(r"(?s)cluster \{.*?\n\}", "", config)  # a single node here
+    config = config.replace("store_dir: /data", f"store_dir: {tmp_path / 'data'}")
+    (config_dir / "nats.conf").write_text(config)
+    environ = {"TESSERA_IDENTITY_NATS_PASSWORD": "identity-secret-for-the-test"}
+    (auth_dir / "tessera-authorization.conf").write_text(json.dumps(authorization("", environ, rounds=4)))
+
+    server = subprocess.Popen([str(nats_server_binary()), "-c", str(config_dir / "nats.conf")],
+                              env={**os.environ, "SERVER_NAME": "nats-0"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async def probe() -> None:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", client), timeout=0.2).close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+            assert server.poll() is None, server.stdout.read().decode()
+            with pytest.raises((nats.errors.Error, OSError)):
+                await nats.connect(f"nats://127.0.0.1:{client}", max_reconnect_attempts=0,
+                                   allow_reconnect=False, connect_timeout=2)
+            with pytest.raises((nats.errors.Error, OSError)):
+                await nats.connect(f"nats://identity:wrong@127.0.0.1:{client}", max_reconnect_attempts=0,
+                                   allow_reconnect=False, connect_timeout=2)
+            nc = await nats.connect(f"nats://identity:identity-secret-for-the-test@127.0.0.1:{client}",
+                                    max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+            await nc.close()
+
+        asyncio.run(probe())
+    finally:
+        server.kill()
+        server.wait()
