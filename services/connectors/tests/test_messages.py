@@ -11,6 +11,7 @@ import ssl
 from email import message_from_bytes
 from email.policy import default as default_policy
 
+import msgspec
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tessera_connectors.factories.smtp import SmtpConfig, tls_context
 from tessera_devstack.ports import free_port
 from tessera_events.contracts.connectors import SEND_MESSAGE, SendMessageRequest
 from tessera_kit.errors import RequestError
@@ -134,6 +136,26 @@ async def test_smtp_over_implicit_tls_and_an_untrusted_certificate(connectors, c
     assert "777777" in message.get_content()
     types = [t for t, _ in await connectors.events("connectors.message.")]
     assert types == ["connectors.message.failed", "connectors.message.sent"]
+
+
+def test_a_trust_setting_is_loaded_once_and_kept_apart_from_the_others(certificate):
+    # Loading the system's CA bundle per message was most of a code's cost: one context per setting.
+    cert, _ = certificate
+
+    def context(**extra) -> ssl.SSLContext:
+        return tls_context(msgspec.convert(smtp_config(25, **extra), SmtpConfig))
+
+    system = context()
+    assert context() is system and system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    with_ca = context(tls={"ca": cert})
+    assert context(tls={"ca": cert}) is with_ca and with_ca is not system
+    ours = {((("commonName", "127.0.0.1"),),)}
+    assert any(c["subject"] in ours for c in with_ca.get_ca_certs())
+    assert not any(c["subject"] in ours for c in system.get_ca_certs())
+    insecure = context(tls={"rejectUnauthorized": False})
+    assert context(tls={"rejectUnauthorized": False}) is insecure and insecure is not system
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
+    assert system.verify_mode == ssl.CERT_REQUIRED  # the shared one was not changed
 
 
 async def test_smtp_wrong_password(connectors):
