@@ -75,7 +75,7 @@ class Mailbox:
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode()
               and secrets.compare_digest(auth_data.password, self.password))
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)
         self.received += 1
