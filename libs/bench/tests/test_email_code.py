@@ -5,7 +5,10 @@ e-mail codes without touching the other methods."""
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
 import aiosmtplib
+import msgspec
 import pytest
 
 from tessera_bench.scenarios.email_code import SMTP_USER, Mailbox, _with_email_code, smtp_config, smtp_server
@@ -13,15 +16,10 @@ from tessera_connectors.factories.base import Message
 from tessera_connectors.factories.smtp import SmtpConfig, compose
 
 
-def mail(port: int, password: str, to: str, code: str):
-    config = msgspec_config(port, password)
+def mail(port: int, to: str, code: str) -> EmailMessage:
+    """The message the SMTP connector composes from the bench's config."""
+    config = msgspec.convert(smtp_config(port, "pw-SECRET"), SmtpConfig)
     return compose(config, Message(to=to, type="SignIn", payload={"code": code}))
-
-
-def msgspec_config(port: int, password: str) -> SmtpConfig:
-    import msgspec
-
-    return msgspec.convert(smtp_config(port, password), SmtpConfig)
 
 
 async def test_each_code_reaches_the_flow_waiting_for_its_recipient():
@@ -29,12 +27,12 @@ async def test_each_code_reaches_the_flow_waiting_for_its_recipient():
     async with smtp_server(mailbox) as port:
         ann, bob = mailbox.expect("Ann@bench.example"), mailbox.expect("bob@bench.example")
         for to, code in (("bob@bench.example", "222222"), ("ann@bench.example", "111111")):
-            await aiosmtplib.send(mail(port, "pw-SECRET", to, code), hostname="127.0.0.1", port=port,
+            await aiosmtplib.send(mail(port, to, code), hostname="127.0.0.1", port=port,
                                   username=SMTP_USER, password="pw-SECRET", start_tls=False)
         assert (await ann, await bob) == ("111111", "222222")
         assert mailbox.waiting == {} and mailbox.received == 2
         with pytest.raises(aiosmtplib.SMTPAuthenticationError):
-            await aiosmtplib.send(mail(port, "pw-SECRET", "cid@bench.example", "333333"), hostname="127.0.0.1",
+            await aiosmtplib.send(mail(port, "cid@bench.example", "333333"), hostname="127.0.0.1",
                                   port=port, username=SMTP_USER, password="wrong", start_tls=False)
         assert mailbox.received == 2
 
