@@ -261,18 +261,18 @@ async def prepare(ctx: BenchContext, client: httpx.AsyncClient, *, users: int = 
     smtp_password = secrets.token_urlsafe(16)
     mailbox = Mailbox(smtp_password.encode())
     run = secrets.token_hex(3)
-    async with contextlib.AsyncExitStack() as cleanup:
+    extra = iter(range(10**9))
+    async with contextlib.AsyncExitStack() as cleanup:  # undone here only if the setup fails
         port = await cleanup.enter_async_context(smtp_server(mailbox))
         headers = await cleanup.enter_async_context(email_code_sign_in(ctx, client, port, smtp_password))
         client_id = await _spa_client(ctx, client, headers)
         recipients = await _seed_recipients(ctx, client, headers, users, run)
-        extra = iter(range(10**9))
 
         async def make_user() -> str:
             return (await _seed_recipients(ctx, client, headers, 1, f"{run}x{next(extra)}"))[0]
 
-        return CodeSignInSetup(client_id, mailbox, recipients, make_user, cleanup.pop_all())
-    raise AssertionError("unreachable")
+        setup = CodeSignInSetup(client_id, mailbox, recipients, make_user, cleanup.pop_all())
+    return setup
 
 
 FLOWS = [Flow(NAME, prepare, code_sign_in)]
