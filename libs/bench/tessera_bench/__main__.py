@@ -6,6 +6,9 @@
 `--users` adds the user-count curve (tessera_bench.curve): four user reads measured with
 the user table at each size, seeded in SQL, before the other scenarios.
 
+`--only "email code"` runs the sign-in by e-mail code alone (a local SMTP server, started
+by the bench, behind the `simple-mail-transfer-protocol` connector).
+
 `--only webhook` runs the webhook row alone (sign-in events published at 200/s → the
 hook's POST at a local receiver).
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import sys
@@ -177,7 +181,8 @@ async def run(args) -> int:
                     f"{result.p99_ms:.1f}", str(result.errors), _target_for(scenario.name),
                 ))
             settle(watched)
-            rows.extend(await custom_benchmarks(ctx, client, args, nats_url, namespace))
+            rows.extend(await custom_benchmarks(ctx, client, args, nats_url, namespace,
+                                                settle=lambda: settle(watched)))
         if not args.no_events and database and nats_url and (not args.only or "event" in args.only):
             settle(watched)
             print("• events: committed → applied", file=sys.stderr, flush=True)
@@ -204,17 +209,19 @@ async def run(args) -> int:
     return 0
 
 
-async def custom_benchmarks(ctx, client, args, nats_url, namespace) -> list[tuple]:
+async def custom_benchmarks(ctx, client, args, nats_url, namespace, settle=None) -> list[tuple]:
     """Benchmarks wrk cannot drive: multi-step flows (sign-in) and NATS rpc."""
-    from tessera_bench.scenarios import oidc, rbac
+    from tessera_bench.scenarios import email_code, oidc, rbac
 
     rows: list[tuple] = []
-    for flow in oidc.FLOWS:
+    flows = [(flow, oidc.measure_flow) for flow in oidc.FLOWS]
+    flows += [(flow, functools.partial(email_code.measure_flow, settle=settle)) for flow in email_code.FLOWS]
+    for flow, measure_flow in flows:
         if args.only and args.only.lower() not in flow.name.lower():
             continue
         print(f"• {flow.name}", file=sys.stderr, flush=True)
         try:
-            result = await oidc.measure_flow(ctx, flow, seconds=args.seconds, client=client)
+            result = await measure_flow(ctx, flow, seconds=args.seconds, client=client)
         except Exception as exc:
             rows.append((flow.name, "skipped", "", "", str(exc)[:60], _target_for(flow.name)))
             continue

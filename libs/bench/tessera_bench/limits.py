@@ -10,4 +10,10 @@ BENCH_RATE_LIMITS = {
     "TESSERA_RATE_LIMIT_SIGN_IN_IP": "1000000/1m",
     "TESSERA_RATE_LIMIT_SIGN_IN_IP_ACCOUNT": "1000000/1m",
     "TESSERA_RATE_LIMIT_TOKEN_FAILURES_IP": "1000000/1m",
+    # Verification codes (experience): the per-address limits raised; the per-recipient ones
+    # keep their defaults (the code sign-in sends each code to a recipient of its own), and
+    # the resend cooldown, which the dev stack turns off, is back at its production value.
+    "TESSERA_VERIFICATION_CODE_SEND_PER_IP": "1000000/1m",
+    "TESSERA_VERIFICATION_CODE_VERIFY_PER_IP": "1000000/1m",
+    "TESSERA_VERIFICATION_CODE_RESEND_COOLDOWN": "1/60s",
 }

@@ -11,6 +11,7 @@ import ssl
 from email import message_from_bytes
 from email.policy import default as default_policy
 
+import msgspec
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tessera_connectors.factories.smtp import SmtpConfig, tls_context
 from tessera_devstack.ports import free_port
 from tessera_events.contracts.connectors import SEND_MESSAGE, SendMessageRequest
 from tessera_kit.errors import RequestError
@@ -55,7 +57,7 @@ class Inbox:
 
 def authenticator(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"mailer" and auth_data.password == b"pw-SECRET"
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,26 @@ async def test_smtp_over_implicit_tls_and_an_untrusted_certificate(connectors, c
     assert types == ["connectors.message.failed", "connectors.message.sent"]
 
 
+def test_a_trust_setting_is_loaded_once_and_kept_apart_from_the_others(certificate):
+    # Loading the system's CA bundle per message was most of a code's cost: one context per setting.
+    cert, _ = certificate
+
+    def context(**extra) -> ssl.SSLContext:
+        return tls_context(msgspec.convert(smtp_config(25, **extra), SmtpConfig))
+
+    system = context()
+    assert context() is system and system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
+    with_ca = context(tls={"ca": cert})
+    assert context(tls={"ca": cert}) is with_ca and with_ca is not system
+    ours = {((("commonName", "127.0.0.1"),),)}
+    assert any(c["subject"] in ours for c in with_ca.get_ca_certs())
+    assert not any(c["subject"] in ours for c in system.get_ca_certs())
+    insecure = context(tls={"rejectUnauthorized": False})
+    assert context(tls={"rejectUnauthorized": False}) is insecure and insecure is not system
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
+    assert system.verify_mode == ssl.CERT_REQUIRED  # the shared one was not changed
+
+
 async def test_smtp_wrong_password(connectors):
     inbox = Inbox()
     server = smtp_server(inbox)
@@ -145,7 +167,7 @@ async def test_smtp_wrong_password(connectors):
         with pytest.raises(RequestError) as refused:
             await send(connectors, "a@example.com")
         assert refused.value.code == "connector.general"
-        assert "wrong" not in refused.value.message
+        assert "535" in refused.value.message and "wrong" not in refused.value.message  # refused, not timed out
     finally:
         server.stop()
     assert inbox.messages == []

@@ -8,6 +8,7 @@ anchor; `tls.rejectUnauthorized: false` turns certificate checks off (nodemailer
 
 from __future__ import annotations
 
+import functools
 import ssl
 from email.message import EmailMessage
 from typing import Any, Literal
@@ -88,8 +89,16 @@ class SmtpConfig(msgspec.Struct, rename="camel"):
 
 def tls_context(config: SmtpConfig) -> ssl.SSLContext:
     ca = config.tls.get("ca")
-    context = ssl.create_default_context(cadata=ca if isinstance(ca, str) else None)
-    if config.tls.get("rejectUnauthorized") is False:
+    return _tls_context(ca if isinstance(ca, str) else None, config.tls.get("rejectUnauthorized") is not False)
+
+
+@functools.lru_cache(maxsize=32)
+def _tls_context(ca: str | None, verify: bool) -> ssl.SSLContext:
+    """One context per trust setting, shared by every connection (an SSLContext is made for
+    that): loading the system's CA bundle costs tens of ms of CPU on the event loop, which per
+    message was most of what sending a code cost and held up every other request meanwhile."""
+    context = ssl.create_default_context(cadata=ca)
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
