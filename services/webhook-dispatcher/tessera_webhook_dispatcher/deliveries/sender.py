@@ -13,14 +13,16 @@ from tessera_webhook_dispatcher.ssrf import BlockedAddress, resolve_allowed, spl
 
 
 class Sender:
-    def __init__(self, *, timeout: float, allow_private: bool, clock: Clock) -> None:
+    def __init__(self, *, timeout: float, allow_private: bool, clock: Clock, max_connections: int = 256) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
         self.clock = clock
         # No redirects: a 3xx is an answer (a failure), never a hop to an unchecked address.
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False,
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
+            # As many connections as requests may be in flight, so a hook whose receiver hangs
+            # never leaves the others waiting for a connection; idle ones are kept for reuse.
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
     async def close(self) -> None:
