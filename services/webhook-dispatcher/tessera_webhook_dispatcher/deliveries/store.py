@@ -33,6 +33,26 @@ async def insert_delivery(
     )
 
 
+async def insert_deliveries(
+    conn: asyncpg.Connection, tenant_id: str, *, hook_ids: list[str], bodies: list[bytes],
+    max_attempts: list[int], event: str, source_event_id: str, now: dt.datetime, channel: str,
+) -> int:
+    """One new delivery, due now, per hook (one statement for all), skipping a hook this
+    event was already turned into a delivery for; if any was written, NOTIFY `channel` (at
+    commit) so every replica's scheduler wakes. Returns how many were written."""
+    return await conn.fetchval(
+        "WITH created AS (INSERT INTO deliveries (tenant_id, id, hook_id, event, source_event_id, body,"
+        " max_attempts, next_attempt_at, created_at, updated_at)"
+        " SELECT $1, id, hook_id, $5, $6, body, max_attempts, $7, $7, $7"
+        " FROM unnest($2::text[], $3::text[], $4::text[], $8::int[]) AS n(id, hook_id, body, max_attempts)"
+        " ON CONFLICT (hook_id, source_event_id) DO NOTHING RETURNING 1),"
+        " counted AS (SELECT count(*) AS n FROM created)"
+        " SELECT n FROM counted, LATERAL (SELECT pg_notify($9, '') WHERE n > 0) notified",
+        tenant_id, [new_id() for _ in hook_ids], hook_ids, [b.decode() for b in bodies], event, source_event_id,
+        now, max_attempts, channel,
+    ) or 0
+
+
 async def claim_due(
     conn: asyncpg.Connection, *, now: dt.datetime, per_hook: int, in_flight: dict[str, int], limit: int,
     token: str, lease_seconds: float,
