@@ -49,13 +49,14 @@ class Sender:
         self.allow_private = allow_private
         self.clock = clock
         self._max_connections = max_connections
+        self.resolver = _CheckedResolver(allow_private=allow_private)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop (aiohttp binds a session to it).
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                resolver=_CheckedResolver(allow_private=self.allow_private), use_dns_cache=False,
+                resolver=self.resolver, use_dns_cache=False,
                 # As many connections as requests may be in flight, so a hook whose receiver
                 # hangs never leaves the others waiting for a connection.
                 limit=self._max_connections, limit_per_host=0,
