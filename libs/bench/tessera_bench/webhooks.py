@@ -37,6 +37,8 @@ class WebhookResult:
     max_ms: float
     consumed_p50_ms: float  # committed → delivery row (the dispatcher's consumer)
     consumed_p99_ms: float
+    sent_p50_ms: float  # delivery row → received (the scheduler and sender)
+    sent_p99_ms: float
 
 
 class _Receiver:
@@ -102,6 +104,8 @@ async def measure_webhook_latency(ctx: BenchContext, client: httpx.AsyncClient, 
         await runner.cleanup()
     latencies = [receiver.arrived[s] - t for s, t in committed.items() if s in receiver.arrived]
     consumed = [queued[s] - t for s, t in committed.items() if s in queued]
+    sent = [receiver.arrived[s] - t for s, t in queued.items() if s in receiver.arrived]
     return WebhookResult(rate, len(committed), len(latencies), _percentile(latencies, 0.5),
                          _percentile(latencies, 0.99), max(latencies, default=0),
-                         _percentile(consumed, 0.5), _percentile(consumed, 0.99))
+                         _percentile(consumed, 0.5), _percentile(consumed, 0.99),
+                         _percentile(sent, 0.5), _percentile(sent, 0.99))

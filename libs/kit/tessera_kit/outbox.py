@@ -95,6 +95,20 @@ class Outbox:
         await conn.execute("SELECT pg_notify($1, '')", self.channel)
         return envelope
 
+    async def emit_many(
+        self, conn: asyncpg.Connection, events: list[tuple[EventData, str | None, str | None]],
+    ) -> list[Envelope]:
+        """Write several events, each `(data, aggregate_id, tenant_id)`, in the caller's (open)
+        transaction: one statement for all of them and one notification."""
+        if not conn.is_in_transaction():
+            raise RuntimeError("Outbox.emit_many must run inside the transaction of the change")
+        if not events:
+            return []
+        envelopes = [build_envelope(data, tenant_id=tenant_id) for data, _, tenant_id in events]
+        rows = [_row(envelope, aggregate_id) for envelope, (_, aggregate_id, _) in zip(envelopes, events)]
+        await conn.fetchrow(_INSERT_MANY_AND_NOTIFY, *zip(*rows), self.channel)
+        return envelopes
+
 
 class GroupCommitEmitter:
     """For events that announce no row change (a stateless JWT was issued): each caller

@@ -24,22 +24,36 @@ import sys
 NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "rich", "click", "pygments")
 
 
-class _UndeclaredExtras:
-    """A meta path finder that refuses NOT_FOR_SERVICES with a ModuleNotFoundError naming this
-    module (a `None` in sys.modules would only say 'import halted')."""
+# A service that does use one of them, by the top-level package of its app. Imported before
+# the refusal, so the probes its own import makes (yarl's of pydantic_core) see the
+# environment as it is; the rest stays refused.
+SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
+    # Its webhook client: aiohttp sends a request for a fraction of httpx's CPU.
+    "tessera_webhook_dispatcher": ("aiohttp",),
+}
 
-    @staticmethod
-    def find_spec(name: str, path=None, target=None):
-        if name.partition(".")[0] in NOT_FOR_SERVICES:
+
+class _UndeclaredExtras:
+    """A meta path finder that refuses NOT_FOR_SERVICES (less what the service needs) with a
+    ModuleNotFoundError naming this module (a `None` in sys.modules would only say 'import
+    halted')."""
+
+    def __init__(self, refused: frozenset[str]) -> None:
+        self.refused = refused
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name.partition(".")[0] in self.refused:
             raise ModuleNotFoundError(
                 f"No module named {name!r} in a service process: tessera_kit.serve.NOT_FOR_SERVICES"
-                " keeps it out (a service that needs it must be taken off that list)", name=name)
+                " keeps it out (a service that needs it must be named in SERVICE_NEEDS)", name=name)
         return None
 
 
-def refuse_undeclared_extras() -> None:
+def refuse_undeclared_extras(needed: tuple[str, ...] = ()) -> None:
+    for name in needed:
+        importlib.import_module(name)
     if not any(isinstance(finder, _UndeclaredExtras) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _UndeclaredExtras())
+        sys.meta_path.insert(0, _UndeclaredExtras(frozenset(NOT_FOR_SERVICES) - frozenset(needed)))
 
 
 def release_startup_memory() -> None:
@@ -111,7 +125,7 @@ async def serve(target: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m tessera_kit.serve <module>:<app>")
-    refuse_undeclared_extras()
+    refuse_undeclared_extras(SERVICE_NEEDS.get(argv[0].partition(".")[0].partition(":")[0], ()))
     import uvloop
 
     uvloop.run(serve(argv[0]))

@@ -174,3 +174,24 @@ async def test_group_commit_failure_reaches_every_caller_of_the_batch(pool, uniq
                                    return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results)
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_emit_many_writes_every_event_in_order_in_the_callers_transaction(pool, bus, unique):
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError):
+            await outbox.emit_many(conn, [(user_created("u0"), "u0", None)])
+    with pytest.raises(ZeroDivisionError):
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.emit_many(conn, [(user_created("u0"), "u0", None)])
+            1 / 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    async with pool.acquire() as conn, conn.transaction():
+        sent = await outbox.emit_many(conn, [(user_created(f"u{i}"), f"u{i}", "tenant-b") for i in range(3)])
+    rows = await pool.fetch("SELECT id, aggregate_id, tenant_id FROM outbox ORDER BY seq")
+    assert [(r["id"], r["aggregate_id"], r["tenant_id"]) for r in rows] == [
+        (e.id, f"u{i}", "tenant-b") for i, e in enumerate(sent)]
+    async with pool.acquire() as conn:
+        await OutboxRelay(pool, bus, outbox).publish_pending(conn)
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent]

@@ -83,3 +83,20 @@ def test_releasing_startup_memory_leaves_the_process_working():
         assert gc.collect() >= 0
     finally:
         gc.unfreeze()
+
+
+def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
+    script = "\n".join([
+        "import sys",
+        "from tessera_kit import serve",
+        "assert serve.SERVICE_NEEDS['tessera_webhook_dispatcher'] == ('aiohttp',)",
+        "serve.refuse_undeclared_extras(('aiohttp',))",
+        "import aiohttp, aiohttp.web",  # its submodules too, imported later
+        "try:",
+        "    import pydantic",
+        "except ModuleNotFoundError as error:",
+        "    print('refused:', error)",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: No module named 'pydantic' in a service process" in done.stdout

@@ -35,16 +35,14 @@ def subscriptions(channel: str, clock) -> list[Subscription]:
     stamps new deliveries due."""
 
     async def enqueue(conn: asyncpg.Connection, envelope: Envelope, hook_event: str, payload: dict[str, Any]) -> None:
-        created = 0
-        for hook in await hooks.hooks_for(conn, envelope.tenant_id, hook_event):
-            delivery_id = await deliveries.insert_delivery(
-                conn, envelope.tenant_id, hook_id=hook["id"], event=hook_event, source_event_id=envelope.id,
-                body=with_hook_id(hook["id"], payload), max_attempts=max_attempts(hook["config"], len(RETRY_DELAYS)),
-                now=clock.now(),
+        selected = await hooks.hooks_for(conn, envelope.tenant_id, hook_event)
+        if selected:
+            await deliveries.insert_deliveries(
+                conn, envelope.tenant_id, hook_ids=[h["id"] for h in selected],
+                bodies=[with_hook_id(h["id"], payload) for h in selected],
+                max_attempts=[max_attempts(h["config"], len(RETRY_DELAYS)) for h in selected],
+                event=hook_event, source_event_id=envelope.id, now=clock.now(), channel=channel,
             )
-            created += delivery_id is not None
-        if created:
-            await conn.execute("SELECT pg_notify($1, '')", channel)  # delivered at commit
 
     async def on_interaction(conn: asyncpg.Connection, envelope: Envelope) -> None:
         hook_event = INTERACTION_HOOKS.get(envelope.type)

@@ -15,8 +15,11 @@ class DispatcherSettings(ServiceSettings, frozen=True, kw_only=True, rename=env_
     # mid-request). Longer than the timeout, so a live request is never sent twice.
     webhooks_lease_seconds: float = 30.0
     # Requests in flight per hook in one process: a slow receiver holds only its own slots.
-    webhooks_per_hook_concurrency: int = 4
-    webhooks_max_in_flight: int = 256
+    # Enough for a busy hook to keep up (at 200 deliveries/s a slot must turn in 80 ms).
+    webhooks_per_hook_concurrency: int = 16
+    # Requests in flight in one process, all hooks together (also the HTTP connection limit):
+    # it takes this many / per-hook hanging receivers to hold up the others.
+    webhooks_max_in_flight: int = 512
     # How often the scheduler looks for due deliveries when nothing wakes it.
     webhooks_poll_seconds: float = 1.0
     # A hook whose deliveries have only failed for this long is disabled (Svix: 5 days).

@@ -1,8 +1,9 @@
 """The SSRF guard: hook URLs may not reach loopback, private, link-local or metadata addresses.
 
-Checked on the literal host at creation, and on every resolved address at delivery; the
-request then goes to the address that was checked, so a name that re-resolves elsewhere
-between check and connect (DNS rebinding) gains nothing.
+Checked on the literal host at creation, and at delivery on every address a new connection
+may go to (the sender's resolver: each connection resolves and checks anew, and connects
+only to what was checked), so a name that re-resolves elsewhere (DNS rebinding) gains
+nothing; a kept-alive connection stays with the peer that was checked when it opened.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:
 METADATA_NAMES = {"metadata.google.internal", "metadata", "instance-data"}
 
 
-class BlockedAddress(Exception):
+class BlockedAddress(OSError):
     """The URL points where hooks may not go."""
 
 
@@ -78,9 +79,9 @@ def forbidden_target() -> RequestError:
         "config.url", "custom", "The URL must not point to a loopback, private, link-local or metadata address")])
 
 
-async def resolve_allowed(host: str, port: int, *, allow_private: bool) -> str:
-    """The address to connect to for `host`: its first resolved address, after every resolved
-    address has been checked. Raises BlockedAddress or OSError (DNS failure)."""
+async def resolve_allowed(host: str, port: int, *, allow_private: bool) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses to connect to for `host`, every one of them checked. Raises
+    BlockedAddress or OSError (DNS failure)."""
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -94,4 +95,4 @@ async def resolve_allowed(host: str, port: int, *, allow_private: bool) -> str:
             raise OSError(f"{host} does not resolve")
     if not allow_private and any(is_forbidden(a) for a in addresses):
         raise BlockedAddress(f"{host} resolves to a forbidden address")
-    return str(addresses[0])
+    return addresses

@@ -279,7 +279,7 @@ async def test_a_redelivered_event_makes_no_second_delivery(dispatcher, receiver
     assert len(await dispatcher.deliveries(hook["id"])) == 1
 
 
-async def test_a_header_httpx_cannot_send_is_an_error_attempt_not_a_stuck_delivery(dispatcher, receiver):
+async def test_a_header_that_cannot_be_sent_is_an_error_attempt_not_a_stuck_delivery(dispatcher, receiver):
     """Logto stores any string as a header value; one that cannot go on the wire (not ASCII)
     fails the attempt, which is recorded, rather than leaving the delivery leased forever."""
     config = {"url": receiver.url, "headers": {"x-name": "Zoë"}, "retries": 0}

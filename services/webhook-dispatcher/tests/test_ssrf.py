@@ -64,3 +64,36 @@ async def test_allowed_deployments_reach_loopback(dispatcher, receiver):
 ])
 def test_is_forbidden(address, forbidden):
     assert is_forbidden(ipaddress.ip_address(address)) is forbidden
+
+
+async def test_every_new_connection_resolves_and_checks_again(receiver):
+    """No DNS cache between the check and a connection: a receiver that closes each
+    connection makes the sender resolve (and check) the name once per request, so a name
+    re-pointed at a forbidden address is refused on the next connection (DNS rebinding)."""
+    from tessera_webhook_dispatcher.clock import Clock
+    from tessera_webhook_dispatcher.deliveries.sender import Sender
+
+    sender = Sender(timeout=5.0, allow_private=True, clock=Clock())
+    resolved: list[str] = []
+    real_resolve = sender.resolver.resolve
+
+    async def counting(host, port=0, family=0):
+        resolved.append(host)
+        return await real_resolve(host, port, family)
+
+    sender.resolver.resolve = counting  # a spy on the real resolver
+    receiver.answers = [(200, {"connection": "close"}, "{}"), (200, {"connection": "close"}, "{}")]
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    try:
+        first = await sender.post(url, {"content-type": "application/json"}, b"{}")
+        second = await sender.post(url, {"content-type": "application/json"}, b"{}")
+        assert first.success and second.success
+        assert resolved == ["localhost", "localhost"]
+        # The same name, now with the guard on: refused at the connection, nothing sent.
+        sender.resolver.allow_private = False
+        receiver.answers = []
+        refused = await sender.post(url, {"content-type": "application/json"}, b"{}")
+        assert not refused.success and "forbidden address" in (refused.error or "")
+        assert len(receiver.requests) == 2
+    finally:
+        await sender.close()

@@ -20,7 +20,7 @@ JITTER = 0.2  # +/- 20 %
 RETRY_AFTER_CAP = 86400.0
 RESPONSE_BODY_CAP = 4096
 # How the body is framed and the connection kept is the HTTP client's business: a hook's own
-# `content-length` or `transfer-encoding` would go out beside httpx's (a smuggling shape).
+# `content-length` or `transfer-encoding` would go out beside the client's own (a smuggling shape).
 CLIENT_OWNED_HEADERS = frozenset({
     "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
     "proxy-connection",

@@ -33,66 +33,87 @@ async def insert_delivery(
     )
 
 
+async def insert_deliveries(
+    conn: asyncpg.Connection, tenant_id: str, *, hook_ids: list[str], bodies: list[bytes],
+    max_attempts: list[int], event: str, source_event_id: str, now: dt.datetime, channel: str,
+) -> int:
+    """One new delivery, due now, per hook (one statement for all), skipping a hook this
+    event was already turned into a delivery for; if any was written, NOTIFY `channel` (at
+    commit) so every replica's scheduler wakes. Returns how many were written."""
+    return await conn.fetchval(
+        "WITH created AS (INSERT INTO deliveries (tenant_id, id, hook_id, event, source_event_id, body,"
+        " max_attempts, next_attempt_at, created_at, updated_at)"
+        " SELECT $1, id, hook_id, $5, $6, body, max_attempts, $7, $7, $7"
+        " FROM unnest($2::text[], $3::text[], $4::text[], $8::int[]) AS n(id, hook_id, body, max_attempts)"
+        " ON CONFLICT (hook_id, source_event_id) DO NOTHING RETURNING 1),"
+        " counted AS (SELECT count(*) AS n FROM created)"
+        " SELECT n FROM counted, LATERAL (SELECT pg_notify($9, '') WHERE n > 0) notified",
+        tenant_id, [new_id() for _ in hook_ids], hook_ids, [b.decode() for b in bodies], event, source_event_id,
+        now, max_attempts, channel,
+    ) or 0
+
+
 async def claim_due(
-    conn: asyncpg.Connection, *, now: dt.datetime, busy_hooks: list[str], limit: int, token: str,
-    lease_seconds: float,
+    conn: asyncpg.Connection, *, now: dt.datetime, per_hook: int, in_flight: dict[str, int], limit: int,
+    token: str, lease_seconds: float,
 ) -> list[asyncpg.Record]:
-    """Lease due deliveries of enabled hooks. SKIP LOCKED and the lease keep replicas apart:
-    a row is claimed by one of them until its lease runs out."""
+    """Lease due deliveries of enabled hooks, each hook's up to its free slots in this replica
+    (`per_hook` less what it has in flight), so nothing is claimed that cannot be sent now.
+    SKIP LOCKED and the lease keep replicas apart: a row is claimed by one of them until its
+    lease runs out. The due conditions sit on the locked rows themselves, so PostgreSQL checks
+    them again on a row another replica has just leased (and skips it)."""
     return await conn.fetch(
-        "WITH due AS ("
-        " SELECT d.id FROM deliveries d JOIN hooks h ON h.id = d.hook_id"
-        " WHERE d.status = 'pending' AND d.next_attempt_at <= $1"
-        " AND (d.lease_until IS NULL OR d.lease_until <= $1) AND h.enabled"
-        " AND NOT (d.hook_id = ANY($2::text[]))"
-        " ORDER BY d.next_attempt_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED)"
-        " UPDATE deliveries d SET lease_token = $4, lease_until = $1 + make_interval(secs => $5)"
+        "WITH free AS ("
+        " SELECT h.id, greatest($2::int - coalesce(u.used, 0), 0) AS slots FROM hooks h"
+        " LEFT JOIN unnest($3::text[], $4::int[]) AS u(hook_id, used) ON u.hook_id = h.id"
+        " WHERE h.enabled),"
+        " due AS ("
+        " SELECT d.id, d.next_attempt_at FROM free, LATERAL ("
+        "  SELECT d.id, d.next_attempt_at FROM deliveries d"
+        "  WHERE d.hook_id = free.id AND d.status = 'pending' AND d.next_attempt_at <= $1"
+        "  AND (d.lease_until IS NULL OR d.lease_until <= $1)"
+        "  ORDER BY d.next_attempt_at LIMIT free.slots FOR UPDATE OF d SKIP LOCKED) d"
+        " ORDER BY d.next_attempt_at LIMIT $5)"
+        " UPDATE deliveries d SET lease_token = $6, lease_until = $1 + make_interval(secs => $7)"
         " FROM due, hooks h WHERE d.id = due.id AND h.id = d.hook_id"
         " RETURNING d.tenant_id, d.id, d.hook_id, d.event, d.body, d.attempts, d.max_attempts,"
         " h.config, h.signing_key",
-        now, busy_hooks, limit, token, lease_seconds,
+        now, per_hook, list(in_flight), list(in_flight.values()), limit, token, lease_seconds,
     )
 
 
-async def release(conn: asyncpg.Connection, delivery_ids: list[str], token: str) -> None:
-    """Give back leases this replica took but will not use now (one statement for all)."""
-    if delivery_ids:
-        await conn.execute(
-            "UPDATE deliveries SET lease_token = NULL, lease_until = NULL"
-            " WHERE id = ANY($1::text[]) AND lease_token = $2",
-            delivery_ids, token,
-        )
-
-
-async def finish_attempt(
-    conn: asyncpg.Connection, delivery_id: str, token: str, *, status: str, next_attempt_at: dt.datetime | None,
-    now: dt.datetime,
-) -> int | None:
-    """Count the attempt and set what follows; None if the lease was lost (another replica
-    owns the delivery now, so this outcome is not recorded)."""
-    return await conn.fetchval(
-        "UPDATE deliveries SET attempts = attempts + 1, status = $3, next_attempt_at = $4,"
+async def finish_attempts(
+    conn: asyncpg.Connection, delivery_ids: list[str], tokens: list[str], statuses: list[str],
+    next_attempts: list[dt.datetime | None], now: dt.datetime,
+) -> dict[str, int]:
+    """Count each delivery's attempt and set what follows, all in one statement, where the
+    lease still holds: {delivery id: attempts}. A delivery missing from the answer lost its
+    lease (another replica owns it now), so its outcome is not recorded."""
+    rows = await conn.fetch(
+        "UPDATE deliveries d SET attempts = d.attempts + 1, status = u.status, next_attempt_at = u.next_at,"
         " lease_token = NULL, lease_until = NULL, updated_at = $5"
-        " WHERE id = $1 AND lease_token = $2 RETURNING attempts",
-        delivery_id, token, status, next_attempt_at, now,
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, token, status, next_at)"
+        " WHERE d.id = u.id AND d.lease_token = u.token RETURNING d.id, d.attempts",
+        delivery_ids, tokens, statuses, next_attempts, now,
     )
+    return {r["id"]: r["attempts"] for r in rows}
 
 
-async def insert_attempt(
-    conn: asyncpg.Connection, tenant_id: str, *, delivery_id: str, hook_id: str, number: int, event: str,
-    result: str, status_code: int | None, response: Any, error: str | None, now: dt.datetime,
-) -> str:
-    attempt_id = new_id()
+async def insert_attempts(conn: asyncpg.Connection, attempts: list[tuple]) -> None:
+    """Several attempts in one statement, each (tenant_id, id, delivery_id, hook_id, number,
+    event, result, status_code, response, error, created_at)."""
     await conn.execute(
         "INSERT INTO delivery_attempts (tenant_id, id, delivery_id, hook_id, number, event, result,"
-        " status_code, response, error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        tenant_id, attempt_id, delivery_id, hook_id, number, event, result, status_code, response, error, now,
+        " status_code, response, error, created_at)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],"
+        " $7::text[], $8::int[], $9::jsonb[], $10::text[], $11::timestamptz[])",
+        *(list(column) for column in zip(*attempts)),
     )
-    return attempt_id
 
 
-async def note_success(conn: asyncpg.Connection, hook_id: str) -> None:
-    await conn.execute("UPDATE hooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL", hook_id)
+async def note_successes(conn: asyncpg.Connection, hook_ids: list[str]) -> None:
+    await conn.execute(
+        "UPDATE hooks SET failing_since = NULL WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL", hook_ids)
 
 
 async def note_failure(

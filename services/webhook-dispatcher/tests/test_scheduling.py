@@ -1,0 +1,77 @@
+"""How the scheduler claims and records: each hook's deliveries up to its free slots (a hook
+with a backlog never hides another's), and outcomes written together, lease by lease."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from tessera_kit.ids import new_id
+from tessera_webhook_dispatcher.deliveries import store
+from tessera_webhook_dispatcher.deliveries.domain import Outcome
+
+
+async def _due(dispatcher, hook_id: str, count: int, at: dt.datetime) -> list[str]:
+    """Deliveries due at `at` and after (one second apart), beyond the dispatcher's own clock so
+    its scheduler leaves them to the test."""
+    ids = []
+    async with dispatcher.ctx.pool.acquire() as conn:
+        for n in range(count):
+            ids.append(await store.insert_delivery(
+                conn, "default", hook_id=hook_id, event="PostSignIn", source_event_id=new_id(),
+                body=b'{"event":"PostSignIn"}', max_attempts=3, now=at + dt.timedelta(seconds=n)))
+    return ids
+
+
+async def test_a_claim_takes_each_hooks_free_slots_and_reaches_a_hook_behind_a_backlog(dispatcher, receiver):
+    busy = await dispatcher.create_hook(receiver.url)
+    quiet = await dispatcher.create_hook(receiver.url)
+    later = dispatcher.clock.now() + dt.timedelta(hours=1)
+    backlog = await _due(dispatcher, busy["id"], 10, later)
+    (behind,) = await _due(dispatcher, quiet["id"], 1, later + dt.timedelta(seconds=30))
+    now = later + dt.timedelta(minutes=1)
+
+    async def claim(in_flight: dict[str, int]) -> list[str]:
+        async with dispatcher.ctx.pool.acquire() as conn:
+            rows = await store.claim_due(conn, now=now, per_hook=4, in_flight=in_flight, limit=8,
+                                         token=new_id(), lease_seconds=30)
+        return [r["id"] for r in rows]
+
+    first = await claim({busy["id"]: 1})
+    # Three free slots of the busy hook (its oldest), and the quiet hook's delivery.
+    assert sorted(first) == sorted(backlog[:3] + [behind])
+    leased = await dispatcher.ctx.pool.fetchval("SELECT count(*) FROM deliveries WHERE lease_token IS NOT NULL")
+    assert leased == 4  # nothing claimed beyond the free slots
+    # Another replica, same free slots: the next of the backlog, never a leased one.
+    second = await claim({})
+    assert sorted(second) == sorted(backlog[3:7])
+
+
+async def test_outcomes_arriving_together_are_written_in_one_transaction_and_a_lost_lease_is_dropped(
+        dispatcher, receiver):
+    hook = await dispatcher.create_hook(receiver.url)
+    later = dispatcher.clock.now() + dt.timedelta(hours=1)
+    await _due(dispatcher, hook["id"], 3, later)
+    token = new_id()
+    async with dispatcher.ctx.pool.acquire() as conn:
+        rows = await store.claim_due(conn, now=later + dt.timedelta(minutes=1), per_hook=4, in_flight={},
+                                     limit=8, token=token, lease_seconds=30)
+    assert len(rows) == 3
+    stolen = rows[1]["id"]  # its lease ran out and another replica took it
+    await dispatcher.ctx.pool.execute("UPDATE deliveries SET lease_token = 'another' WHERE id = $1", stolen)
+
+    recorder = dispatcher.scheduler.recorder
+    await asyncio.gather(*(recorder.record(row, token, Outcome(True, status_code=200, body='{"ok":true}'))
+                           for row in rows))
+
+    states = {r["id"]: (r["status"], r["attempts"]) for r in await dispatcher.ctx.pool.fetch(
+        "SELECT id, status, attempts FROM deliveries")}
+    assert states == {rows[0]["id"]: ("succeeded", 1), stolen: ("pending", 0), rows[2]["id"]: ("succeeded", 1)}
+    attempts = await dispatcher.ctx.pool.fetch(
+        "SELECT delivery_id, number, result, response, xmin::text AS tx FROM delivery_attempts")
+    assert sorted((a["delivery_id"], a["number"], a["result"]) for a in attempts) == sorted(
+        [(rows[0]["id"], 1, "Success"), (rows[2]["id"], 1, "Success")])
+    assert attempts[0]["response"] == {"statusCode": 200, "body": {"ok": True}}
+    assert len({a["tx"] for a in attempts}) == 1  # one transaction for the batch
+    succeeded = await dispatcher.events("webhooks.delivery.succeeded")
+    assert sorted(data["attempt"]["delivery_id"] for _, data in succeeded) == sorted([rows[0]["id"], rows[2]["id"]])
