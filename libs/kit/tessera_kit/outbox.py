@@ -56,7 +56,13 @@ def build_envelope(
     )
 
 
-_INSERT = "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope) VALUES ($1, $2, $3, $4, $5)"
+# The row and its notification in one statement (one round trip); the NOTIFY is delivered
+# at commit, not before, so the relay never sees uncommitted rows.
+_INSERT_AND_NOTIFY = (
+    "WITH inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
+    " VALUES ($1, $2, $3, $4, $5) RETURNING 1)"
+    " SELECT pg_notify($6, '') FROM inserted"
+)
 
 
 # One statement (so one implicit transaction and one round trip) for a whole batch and its
@@ -90,9 +96,7 @@ class Outbox:
         if not conn.is_in_transaction():
             raise RuntimeError("Outbox.emit must run inside the transaction of the change")
         envelope = build_envelope(data, tenant_id=tenant_id, actor=actor)
-        await conn.execute(_INSERT, *_row(envelope, aggregate_id))
-        # Delivered at commit, not before: the relay never sees uncommitted rows.
-        await conn.execute("SELECT pg_notify($1, '')", self.channel)
+        await conn.execute(_INSERT_AND_NOTIFY, *_row(envelope, aggregate_id), self.channel)
         return envelope
 
 
