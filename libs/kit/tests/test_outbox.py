@@ -174,3 +174,23 @@ async def test_group_commit_failure_reaches_every_caller_of_the_batch(pool, uniq
                                    return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results)
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_a_change_and_its_events_in_one_statement_commit_together(pool, unique):
+    """execute_with_events: no transaction of the caller's, yet the change and its events are
+    one: both written, or (the change failing) neither."""
+    outbox = Outbox(unique)
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS noted_changes (id text PRIMARY KEY)")
+        written = await outbox.execute_with_events(
+            conn, "INSERT INTO noted_changes (id) VALUES ($1)", ("a",),
+            [(user_created("u1"), "u1"), (user_created("u2"), "u2")])
+        assert [e.type for e in written] == ["identity.user.created", "identity.user.created"]
+        rows = await conn.fetch("SELECT id, aggregate_id FROM outbox ORDER BY seq")
+        assert [(r["id"], r["aggregate_id"]) for r in rows] == [(written[0].id, "u1"), (written[1].id, "u2")]
+        assert await conn.fetchval("SELECT count(*) FROM noted_changes") == 1
+        with pytest.raises(Exception):  # the same key again: the change fails, its events go too
+            await outbox.execute_with_events(
+                conn, "INSERT INTO noted_changes (id) VALUES ($1)", ("a",), [(user_created("u3"), "u3")])
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
+        await conn.execute("DROP TABLE noted_changes")

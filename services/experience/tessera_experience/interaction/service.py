@@ -162,9 +162,18 @@ class InteractionService:
         # is not signed in by a later submit of a different profile.
         storage = {k: v for k, v in storage.items() if k != "registered"}
         expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            await store.save(conn, self.tenant, details.uid, storage, expires_at)
-            await self._write_steps(conn, steps)
+        await self._save_with_events(details.uid, storage, expires_at, steps)
+
+    async def _save_with_events(self, uid: str, storage: dict[str, Any], expires_at: dt.datetime, steps: StepLog,
+                                announced: tuple[msgspec.Struct, str] | None = None) -> None:
+        """The interaction's new state, its domain event (if any) and the step logs: one
+        statement, so one round trip and no BEGIN/COMMIT, and all of it or nothing."""
+        events: list[tuple[Any, str | None]] = [announced] if announced else []
+        events += [(event, steps.interaction_id) for event in steps.events()]
+        await self.ctx.outbox.execute_with_events(
+            self.ctx.pool, store.SAVE, store.save_args(self.tenant, uid, storage, expires_at), events,
+            tenant_id=self.tenant)
+        steps.written = True
 
     async def _find_user(self, **request: Any) -> UserInfo | None:
         return await self.ctx.call(FIND_USER, FindUserRequest(tenant_id=self.tenant, **request))
@@ -688,9 +697,10 @@ class InteractionService:
                       user: UserInfo, identifiers: list[Identifier], profile: Payload, methods: list[str],
                       *, registration_key: str | None = None,
                       application: InteractionApplication | None | object = _ASK) -> None:
-        """One transaction: the interaction's new state, the domain event, the step logs.
-        A registration is announced once: when a concurrent submit has finished it already,
-        this one only logs its steps."""
+        """All at once: the interaction's new state, the domain event, the step logs (one
+        statement, or for a registration and a reset one transaction). A registration is
+        announced once: when a concurrent submit has finished it already, this one only logs
+        its steps."""
         context = InteractionContext(interaction_id=details.uid, application_id=details.client_id,
                                      ip=caller.ip, user_agent=caller.user_agent)
         if application is _ASK:
@@ -705,6 +715,13 @@ class InteractionService:
         else:
             announced = InteractionPasswordReset(
                 user_id=user.id, context=context, user=snapshot(user), application=application)
+        expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
+        # The new password is identity's now; it need not wait here in clear.
+        kept = {k: v for k, v in profile.items() if k != "password"}
+        storage = {"event": event, "identifiers": identifiers, "profile": kept, "accountId": user.id}
+        if registration_key is None and event != FORGOT_PASSWORD:
+            await self._save_with_events(details.uid, storage, expires_at, steps, (announced, user.id))
+            return
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             if registration_key is not None:
                 current = await store.find(conn, self.tenant, details.uid, lock=True) or {}
@@ -715,10 +732,6 @@ class InteractionService:
                 # Logto clears the result: there is no login after a reset.
                 await store.delete(conn, self.tenant, details.uid)
             else:
-                expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
-                # The new password is identity's now; it need not wait here in clear.
-                kept = {k: v for k, v in profile.items() if k != "password"}
-                storage = {"event": event, "identifiers": identifiers, "profile": kept, "accountId": user.id}
                 await store.save(conn, self.tenant, details.uid, storage, expires_at)
             await self.ctx.outbox.emit(conn, announced, aggregate_id=user.id, tenant_id=self.tenant)
             await self._write_steps(conn, steps)
