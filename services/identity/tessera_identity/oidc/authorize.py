@@ -12,12 +12,11 @@ the experience submitted (rpc), creates the session and the grant, and answers t
 
 from __future__ import annotations
 
-import contextlib
 import html
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
@@ -291,17 +290,6 @@ async def current_session(provider: Provider, request: Request, conn: asyncpg.Co
     return await store.find_session(conn or provider.pool, provider.tenant_id, session_id)
 
 
-@contextlib.asynccontextmanager
-async def _transaction(provider: Provider, conn: asyncpg.Connection | None) -> AsyncIterator[asyncpg.Connection]:
-    """The caller's transaction when it has one (a resumption does all its writes in one),
-    else a transaction of its own."""
-    if conn is not None:
-        yield conn
-        return
-    async with provider.pool.acquire() as own, own.transaction():
-        yield own
-
-
 def _missing(auth_request: AuthorizationRequest, grant) -> tuple[list[str], dict[str, list[str]]]:
     granted_oidc = set(grant["oidc_scopes"]) if grant else set()
     granted_resources = dict(grant["resource_scopes"] or {}) if grant else {}
@@ -365,19 +353,22 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
               "missing_resource_scopes": missing_resources or {}}
     session_id = session["id"] if session else None
     account_id = session["account_id"] if session else None
-    async with _transaction(provider, conn) as conn:
-        await store.insert_interaction(
-            conn, tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
-            params=auth_request.to_json(), prompt=prompt, session_id=session_id, session_account_id=account_id,
-            expires_at=from_timestamp(time.time() + INTERACTION_TTL),
-        )
-        await provider.emit(conn, InteractionStarted(
-            interaction_id=uid, application_id=auth_request.client_id, params=auth_request.raw,
-            prompt={"name": name, "reasons": reasons, "details": {
-                k: v for k, v in (("missingOIDCScope", missing_oidc), ("missingResourceScopes", missing_resources)) if v
-            }},
-            session_id=session_id, user_id=account_id,
-        ), aggregate_id=uid)
+    row = store.interaction_row(
+        tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
+        params=auth_request.to_json(), prompt=prompt, session_id=session_id, session_account_id=account_id,
+        expires_at=from_timestamp(time.time() + INTERACTION_TTL),
+    )
+    started = InteractionStarted(
+        interaction_id=uid, application_id=auth_request.client_id, params=auth_request.raw,
+        prompt={"name": name, "reasons": reasons, "details": {
+            k: v for k, v in (("missingOIDCScope", missing_oidc), ("missingResourceScopes", missing_resources)) if v
+        }},
+        session_id=session_id, user_id=account_id,
+    )
+    # The interaction and its event in one statement: atomic by itself, or part of the
+    # caller's transaction (a resumption starting the consent interaction).
+    await provider.outbox.execute_with_events(conn or provider.pool, store.INSERT_INTERACTION, row,
+                                              [(started, uid)], tenant_id=provider.tenant_id)
     if name == "consent":
         location = CONSENT_PATH
     elif auth_request.interaction_mode == "signUp":
