@@ -61,8 +61,10 @@ def cross_site(reason: str) -> RequestError:
     return RequestError("auth.forbidden", 403, details=reason)
 
 
-def same_origin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """A Litestar guard for routes a browser reaches with its cookies."""
+async def same_origin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A Litestar guard for routes a browser reaches with its cookies. Async although it
+    awaits nothing: Litestar runs a plain function guard in a worker thread, a thread hop
+    per request for a few header comparisons."""
     if connection.scope.get("method", "GET") in SAFE_METHODS:
         return
     headers = connection.headers

@@ -56,7 +56,13 @@ def build_envelope(
     )
 
 
-_INSERT = "INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope) VALUES ($1, $2, $3, $4, $5)"
+# The row and its notification in one statement (one round trip); the NOTIFY is delivered
+# at commit, not before, so the relay never sees uncommitted rows.
+_INSERT_AND_NOTIFY = (
+    "WITH inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
+    " VALUES ($1, $2, $3, $4, $5) RETURNING 1)"
+    " SELECT pg_notify($6, '') FROM inserted"
+)
 
 
 # One statement (so one implicit transaction and one round trip) for a whole batch and its
@@ -90,9 +96,7 @@ class Outbox:
         if not conn.is_in_transaction():
             raise RuntimeError("Outbox.emit must run inside the transaction of the change")
         envelope = build_envelope(data, tenant_id=tenant_id, actor=actor)
-        await conn.execute(_INSERT, *_row(envelope, aggregate_id))
-        # Delivered at commit, not before: the relay never sees uncommitted rows.
-        await conn.execute("SELECT pg_notify($1, '')", self.channel)
+        await conn.execute(_INSERT_AND_NOTIFY, *_row(envelope, aggregate_id), self.channel)
         return envelope
 
     async def emit_many(
@@ -108,6 +112,40 @@ class Outbox:
         rows = [_row(envelope, aggregate_id) for envelope, (_, aggregate_id, _) in zip(envelopes, events)]
         await conn.fetchrow(_INSERT_MANY_AND_NOTIFY, *zip(*rows), self.channel)
         return envelopes
+
+    async def execute_with_events(
+        self,
+        executor: asyncpg.Connection | asyncpg.Pool,
+        change_sql: str,
+        change_args: tuple | list,
+        events: list[tuple[EventData, str | None]],
+        *,
+        tenant_id: str | None = None,
+    ) -> list[Envelope]:
+        """Run one data-changing statement and write its events (`(data, aggregate_id)`) in
+        one round trip: outside a transaction it is atomic by itself (see
+        `with_events_statement`); inside one it commits with the rest."""
+        envelopes = [build_envelope(data, tenant_id=tenant_id) for data, _ in events]
+        rows = [_row(envelope, aggregate_id) for envelope, (_, aggregate_id) in zip(envelopes, events)]
+        columns = [list(column) for column in zip(*rows)] if rows else [[], [], [], [], []]
+        await executor.fetchrow(with_events_statement(change_sql, len(change_args)), *change_args, *columns,
+                                self.channel)
+        return envelopes
+
+
+def with_events_statement(change_sql: str, change_args: int) -> str:
+    """`change_sql` (one INSERT, UPDATE or DELETE taking $1..$`change_args`) and the outbox
+    rows of its events (the next five arrays) and their NOTIFY (the channel after them) as ONE
+    statement. A single statement is atomic by itself: the change and its events commit
+    together or not at all, with no BEGIN and COMMIT round trips. PostgreSQL runs a
+    data-modifying WITH exactly once whether or not the query reads it."""
+    p = [f"${change_args + i}" for i in range(1, 7)]
+    return (
+        f"WITH change AS ({change_sql}), inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id,"
+        f" envelope) SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
+        f" {p[4]}::bytea[]) RETURNING 1)"
+        f" SELECT pg_notify({p[5]}, ''), (SELECT count(*) FROM inserted)"
+    )
 
 
 class GroupCommitEmitter:

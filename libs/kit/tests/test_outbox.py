@@ -195,3 +195,23 @@ async def test_emit_many_writes_every_event_in_order_in_the_callers_transaction(
     async with pool.acquire() as conn:
         await OutboxRelay(pool, bus, outbox).publish_pending(conn)
     assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent]
+
+
+async def test_a_change_and_its_events_in_one_statement_commit_together(pool, unique):
+    """execute_with_events: no transaction of the caller's, yet the change and its events are
+    one: both written, or (the change failing) neither."""
+    outbox = Outbox(unique)
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS noted_changes (id text PRIMARY KEY)")
+        written = await outbox.execute_with_events(
+            conn, "INSERT INTO noted_changes (id) VALUES ($1)", ("a",),
+            [(user_created("u1"), "u1"), (user_created("u2"), "u2")])
+        assert [e.type for e in written] == ["identity.user.created", "identity.user.created"]
+        rows = await conn.fetch("SELECT id, aggregate_id FROM outbox ORDER BY seq")
+        assert [(r["id"], r["aggregate_id"]) for r in rows] == [(written[0].id, "u1"), (written[1].id, "u2")]
+        assert await conn.fetchval("SELECT count(*) FROM noted_changes") == 1
+        with pytest.raises(Exception):  # the same key again: the change fails, its events go too
+            await outbox.execute_with_events(
+                conn, "INSERT INTO noted_changes (id) VALUES ($1)", ("a",), [(user_created("u3"), "u3")])
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
+        await conn.execute("DROP TABLE noted_changes")

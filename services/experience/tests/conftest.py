@@ -84,6 +84,9 @@ class FakeIdentity:
         self.interactions: dict[str, FakeInteraction] = {}
         self.calls: list[str] = []
         self.failing_logins = 0  # how many next finish_login calls fail (identity trouble)
+        # Answer FINISH_LOGIN and GRANT_CONSENT as an identity from before their reply grew
+        # (the user, the client, whose consent) did: a bare Redirect.
+        self.legacy_replies = False
         self.lost_create_replies = 0  # how many next create_user calls create, then "time out"
         self.created_by_key: dict[str, str] = {}  # idempotency key → user id, as identity keeps it
         self.hashed: dict[str, str] = {}  # digest → password: what identity's hash would verify
@@ -199,7 +202,11 @@ class FakeIdentity:
         return user.info()
 
     async def application_client(self, r: identity_contracts.ApplicationRequest):
-        if r.application_id != "app1":
+        self.calls.append("application_client")
+        return self.application(r.application_id)
+
+    def application(self, application_id: str) -> identity_contracts.ApplicationClient | None:
+        if application_id != "app1":
             return None
         return identity_contracts.ApplicationClient(id="app1", name="Test App", type="SPA", description="for tests")
 
@@ -225,7 +232,13 @@ class FakeIdentity:
         if user.is_suspended:
             raise RequestError("user.suspended", 401)
         i.login_account_id = r.account_id
-        return oidc_contracts.Redirect(redirect_to=f"{ISSUER}/auth/{i.uid}")
+        if self.legacy_replies:  # an identity older than LoginFinished's fields
+            return oidc_contracts.Redirect(redirect_to=f"{ISSUER}/auth/{i.uid}")
+        if r.last_sign_in_at is not None:
+            user.last_sign_in_at = r.last_sign_in_at
+        application = self.application(i.client_id)
+        return oidc_contracts.LoginFinished(redirect_to=f"{ISSUER}/auth/{i.uid}", user=user.info(),
+                                            application=application)
 
     async def grant_consent(self, r: oidc_contracts.GrantConsent):
         self.calls.append("grant_consent")
@@ -233,7 +246,13 @@ class FakeIdentity:
         if not (i.session_account_id or i.login_account_id):
             raise RequestError("session.not_found", 400)
         i.consent = True
-        return oidc_contracts.Redirect(redirect_to=f"{ISSUER}/auth/{i.uid}")
+        if self.legacy_replies:  # an identity older than ConsentGranted's fields
+            return oidc_contracts.Redirect(redirect_to=f"{ISSUER}/auth/{i.uid}")
+        account_id = i.login_account_id or i.session_account_id
+        user = self.users.get(account_id or "")
+        return oidc_contracts.ConsentGranted(redirect_to=f"{ISSUER}/auth/{i.uid}", account_id=account_id,
+                                             client_id=i.client_id,
+                                             first_application=user is not None and user.application_id is None)
 
     async def abort(self, r: oidc_contracts.AbortInteraction):
         i = self.interaction(r.interaction_cookie)

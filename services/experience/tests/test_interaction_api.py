@@ -192,6 +192,40 @@ async def test_sign_in_with_username_and_password(deployment):
     assert submit_step["user_id"] == alice.id and submit_step["payload"]["userId"] == alice.id
 
 
+async def test_a_password_sign_in_submit_asks_identity_three_things(deployment):
+    """FINISH_LOGIN records the sign-in time and answers the user and the client: a submit
+    calls no UPDATE_USER and no APPLICATION_CLIENT (five calls were three)."""
+    d = deployment
+    alice = d.identity.add_user(username="alice", password=PASSWORD)
+    d.use_interaction()
+    assert (await put(d, {"event": "SignIn", "identifier": {"username": "alice", "password": PASSWORD}})).status_code == 204
+    d.identity.calls.clear()
+    assert (await submit(d)).status_code == 200
+    assert d.identity.calls == ["interaction_details", "find_user", "finish_login"]
+    assert alice.last_sign_in_at is not None
+    (_, event), = await d.events("experience.interaction.signed_in")
+    assert event["user"]["last_sign_in_at"] == alice.last_sign_in_at
+    assert event["application"] == {"id": "app1", "type": "SPA", "name": "Test App", "description": "for tests"}
+
+
+async def test_sign_in_and_consent_with_an_identity_older_than_their_replies(deployment):
+    """An identity answering FINISH_LOGIN and GRANT_CONSENT with a bare redirect (a rolling
+    upgrade): the sign-in time, the event's application and the first application are kept."""
+    d = deployment
+    d.identity.legacy_replies = True
+    alice = d.identity.add_user(username="alice", password=PASSWORD)
+    d.use_interaction()
+    assert (await put(d, {"event": "SignIn", "identifier": {"username": "alice", "password": PASSWORD}})).status_code == 204
+    assert (await submit(d)).status_code == 200
+    assert alice.last_sign_in_at is not None
+    (_, event), = await d.events("experience.interaction.signed_in")
+    assert event["application"] == {"id": "app1", "type": "SPA", "name": "Test App", "description": "for tests"}
+    rose = d.identity.add_user(username="rose")
+    d.use_interaction(prompt="consent", session_account_id=rose.id)
+    assert (await d.client.post("/api/interaction/consent")).status_code == 200
+    assert rose.application_id == "app1"
+
+
 async def test_no_password_ever_reaches_an_event(deployment):
     d = deployment
     d.identity.add_user(username="alice", password=PASSWORD)
@@ -693,6 +727,11 @@ async def test_consent(deployment):
     uid = cookie.split(".")[0]
     assert response.json() == {"redirectTo": f"http://tessera.test/oidc/auth/{uid}"}
     assert d.identity.interactions[uid].consent and rose.application_id == "app1"
+    # One call: identity checks the cookie and the session, and says whose consent it was.
+    d.use_interaction(prompt="consent", session_account_id=rose.id)
+    d.identity.calls.clear()
+    assert (await d.client.post("/api/interaction/consent")).status_code == 200
+    assert d.identity.calls == ["grant_consent"]  # the first application is remembered already
     d.use_interaction(prompt="consent")
     error(await d.client.post("/api/interaction/consent"), 400, "session.not_found")
 

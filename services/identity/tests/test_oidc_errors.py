@@ -463,3 +463,34 @@ def test_the_providers_secrets_stay_out_of_the_settings_repr():
     assert secret not in text and "key_encryption_key=<redacted>" in text
     assert "admin_client_id='visible-admin-client-id'" in text
     assert "oidc_key_propagation_seconds=600" in text  # not every name with "key" in it
+
+
+async def test_finish_login_records_the_sign_in_and_answers_the_user_and_client(dep, apps):
+    """What experience's submit and consent needed three calls for: the sign-in time recorded
+    with the login (not when the user may not sign in), the user and client answered with it,
+    and GRANT_CONSENT saying whose consent it was and whether they have an application yet."""
+    from tessera_events.contracts.oidc import FINISH_LOGIN, GRANT_CONSENT, FinishLogin, GrantConsent
+    from tessera_kit import rpc
+    from tessera_kit.errors import RequestError
+
+    spa = apps["spa"]["id"]
+    async with dep.browser() as browser:
+        await browser.get("/oidc/auth", params=auth_params(spa, resource=API, scope="openid read"))
+        cookie = interaction_cookies(browser)
+    suspended = await dep.user(is_suspended=True)
+    with pytest.raises(RequestError) as error:
+        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended, last_sign_in_at=1_000))
+    assert error.value.code == "user.suspended"
+    assert await dep.ctx.pool.fetchval("SELECT last_sign_in_at FROM users WHERE id = $1", suspended) is None
+    user_id = await dep.user()
+    finished = await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=user_id, amr=["pwd"],
+                                                                      last_sign_in_at=1_700_000_000_123))
+    assert finished.redirect_to.endswith("/auth/" + cookie["interaction_cookie"])
+    assert finished.user is not None and finished.user.id == user_id
+    assert finished.user.last_sign_in_at == 1_700_000_000_123
+    assert finished.application is not None and (finished.application.id, finished.application.type) == (spa, "SPA")
+    granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
+    assert (granted.account_id, granted.client_id, granted.first_application) == (user_id, spa, True)
+    await dep.ctx.pool.execute("UPDATE users SET application_id = $2 WHERE id = $1", user_id, spa)
+    granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
+    assert granted.first_application is False

@@ -11,7 +11,10 @@ How a sign-in travels (logto-behaviour.md §4.1):
    identity's.
 3. When the user is known, experience calls `FINISH_LOGIN`; when the user agreed to what the
    client asks, `GRANT_CONSENT`. Both answer `redirect_to` (`<issuer>/auth/<uid>`), which
-   experience hands to the browser (Logto's `{redirectTo}`).
+   experience hands to the browser (Logto's `{redirectTo}`), and what experience would
+   otherwise ask for in calls of its own: `FINISH_LOGIN` records the sign-in time when given
+   one and answers the user and the client; `GRANT_CONSENT` answers whose consent it was and
+   whether that user has no application yet (Logto remembers the first one consented to).
 4. `GET /oidc/auth/<uid>` (identity) creates the session (`_session` cookie), the grant, and
    redirects to the client with `code` and `state` — or, when consent is still missing,
    starts a consent interaction (new uid, new cookie) and redirects to `/sign-in/consent`.
@@ -28,6 +31,7 @@ from typing import Literal
 
 import msgspec
 
+from tessera_events.contracts.identity import ApplicationClient, UserInfo
 from tessera_events.rpc import RpcOperation
 
 PromptName = Literal["login", "consent"]
@@ -80,6 +84,9 @@ class FinishLogin(msgspec.Struct, frozen=True, kw_only=True):
     # Authentication methods used, for the session (e.g. ["pwd"], ["otp"], ["social"]).
     amr: list[str] = []
     tenant_id: str = "default"
+    # ms since the epoch: also record it as the user's last sign-in, in the same transaction
+    # (a sign-in that changes nothing else of the user needs no UPDATE_USER call).
+    last_sign_in_at: int | None = None
 
 
 class GrantConsent(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +114,24 @@ class Redirect(msgspec.Struct, frozen=True, kw_only=True):
     redirect_to: str
 
 
+class LoginFinished(Redirect, frozen=True, kw_only=True):
+    """`FINISH_LOGIN`'s answer. `user`: as it stands after the login (None from an identity
+    older than these fields); `application`: the interaction's client, None if unknown."""
+
+    user: UserInfo | None = None
+    application: ApplicationClient | None = None
+
+
+class ConsentGranted(Redirect, frozen=True, kw_only=True):
+    """`GRANT_CONSENT`'s answer: whose consent it was (None from an identity older than these
+    fields), for which client, and whether that user has no application yet."""
+
+    account_id: str | None = None
+    client_id: str | None = None
+    first_application: bool = False
+
+
 INTERACTION_DETAILS = RpcOperation("identity", "interaction_details", InteractionRef, InteractionDetails)
-FINISH_LOGIN = RpcOperation("identity", "finish_login", FinishLogin, Redirect)
-GRANT_CONSENT = RpcOperation("identity", "grant_consent", GrantConsent, Redirect)
+FINISH_LOGIN = RpcOperation("identity", "finish_login", FinishLogin, LoginFinished)
+GRANT_CONSENT = RpcOperation("identity", "grant_consent", GrantConsent, ConsentGranted)
 ABORT_INTERACTION = RpcOperation("identity", "abort_interaction", AbortInteraction, Redirect)

@@ -30,6 +30,7 @@ from tessera_events.contracts.identity import (
     HASH_PASSWORD,
     UPDATE_USER,
     VERIFY_PASSWORD,
+    ApplicationClient,
     ApplicationRequest,
     CreateUserRequest,
     FindUserRequest,
@@ -74,6 +75,13 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 FORGOT_PASSWORD = "ForgotPassword"
+_ASK = object()  # the application is not known yet: ask identity for it
+
+
+def _application(client: ApplicationClient | None) -> InteractionApplication | None:
+    if client is None:
+        return None
+    return InteractionApplication(id=client.id, type=client.type, name=client.name, description=client.description)
 
 
 def now_ms() -> int:
@@ -154,9 +162,18 @@ class InteractionService:
         # is not signed in by a later submit of a different profile.
         storage = {k: v for k, v in storage.items() if k != "registered"}
         expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            await store.save(conn, self.tenant, details.uid, storage, expires_at)
-            await self._write_steps(conn, steps)
+        await self._save_with_events(details.uid, storage, expires_at, steps)
+
+    async def _save_with_events(self, uid: str, storage: dict[str, Any], expires_at: dt.datetime, steps: StepLog,
+                                announced: tuple[msgspec.Struct, str] | None = None) -> None:
+        """The interaction's new state, its domain event (if any) and the step logs: one
+        statement, so one round trip and no BEGIN/COMMIT, and all of it or nothing."""
+        events: list[tuple[Any, str | None]] = [announced] if announced else []
+        events += [(event, steps.interaction_id) for event in steps.events()]
+        await self.ctx.outbox.execute_with_events(
+            self.ctx.pool, store.SAVE, store.save_args(self.tenant, uid, storage, expires_at), events,
+            tenant_id=self.tenant)
+        steps.written = True
 
     async def _find_user(self, **request: Any) -> UserInfo | None:
         return await self.ctx.call(FIND_USER, FindUserRequest(tenant_id=self.tenant, **request))
@@ -184,9 +201,13 @@ class InteractionService:
                     domain.verify_identifier_settings(identifier, sie)
                 if profile is not None:
                     domain.verify_profile_settings(profile, sie)
-            previous = await store.find(self.ctx.pool, self.tenant, details.uid) or {"identifiers": []}
             storage: dict[str, Any] = {"event": event, "identifiers": []}
             if identifier is not None:
+                # Only a social identifier continues what the interaction held before (its
+                # connector session, its social user): a password or a code needs no read.
+                previous: dict[str, Any] = {"identifiers": []}
+                if "password" not in identifier and "verificationCode" not in identifier:
+                    previous = await store.find(self.ctx.pool, self.tenant, details.uid) or previous
                 verified = await self._verify_identifier(details, steps, event, identifier, previous)
                 storage["identifiers"] = [verified]
                 update["verifiedIdentifier"] = verified
@@ -405,20 +426,25 @@ class InteractionService:
     # ------------------------------------------------------------------ POST /interaction/consent
 
     async def consent(self, caller: Caller) -> str:
-        details = await self.details(caller)
-        account_id = details.login_account_id or details.session_account_id
-        if account_id is None:
-            raise RequestError("session.not_found", 400)  # Logto asserts a session first
-        user = await self._find_user(by="id", value=account_id)
-        if user is not None and user.application_id is None:
-            # Logto remembers the first application a user consented to.
-            await self.ctx.call(UPDATE_USER, UpdateUserRequest(
-                user_id=account_id, application_id=details.client_id, tenant_id=self.tenant,
-            ))
-        redirect = await self.ctx.call(
+        """One call to identity: it checks the cookie and that someone signed in (Logto asserts
+        a session first: 400 `session.not_found`), and answers whose consent it was."""
+        if not caller.cookie:
+            raise RequestError("session.not_found", 400)
+        granted = await self.ctx.call(
             GRANT_CONSENT, GrantConsent(**_cookie_fields(caller), tenant_id=self.tenant)
         )
-        return redirect.redirect_to
+        account_id, client_id, first = granted.account_id, granted.client_id, granted.first_application
+        if account_id is None:  # an identity older than ConsentGranted's fields: ask as before
+            details = await self.details(caller)
+            account_id, client_id = details.login_account_id or details.session_account_id, details.client_id
+            user = await self._find_user(by="id", value=account_id) if account_id else None
+            first = user is not None and user.application_id is None
+        if first and account_id and client_id:
+            # Logto remembers the first application a user consented to.
+            await self.ctx.call(UPDATE_USER, UpdateUserRequest(
+                user_id=account_id, application_id=client_id, tenant_id=self.tenant,
+            ))
+        return granted.redirect_to
 
     # ------------------------------------------------------------------ POST /interaction/submit (§4.5)
 
@@ -458,6 +484,7 @@ class InteractionService:
                     identifiers, profile = await self._check_mandatory_profile(event, sie, user, identifiers, profile)
                 methods = domain.authentication_methods(identifiers, profile, event)
             redirect: str | None = None
+            signed_in_at: int | None = None  # for FINISH_LOGIN to record, when nothing else changes
             if event == "Register":
                 if registered is None:
                     # The key is stored before identity is asked, so whatever happens to the
@@ -467,20 +494,29 @@ class InteractionService:
                     user = await self._register(identifiers, profile, registered["key"])
             elif event == "SignIn":
                 assert user is not None
-                user = await self._sign_in(user, identifiers, profile)
+                user, signed_in_at = await self._sign_in(user, identifiers, profile)
             else:
                 assert user is not None
                 user = await self.ctx.call(UPDATE_USER, UpdateUserRequest(
                     user_id=user.id, tenant_id=self.tenant, **domain.password_fields(profile["password"]),
                 ))
+            application: InteractionApplication | None | object = _ASK
             if event != FORGOT_PASSWORD:
-                redirect = (await self.ctx.call(FINISH_LOGIN, FinishLogin(
+                finished = await self.ctx.call(FINISH_LOGIN, FinishLogin(
                     **_cookie_fields(caller), account_id=user.id,
-                    amr=[domain.AMR[m] for m in methods], tenant_id=self.tenant,
-                ))).redirect_to
+                    amr=[domain.AMR[m] for m in methods], tenant_id=self.tenant, last_sign_in_at=signed_in_at,
+                ))
+                redirect = finished.redirect_to
+                if finished.user is not None:  # identity answers the user and the client with the login
+                    user = finished.user
+                    application = _application(finished.application)
+                elif signed_in_at is not None:  # an identity older than that: as before
+                    user = await self.ctx.call(UPDATE_USER, UpdateUserRequest(
+                        user_id=user.id, last_sign_in_at=signed_in_at, tenant_id=self.tenant))
             steps.set_user(entry, user.id)
             await self._finish(details, caller, steps, event, user, identifiers, profile, methods,
-                               registration_key=registered["key"] if registered else None)
+                               registration_key=registered["key"] if registered else None,
+                               application=application)
             return redirect
 
         return await self._logged(steps, run)
@@ -619,7 +655,10 @@ class InteractionService:
             last_sign_in_at=now_ms(), tenant_id=self.tenant, idempotency_key=idempotency_key, **fields,
         ))
 
-    async def _sign_in(self, user: UserInfo, identifiers: list[Identifier], profile: Payload) -> UserInfo:
+    async def _sign_in(self, user: UserInfo, identifiers: list[Identifier], profile: Payload
+                       ) -> tuple[UserInfo, int | None]:
+        """The user after what this sign-in changes of them, and the sign-in time when only
+        that is left to record (FINISH_LOGIN records it, in its transaction)."""
         fields: dict[str, Any] = {}
         social = await self._social_profile(identifiers, profile)
         if social is not None:
@@ -639,9 +678,11 @@ class InteractionService:
                 info = auth[-1]["userInfo"]
                 fields.update({k: info[k] for k in ("name", "avatar") if isinstance(info.get(k), str)})
         domain.drop_unsafe_avatar(fields)
+        if not fields:
+            return user, now_ms()
         return await self.ctx.call(UPDATE_USER, UpdateUserRequest(
             user_id=user.id, last_sign_in_at=now_ms(), tenant_id=self.tenant, **fields,
-        ))
+        )), None
 
     async def application(self, client_id: str) -> InteractionApplication | None:
         """For the webhook payload; omitted when identity does not know the client (or is away)."""
@@ -650,19 +691,21 @@ class InteractionService:
                 application_id=client_id, tenant_id=self.tenant))
         except RequestError:
             return None
-        if client is None:
-            return None
-        return InteractionApplication(id=client.id, type=client.type, name=client.name, description=client.description)
+        return _application(client)
 
     async def _finish(self, details: InteractionDetails, caller: Caller, steps: StepLog, event: str,
                       user: UserInfo, identifiers: list[Identifier], profile: Payload, methods: list[str],
-                      *, registration_key: str | None = None) -> None:
-        """One transaction: the interaction's new state, the domain event, the step logs.
-        A registration is announced once: when a concurrent submit has finished it already,
-        this one only logs its steps."""
+                      *, registration_key: str | None = None,
+                      application: InteractionApplication | None | object = _ASK) -> None:
+        """All at once: the interaction's new state, the domain event, the step logs (one
+        statement, or for a registration and a reset one transaction). A registration is
+        announced once: when a concurrent submit has finished it already, this one only logs
+        its steps."""
         context = InteractionContext(interaction_id=details.uid, application_id=details.client_id,
                                      ip=caller.ip, user_agent=caller.user_agent)
-        application = await self.application(details.client_id)
+        if application is _ASK:
+            application = await self.application(details.client_id)
+        assert application is None or isinstance(application, InteractionApplication)
         if event == "Register":
             announced: msgspec.Struct = InteractionRegistered(
                 user_id=user.id, context=context, user=snapshot(user), application=application, methods=methods)
@@ -672,6 +715,13 @@ class InteractionService:
         else:
             announced = InteractionPasswordReset(
                 user_id=user.id, context=context, user=snapshot(user), application=application)
+        expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
+        # The new password is identity's now; it need not wait here in clear.
+        kept = {k: v for k, v in profile.items() if k != "password"}
+        storage = {"event": event, "identifiers": identifiers, "profile": kept, "accountId": user.id}
+        if registration_key is None and event != FORGOT_PASSWORD:
+            await self._save_with_events(details.uid, storage, expires_at, steps, (announced, user.id))
+            return
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             if registration_key is not None:
                 current = await store.find(conn, self.tenant, details.uid, lock=True) or {}
@@ -682,10 +732,6 @@ class InteractionService:
                 # Logto clears the result: there is no login after a reset.
                 await store.delete(conn, self.tenant, details.uid)
             else:
-                expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
-                # The new password is identity's now; it need not wait here in clear.
-                kept = {k: v for k, v in profile.items() if k != "password"}
-                storage = {"event": event, "identifiers": identifiers, "profile": kept, "accountId": user.id}
                 await store.save(conn, self.tenant, details.uid, storage, expires_at)
             await self.ctx.outbox.emit(conn, announced, aggregate_id=user.id, tenant_id=self.tenant)
             await self._write_steps(conn, steps)

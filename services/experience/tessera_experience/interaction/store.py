@@ -36,19 +36,26 @@ async def find(conn: Executor, tenant_id: str, uid: str, *, lock: bool = False) 
     return _storage(row) if row else None
 
 
+SAVE = (
+    "INSERT INTO interactions (tenant_id, uid, event, identifiers, profile, account_id, connector_session,"
+    " registered, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)"
+    " ON CONFLICT (tenant_id, uid) DO UPDATE SET event = excluded.event, identifiers = excluded.identifiers,"
+    " profile = excluded.profile, account_id = excluded.account_id,"
+    " connector_session = excluded.connector_session, registered = excluded.registered,"
+    " updated_at = now(), expires_at = excluded.expires_at"
+)
+
+
+def save_args(tenant_id: str, uid: str, storage: dict[str, Any], expires_at: dt.datetime) -> tuple:
+    """`SAVE`'s arguments, for a caller that sends it with its events in one statement."""
+    return (tenant_id, uid, storage["event"], storage.get("identifiers") or [], storage.get("profile"),
+            storage.get("accountId"), storage.get("connectorSession"), storage.get("registered"), expires_at)
+
+
 async def save(conn: Executor, tenant_id: str, uid: str, storage: dict[str, Any],
                expires_at: dt.datetime) -> None:
     """Replace the stored interaction (Logto stores the whole result each time)."""
-    await conn.execute(
-        "INSERT INTO interactions (tenant_id, uid, event, identifiers, profile, account_id, connector_session,"
-        " registered, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)"
-        " ON CONFLICT (tenant_id, uid) DO UPDATE SET event = excluded.event, identifiers = excluded.identifiers,"
-        " profile = excluded.profile, account_id = excluded.account_id,"
-        " connector_session = excluded.connector_session, registered = excluded.registered,"
-        " updated_at = now(), expires_at = excluded.expires_at",
-        tenant_id, uid, storage["event"], storage.get("identifiers") or [], storage.get("profile"),
-        storage.get("accountId"), storage.get("connectorSession"), storage.get("registered"), expires_at,
-    )
+    await conn.execute(SAVE, *save_args(tenant_id, uid, storage, expires_at))
 
 
 async def delete(conn: Executor, tenant_id: str, uid: str) -> None:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import asyncpg
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 
@@ -282,11 +283,11 @@ async def authorize(provider: Provider, request: Request) -> Response:
         return error_to_client(provider, target, error)
 
 
-async def current_session(provider: Provider, request: Request):
+async def current_session(provider: Provider, request: Request, conn: asyncpg.Connection | None = None):
     session_id = provider.cookie_value(request, SESSION_COOKIE)
     if session_id is None:
         return None
-    return await store.find_session(provider.pool, provider.tenant_id, session_id)
+    return await store.find_session(conn or provider.pool, provider.tenant_id, session_id)
 
 
 def _missing(auth_request: AuthorizationRequest, grant) -> tuple[list[str], dict[str, list[str]]]:
@@ -307,7 +308,8 @@ UNKNOWN_GRANT: Any = object()
 
 
 async def decide(provider: Provider, client: Client, auth_request: AuthorizationRequest, session, *,
-                 interaction_id: str | None, grant: Any = UNKNOWN_GRANT) -> Response:
+                 interaction_id: str | None, grant: Any = UNKNOWN_GRANT,
+                 conn: asyncpg.Connection | None = None) -> Response:
     """Which prompt the request still needs (OIDC Core §3.1.2.3, §3.1.2.4), or the code."""
     target = Target(auth_request.redirect_uri, auth_request.response_mode, auth_request.state)
     fulfilled = set(auth_request.fulfilled)
@@ -323,10 +325,10 @@ async def decide(provider: Provider, client: Client, auth_request: Authorization
     if reasons:
         if "none" in prompts:
             raise OAuthError("login_required", "End-User authentication is required")
-        return await start_interaction(provider, auth_request, session, "login", reasons)
+        return await start_interaction(provider, auth_request, session, "login", reasons, conn=conn)
 
     if grant is UNKNOWN_GRANT:
-        grant = await store.find_grant_for(provider.pool, provider.tenant_id, session["id"], client.id)
+        grant = await store.find_grant_for(conn or provider.pool, provider.tenant_id, session["id"], client.id)
     missing_oidc, missing_resources = _missing(auth_request, grant)
     if missing_oidc:
         reasons.append("op_scopes_missing")
@@ -338,31 +340,35 @@ async def decide(provider: Provider, client: Client, auth_request: Authorization
         if "none" in prompts:
             raise OAuthError("consent_required", "End-User consent is required")
         return await start_interaction(provider, auth_request, session, "consent", reasons,
-                                       missing_oidc=missing_oidc, missing_resources=missing_resources)
-    return await issue_code(provider, auth_request, session, grant, interaction_id, target)
+                                       missing_oidc=missing_oidc, missing_resources=missing_resources, conn=conn)
+    return await issue_code(provider, auth_request, session, grant, interaction_id, target, conn=conn)
 
 
 async def start_interaction(provider: Provider, auth_request: AuthorizationRequest, session, name: str,
                             reasons: list[str], *, missing_oidc: list[str] | None = None,
-                            missing_resources: dict[str, list[str]] | None = None) -> Response:
+                            missing_resources: dict[str, list[str]] | None = None,
+                            conn: asyncpg.Connection | None = None) -> Response:
     uid = new_id()
     prompt = {"name": name, "reasons": reasons, "missing_oidc_scope": missing_oidc or [],
               "missing_resource_scopes": missing_resources or {}}
     session_id = session["id"] if session else None
     account_id = session["account_id"] if session else None
-    async with provider.pool.acquire() as conn, conn.transaction():
-        await store.insert_interaction(
-            conn, tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
-            params=auth_request.to_json(), prompt=prompt, session_id=session_id, session_account_id=account_id,
-            expires_at=from_timestamp(time.time() + INTERACTION_TTL),
-        )
-        await provider.emit(conn, InteractionStarted(
-            interaction_id=uid, application_id=auth_request.client_id, params=auth_request.raw,
-            prompt={"name": name, "reasons": reasons, "details": {
-                k: v for k, v in (("missingOIDCScope", missing_oidc), ("missingResourceScopes", missing_resources)) if v
-            }},
-            session_id=session_id, user_id=account_id,
-        ), aggregate_id=uid)
+    row = store.interaction_row(
+        tenant_id=provider.tenant_id, uid=uid, client_id=auth_request.client_id,
+        params=auth_request.to_json(), prompt=prompt, session_id=session_id, session_account_id=account_id,
+        expires_at=from_timestamp(time.time() + INTERACTION_TTL),
+    )
+    started = InteractionStarted(
+        interaction_id=uid, application_id=auth_request.client_id, params=auth_request.raw,
+        prompt={"name": name, "reasons": reasons, "details": {
+            k: v for k, v in (("missingOIDCScope", missing_oidc), ("missingResourceScopes", missing_resources)) if v
+        }},
+        session_id=session_id, user_id=account_id,
+    )
+    # The interaction and its event in one statement: atomic by itself, or part of the
+    # caller's transaction (a resumption starting the consent interaction).
+    await provider.outbox.execute_with_events(conn or provider.pool, store.INSERT_INTERACTION, row,
+                                              [(started, uid)], tenant_id=provider.tenant_id)
     if name == "consent":
         location = CONSENT_PATH
     elif auth_request.interaction_mode == "signUp":
@@ -381,12 +387,13 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
 
 
 async def issue_code(provider: Provider, auth_request: AuthorizationRequest, session, grant,
-                     interaction_id: str | None, target: Target) -> Response:
+                     interaction_id: str | None, target: Target, *, conn: asyncpg.Connection | None = None
+                     ) -> Response:
     """RFC 6749 §4.1.2: a short-lived, single-use code bound to client, redirect URI, PKCE
     challenge and nonce."""
     code = new_token()
     await store.insert_code(
-        provider.pool, code_hash=digest(code), tenant_id=provider.tenant_id, grant_id=grant["id"],
+        conn or provider.pool, code_hash=digest(code), tenant_id=provider.tenant_id, grant_id=grant["id"],
         client_id=auth_request.client_id, account_id=session["account_id"], session_id=session["id"],
         interaction_id=interaction_id, redirect_uri=auth_request.redirect_uri,
         scope=" ".join(auth_request.scopes), resources=auth_request.resources,
@@ -407,45 +414,48 @@ def _interaction_not_found() -> OAuthError:
 async def resume(provider: Provider, request: Request, uid: str) -> Response:
     if provider.cookie_value(request, INTERACTION_COOKIE) != uid:
         return _interaction_not_found().response()
+    # One transaction for the whole resumption (the interaction taken, the session, the grant,
+    # the code or the consent interaction): each was a transaction of its own, three or four
+    # commits per request. What an error answers is kept as before: the interaction is gone
+    # and whatever was done before the error stands (an OAuthError is answered, not raised).
     async with provider.pool.acquire() as conn, conn.transaction():
         row = await store.take_interaction(conn, provider.tenant_id, uid)  # resumes once
-        if row is not None:
-            login = (row["result"] or {}).get("login") or {}
-            await provider.emit(conn, InteractionEnded(
-                interaction_id=uid, application_id=row["client_id"], params=row["params"].get("raw") or {},
-                session_id=row["session_id"], user_id=login.get("account_id") or row["session_account_id"],
-            ), aggregate_id=uid)
-    if row is None:
-        return _interaction_not_found().response()
-    auth_request = AuthorizationRequest.from_json(row["params"])
-    target = Target(auth_request.redirect_uri, auth_request.response_mode, auth_request.state)
-    client = await provider.clients.get(auth_request.client_id)
-    if client is None or auth_request.redirect_uri not in client.redirect_uris:
-        return OAuthError("invalid_client", "client is invalid").response()
-    result = row["result"] or {}
-    cookies: list[Cookie] = signed_cookie(provider, INTERACTION_COOKIE, None, 0)
-    try:
-        if result.get("error"):
-            raise OAuthError(result["error"], result.get("error_description") or "")
-        session = await current_session(provider, request)
-        fulfilled = set(auth_request.fulfilled)
-        grant: Any = UNKNOWN_GRANT
-        login = result.get("login")
-        if login:
-            session, is_new_session = await _sign_in(provider, session, login, client.id, uid)
-            cookies.extend(signed_cookie(provider, SESSION_COOKIE, session["id"], SESSION_TTL))
-            fulfilled.add("login")
-            if is_new_session:
-                grant = None  # nothing was granted to a session that did not exist
-        if result.get("consent"):
-            if session is None:
-                raise OAuthError("access_denied", "consent without a signed-in user")
-            grant = await _grant(provider, session, auth_request)
-            fulfilled.add("consent")
-        auth_request.fulfilled = sorted(fulfilled)
-        response = await decide(provider, client, auth_request, session, interaction_id=uid, grant=grant)
-    except OAuthError as error:
-        response = error_to_client(provider, target, error)
+        if row is None:
+            return _interaction_not_found().response()
+        login = (row["result"] or {}).get("login") or {}
+        await provider.emit(conn, InteractionEnded(
+            interaction_id=uid, application_id=row["client_id"], params=row["params"].get("raw") or {},
+            session_id=row["session_id"], user_id=login.get("account_id") or row["session_account_id"],
+        ), aggregate_id=uid)
+        auth_request = AuthorizationRequest.from_json(row["params"])
+        target = Target(auth_request.redirect_uri, auth_request.response_mode, auth_request.state)
+        client = await provider.clients.get(auth_request.client_id, conn=conn)
+        if client is None or auth_request.redirect_uri not in client.redirect_uris:
+            return OAuthError("invalid_client", "client is invalid").response()
+        result = row["result"] or {}
+        cookies: list[Cookie] = signed_cookie(provider, INTERACTION_COOKIE, None, 0)
+        try:
+            if result.get("error"):
+                raise OAuthError(result["error"], result.get("error_description") or "")
+            session = await current_session(provider, request, conn)
+            fulfilled = set(auth_request.fulfilled)
+            grant: Any = UNKNOWN_GRANT
+            if login:
+                session, is_new_session = await _sign_in(provider, conn, session, login, client.id, uid)
+                cookies.extend(signed_cookie(provider, SESSION_COOKIE, session["id"], SESSION_TTL))
+                fulfilled.add("login")
+                if is_new_session:
+                    grant = None  # nothing was granted to a session that did not exist
+            if result.get("consent"):
+                if session is None:
+                    raise OAuthError("access_denied", "consent without a signed-in user")
+                grant = await _grant(provider, conn, session, auth_request)
+                fulfilled.add("consent")
+            auth_request.fulfilled = sorted(fulfilled)
+            response = await decide(provider, client, auth_request, session, interaction_id=uid, grant=grant,
+                                    conn=conn)
+        except OAuthError as error:
+            response = error_to_client(provider, target, error)
     for item in cookies:
         if any(c.key == item.key for c in response.cookies):
             continue  # a new interaction (consent) just set its own
@@ -453,7 +463,7 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
     return response
 
 
-async def _sign_in(provider: Provider, session, login: dict[str, Any], client_id: str,
+async def _sign_in(provider: Provider, conn: asyncpg.Connection, session, login: dict[str, Any], client_id: str,
                    interaction_id: str) -> tuple[dict[str, Any], bool]:
     """Create the OIDC session for the user the experience identified (or refresh the login
     time of the same user's session); another user's session in this browser ends.
@@ -461,48 +471,47 @@ async def _sign_in(provider: Provider, session, login: dict[str, Any], client_id
     account_id = login["account_id"]
     amr = list(login.get("amr") or [])
     login_at = from_timestamp(login.get("ts") or time.time())
-    async with provider.pool.acquire() as conn, conn.transaction():
-        if not await store.user_is_active(conn, provider.tenant_id, account_id):
-            raise OAuthError("access_denied", "the user may not sign in")
-        if session is not None and session["account_id"] == account_id:
-            await store.refresh_session_login(conn, session["id"], login_at, amr)
-            return {**dict(session), "login_at": login_at, "amr": amr}, False
-        if session is not None:
-            await end_session_rows(conn, provider, session["id"], reason="replaced")
-        session_id = new_id()
-        expires_at = from_timestamp(time.time() + SESSION_TTL)
-        await store.insert_session(
-            conn, tenant_id=provider.tenant_id, session_id=session_id, account_id=account_id,
-            login_at=login_at, amr=amr, expires_at=expires_at,
-        )
-        await provider.emit(conn, SessionStarted(
-            user_id=account_id, session_id=session_id, application_id=client_id,
-            interaction_id=interaction_id, amr=amr,
-        ), aggregate_id=account_id)
-        return {"id": session_id, "account_id": account_id, "login_at": login_at, "amr": amr,
-                "expires_at": expires_at}, True
+    if not await store.user_is_active(conn, provider.tenant_id, account_id):
+        raise OAuthError("access_denied", "the user may not sign in")
+    if session is not None and session["account_id"] == account_id:
+        await store.refresh_session_login(conn, session["id"], login_at, amr)
+        return {**dict(session), "login_at": login_at, "amr": amr}, False
+    if session is not None:
+        await end_session_rows(conn, provider, session["id"], reason="replaced")
+    session_id = new_id()
+    expires_at = from_timestamp(time.time() + SESSION_TTL)
+    await store.insert_session(
+        conn, tenant_id=provider.tenant_id, session_id=session_id, account_id=account_id,
+        login_at=login_at, amr=amr, expires_at=expires_at,
+    )
+    await provider.emit(conn, SessionStarted(
+        user_id=account_id, session_id=session_id, application_id=client_id,
+        interaction_id=interaction_id, amr=amr,
+    ), aggregate_id=account_id)
+    return {"id": session_id, "account_id": account_id, "login_at": login_at, "amr": amr,
+            "expires_at": expires_at}, True
 
 
-async def _grant(provider: Provider, session, auth_request: AuthorizationRequest) -> dict[str, Any]:
+async def _grant(provider: Provider, conn: asyncpg.Connection, session,
+                 auth_request: AuthorizationRequest) -> dict[str, Any]:
     """Record consent: the grant of (session, client) gets everything the request asked for.
     Returns the grant as it now stands."""
-    async with provider.pool.acquire() as conn, conn.transaction():
-        grant = await store.find_grant_for(conn, provider.tenant_id, session["id"], auth_request.client_id)
-        oidc_scopes = list(dict.fromkeys([*(grant["oidc_scopes"] if grant else []), *auth_request.oidc_scopes]))
-        resource_scopes: dict[str, list[str]] = dict(grant["resource_scopes"] or {}) if grant else {}
-        for indicator in auth_request.resources:
-            resource_scopes[indicator] = list(dict.fromkeys([*resource_scopes.get(indicator, []),
-                                                            *auth_request.resource_scopes]))
-        if grant is None:
-            grant_id = new_id()
-            await store.insert_grant(
-                conn, tenant_id=provider.tenant_id, grant_id=grant_id, account_id=session["account_id"],
-                client_id=auth_request.client_id, session_id=session["id"], oidc_scopes=oidc_scopes,
-                resource_scopes=resource_scopes, expires_at=from_timestamp(time.time() + GRANT_TTL),
-            )
-        else:
-            grant_id = grant["id"]
-            await store.update_grant_scopes(conn, grant_id, oidc_scopes, resource_scopes)
+    grant = await store.find_grant_for(conn, provider.tenant_id, session["id"], auth_request.client_id)
+    oidc_scopes = list(dict.fromkeys([*(grant["oidc_scopes"] if grant else []), *auth_request.oidc_scopes]))
+    resource_scopes: dict[str, list[str]] = dict(grant["resource_scopes"] or {}) if grant else {}
+    for indicator in auth_request.resources:
+        resource_scopes[indicator] = list(dict.fromkeys([*resource_scopes.get(indicator, []),
+                                                        *auth_request.resource_scopes]))
+    if grant is None:
+        grant_id = new_id()
+        await store.insert_grant(
+            conn, tenant_id=provider.tenant_id, grant_id=grant_id, account_id=session["account_id"],
+            client_id=auth_request.client_id, session_id=session["id"], oidc_scopes=oidc_scopes,
+            resource_scopes=resource_scopes, expires_at=from_timestamp(time.time() + GRANT_TTL),
+        )
+    else:
+        grant_id = grant["id"]
+        await store.update_grant_scopes(conn, grant_id, oidc_scopes, resource_scopes)
     return {"id": grant_id, "account_id": session["account_id"], "client_id": auth_request.client_id,
             "session_id": session["id"], "oidc_scopes": oidc_scopes, "resource_scopes": resource_scopes}
 

@@ -135,12 +135,15 @@ class ClientCache:
         self._demo = _demo_app(endpoint) if demo_app else None
         self._cache: dict[str, Client] = {}
 
-    async def get(self, client_id: str, *, fresh: bool = False) -> Client | None:
+    async def get(self, client_id: str, *, fresh: bool = False, conn: asyncpg.Connection | None = None
+                  ) -> Client | None:
+        """`conn`: a caller inside a transaction reads on its own connection, never waiting
+        for a second one from the pool."""
         if not fresh:
             cached = self._cache.get(client_id)
             if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
                 return cached
-        row = await store.find_application(self.pool, self.tenant_id, client_id)
+        row = await store.find_application(conn or self.pool, self.tenant_id, client_id)
         if row is None:
             self._cache.pop(client_id, None)
             # The demo app exists whether or not the applications context stored its row.

@@ -15,16 +15,22 @@ from tessera_events.contracts.oidc import (
     GRANT_CONSENT,
     INTERACTION_DETAILS,
     AbortInteraction,
+    ConsentGranted,
     FinishLogin,
     GrantConsent,
     InteractionDetails,
     InteractionRef,
+    LoginFinished,
     Prompt,
     Redirect,
 )
+from tessera_identity.applications import store as applications
+from tessera_identity.applications.domain import client as application_client
 from tessera_identity.oidc import store
 from tessera_identity.oidc.authorize import INTERACTION_COOKIE
 from tessera_identity.oidc.provider import Provider
+from tessera_identity.users import store as users
+from tessera_identity.users.domain import user_info
 from tessera_kit.errors import RequestError, not_found
 from tessera_kit.rpc import RpcHandler
 
@@ -44,16 +50,18 @@ class InteractionRpc:
             raise _session_not_found()
         return uid
 
-    async def _update(self, request: FinishLogin | GrantConsent | AbortInteraction, change) -> Redirect:
+    async def _update(self, request: FinishLogin | GrantConsent | AbortInteraction, change) -> tuple[str, Any]:
+        """(where the browser goes next, what `change` answered), `change` applied to the
+        interaction's result under its row lock."""
         uid = self._uid(request)
         async with self.provider.pool.acquire() as conn, conn.transaction():
             row = await store.find_interaction(conn, self.provider.tenant_id, uid, lock=True)
             if row is None:
                 raise _session_not_found()
             result: dict[str, Any] = dict(row["result"] or {})
-            await change(conn, row, result)
+            answer = await change(conn, row, result)
             await store.set_interaction_result(conn, uid, result)
-        return Redirect(redirect_to=f"{self.provider.issuer}/auth/{uid}")
+        return f"{self.provider.issuer}/auth/{uid}", answer
 
     async def details(self, request: InteractionRef) -> InteractionDetails:
         uid = self._uid(request)
@@ -74,26 +82,45 @@ class InteractionRpc:
             expires_at=int(row["expires_at"].timestamp() * 1000),
         )
 
-    async def finish_login(self, request: FinishLogin) -> Redirect:
+    async def finish_login(self, request: FinishLogin) -> LoginFinished:
+        """The login, the user's last sign-in time (when given; a quiet field, announced by no
+        event) and what the experience's sign-in event tells of the user and the client: one
+        transaction and one call where there were three."""
+        tenant = self.provider.tenant_id
+
         async def change(conn, row, result):
-            user = await store.find_user(conn, self.provider.tenant_id, request.account_id)
+            if request.last_sign_in_at is not None:
+                user = await users.update_user(conn, tenant, request.account_id,
+                                               {"last_sign_in_at": users.from_ms(request.last_sign_in_at)})
+            else:
+                user = await users.find_user(conn, tenant, request.account_id)
             if user is None:
                 raise not_found("users", request.account_id)
             if user["is_suspended"]:
-                raise RequestError("user.suspended", 401)
+                raise RequestError("user.suspended", 401)  # rolls the sign-in time back too
             result["login"] = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
             result.pop("error", None)
+            application = await applications.find_application(conn, tenant, row["client_id"], listed_only=False)
+            return user_info(user), application_client(application) if application else None
 
-        return await self._update(request, change)
+        redirect_to, (user, application) = await self._update(request, change)
+        return LoginFinished(redirect_to=redirect_to, user=user, application=application)
 
-    async def grant_consent(self, request: GrantConsent) -> Redirect:
+    async def grant_consent(self, request: GrantConsent) -> ConsentGranted:
         async def change(conn, row, result):
             # Logto asserts a signed-in user before consent.
-            if not (row["session_account_id"] or result.get("login")):
+            account_id = (result.get("login") or {}).get("account_id") or row["session_account_id"]
+            if not account_id:
                 raise _session_not_found()
             result["consent"] = True
+            first = await conn.fetchval(
+                "SELECT application_id IS NULL FROM users WHERE tenant_id = $1 AND id = $2",
+                self.provider.tenant_id, account_id)
+            return account_id, row["client_id"], bool(first)
 
-        return await self._update(request, change)
+        redirect_to, (account_id, client_id, first) = await self._update(request, change)
+        return ConsentGranted(redirect_to=redirect_to, account_id=account_id, client_id=client_id,
+                              first_application=first)
 
     async def abort(self, request: AbortInteraction) -> Redirect:
         async def change(conn, row, result):
@@ -101,7 +128,8 @@ class InteractionRpc:
             result["error"] = request.error
             result["error_description"] = request.error_description
 
-        return await self._update(request, change)
+        redirect_to, _ = await self._update(request, change)
+        return Redirect(redirect_to=redirect_to)
 
     def handlers(self) -> list[RpcHandler]:
         return [

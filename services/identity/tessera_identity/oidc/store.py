@@ -41,16 +41,17 @@ async def user_is_active(conn: Conn, tenant_id: str, user_id: str) -> bool:
 # ------------------------------------------------------------------ interactions
 
 
-async def insert_interaction(
-    conn: Conn, *, tenant_id: str, uid: str, client_id: str, params: dict[str, Any],
-    prompt: dict[str, Any], session_id: str | None, session_account_id: str | None,
-    expires_at: dt.datetime,
-) -> None:
-    await conn.execute(
-        "INSERT INTO oidc_interactions (tenant_id, uid, client_id, params, prompt, session_id,"
-        " session_account_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        tenant_id, uid, client_id, params, prompt, session_id, session_account_id, expires_at,
-    )
+INSERT_INTERACTION = (
+    "INSERT INTO oidc_interactions (tenant_id, uid, client_id, params, prompt, session_id,"
+    " session_account_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+
+
+def interaction_row(*, tenant_id: str, uid: str, client_id: str, params: dict[str, Any],
+                    prompt: dict[str, Any], session_id: str | None, session_account_id: str | None,
+                    expires_at: dt.datetime) -> tuple:
+    """`INSERT_INTERACTION`'s arguments (sent with its event in one statement)."""
+    return (tenant_id, uid, client_id, params, prompt, session_id, session_account_id, expires_at)
 
 
 async def find_interaction(conn: Conn, tenant_id: str, uid: str, *, lock: bool = False) -> asyncpg.Record | None:

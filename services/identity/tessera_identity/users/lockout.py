@@ -106,6 +106,17 @@ _SAVE_ROW = (
     " WHERE tenant_id = $1 AND identifier_hash = $2"
 )
 
+# decide_attempt's common case as one atomic statement: a counter in its window, not locked,
+# with room under the limit, takes a slot. UPDATE rechecks its WHERE on the row it locks, so
+# parallel attempts still get exactly the slots there are. Any other state (no row yet, a
+# lock, a window over, the limit reached) takes the transaction below.
+_TAKE_SLOT = (
+    "UPDATE password_attempts SET in_flight = in_flight + 1"
+    " WHERE tenant_id = $1 AND identifier_hash = $2 AND locked_until IS NULL"
+    " AND window_started_at + $3::interval > clock_timestamp() AND failures + in_flight < $4"
+    " RETURNING true"
+)
+
 _GIVE_BACK_SLOT = (
     "UPDATE password_attempts SET in_flight = greatest(in_flight - 1, 0)"
     " WHERE tenant_id = $1 AND identifier_hash = $2"
@@ -125,6 +136,8 @@ async def _save(conn: asyncpg.Connection, tenant_id: str, key: str, counter: Cou
 
 async def take_attempt(pool: asyncpg.Pool, tenant_id: str, key: str, policy: Policy = DEFAULT_POLICY) -> None:
     """Take a slot for one verification, or raise 400 `verification_blocked_too_many_attempts`."""
+    if await pool.fetchval(_TAKE_SLOT, tenant_id, key, policy.window, policy.max_failures):
+        return  # one round trip instead of four (BEGIN, lock, save, COMMIT)
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_LOCK_ROW, tenant_id, key)
         decision = decide_attempt(_counter(row), row["now"], policy)
