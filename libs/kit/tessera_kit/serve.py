@@ -15,13 +15,14 @@ import signal
 import sys
 
 # Packages some libraries import only because they are installed, for features no service
-# uses: nats-py its WebSocket transport (aiohttp), Litestar its pydantic plugins, structlog and
-# httpx their rich console output and command line (rich, click, pygments). The development
-# environment holds them for tests and tools; no service declares them, and together they cost
-# ~15 MB in each service process. Refused before anything imports them (this module imports
+# uses: nats-py its WebSocket transport (aiohttp), Litestar its pydantic and attrs plugins
+# (attr, attrs: ~1 MB per process), structlog and httpx their rich console output and command
+# line (rich, click, pygments). The development environment holds them for tests and tools
+# (hypothesis, jsonschema); no service declares them, and together they cost ~16 MB in each
+# service process. Refused before anything imports them (this module imports
 # the libraries only once `main` ran this): their import fails as if they were not installed,
 # each library takes its plain path, and the error says where the refusal comes from.
-NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "rich", "click", "pygments")
+NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "attr", "attrs", "rich", "click", "pygments")
 
 
 class _UndeclaredExtras:
