@@ -85,8 +85,6 @@ async def serve(target: str) -> None:
     from granian.log import LogLevels
     from granian.server.embed import Server
 
-    from tessera_kit.app import request_stop
-
     level = os.environ.get("LOG_LEVEL", "info").lower()
     server = Server(
         after_startup(load(target), release_startup_memory),
@@ -101,7 +99,12 @@ async def serve(target: str) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        request_stop()  # ends a startup still waiting for its dependencies
+        # An app made by the kit's factory may still be waiting for its dependencies: end that
+        # wait. Looked up, not imported: the gateway is no such app, and importing the factory
+        # would load Litestar, asyncpg and nats into it (~10 MB) for nothing.
+        app_factory = sys.modules.get("tessera_kit.app")
+        if app_factory is not None:
+            app_factory.request_stop()
         server.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
