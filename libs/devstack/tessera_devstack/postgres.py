@@ -42,6 +42,18 @@ DEFAULT_PASSWORD = "tessera"
 OS_USER_WHEN_ROOT = "embedded_postgres"
 # Every service keeps a small pool; e2e runs seven services plus the tests themselves.
 MAX_CONNECTIONS = 300
+# Shared memory PostgreSQL sizes by max_connections and touches at start whether used or not
+# (~7 MB PSS of the idle stack at the defaults). Local stacks (tests, `make run`, the bench)
+# need less; production keeps its own settings (deploy/).
+LOCAL_SETTINGS = {
+    # Lock table slots, shared by all sessions (32 x 300 connections); the default is 64.
+    "max_locks_per_transaction": "32",
+    # Predicate locks serve only SERIALIZABLE transactions, which no service runs; default 64.
+    "max_pred_locks_per_transaction": "16",
+}
+# PostgreSQL 18's asynchronous I/O, unknown to the older servers a Debian fallback may run:
+# reads in flight per backend (default: up to 64, sized from shared_buffers).
+LOCAL_SETTINGS_18 = {"io_max_concurrency": "16"}
 _BIND_FAILURES = ("could not bind", "Address already in use", "could not create any TCP/IP sockets")
 
 
@@ -324,6 +336,8 @@ def _spawn_server(
         "port": str(port),
         "unix_socket_directories": "",
         "max_connections": str(MAX_CONNECTIONS),
+        **LOCAL_SETTINGS,
+        **(LOCAL_SETTINGS_18 if binaries_major_version(bin_dir) >= 18 else {}),
     }
     if fast_unsafe:  # throwaway test data: durability buys nothing, speed does
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

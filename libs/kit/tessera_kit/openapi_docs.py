@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from litestar import Litestar
-from litestar.openapi.spec import Components
+from litestar.openapi.spec import Components, OpenAPI
 
 LOGTO_ERROR = "LogtoError"
 LOGTO_ERROR_REF = {"$ref": f"#/components/schemas/{LOGTO_ERROR}"}
@@ -46,10 +45,9 @@ def error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": LOGTO_ERROR_REF}}}
 
 
-def document_operations(app: Litestar, declared: Mapping[str, Mapping[str, Any]]) -> None:
+def document_operations(openapi: OpenAPI, declared: Mapping[str, Mapping[str, Any]]) -> None:
     """Logto's error format and the kit's statuses on every `/api` operation, then each
-    service's own declarations (which win). Changes the cached OpenAPI object in place."""
-    openapi = app.openapi_schema
+    service's own declarations (which win). Changes the OpenAPI object in place."""
     for path, item in (openapi.paths or {}).items():
         for method in _METHODS:
             operation = getattr(item, method, None)

@@ -15,21 +15,22 @@ import signal
 import sys
 
 # Packages some libraries import only because they are installed, for features no service
-# uses: nats-py its WebSocket transport (aiohttp), Litestar its pydantic plugins, structlog and
-# httpx their rich console output and command line (rich, click, pygments). The development
-# environment holds them for tests and tools; no service declares them, and together they cost
-# ~15 MB in each service process. Refused before anything imports them (this module imports
+# uses: nats-py its WebSocket transport (aiohttp), Litestar its pydantic and attrs plugins
+# (attr, attrs: ~1 MB per process), structlog and httpx their rich console output and command
+# line (rich, click, pygments). The development environment holds them for tests and tools
+# (hypothesis, jsonschema); no service declares them, and together they cost ~16 MB in each
+# service process. Refused before anything imports them (this module imports
 # the libraries only once `main` ran this): their import fails as if they were not installed,
 # each library takes its plain path, and the error says where the refusal comes from.
-NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "rich", "click", "pygments")
+NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "attr", "attrs", "rich", "click", "pygments")
 
 
 # A service that does use one of them, by the top-level package of its app. Imported before
 # the refusal, so the probes its own import makes (yarl's of pydantic_core) see the
 # environment as it is; the rest stays refused.
 SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
-    # Its webhook client: aiohttp sends a request for a fraction of httpx's CPU.
-    "tessera_webhook_dispatcher": ("aiohttp",),
+    # Its webhook client: aiohttp sends a request for a fraction of httpx's CPU (and uses attrs).
+    "tessera_webhook_dispatcher": ("aiohttp", "attr"),
 }
 
 
@@ -98,8 +99,6 @@ async def serve(target: str) -> None:
     from granian.log import LogLevels
     from granian.server.embed import Server
 
-    from tessera_kit.app import request_stop
-
     level = os.environ.get("LOG_LEVEL", "info").lower()
     server = Server(
         after_startup(load(target), release_startup_memory),
@@ -114,7 +113,12 @@ async def serve(target: str) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        request_stop()  # ends a startup still waiting for its dependencies
+        # An app made by the kit's factory may still be waiting for its dependencies: end that
+        # wait. Looked up, not imported: the gateway is no such app, and importing the factory
+        # would load Litestar, asyncpg and nats into it (~10 MB) for nothing.
+        app_factory = sys.modules.get("tessera_kit.app")
+        if app_factory is not None:
+            app_factory.request_stop()
         server.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -71,3 +71,24 @@ def test_a_service_declares_parameters_bodies_and_statuses():
     assert oidc["requestBody"] == form
     assert oidc["parameters"][0]["name"] == "x"
     assert set(doc["paths"]["/api/things/{thing_id}"]["get"]["responses"]) == {"200", "400", "404", "409"}
+
+
+def test_the_document_is_built_when_first_asked_for_with_the_kits_documentation():
+    """Not at start-up (memory a process nobody asks for its document would keep), and a
+    document built later still carries everything the kit and the service declare."""
+    from litestar._openapi.plugin import OpenAPIPlugin
+
+    spec = ServiceSpec(
+        name="docs", route_handlers=[create_thing, get_thing],
+        settings=ServiceSettings(database_url="postgresql://unused/x", nats_url="nats://unused:4222",
+                                 internal_key=INTERNAL_KEY),
+        documented_bodies={"CreateThing": NewThing},
+        documented_operations={"GetThing": {"summary": "Read a thing"}},
+    )
+    app = create_app(spec)
+    assert app.plugins.get(OpenAPIPlugin)._openapi is None
+    doc = app.openapi_schema.to_schema()
+    assert doc["paths"]["/api/things/{thing_id}"]["get"]["summary"] == "Read a thing"
+    assert "NewThing" in doc["components"]["schemas"] and "LogtoError" in doc["components"]["schemas"]
+    # the JSON the service serves at /schema/openapi.json is made from that document
+    assert app.plugins.get(OpenAPIPlugin).provide_openapi_schema() == doc

@@ -37,7 +37,7 @@ def test_a_service_process_leaves_undeclared_extras_unimported():
     # Without the refusal, this environment does import some of them (the test means something).
     plain = subprocess.run([sys.executable, "-c", "import sys, nats, structlog, litestar\n"
                             "from litestar import Litestar\nLitestar([])\n"
-                            "print(sorted(n for n in ('aiohttp', 'pydantic', 'rich') if n in sys.modules))"],
+                            "print(sorted(n for n in ('aiohttp', 'pydantic', 'rich', 'attrs') if n in sys.modules))"],
                            capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0 and plain.stdout.strip() != "[]", plain.stdout + plain.stderr
 
@@ -89,8 +89,8 @@ def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
     script = "\n".join([
         "import sys",
         "from tessera_kit import serve",
-        "assert serve.SERVICE_NEEDS['tessera_webhook_dispatcher'] == ('aiohttp',)",
-        "serve.refuse_undeclared_extras(('aiohttp',))",
+        "assert serve.SERVICE_NEEDS['tessera_webhook_dispatcher'] == ('aiohttp', 'attr')",
+        "serve.refuse_undeclared_extras(('aiohttp', 'attr'))",
         "import aiohttp, aiohttp.web",  # its submodules too, imported later
         "try:",
         "    import pydantic",
@@ -100,3 +100,42 @@ def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused: No module named 'pydantic' in a service process" in done.stdout
+
+
+def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tmp_path):
+    """The gateway is a plain ASGI app: the SIGTERM handler must not pull the kit's app factory
+    (Litestar, asyncpg, nats: ~10 MB) into it, and the app still stops cleanly."""
+    import os
+    import signal
+    import socket
+
+    (tmp_path / "plain_app.py").write_text("\n".join([
+        "import sys",
+        "async def app(scope, receive, send):",
+        "    while True:",
+        "        message = await receive()",
+        "        if message['type'] == 'lifespan.startup':",
+        "            await send({'type': 'lifespan.startup.complete'})",
+        "            print('started', flush=True)",
+        "        elif message['type'] == 'lifespan.shutdown':",
+        "            print('app factory loaded:', 'tessera_kit.app' in sys.modules, flush=True)",
+        "            await send({'type': 'lifespan.shutdown.complete'})",
+        "            return",
+    ]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PORT": str(port), "LOG_LEVEL": "warning"}
+    process = subprocess.Popen([sys.executable, "-m", "tessera_kit.serve", "plain_app:app"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = iter(process.stdout.readline, "")  # granian prints a warning of its own first
+        assert "started" in (line.strip() for line in lines)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert "app factory loaded: False" in out
