@@ -464,7 +464,12 @@ class UpstreamPool:
                 connection.sent = True
                 return
             transport.write(protocol.send(head))
+            answer = connection.answer
             async for chunk in body:
+                if answer.head_done:
+                    # The upstream answered before the body was through (a 413 over its cap):
+                    # sending more would only meet its reset, which can take the answer with it.
+                    raise UpstreamProtocolError("answered before the request body was sent")
                 if chunk:  # an empty chunk would end a chunked body early
                     transport.writelines(protocol.send_with_data_passthrough(h11.Data(data=chunk)))
                     async with asyncio.timeout(self.read_timeout):
