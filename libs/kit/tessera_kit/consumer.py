@@ -36,6 +36,8 @@ from tessera_kit.outage import is_outage
 log = get_logger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
+# Several new events at once, in stream order, in the caller's transaction.
+BatchHandler = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Subscription:
     # handler locks rows that requests also lock: a batch takes its row locks in stream
     # order, a request in its own, and the two could deadlock.
     max_per_transaction: int = 100
+    # Optional: applies the new events of a batch together (one statement for many rows);
+    # `handler` still applies an event on its own (a batch's failure, a lone message).
+    batch_handler: BatchHandler | None = None
 
     def durable_for(self, stream: Stream) -> str:
         return durable_name(self.name, stream)
@@ -248,20 +253,26 @@ class EventConsumer:
                     [e.tenant_id for e in envelopes],
                 )
             }
+            new: list[Envelope] = []
             for envelope in envelopes:
-                if envelope.id not in fresh:
-                    continue
-                fresh.discard(envelope.id)  # the same event twice in one batch applies once
-                request_token = request_id_var.set(envelope.request_id)
-                actor_token = actor_var.set(envelope.actor)
-                tenant_token = tenant_var.set(envelope.tenant_id)
-                try:
-                    await self.subscription.handler(conn, envelope)
-                finally:
-                    request_id_var.reset(request_token)
-                    actor_var.reset(actor_token)
-                    tenant_var.reset(tenant_token)
-                applied += 1
+                if envelope.id in fresh:
+                    fresh.discard(envelope.id)  # the same event twice in one batch applies once
+                    new.append(envelope)
+            batch_handler = self.subscription.batch_handler
+            if batch_handler is not None and len(new) > 1:
+                await batch_handler(conn, new)
+            else:
+                for envelope in new:
+                    request_token = request_id_var.set(envelope.request_id)
+                    actor_token = actor_var.set(envelope.actor)
+                    tenant_token = tenant_var.set(envelope.tenant_id)
+                    try:
+                        await self.subscription.handler(conn, envelope)
+                    finally:
+                        request_id_var.reset(request_token)
+                        actor_var.reset(actor_token)
+                        tenant_var.reset(tenant_token)
+            applied = len(new)
         self.applied += applied
         if applied:
             metrics.CONSUMER_APPLIED.labels(self.durable).inc(applied)

@@ -200,6 +200,10 @@ async def test_event_type_filter(pool, bus):
     assert seen == ["identity.user.deleted"]
 
 
+async def _is(value, expected) -> bool:
+    return value == expected
+
+
 async def _truthy(value) -> bool:
     return bool(value)
 
@@ -229,6 +233,40 @@ async def test_a_backlog_is_applied_in_stream_order_sharing_transactions_up_to_t
     else:
         assert transactions < len(sent)  # several events shared a transaction
     assert consumer.applied == 40
+
+
+async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_in_stream_order(pool, bus):
+    """The batch path: one call for the events a transaction applies (each once, in stream
+    order, an event already applied left out); a lone message still goes to `handler`."""
+    await bus.ensure_stream(IDENTITY)
+    sent = [created(f"u{i}") for i in range(40)]
+    for envelope in sent[:10]:
+        await publish(bus, envelope)
+    batches: list[list[str]] = []
+    one_by_one: list[str] = []
+
+    async def handler(conn, envelope):
+        one_by_one.append(envelope.id)
+
+    async def batch_handler(conn, envelopes):
+        assert await conn.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])",
+                                   [e.id for e in envelopes]) == len(envelopes)  # in the inbox's transaction
+        batches.append([e.id for e in envelopes])
+
+    subscription = Subscription("batch-handler", (IDENTITY,), handler, batch_handler=batch_handler)
+    async with running(pool, bus, subscription) as consumer:
+        await wait_until(lambda: _is(consumer.applied, 10))
+        await publish(bus, sent[3])  # again: already applied
+        for envelope in sent[10:]:
+            await publish(bus, envelope)
+        await wait_until(lambda: _is(consumer.applied, 40))
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    applied = [event_id for batch in batches for event_id in batch] + one_by_one
+    assert sorted(applied) == sorted(e.id for e in sent)  # each exactly once
+    assert len(applied) == 40
+    assert batches and all(len(batch) > 1 for batch in batches)
+    order = {e.id: n for n, e in enumerate(sent)}
+    assert all(batch == sorted(batch, key=order.get) for batch in batches)
 
 
 async def test_one_bad_event_in_a_backlog_holds_back_none_of_the_others(pool, bus):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from tessera_audit_log import store
-from tessera_audit_log.domain import is_user_activity, log_entry_for
+from tessera_audit_log.domain import LogEntry, is_user_activity, log_entry_for
 from tessera_events import STREAMS, Envelope
 from tessera_kit.consumer import Subscription
 
@@ -13,6 +13,18 @@ from tessera_kit.consumer import Subscription
 async def record(conn: asyncpg.Connection, envelope: Envelope) -> None:
     entry = log_entry_for(envelope)
     await store.insert_log(conn, envelope.tenant_id, envelope.id, entry)
+    await _count_users(conn, envelope, entry)
+
+
+async def record_many(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+    """A batch: its log entries in one statement, then the user counts event by event."""
+    entries = [log_entry_for(envelope) for envelope in envelopes]
+    await store.insert_logs(conn, [(e.tenant_id, e.id, entry) for e, entry in zip(envelopes, entries)])
+    for envelope, entry in zip(envelopes, entries):
+        await _count_users(conn, envelope, entry)
+
+
+async def _count_users(conn: asyncpg.Connection, envelope: Envelope, entry: LogEntry) -> None:
     user_id = entry.payload.get("userId")
     if envelope.type == "identity.user.created":
         await store.user_created(conn, envelope.tenant_id, user_id, entry.created_at)
@@ -22,4 +34,5 @@ async def record(conn: asyncpg.Connection, envelope: Envelope) -> None:
         await store.user_active(conn, envelope.tenant_id, user_id, entry.created_at.date())
 
 
-every_event = Subscription(name="audit-log", streams=tuple(STREAMS.values()), handler=record)
+every_event = Subscription(name="audit-log", streams=tuple(STREAMS.values()), handler=record,
+                           batch_handler=record_many)

@@ -109,3 +109,24 @@ async def test_an_event_delivered_twice_is_logged_once(deployment):
     duplicate = msgspec.structs.replace(build_envelope(UserCreated(user=UserSnapshot(id="u1"))), id=event_id)
     assert await consumer.apply(duplicate) is False
     assert (await logs(client)).headers["total-number"] == "1"
+
+
+async def test_a_batch_is_logged_in_one_statement_with_its_user_counts(deployment):
+    """The consumer's batch path (record_many): every entry with its payload, the user counts
+    of each event, an event already logged left out."""
+    client, _, ctx = deployment
+    from tessera_kit.outbox import build_envelope
+
+    envelopes = [build_envelope(UserCreated(user=UserSnapshot(id=f"b{i}"))) for i in range(3)]
+    envelopes.append(build_envelope(TokenIssued(grant_type="authorization_code", application_id="a",
+                                                user_id="b0", scope="openid")))
+    consumer = ctx.consumers[0]
+    assert await consumer.apply_many(envelopes) == 4
+    assert await consumer.apply_many(envelopes[:2] + [build_envelope(UserDeleted(user_id="b1"))]) == 1
+    body = (await logs(client)).json()
+    assert len(body) == 5
+    token = next(row for row in body if row["key"] == "ExchangeTokenBy.AuthorizationCode")
+    assert token["payload"]["userId"] == "b0" and token["payload"]["applicationId"] == "a"
+    assert {row["payload"]["eventId"] for row in body} == {e.id for e in envelopes} | {body[0]["payload"]["eventId"]}
+    assert (await client.get("/api/dashboard/users/total")).json() == {"totalUserCount": 2}
+    assert (await client.get("/api/dashboard/users/active")).json()["dau"]["count"] == 1

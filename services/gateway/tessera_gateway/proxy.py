@@ -15,7 +15,8 @@ refused with 400 and the connection closed, before anything is read or forwarded
 (`IncomingRequest.framing_error`, checked first thing by the gateway). What granian itself does
 with each smuggling vector is in tests/test_smuggling.py.
 
-Streaming: the first ASGI body message is awaited; if it is the whole body (the usual case) it
+Streaming: a request without Content-Length or Transfer-Encoding (or with a length of 0) has no
+body to read. Otherwise the first ASGI body message is awaited; if it is the whole body (the usual case) it
 goes up in the same write as the head, with its exact Content-Length. Otherwise the rest follows
 as the client sends it (with the client's checked Content-Length, which h11 holds the stream to,
 or chunked), with back-pressure. The answer goes back chunk by chunk as it arrives. Nothing is
@@ -80,7 +81,7 @@ class IncomingRequest:
     the request's framing is ambiguous (`framing_error`: then it must be refused)."""
 
     __slots__ = ("forward", "host", "authorization", "development_user_id", "request_id",
-                 "content_length", "forwarded", "framing_error")
+                 "content_length", "chunked", "forwarded", "framing_error")
 
     def __init__(self, raw_headers: Headers):
         forward: Headers = []
@@ -123,6 +124,7 @@ class IncomingRequest:
                 self.forwarded[name] = value
             elif action == _CONNECTION:
                 connection_tokens = value
+        self.chunked = codings > 0
         if lengths > 1 or codings > 1 or hosts > 1:
             self.framing_error = "The request has several Content-Length, Transfer-Encoding or Host headers."
         elif lengths and codings:
@@ -147,6 +149,7 @@ CLOSE = (b"connection", b"close")
 _BAD_BODY = "The request body is malformed or incomplete."
 
 
+_EMPTY_BODY = {"type": "http.request", "body": b"", "more_body": False}
 _DRAIN_LIMIT = 4 * 1024 * 1024
 _DRAIN_SECONDS = 5.0
 
@@ -178,6 +181,12 @@ async def _rest_of_body(first: bytes, receive: Receive) -> AsyncIterator[bytes]:
             yield body
         if not message.get("more_body"):
             return
+
+
+def _is_disconnect(received: asyncio.Future) -> bool:
+    if received.cancelled() or received.exception() is not None:
+        return True
+    return received.result()["type"] == "http.disconnect"
 
 
 class Proxy:
@@ -228,7 +237,10 @@ class Proxy:
         headers = self._upstream_headers(scope, incoming, pool, request_id, list(extra_headers))
 
         echo = [(REQUEST_ID, request_id)]
-        message = await receive()
+        # Neither Content-Length nor Transfer-Encoding (a GET), or a length of 0: the body is
+        # empty by definition (RFC 9112 §6.3), nothing to ask granian for.
+        body_unread = incoming.chunked or bool(incoming.content_length)
+        message = await receive() if body_unread else _EMPTY_BODY
         if message["type"] == "http.disconnect":
             # Gone, or a body granian could not read: nothing goes up. (If the client is gone,
             # granian drops this answer.)
@@ -284,13 +296,15 @@ class Proxy:
                         continue
                     # A long answer: watch for the client going away, because granian's send()
                     # silently drops what is sent after that and we would read the upstream's whole
-                    # answer for nobody. The request body is fully read by now, so the next
-                    # receive() only completes with `http.disconnect`.
+                    # answer for nobody. The request body is read by now, so receive() completes
+                    # with `http.disconnect` (after the empty body's message, if it was not asked for).
                     if client_gone is None:
                         client_gone = asyncio.ensure_future(receive())
                     elif client_gone.done():
-                        log.debug("client went away mid-answer", upstream=pool.name)
-                        return  # response.close() below drops the upstream connection
+                        if _is_disconnect(client_gone):
+                            log.debug("client went away mid-answer", upstream=pool.name)
+                            return  # response.close() below drops the upstream connection
+                        client_gone = asyncio.ensure_future(receive())
                 if not finished:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
             finally:

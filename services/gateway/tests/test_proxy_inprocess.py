@@ -111,3 +111,36 @@ async def test_an_early_answer_is_relayed_after_the_rest_of_the_body_is_read() -
         await pool.close()
     assert sent[0]["status"] == 413 and sent[-1]["body"] == b"too big"
     assert sent[0]["read_before"] == chunks  # all of it, before the answer went out
+
+
+async def test_a_request_without_a_body_is_forwarded_without_reading_one(fake_identity) -> None:
+    """No Content-Length and no Transfer-Encoding (or a length of 0): the body is empty by
+    definition, so granian is not asked for it; a body with a length still is."""
+    pool = UpstreamPool("identity", fake_identity.url)
+    received: list[str] = []
+
+    async def receive() -> dict:
+        received.append("receive")
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def forward(headers: list) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = _scope("/api/users", headers=headers)
+        await Proxy().forward(scope, receive, send, pool, IncomingRequest(headers), b"rid")
+        return sent
+
+    try:
+        for headers in ([(b"host", b"public.example")], [(b"host", b"public.example"), (b"content-length", b"0")]):
+            sent = await forward(headers)
+            assert sent[0]["status"] == 200 and b"u1" in sent[-1]["body"]
+        assert received == []
+        await forward([(b"host", b"public.example"), (b"content-length", b"0"), (b"x", b"y")])
+        assert received == []
+        await forward([(b"host", b"public.example"), (b"transfer-encoding", b"chunked")])
+        assert received == ["receive"]
+    finally:
+        await pool.close()

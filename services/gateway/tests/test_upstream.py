@@ -1,4 +1,4 @@
-"""The gateway's upstream client (h11 on a pool of ours) against raw TCP servers that answer
+"""The gateway's upstream client (h11 writes, llhttp reads, on a pool of ours) against raw TCP servers that answer
 exactly as scripted."""
 
 from __future__ import annotations
@@ -196,6 +196,11 @@ async def test_streamed_request_body_is_chunked() -> None:
     b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+    b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n",
 ])
 async def test_malformed_answers(raw: bytes) -> None:
     async with RawServer(answer(raw)) as server:
@@ -339,14 +344,14 @@ async def test_no_reuse_of_a_connection_that_spoke_unasked() -> None:
         assert (await fetch(pool))[2] == b"first"
         idle = pool._idle[0]
         first_done.set()
-        while not idle.reader._buffer:  # until the extra answer has arrived
+        while not idle.unasked:  # until the extra answer has arrived
             await asyncio.sleep(0.01)
         assert (await fetch(pool))[2] == b"first"
         assert server.connections == 2
 
 
 async def test_bytes_after_the_answer_are_not_kept() -> None:
-    """Extra bytes in the same packet as the answer: h11 holds them as trailing data."""
+    """Extra bytes in the same packet as the answer: llhttp reads them as the start of another."""
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")) as server:
         pool = server.pool()
         assert (await fetch(pool))[2] == b"ok"
@@ -375,3 +380,39 @@ async def test_an_answer_sent_before_the_body_was_read_is_relayed_not_a_502() ->
         assert not pool._idle  # never reused: our side of it never finished
     finally:
         server.close()
+
+
+async def test_a_large_body_arrives_whole_with_back_pressure() -> None:
+    """More than the pool buffers (it stops reading the socket until the proxy takes the body
+    held so far): every byte arrives, in order, and the connection is reused."""
+    body = bytes(range(256)) * 8192  # 2 MiB
+
+    async def script(reader, writer, n) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for start in range(0, len(body), 100_000):
+            writer.write(body[start:start + 100_000])
+            await writer.drain()
+        return True
+
+    async with RawServer(script) as server:
+        pool = server.pool()
+        response = await pool.request(b"GET", b"/x", [(b"host", b"test")], b"")
+        received = []
+        try:
+            async for chunk in response.chunks():
+                received.append(chunk)
+                await asyncio.sleep(0.01)  # a slow client: the upstream's bytes wait in the socket
+        finally:
+            response.close()
+        assert b"".join(received) == body and response.body_read
+        assert (await fetch(pool))[2] == body
+        assert server.connections == 1
+
+
+async def test_a_body_after_a_head_answer_is_not_kept() -> None:
+    """A HEAD answer ends with its head: bytes after it (a body the upstream should not have
+    sent) must not be read as the next answer."""
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody")) as server:
+        pool = server.pool()
+        assert (await fetch(pool, b"HEAD"))[::2] == (200, b"")
+        assert pool._idle == []
