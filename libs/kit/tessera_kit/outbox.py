@@ -285,6 +285,7 @@ class OutboxRelay:
             self.batch_size,
         )
         done: list[int] = []
+        acks: list[asyncio.Future] = []
         try:
             # Pipelined: the whole batch goes out in one write, then the acks are read in order
             # (one write and one ack wait per event cost more than the event). Each event after
@@ -292,7 +293,6 @@ class OutboxRelay:
             # JetStream stores it only right after that one, so if an event fails, those after
             # it in the batch fail too and are sent again after it, in `seq` order. A repeated
             # id is acknowledged as a duplicate before that check, as after a crash.
-            acks = []
             previous: str | None = None
             for row in rows:
                 headers = {"Nats-Msg-Id": row["id"],
@@ -307,6 +307,11 @@ class OutboxRelay:
                 done.append(row["seq"])
                 metrics.OUTBOX_RELAY_LAG.observe(row["waited"])
         finally:
+            for ack in acks[len(done):]:  # after a failure: no longer awaited
+                if not ack.done():
+                    ack.cancel()  # frees its place among nats-py's pending publishes
+                elif not ack.cancelled():
+                    ack.exception()  # seen, so asyncio does not log it as never retrieved
             # Mark what went out even if a later publish failed; the rest waits in order.
             if done:
                 await self.mark_published(conn, done)
