@@ -107,6 +107,10 @@ class ServiceSpec:
     # `replaceResponses: True` to drop the generated ones) for what the kit cannot infer: the
     # statuses, parameters and media types of routes that read their input themselves.
     documented_operations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # (method, path) → `async (request) -> Response`: a hot route answered without Litestar's
+    # routing, signature parsing and response pipeline (see `direct_routes`). The path must also
+    # be a route of `route_handlers` (its OpenAPI entry, its body cap, other methods).
+    direct_routes: Mapping[tuple[str, str], Callable[[Request], Awaitable[Response]]] = field(default_factory=dict)
 
     @property
     def schema(self) -> str:
@@ -282,11 +286,50 @@ def create_app(spec: ServiceSpec) -> Litestar:
     # matched), load shedding, the assertion, the text rule.
     app.state.assertions = verifier
     app.state.in_flight = in_flight
+    router = direct_routes(app, spec.name, spec.direct_routes, app.asgi_handler) if spec.direct_routes else app.asgi_handler
     app.asgi_handler = metrics.metrics_middleware(load_shedding(spec.name, in_flight)(
-        context_middleware(text_guard_middleware(app.asgi_handler), verifier)))
+        context_middleware(text_guard_middleware(router), verifier)))
     app.state.openapi_documentation = (spec.documented_bodies, spec.documented_operations)
     app.plugins.get(OpenAPIPlugin).__class__ = _DocumentedOpenAPIPlugin
     return app
+
+
+def direct_routes(app: Litestar, service: str, routes: Mapping[tuple[str, str], Callable[[Request], Awaitable[Response]]],
+                  router: Any) -> Any:
+    """Serve each (method, exact path) of `routes` before Litestar's router, behind the same kit
+    middlewares (metrics, load shedding, the assertion, the text rule): for a route so hot that
+    the router, the handler's signature model and the response pipeline are a good part of its
+    cost (the token endpoint). The request still is Litestar's, bound to the registered route
+    handler, so the body cap of its router applies; anything else goes to the router."""
+    registered: dict[tuple[str, str], Any] = {}
+    for route in app.routes:
+        for method, path in routes:
+            if route.path == path and method in getattr(route, "route_handler_map", {}):
+                registered[(method, path)] = route.route_handler_map[method][0]
+    missing = set(routes) - set(registered)
+    if missing:
+        raise RuntimeError(f"direct routes without a registered route handler: {sorted(missing)}")
+    handlers = _exception_handlers(service)
+
+    async def serve(scope: Any, receive: Any, send: Any) -> None:
+        key = (scope["method"], scope["path"])
+        answer = routes.get(key)
+        if answer is None:
+            await router(scope, receive, send)
+            return
+        scope["route_handler"] = registered[key]
+        scope["path_template"] = key[1]
+        scope["path_params"] = {}
+        request: Request = Request(scope, receive, send)
+        try:
+            response = await answer(request)
+        except Exception as exc:  # as Litestar's exception middleware would answer it
+            handler = next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers),
+                           internal_error_handler)
+            response = handler(request, exc)
+        await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+
+    return serve
 
 
 class _DocumentedOpenAPIPlugin(OpenAPIPlugin):

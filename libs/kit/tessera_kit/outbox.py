@@ -195,6 +195,10 @@ class GroupCommitEmitter:
                     done.set_result(None)
 
 
+# How long the relay waits for JetStream to acknowledge an event (nats-py's default for publish).
+PUBLISH_TIMEOUT_SECONDS = 5.0
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -281,17 +285,33 @@ class OutboxRelay:
             self.batch_size,
         )
         done: list[int] = []
+        acks: list[asyncio.Future] = []
         try:
+            # Pipelined: the whole batch goes out in one write, then the acks are read in order
+            # (one write and one ack wait per event cost more than the event). Each event after
+            # the first names the one before it as the stream's last (`Nats-Expected-Last-Msg-Id`):
+            # JetStream stores it only right after that one, so if an event fails, those after
+            # it in the batch fail too and are sent again after it, in `seq` order. A repeated
+            # id is acknowledged as a duplicate before that check, as after a crash.
+            previous: str | None = None
             for row in rows:
-                await self.bus.js.publish(
-                    self.bus.subject(row["subject"]),
-                    row["envelope"],
-                    headers={"Nats-Msg-Id": row["id"],
-                             **cloudevents.headers_for(row["envelope"], row["aggregate_id"])},
-                )
+                headers = {"Nats-Msg-Id": row["id"],
+                           **cloudevents.headers_for(row["envelope"], row["aggregate_id"])}
+                if previous is not None:
+                    headers["Nats-Expected-Last-Msg-Id"] = previous
+                acks.append(await self.bus.js.publish_async(
+                    self.bus.subject(row["subject"]), row["envelope"], headers=headers))
+                previous = row["id"]
+            for row, ack in zip(rows, acks):
+                await asyncio.wait_for(ack, PUBLISH_TIMEOUT_SECONDS)
                 done.append(row["seq"])
                 metrics.OUTBOX_RELAY_LAG.observe(row["waited"])
         finally:
+            for ack in acks[len(done):]:  # after a failure: no longer awaited
+                if not ack.done():
+                    ack.cancel()  # frees its place among nats-py's pending publishes
+                elif not ack.cancelled():
+                    ack.exception()  # seen, so asyncio does not log it as never retrieved
             # Mark what went out even if a later publish failed; the rest waits in order.
             if done:
                 await self.mark_published(conn, done)

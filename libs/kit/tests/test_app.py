@@ -314,3 +314,63 @@ async def test_an_rpc_the_access_table_does_not_give_is_refused_before_nats(bus)
         await rbac.call(USER_SCOPES, request)
     assert USER_SCOPES in ServiceContext("identity", ServiceSettings(), pool=None, bus=bus, outbox=None).may_call
     assert ServiceContext("not-in-the-table", ServiceSettings(), pool=None, bus=bus, outbox=None).may_call is None
+
+
+@post("/api/echo", status_code=200)
+async def echo_routed(request: Request) -> dict:
+    return {"served_by": "router"}
+
+
+async def echo_direct(request: Request):
+    from litestar import Response
+
+    body = await request.body()  # the registered route's body cap applies
+    if body == b"fail":
+        raise RequestError("entity.not_exists_with_id", 404, name="echoes", id="fail")
+    return Response({"served_by": "direct", "body": body.decode(), "tenant": current_tenant(),
+                     "route": request.scope["path_template"]}, status_code=200)
+
+
+async def test_a_direct_route_runs_behind_every_kit_middleware(database_url, nats_url, unique):
+    from litestar import Router
+
+    from tessera_kit import metrics
+
+    spec = ServiceSpec(
+        name=f"svc-{unique}", route_handlers=[Router("/", route_handlers=[echo_routed], request_max_body_size=16)],
+        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique,
+                                 internal_key=INTERNAL_KEY),
+        direct_routes={("POST", "/api/echo"): echo_direct},
+    )
+    app = create_app(spec)
+    app.state.ctx = ctx = await start_context(spec)
+    try:
+        async with service_client(app, base_url="http://svc") as client:
+            served = await client.post("/api/echo", content=b"hello", headers={"x-request-id": "rid-direct"})
+            assert served.json() == {"served_by": "direct", "body": "hello", "tenant": "default", "route": "/api/echo"}
+            assert served.headers["x-request-id"] == "rid-direct"
+            too_big = await client.post("/api/echo", content=b"x" * 17)
+            assert too_big.status_code == 413  # the route's cap, answered by the kit's handlers
+            failed = await client.post("/api/echo", content=b"fail")
+            assert (failed.status_code, failed.json()["code"]) == (404, "entity.not_exists_with_id")
+            nul = await client.post("/api/echo", content=b"a\x00b", headers={"content-type": "text/plain"})
+            assert nul.status_code == 400 and nul.json()["code"] == "guard.invalid_input"
+            assert (await client.get("/api/echo")).status_code == 405  # other methods: the router
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as anonymous:
+            refused = await anonymous.post("/api/echo", content=b"hello")
+            assert refused.status_code == 401  # no assertion, no handler
+        sample = metrics.HTTP_DURATION.labels("POST", "/api/echo", "200")._sum.get()
+        assert sample > 0
+    finally:
+        await stop_context(spec, ctx)
+
+
+def test_a_direct_route_needs_a_registered_route(database_url, nats_url, unique):
+    spec = ServiceSpec(
+        name=f"svc-{unique}", route_handlers=[echo_routed],
+        settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique,
+                                 internal_key=INTERNAL_KEY),
+        direct_routes={("POST", "/api/elsewhere"): echo_direct},
+    )
+    with pytest.raises(RuntimeError, match="direct routes without a registered route handler"):
+        create_app(spec)

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from nats.js.errors import NoStreamResponseError
 
 from tessera_events import STREAMS, decode_envelope
 from tessera_events.identity import UserCreated, UserSnapshot, UserUpdated
@@ -41,6 +42,28 @@ async def wait_until(predicate, timeout=10.0):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def test_an_event_jetstream_refuses_holds_back_those_after_it_in_the_batch(pool, bus, unique):
+    """The relay sends a batch at once; if the third is refused, the fourth and fifth must not
+    be stored before it (the stream keeps the outbox's order), and all go out, in order, once
+    the third can be."""
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    sent = await emit_committed(pool, outbox, [user_created(f"u{i}") for i in range(5)])
+    third = await pool.fetchrow("SELECT seq, subject FROM outbox ORDER BY seq OFFSET 2 LIMIT 1")
+    await pool.execute("UPDATE outbox SET subject = 'nowhere.bound' WHERE seq = $1", third["seq"])
+    async with pool.acquire() as conn:
+        with pytest.raises(NoStreamResponseError):  # nothing stores `nowhere.bound`
+            await OutboxRelay(pool, bus, outbox).publish_pending(conn)
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent[:2]]
+    assert await unpublished(pool) == 3
+
+    await pool.execute("UPDATE outbox SET subject = $2 WHERE seq = $1", third["seq"], third["subject"])
+    async with pool.acquire() as conn:
+        assert await OutboxRelay(pool, bus, outbox).publish_pending(conn) == 3
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent]
+    assert await unpublished(pool) == 0
 
 
 async def test_emit_outside_a_transaction_is_refused(pool, unique):

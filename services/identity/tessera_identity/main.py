@@ -47,6 +47,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "identity") 
         settings=settings,
         documented_bodies=REQUEST_BODIES,
         documented_operations=OIDC_OPERATIONS,
+        direct_routes=oidc.DIRECT_ROUTES,
     )
 
 

@@ -16,6 +16,7 @@ JOSE is joserfc's: RFC 7517 keys, RFC 7638 thumbprints as `kid`, RFC 7515/7519 c
 from __future__ import annotations
 
 import asyncio
+import functools
 import datetime as dt
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
@@ -226,8 +227,11 @@ class KeyRing:
         key = self.signing
         if key is None:
             raise RuntimeError("no current signing key")
-        header = {"alg": key.alg, "typ": typ, "kid": key.kid}
-        return jwt.encode(header, claims, key.key, algorithms=[key.alg])
+        # A JWT is a JWS of the claims as JSON (RFC 7519 §7.1): the claims are encoded once, by
+        # msgspec, and joserfc signs and serialises them (jwt.encode would convert them again).
+        header = {"typ": typ, "alg": key.alg, "kid": key.kid}
+        return jws.serialize_compact(header, msgspec.json.encode(claims), key.key,
+                                     registry=_registry(key.alg))
 
     def verify(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(header, claims) of a JWT signed by one of our published keys; claims unchecked.
@@ -244,6 +248,12 @@ class KeyRing:
             raise JoseError("unexpected alg")
         decoded = jwt.decode(token, key, algorithms=[alg])
         return decoded.header, decoded.claims
+
+
+@functools.cache
+def _registry(alg: str) -> jws.JWSRegistry:
+    """joserfc's registry allowing `alg` alone (jwt.encode builds one per call)."""
+    return jws.JWSRegistry(algorithms=[alg])
 
 
 def now() -> float:

@@ -60,6 +60,7 @@ async def stop(ctx: ServiceContext) -> None:
 
 
 ROUTES: list = [*routes.handlers]
+DIRECT_ROUTES = routes.DIRECT_ROUTES
 RPC_HANDLERS: list = [
     RpcHandler(INTERACTION_DETAILS, lambda ctx, request: _interactions(ctx).details(request), with_context=True),
     RpcHandler(FINISH_LOGIN, lambda ctx, request: _interactions(ctx).finish_login(request), with_context=True),
