@@ -79,9 +79,14 @@ class Sender:
 
     async def _post(self, url: str, headers: Mapping[str, str], body: bytes) -> Outcome:
         try:
-            _, host, port = split_target(url)
+            _, _, port = split_target(url)
             target = URL(url, encoded=False)
         except ValueError:
+            return Outcome(False, error="RequestError: Invalid URL")
+        # The host aiohttp connects to is yarl's, which normalises what urlsplit keeps as written
+        # (fullwidth digits become an address): the literal check looks at that one.
+        host = target.host
+        if not host:
             return Outcome(False, error="RequestError: Invalid URL")
         if not all(_sendable(name) and _sendable(value) for name, value in headers.items()):
             # A hook's header value that is not ASCII text (Logto stores any string) is not sent.
