@@ -95,11 +95,21 @@ class Periodic:
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         if not self.at_start:
-            await asyncio.sleep(self.every_seconds)
+            await self._hold(conn, self.every_seconds)
         while True:
             await conn.fetchval("SELECT 1")  # the session (and so the lock) is still ours
             await self._run_once()
-            await asyncio.sleep(self.every_seconds)
+            await self._hold(conn, self.every_seconds)
+
+    async def _hold(self, conn: asyncpg.Connection, seconds: float) -> None:
+        """Wait `seconds` as the leader, looking at the lock's session every `retry_seconds`: if
+        it ended, another replica may lead by now, and this one stops saying it does (the error
+        ends `_lead`) rather than at its next run, up to a period later."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, self.retry_seconds))
+            await conn.fetchval("SELECT 1")
 
     def _set_leader(self, leading: bool) -> None:
         if leading != self.is_leader:

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import asyncpg
+
 from tessera_kit.periodic import Periodic
 
 
@@ -70,3 +72,35 @@ async def test_with_a_pool_one_replica_leads_and_another_takes_over_when_it_stop
         key = "hashtext('tessera-periodic:' || current_schema() || ':leader-job')"
         assert await conn.fetchval(f"SELECT pg_try_advisory_lock({key})")
         await conn.execute(f"SELECT pg_advisory_unlock({key})")
+
+
+async def test_a_leader_whose_lock_connection_dies_stops_leading_before_its_next_run(pool, database_url):
+    """The leader's session ends (PostgreSQL restarted, the backend killed): its lock went with
+    it and another replica may lead, so it must say it no longer leads long before its next run
+    (an hour away here), not keep the metric, and the belief, until then."""
+    runs: dict[str, int] = {"a": 0, "b": 0}
+
+    def job_of(replica: str):
+        async def job() -> None:
+            runs[replica] += 1
+        return job
+
+    first = Periodic("dying-leader", 3600, job_of("a"), pool=pool, retry_seconds=0.01)
+    first.start()
+    await _until(lambda: first.is_leader and runs["a"] == 1)
+    second = Periodic("dying-leader", 3600, job_of("b"), pool=pool, retry_seconds=0.01)
+    second.start()
+    try:
+        admin = await asyncpg.connect(database_url)  # the pool's connections may all be taken
+        try:
+            killed = await admin.fetchval(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        finally:
+            await admin.close()
+        assert killed
+        await _until(lambda: second.is_leader and not first.is_leader)
+        assert (first.is_leader, second.is_leader) == (False, True)
+        assert runs == {"a": 1, "b": 1}
+    finally:
+        await first.stop()
+        await second.stop()

@@ -309,3 +309,23 @@ async def test_custom_headers_cannot_change_how_the_body_is_framed(dispatcher, r
     assert request.headers["x-kept"] == "yes"
     assert json.loads(request.body)["hookId"] == hook["id"]
     assert (await dispatcher.settled(hook["id"], 1))["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("name", ["transfer-encoding ", "content-length\t", "x: y", "a b", "", "x(y)"])
+async def test_a_custom_header_name_that_is_not_a_token_is_not_sent(receiver, name):
+    """aiohttp writes any name it is given: `transfer-encoding : chunked` beside its own
+    Content-Length is a smuggling shape for a lenient receiver. Such a hook fails, nothing is sent."""
+    from tessera_webhook_dispatcher.clock import Clock
+    from tessera_webhook_dispatcher.deliveries.domain import request_headers
+    from tessera_webhook_dispatcher.deliveries.sender import Sender
+
+    headers = request_headers(signing_key="key", custom={name: "chunked"}, body=b"{}", message_id="m1",
+                              now=dt.datetime.now(dt.timezone.utc))
+    sender = Sender(timeout=5.0, allow_private=True, clock=Clock())
+    try:
+        outcome = await sender.post(receiver.url, headers, b"{}")
+    finally:
+        await sender.close()
+    assert not outcome.success and outcome.status_code is None
+    assert outcome.error == "RequestError: Header name must be a valid HTTP token"
+    assert receiver.requests == []

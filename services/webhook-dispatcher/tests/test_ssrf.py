@@ -97,3 +97,22 @@ async def test_every_new_connection_resolves_and_checks_again(receiver):
         assert len(receiver.requests) == 2
     finally:
         await sender.close()
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0177.0.0.1", "127.0.0.1.", "１２７.0.0.1"])
+async def test_loopback_in_unusual_notation_is_refused_at_delivery(receiver, host):
+    """aiohttp takes any all-digits-and-dots host for an address and connects without asking
+    the resolver (the OS then reads `2130706433` or `127.1` as 127.0.0.1), and yarl turns
+    fullwidth digits into ASCII ones: such a host must not slip past the guard."""
+    from tessera_webhook_dispatcher.clock import Clock
+    from tessera_webhook_dispatcher.deliveries.sender import Sender
+
+    port = receiver.url.split(":")[2].split("/")[0]
+    sender = Sender(timeout=5.0, allow_private=False, clock=Clock())
+    try:
+        outcome = await sender.post(f"http://{host}:{port}/hook", {"content-type": "application/json"}, b"{}")
+    finally:
+        await sender.close()
+    assert not outcome.success and outcome.status_code is None
+    assert outcome.error is not None and outcome.error.startswith("RequestError: ")
+    assert receiver.requests == []

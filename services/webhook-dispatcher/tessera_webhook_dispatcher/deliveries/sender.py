@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from typing import Mapping
 
@@ -22,6 +23,11 @@ from yarl import URL
 from tessera_webhook_dispatcher.clock import Clock
 from tessera_webhook_dispatcher.deliveries.domain import RESPONSE_BODY_CAP, Outcome, parse_retry_after
 from tessera_webhook_dispatcher.ssrf import BlockedAddress, resolve_allowed, split_target
+
+
+# RFC 9110 §5.6.2 token: aiohttp writes any header name it is given, so `transfer-encoding `
+# or `a: b` would reach the receiver as written (a lenient parser may frame the body by them).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _sendable(text: str) -> bool:
@@ -79,11 +85,18 @@ class Sender:
 
     async def _post(self, url: str, headers: Mapping[str, str], body: bytes) -> Outcome:
         try:
-            _, host, port = split_target(url)
+            _, _, port = split_target(url)
             target = URL(url, encoded=False)
         except ValueError:
             return Outcome(False, error="RequestError: Invalid URL")
-        if not all(_sendable(name) and _sendable(value) for name, value in headers.items()):
+        # The host aiohttp connects to is yarl's, which normalises what urlsplit keeps as written
+        # (fullwidth digits become an address): the literal check looks at that one.
+        host = target.host
+        if not host:
+            return Outcome(False, error="RequestError: Invalid URL")
+        if not all(len(name) <= 4096 and _TOKEN.fullmatch(name) for name in headers):
+            return Outcome(False, error="RequestError: Header name must be a valid HTTP token")
+        if not all(_sendable(value) for value in headers.values()):
             # A hook's header value that is not ASCII text (Logto stores any string) is not sent.
             return Outcome(False, error="RequestError: Invalid character in header content")
         try:
