@@ -560,3 +560,90 @@ def test_the_cluster_overlays_nats_refuses_a_client_without_credentials(tmp_path
     finally:
         server.kill()
         server.wait()
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists) on labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        held = key in labels
+        if ((operator == "In" and labels.get(key) not in values)
+                or (operator == "NotIn" and held and labels[key] in values)
+                or (operator == "Exists" and not held) or (operator == "DoesNotExist" and held)):
+            return False
+    return True
+
+
+def _peer_matches(peer: dict, policy_namespace: str, namespace: str, labels: dict) -> bool:
+    if "ipBlock" in peer:
+        return False  # pods are judged by their labels here, never by an address
+    if "namespaceSelector" in peer:
+        if not _selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace}):
+            return False
+    elif namespace != policy_namespace:
+        return False
+    return _selects(peer.get("podSelector", {}), labels)
+
+
+def _allowed(policies: list[dict], direction: str, pod: tuple[str, dict],
+             peer: tuple[str, dict], port: int) -> bool:
+    """NetworkPolicy semantics for one direction: a pod no policy of that type selects is
+    open; otherwise some rule of a policy selecting it must name the peer and the port."""
+    namespace, labels = pod
+    selecting = [p for p in policies if p["metadata"]["namespace"] == namespace
+                 and direction in p["spec"].get("policyTypes", [])
+                 and _selects(p["spec"]["podSelector"], labels)]
+    if not selecting:
+        return True
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") == port for p in ports):
+                continue
+            peers = rule.get(peers_key)
+            if not peers or any(_peer_matches(p, policy["metadata"]["namespace"], peer[0], peer[1])
+                                for p in peers):
+                return True
+    return False
+
+
+def _connects(policies, client: tuple[str, dict], server: tuple[str, dict], port: int) -> bool:
+    return (_allowed(policies, "Egress", client, server, port)
+            and _allowed(policies, "Ingress", server, client, port))
+
+
+def test_the_cluster_overlays_network_policies_let_through_what_it_needs_and_no_more():
+    """The base's default deny holds in the overlay, where NATS and PostgreSQL run beside the
+    services: each connection the system needs is allowed both ways, and the ones it must not
+    have are refused (the overlay once cut its own NATS and PostgreSQL off)."""
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    ns = "tessera"
+
+    def pod(kind: str, name: str) -> tuple[str, dict]:
+        return ns, named(docs, kind)[name]["spec"]["template"]["metadata"]["labels"]
+
+    services = [pod("Deployment", s.name) for s in SERVICES if s.name != "gateway"]
+    gateway, provision, nats_node = pod("Deployment", "gateway"), pod("Job", "provision"), pod("StatefulSet", "nats")
+    postgres = (ns, {"cnpg.io/cluster": named(docs, "Cluster")["tessera-postgres"]["metadata"]["name"],
+                     "cnpg.io/podRole": "instance"})
+    operator = ("cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"})
+    stranger = ("default", {"app": "anything"})
+
+    for service in services:
+        assert _connects(policies, service, nats_node, 4222), service
+        assert _connects(policies, service, postgres, 5432), service
+        assert not _connects(policies, service, nats_node, 6222), service  # no route from a client
+    assert _connects(policies, provision, postgres, 5432)
+    assert _connects(policies, nats_node, nats_node, 6222)
+    assert _connects(policies, postgres, postgres, 5432)
+    assert _connects(policies, operator, postgres, 8000)
+    for outsider in (gateway, stranger, operator):
+        assert not _connects(policies, outsider, nats_node, 4222), outsider
+    for outsider in (gateway, stranger):
+        assert not _connects(policies, outsider, postgres, 5432), outsider
+    assert not _connects(policies, stranger, nats_node, 6222)
+    assert not _connects(policies, provision, nats_node, 4222)
