@@ -27,6 +27,9 @@ log = get_logger(__name__)
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('tessera-periodic:' || current_schema() || ':' || $1))"
 
 
+_UNLOCK_TIMEOUT_SECONDS = 2.0
+
+
 class Periodic:
     def __init__(self, name: str, every_seconds: float, job: Callable[[], Awaitable[object]], *,
                  at_start: bool = True, pool: asyncpg.Pool | None = None,
@@ -82,8 +85,9 @@ class Periodic:
                         await self._lead(conn)
                     finally:
                         self._set_leader(False)
-                        try:
-                            await conn.execute("SELECT pg_advisory_unlock_all()")
+                        try:  # bounded: a half-dead session must not hold up a shutdown
+                            await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"),
+                                                   _UNLOCK_TIMEOUT_SECONDS)
                         except BaseException:
                             conn.terminate()  # the lock must not stay with a pooled connection
                             raise
