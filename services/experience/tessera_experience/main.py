@@ -15,6 +15,7 @@ from tessera_experience.pages.routes import route_handlers as page_routes
 from tessera_experience.seed import seed_defaults
 from tessera_experience.verification_codes import service as verification_codes
 from tessera_experience.verification_codes.routes import DOCUMENTED_BODIES as code_bodies
+from tessera_experience.verification_codes.routes import DOCUMENTED_OPERATIONS as code_operations
 from tessera_experience.verification_codes.routes import route_handlers as code_routes
 from tessera_experience.verification_codes.settings import CodeSettings
 from tessera_kit.app import ServiceSpec, create_app
@@ -46,7 +47,7 @@ def build_spec(settings: ServiceSettings | None = None, name: str = "experience"
         on_shutdown=[stop_purging],
         settings=settings,
         documented_bodies=code_bodies,
-        documented_operations=INTERACTION_OPERATIONS,
+        documented_operations={**INTERACTION_OPERATIONS, **code_operations},
     )
 
 

@@ -11,6 +11,7 @@ from tessera_experience.interaction.routes import BODY_MAX_BYTES
 from tessera_experience.verification_codes.domain import GENERIC
 from tessera_experience.verification_codes.service import VerificationCodes
 from tessera_kit.app import Ctx
+from tessera_kit.openapi_docs import error_response
 from tessera_kit.ratelimit import client_ip
 
 TAGS = ["Verification Codes"]
@@ -28,6 +29,10 @@ class CodeVerification(CodeRecipient, kw_only=True, rename="camel"):
 
 
 DOCUMENTED_BODIES = {"CreateVerificationCode": CodeRecipient, "VerifyVerificationCode": CodeVerification}
+# read_body's 415, as the interaction API documents it (the kit adds 400/413/422 to every write).
+_UNSUPPORTED_MEDIA_TYPE = {"responses": {"415": error_response(
+    "A body that is neither JSON nor a urlencoded form (`guard.mime_type_not_allowed`).")}}
+DOCUMENTED_OPERATIONS = {operation: _UNSUPPORTED_MEDIA_TYPE for operation in DOCUMENTED_BODIES}
 
 
 def _ip(request: Request) -> str | None:
