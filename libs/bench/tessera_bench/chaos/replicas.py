@@ -141,15 +141,17 @@ class ReplicaReport:
         return "\n".join(lines)
 
 
-def judge(outcomes: list[Outcome], kills: list[float]) -> list[str]:
+def judge(outcomes: list[Outcome], kills: list[tuple[float, float]]) -> list[str]:
     """What clients saw that breaks the promise: a failure of a request that was not in flight
-    at some kill, or of one that was but is no 503 in the contract's format (run.classify)."""
-    def spans(outcome: Outcome, instant: float) -> bool:
-        return outcome.started <= instant <= outcome.ended
+    at some kill, or of one that was but is no 503 in the contract's format (run.classify).
+    A kill is the span from the SIGKILL's start to the process being gone: a request the client
+    sent just after the kill was asked for can still meet the dying process."""
+    def in_flight(outcome: Outcome, kill: tuple[float, float]) -> bool:
+        return outcome.started <= kill[1] and outcome.ended >= kill[0]
 
-    found = classify([o for o in outcomes if not any(spans(o, k) for k in kills)], "none", None)
-    for instant in kills:
-        found += classify([o for o in outcomes if spans(o, instant)], "replica", (instant, instant))
+    found = classify([o for o in outcomes if not any(in_flight(o, k) for k in kills)], "none", None)
+    for kill in kills:
+        found += classify([o for o in outcomes if in_flight(o, kill)], "replica", kill)
     return found
 
 
@@ -168,7 +170,7 @@ async def replica_chaos(stack: ChaosStack, services: list[str], settings: Settin
     stop = asyncio.Event()
     watching = asyncio.create_task(watch.run(stop))
     rounds: list[RoundReport] = []
-    kills: list[float] = []
+    kills: list[tuple[float, float]] = []  # (SIGKILL asked, process gone)
     starts: list[int] = []
     loading = asyncio.create_task(load.run())
     try:
@@ -177,8 +179,9 @@ async def replica_chaos(stack: ChaosStack, services: list[str], settings: Settin
             await asyncio.sleep(settings.before)
             target = watch.leader_of(service) or stack.services.replica_names(service)[0]
             rounds.append(RoundReport(target))
-            kills.append(time.monotonic())
+            asked = time.monotonic()
             await asyncio.to_thread(stack.kill, target)
+            kills.append((asked, time.monotonic()))
             print(f"round {service}: killed {target}", file=out, flush=True)
             await asyncio.sleep(settings.down)
             restarted_at = time.monotonic()
