@@ -129,3 +129,17 @@ async def test_a_social_account_with_a_known_email_is_linked_on_request(deployme
     assert linked.status_code == 303, linked.text
     assert pat.identities["mock-social"]["user_id"] == "s-1"
     assert len(d.identity.users) == 1
+
+
+async def test_every_code_form_keeps_only_a_recipient_and_code_of_real_length(deployment):
+    """The sign-in and register code steps read the form like the profile step (one rule,
+    code_form): a pasted 5 KB "recipient" is not echoed back into the page in full."""
+    d = deployment
+    await with_email_sign_up(d)
+    d.use_interaction()
+    long_target = "x" * 300 + "@example.com" + "y" * 5000
+    for path in ("/sign-in/verification-code/verify", "/register/verification-code", "/sign-in/profile/verify"):
+        page = await d.client.post(path, data={"target": long_target, "code": ""})
+        assert page.status_code == 400, (path, page.text[:300])
+        assert "x" * 256 in page.text and "x" * 257 not in page.text, path
+        assert "y" * 10 not in page.text, path

@@ -283,7 +283,7 @@ async def link_profile_contact(request: Request, ctx: Ctx) -> Response:
     event = profile_event(request)
     details, page = await live_page(ctx, request)
     form = await form_of(request)
-    target, code = form.get("target", "")[:256], form.get("code", "")[:64]
+    target, code = code_form(form)
     action = f"{profile_path(event)}/verify"
 
     def again(errors: FormErrors, status: int) -> Response:
@@ -322,6 +322,12 @@ def render_code(page: Page, *, action: str, target: str, back: str, submit_label
 
 def code_payload(target: str, code: str) -> dict[str, str]:
     return {"email" if "@" in target else "phone": target, "verificationCode": code}
+
+
+def code_form(form: dict[str, str]) -> tuple[str, str]:
+    """The code step's recipient and code, at the lengths any real one has (one rule for every
+    code form, before anything matches or sends them on)."""
+    return form.get("target", "")[:256], form.get("code", "")[:64]
 
 
 @post("/sign-in/verification-code", include_in_schema=False, status_code=200)
@@ -373,8 +379,7 @@ async def register_with_code(request: Request, ctx: Ctx) -> Response:
 async def _verify_code_and_submit(request: Request, ctx: ServiceContext, *, action: str, back: str,
                                   event: str) -> Response:
     details, page = await live_page(ctx, request)
-    form = await form_of(request)
-    target, code = form.get("target", ""), form.get("code", "")
+    target, code = code_form(await form_of(request))
     label = page.t("action.sign_in" if event == "SignIn" else "action.create_account")
 
     def again(errors: FormErrors, status: int):
