@@ -15,6 +15,7 @@ leader (an advisory lock), so replicas do not interleave.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import zlib
 
@@ -65,13 +66,20 @@ _INSERT_AND_NOTIFY = (
 )
 
 
-# One statement (so one implicit transaction and one round trip) for a whole batch and its
-# notification: the insert commits with the NOTIFY or not at all.
-_INSERT_MANY_AND_NOTIFY = (
-    "WITH inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[]) RETURNING 1)"
-    " SELECT pg_notify($6, ''), (SELECT count(*) FROM inserted)"
-)
+def _insert_events(first: int) -> str:
+    """The outbox rows of a batch of events (five arrays from `$first`) and their NOTIFY (the
+    channel after them), as the tail of one WITH statement: the insert commits with the NOTIFY
+    or not at all, in one round trip."""
+    p = [f"${first + i}" for i in range(6)]
+    return (
+        f"inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
+        f" SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
+        f" {p[4]}::bytea[]) RETURNING 1)"
+        f" SELECT pg_notify({p[5]}, ''), (SELECT count(*) FROM inserted)"
+    )
+
+
+_INSERT_MANY_AND_NOTIFY = "WITH " + _insert_events(1)
 
 
 def _row(envelope: Envelope, aggregate_id: str | None) -> tuple:
@@ -133,19 +141,14 @@ class Outbox:
         return envelopes
 
 
+@functools.cache  # a handful of change statements, built once each (asyncpg caches by text)
 def with_events_statement(change_sql: str, change_args: int) -> str:
     """`change_sql` (one INSERT, UPDATE or DELETE taking $1..$`change_args`) and the outbox
     rows of its events (the next five arrays) and their NOTIFY (the channel after them) as ONE
     statement. A single statement is atomic by itself: the change and its events commit
     together or not at all, with no BEGIN and COMMIT round trips. PostgreSQL runs a
     data-modifying WITH exactly once whether or not the query reads it."""
-    p = [f"${change_args + i}" for i in range(1, 7)]
-    return (
-        f"WITH change AS ({change_sql}), inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id,"
-        f" envelope) SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
-        f" {p[4]}::bytea[]) RETURNING 1)"
-        f" SELECT pg_notify({p[5]}, ''), (SELECT count(*) FROM inserted)"
-    )
+    return f"WITH change AS ({change_sql}), " + _insert_events(change_args + 1)
 
 
 class GroupCommitEmitter:
