@@ -64,11 +64,12 @@ class AtRestEncryption:
     def __init__(self, secret: str, label: str) -> None:
         self._key = derive(secret, label)
         self.kek_id = hashlib.sha256(b"kek-id" + self._key).hexdigest()[:16]
+        self._aead = AESGCM(self._key)  # once: it holds no per-message state
 
     def encrypt(self, plaintext: bytes, associated: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + AESGCM(self._key).encrypt(nonce, plaintext, associated)
+        return nonce + self._aead.encrypt(nonce, plaintext, associated)
 
     def decrypt(self, blob: bytes, associated: bytes) -> bytes:
         """Raises cryptography's InvalidTag for another key, another row, or a changed blob."""
-        return AESGCM(self._key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated)
+        return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated)

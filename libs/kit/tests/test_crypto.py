@@ -35,3 +35,15 @@ def test_the_key_ids_stored_rows_carry_do_not_change():
     assert AtRestEncryption(SECRET, "tessera connector configs at rest").kek_id == "f282d990abc6a018"
     assert AtRestEncryption(SECRET, "tessera oidc signing keys at rest").kek_id == "fa105269e51c75ba"
     assert AtRestEncryption(SECRET, "a").kek_id != AtRestEncryption(SECRET, "b").kek_id
+
+
+def test_the_cipher_is_built_once_not_per_call(monkeypatch):
+    import tessera_kit.crypto as crypto
+
+    built = []
+    real = crypto.AESGCM
+    monkeypatch.setattr(crypto, "AESGCM", lambda key: built.append(key) or real(key))
+    box = AtRestEncryption(SECRET, "label")
+    for _ in range(3):
+        assert box.decrypt(box.encrypt(b"x", b"row"), b"row") == b"x"
+    assert len(built) == 1

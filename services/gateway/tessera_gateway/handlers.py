@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Awaitable, Callable
 
 import msgspec
@@ -16,6 +17,20 @@ log = get_logger(__name__)
 
 Handler = Callable[[dict[str, Any], Send, list[tuple[bytes, bytes]]], Awaitable[None]]
 _READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _internal_peer(scope: dict[str, Any]) -> bool:
+    """The connecting peer is not a public (global) address: loopback, private, shared (CGNAT
+    pod ranges), link-local. No peer known: not internal."""
+    client = scope.get("client")
+    try:
+        address = ipaddress.ip_address(client[0]) if client else None
+    except ValueError:
+        return False
+    if address is None:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return not (mapped or address).is_global
 
 
 class OwnRoutes:
@@ -55,8 +70,9 @@ class OwnRoutes:
 
     async def metrics(self, scope, send: Send, headers) -> None:
         # For Prometheus scraping the pod, not for the public: a request that came through a
-        # proxy (the Ingress adds X-Forwarded-For) is told there is nothing here.
-        if any(name == b"x-forwarded-for" for name, _ in scope["headers"]):
+        # proxy (the Ingress adds X-Forwarded-For), or straight from a public address (the
+        # gateway as the edge: no proxy, no header), is told there is nothing here.
+        if any(name == b"x-forwarded-for" for name, _ in scope["headers"]) or not _internal_peer(scope):
             await send_not_found(send, headers)
             return
         await send_bytes(send, 200, metrics.exposition(), metrics.CONTENT_TYPE.encode(), headers)

@@ -55,3 +55,34 @@ def test_metrics_are_not_served_through_a_proxy(client: httpx.Client) -> None:
     response = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 404
     assert "tessera_http" not in response.text
+
+
+def _own_metrics(client_address: tuple[str, int] | None) -> int:
+    """Status of the gateway's own /metrics handler for a request from `client_address`,
+    without X-Forwarded-For (a client that connects to the gateway directly sends none)."""
+    import asyncio
+
+    from tessera_gateway.handlers import OwnRoutes
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": [], "client": client_address}
+    asyncio.run(OwnRoutes(None).handle("/metrics", scope, send, []))  # type: ignore[arg-type]
+    return sent[0]["status"]
+
+
+def test_metrics_are_not_served_to_a_public_address_that_connected_directly() -> None:
+    # The gateway is the public edge by default (no proxy adds X-Forwarded-For): the header's
+    # absence alone does not make a request Prometheus's.
+    assert _own_metrics(("8.8.8.8", 40000)) == 404
+    assert _own_metrics(("2001:4860:4860::8888", 40000)) == 404
+    assert _own_metrics(("::ffff:8.8.8.8", 40000)) == 404
+    assert _own_metrics(None) == 404
+
+
+def test_metrics_are_served_to_a_scraper_inside_the_cluster() -> None:
+    for address in ("127.0.0.1", "10.1.2.3", "100.64.0.7", "::1", "fd00::1"):
+        assert _own_metrics((address, 40000)) == 200, address
