@@ -143,3 +143,17 @@ async def test_every_code_form_keeps_only_a_recipient_and_code_of_real_length(de
         assert page.status_code == 400, (path, page.text[:300])
         assert "x" * 256 in page.text and "x" * 257 not in page.text, path
         assert "y" * 10 not in page.text, path
+
+
+@pytest.mark.parametrize("kinds", ["phone,email", "email,email", "email,phone,email"])
+async def test_a_reordered_or_repeated_kinds_query_is_not_a_server_error(deployment, kinds):
+    """`kinds` comes from the query string: an order or repetition the page never writes
+    is still one of the contact kinds (it used to raise StopIteration: a 500)."""
+    d = deployment
+    await with_email_sign_up(d)
+    d.identity.add_user(username="kim", password=PASSWORD)
+    d.use_interaction()
+    await d.client.post("/sign-in", data={"identifier": "kim", "password": PASSWORD})
+    bad = await d.client.post(f"/sign-in/profile/verification-code?kinds={kinds}", data={"contact": "nope"})
+    assert bad.status_code == 400, bad.text
+    assert field_error(bad.text, "contact") is not None

@@ -258,10 +258,12 @@ async def send_profile_code(request: Request, ctx: Ctx) -> Response:
     """A missing email or phone: send it a code, then ask for the code."""
     event = profile_event(request)
     details, page = await live_page(ctx, request)
-    kinds = [k for k in request.query_params.get("kinds", "").split(",") if k in ("email", "phone")] or ["email"]
+    # From the query string: any order or repetition names one of CONTACT_KINDS (email first).
+    wanted = set(request.query_params.get("kinds", "")[:64].split(","))
+    missing = ["emailOrPhone" if {"email", "phone"} <= wanted else "phone" if "phone" in wanted else "email"]
+    kinds = CONTACT_KINDS[missing[0]]
     target = (await form_of(request)).get("contact", "")[:256]
     kind = kind_of(target, kinds)
-    missing = [next(k for k, v in CONTACT_KINDS.items() if v == kinds)]
     errors = FormErrors()
     if kind not in kinds or not matches(EMAIL if kind == "email" else PHONE, target):
         errors.add("contact", page.t("error.general_invalid", types=label_for(page, kinds)))
