@@ -156,13 +156,10 @@ class RateLimiter:
 def client_ip(headers: Mapping[str, str], peer: str | None = None) -> str | None:
     """The caller's address: `X-Tessera-Client-IP`, which the gateway sets (its peer, or behind
     a trusted proxy, `TESSERA_TRUST_FORWARDED`, the client that proxy saw), never takes from
-    a client, and signs into the request's assertion (the kit's middleware refuses it changed); else the last `X-Forwarded-For` hop, the one the gateway appended (earlier hops
-    are whatever the client sent); without either, the connecting peer."""
+    a client, and signs into the request's assertion (the kit's middleware refuses it changed);
+    without it, the connecting peer. `X-Forwarded-For` is never believed here: whoever sends
+    it chooses it, and a new address per request would slip past every per-address limit."""
     stated = headers.get("x-tessera-client-ip")
     if stated and stated.strip():
         return stated.strip()[:64]
-    forwarded = headers.get("x-forwarded-for")
-    if forwarded:
-        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
-        return last or peer
     return peer

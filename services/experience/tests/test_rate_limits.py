@@ -14,11 +14,12 @@ def alert(html: str) -> str:
     return re.search(r'<div class="alert" role="alert" id="form-errors">(.*?)</div>', html, re.S)[1]
 
 
-async def test_password_checks_name_the_address_the_gateway_appended(deployment):
+async def test_password_checks_name_the_address_the_gateway_signed(deployment):
     d = deployment
     d.identity.add_user(username="amy", password=PASSWORD)
     d.use_interaction()
-    spoofed = {"x-forwarded-for": "203.0.113.66, 192.0.2.7"}
+    # The gateway states (and signs) the client's address; a forwarded-for is not believed.
+    spoofed = {"x-tessera-client-ip": "192.0.2.7", "x-forwarded-for": "203.0.113.66"}
     response = await d.client.put("/api/interaction", headers=spoofed,
                                   json={"event": "SignIn", "identifier": {"username": "amy", "password": PASSWORD}})
     assert response.status_code == 204, response.text
@@ -27,7 +28,7 @@ async def test_password_checks_name_the_address_the_gateway_appended(deployment)
     assert response.status_code == 422
     d.use_interaction()
     page = await d.client.post("/sign-in", data={"identifier": "amy", "password": PASSWORD},
-                               headers={"x-forwarded-for": "192.0.2.8"})
+                               headers={"x-tessera-client-ip": "192.0.2.8", "x-forwarded-for": "203.0.113.66"})
     assert page.status_code == 303, page.text
     assert [c.client_ip for c in d.identity.password_checks] == ["192.0.2.7", "192.0.2.7", "192.0.2.8"]
     # The step log keeps the same address.

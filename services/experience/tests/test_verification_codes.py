@@ -122,9 +122,9 @@ async def test_checks_are_limited_per_recipient_and_per_address(deployment):
               400, "verification_code.code_mismatch")
     error(await d.client.patch(IDENTIFIERS, json={"email": "lee@example.com", "verificationCode": wrong}),
           429, "request.too_many_requests")
-    # Another address (the gateway appends the hop it saw) still gets an answer.
+    # Another address (as the gateway states it) still gets an answer.
     other = await d.client.patch(IDENTIFIERS, json={"email": "lee@example.com", "verificationCode": wrong},
-                                 headers={"x-forwarded-for": "192.0.2.44"})
+                                 headers={"x-tessera-client-ip": "192.0.2.44"})
     error(other, 400, "verification_code.code_mismatch")
 
 
