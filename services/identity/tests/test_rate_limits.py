@@ -131,7 +131,7 @@ async def test_the_address_limit_holds_across_accounts_and_instances(tight):
 async def token(dep: Deployment, secret: str, ip: str):
     async with dep.browser() as http:
         return await http.post("/oidc/token", data={"grant_type": "client_credentials"},
-                               auth=(ADMIN_ID, secret), headers={"x-forwarded-for": f"6.6.6.6, {ip}"})
+                               auth=(ADMIN_ID, secret), headers={"x-tessera-client-ip": ip, "x-forwarded-for": "6.6.6.6"})
 
 
 async def test_token_failures_are_limited_per_address_across_instances(tight):
