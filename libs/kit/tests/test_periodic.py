@@ -98,7 +98,8 @@ async def test_a_leader_whose_lock_connection_dies_stops_leading_before_its_next
         finally:
             await admin.close()
         assert killed
-        await _until(lambda: second.is_leader and not first.is_leader)
+        # The new leader says so just before its first run (an await apart): wait for both.
+        await _until(lambda: second.is_leader and not first.is_leader and runs["b"] == 1)
         assert (first.is_leader, second.is_leader) == (False, True)
         assert runs == {"a": 1, "b": 1}
     finally:
