@@ -331,7 +331,10 @@ def test_the_cluster_overlay_brings_its_engines():
     nats = named(docs, "StatefulSet")["nats"]
     assert nats["spec"]["replicas"] == 3
     nats_conf = named(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
-    assert "jetstream" in nats_conf and nats_conf.count("nats://nats-") == 3
+    (container,) = nats["spec"]["template"]["spec"]["containers"]
+    routes = sorted(e["value"] for e in container["env"] if e["name"].startswith("NATS_ROUTE_") and "value" in e)
+    assert "jetstream" in nats_conf and all(f"$NATS_ROUTE_{n}" in nats_conf for n in range(3))
+    assert [re.sub(r"//.*@", "//", r) for r in routes] == [f"nats://nats-{n}.nats-headless:6222" for n in range(3)]
     assert named(docs, "Cluster")["tessera-postgres"]["spec"]["instances"] == 3
     (monitor,) = named(docs, "ServiceMonitor").values()
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -647,3 +650,113 @@ def test_the_cluster_overlays_network_policies_let_through_what_it_needs_and_no_
         assert not _connects(policies, outsider, postgres, 5432), outsider
     assert not _connects(policies, stranger, nats_node, 6222)
     assert not _connects(policies, provision, nats_node, 4222)
+
+
+def _pod_environment(container: dict, secrets: dict[str, dict[str, str]], pod_name: str) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: secretKeyRef and fieldRef
+    (metadata.name) resolved, `$(VAR)` expanded from the variables defined before it."""
+    environ: dict[str, str] = {}
+    for entry in container.get("env", []):
+        source = entry.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            value = secrets[ref["name"]][ref["key"]]
+        elif "fieldRef" in source:
+            assert source["fieldRef"]["fieldPath"] == "metadata.name"
+            value = pod_name
+        else:
+            value = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                           lambda m: environ.get(m.group(1), m.group(0)), entry["value"])
+        environ[entry["name"]] = value
+    return environ
+
+
+def test_the_cluster_overlays_nats_nodes_refuse_a_route_without_the_password(tmp_path):
+    """Two nodes of the overlay's NATS, as rendered (config, environment from the Secret the
+    walkthrough creates), form their cluster; a third nats-server that reaches the route port
+    without the route password, or with a wrong one, is refused (the route port once took any
+    process that reached it into the cluster, where it saw every message)."""
+    import os
+    import time
+    import urllib.request
+
+    from tessera_devstack.nats import nats_server_binary
+    from tessera_devstack.nats_config import authorization
+    from tessera_devstack.ports import free_ports
+
+    docs = render(ROOT / "deploy" / "overlays" / "cluster")
+    nats_set = named(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]
+    (container,) = nats_set["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    auth_volume = next(v["name"] for v in nats_set["volumes"]
+                       if v.get("secret", {}).get("secretName") == "tessera-nats-auth")
+    script = _walkthrough()
+    assert re.search(r"create secret generic tessera-nats-auth --from-file=tessera-authorization.conf"
+                     r" \\\n\s+--from-literal=route-password=", script)
+    route_password = "0123456789abcdef" * 3  # what the walkthrough's `new` makes: hex
+    secrets = {"tessera-nats-auth": {"route-password": route_password}}
+    template = named(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
+
+    client_ports, monitor_ports, route_ports = free_ports(4), free_ports(4), free_ports(4)
+    processes: list[subprocess.Popen] = []
+
+    def start(name: str, config: str, environ: dict[str, str]) -> subprocess.Popen:
+        node_dir = tmp_path / name
+        config_dir = node_dir / mounts["config"].lstrip("/")
+        auth_dir = node_dir / mounts[auth_volume].lstrip("/")
+        config_dir.mkdir(parents=True)
+        auth_dir.mkdir(parents=True)
+        (auth_dir / "tessera-authorization.conf").write_text(json.dumps(authorization("", {}, rounds=4)))
+        (config_dir / "nats.conf").write_text(config)
+        log = open(node_dir / "log", "wb")
+        process = subprocess.Popen([str(nats_server_binary()), "-c", str(config_dir / "nats.conf")],
+                                   env={**os.environ, **environ}, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    def node_config(index: int, config: str) -> str:
+        config = re.sub(r"(?m)^port: \d+", f"port: {client_ports[index]}", config)
+        config = re.sub(r"(?m)^http_port: \d+", f"http_port: {monitor_ports[index]}", config)
+        config = re.sub(r"(?m)^(\s+)port: 6222", rf"\g<1>port: {route_ports[index]}", config)
+        return config.replace("store_dir: /data", f"store_dir: {tmp_path / f'data-{index}'}")
+
+    def routes(index: int) -> list[str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{monitor_ports[index]}/routez", timeout=1) as answer:
+                return sorted({r.get("remote_name", "") for r in json.load(answer)["routes"]})
+        except OSError:
+            return []
+
+    def wait_for(condition, seconds: float = 15) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        for index in (0, 1):
+            environ = _pod_environment(container, secrets, f"nats-{index}")
+            for number in range(3):  # the headless Service's names, here on loopback
+                environ[f"NATS_ROUTE_{number}"] = environ[f"NATS_ROUTE_{number}"].replace(
+                    f"nats-{number}.nats-headless:6222", f"127.0.0.1:{route_ports[number]}")
+            assert route_password in environ["NATS_ROUTE_0"]
+            start(f"nats-{index}", node_config(index, template), environ)
+        assert wait_for(lambda: routes(0) == ["nats-1"]), (tmp_path / "nats-0" / "log").read_text()
+
+        # Outsiders: the cluster's name and the route port, without or with a wrong password.
+        for name, user_info in (("intruder", ""), ("guesser", "route:wrong@")):
+            index = 2 if name == "intruder" else 3
+            config = (f"port: {client_ports[index]}\nhttp_port: {monitor_ports[index]}\nserver_name: {name}\n"
+                      f"cluster {{\n  name: tessera\n  port: {route_ports[index]}\n"
+                      f"  routes: [nats://{user_info}127.0.0.1:{route_ports[0]}]\n}}\n")
+            start(name, config, {})
+            log = tmp_path / "nats-0" / "log"
+            assert wait_for(lambda: log.read_text().count("Authentication Failure")
+                            >= (1 if name == "intruder" else 2)), log.read_text()
+            assert routes(0) == ["nats-1"] and routes(index) == []
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
