@@ -176,9 +176,12 @@ async def _check(client, url, scenario, request, when) -> None:
 
 def measured_row(name: str, measured: Measured) -> tuple[str, str, str, str, str, str]:
     result = measured.result
-    cpu = f"{measured.server_cpu_ms:.2f} ms" if measured.server_cpu_ms is not None else "?"
-    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(measured.by_process.items(), key=lambda i: -i[1]))
-    print(f"  {result.requests_per_second:,.0f}/s, CPU per request: server {cpu} ({parts}), "
+    cpu = "not watched (--url)"
+    if measured.server_cpu_ms is not None:
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(measured.by_process.items(),
+                                                                    key=lambda i: -i[1]) if ms >= 0.005)
+        cpu = f"{measured.server_cpu_ms:.2f} ms ({parts})"
+    print(f"  {result.requests_per_second:,.0f}/s, CPU per request: server {cpu}, "
           f"wrk {measured.wrk_cpu_ms:.2f} ms", file=sys.stderr, flush=True)
     return (name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}", f"{result.p99_ms:.1f}",
             str(result.errors), _target_for(name))

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -39,6 +40,7 @@ class Unavailable(RuntimeError):
 class BareProvider:
     url: str  # the origin; the provider is mounted at /oidc as ours
     pid: int
+    versions: str  # "oidc-provider 9.13.3 on node v20.20.2"
 
     @property
     def jwks_url(self) -> str:
@@ -121,6 +123,7 @@ def running(*, client_id: str, client_secret: str, resource: str, scope: str,
             port: int | None = None) -> Iterator[BareProvider]:
     """Start the harness on a free port and stop it afterwards; raises Unavailable."""
     from tessera_devstack.ports import free_port
+    from tessera_devstack.processes import die_with_parent
 
     server = install()
     port = port or free_port()
@@ -130,12 +133,19 @@ def running(*, client_id: str, client_secret: str, resource: str, scope: str,
         log = Path(folder) / "node.log"
         # The child writes in append mode to its own descriptor; we read the file by name.
         with log.open("ab") as output:
+            # Its own session, as each of our services and PostgreSQL and NATS have: with the
+            # kernel's autogroup scheduling, a busy machine shares CPU per session, and in the
+            # bench's session (with wrk) Node got a fraction of what each of ours got.
             process = subprocess.Popen([shutil.which("node") or "node", str(server), str(port)],
                                        cwd=server.parent, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=die_with_parent(signal.SIGTERM))
         try:
             _wait_listening(process, log)
-            yield BareProvider(url=f"http://127.0.0.1:{port}", pid=process.pid)
+            node = subprocess.run([shutil.which("node") or "node", "--version"], capture_output=True,
+                                  text=True, check=False).stdout.strip()
+            yield BareProvider(url=f"http://127.0.0.1:{port}", pid=process.pid,
+                               versions=f"oidc-provider {pinned_version()} on node {node}")
         finally:
             process.terminate()
             try:

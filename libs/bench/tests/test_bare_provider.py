@@ -26,7 +26,7 @@ from tessera_bench.scenarios.oidc import (CLIENT_CREDENTIALS_SCOPE, MANAGEMENT_A
 from tessera_bench.token_answer import WrongAnswer, check_token_answer
 from tessera_devstack.admin_client import AdminClient
 
-pytestmark = pytest.mark.skipif(
+needs_node = pytest.mark.skipif(
     not (shutil.which("node") and shutil.which("npm")),
     reason="node and npm are needed to run panva's oidc-provider (the bench's baseline); not on PATH")
 
@@ -49,6 +49,7 @@ def send(url: str, request) -> httpx.Response:
     return httpx.request(request.method, url + request.path, headers=request.headers, content=request.body)
 
 
+@needs_node
 def test_the_rows_request_gets_an_es384_jwt_for_the_resource(bare):
     running, keys = bare
     response = send(running.url, client_credentials_request(basic(CLIENT.id, CLIENT.secret)))
@@ -67,6 +68,15 @@ def test_the_rows_request_gets_an_es384_jwt_for_the_resource(bare):
                               scope="all", jwks=keys)["jti"] == token.claims["jti"]
 
 
+def test_without_node_the_baseline_says_why(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no node and no npm
+    with pytest.raises(bare_provider.Unavailable, match="node is not on PATH"):
+        with bare_provider.running(client_id=CLIENT.id, client_secret=CLIENT.secret, resource=MANAGEMENT_API,
+                                   scope=CLIENT_CREDENTIALS_SCOPE):
+            pass
+
+
+@needs_node
 def test_the_harness_is_installed_once_in_the_cache():
     server = bare_provider.install()
     assert server.parent.parent == bare_provider.cache_root()
@@ -93,6 +103,7 @@ def _right_claims(**changes) -> dict:
     return {k: v for k, v in {**claims, **changes}.items() if v is not None}
 
 
+@needs_node
 def test_the_checker_refuses_wrong_answers_of_the_harness(bare):
     running, keys = bare
     right = client_credentials_request(basic(CLIENT.id, CLIENT.secret))
@@ -154,6 +165,7 @@ def _harness(secret: str):
         yield running.url, [running.pid]
 
 
+@needs_node
 async def test_a_misconfigured_baseline_is_a_wrong_answer_not_a_throughput():
     """The bench's A/B/A run, with a rightly configured harness standing in for our stack and a
     baseline that refuses the row's client (another secret): it answers 401 fast, and the row

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import secrets
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -85,6 +86,7 @@ def bare_oidc_provider(ctx: BenchContext):
         raise bare_provider.Unavailable("no admin client credentials to give it")
     with bare_provider.running(client_id=ctx.admin_client_id, client_secret=ctx.admin_client_secret or "",
                                resource=MANAGEMENT_API, scope=CLIENT_CREDENTIALS_SCOPE) as bare:
+        print(f"  {bare.versions}", file=sys.stderr, flush=True)
         yield bare.url, [bare.pid]
 
 
