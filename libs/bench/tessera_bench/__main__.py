@@ -194,7 +194,8 @@ async def measure_beside_baseline(client: httpx.AsyncClient, ctx: BenchContext, 
     ours (the mean of both) to the baseline. Rows and the lines for under the table."""
     baseline = scenario.baseline
     rows: list[tuple] = []
-    ours = [await measure(client, ctx.url, scenario, request, seconds=seconds, pids=watched, warmup=warmup)]
+    ours = [await measure(client, ctx.url, scenario, request, seconds=seconds, pids=watched,
+                          warmup=warmup)]
     rows.append(measured_row(scenario.name, ours[0]))
     settle(watched)
     print(f"• {baseline.name}", file=sys.stderr, flush=True)
@@ -211,7 +212,8 @@ async def measure_beside_baseline(client: httpx.AsyncClient, ctx: BenchContext, 
     settle(watched)
     print(f"• {scenario.name} (again)", file=sys.stderr, flush=True)
     try:
-        ours.append(await measure(client, ctx.url, scenario, request, seconds=seconds, pids=watched, warmup=warmup))
+        ours.append(await measure(client, ctx.url, scenario, request, seconds=seconds, pids=watched,
+                                  warmup=warmup))
     except WrongAnswerRow as exc:
         print(f"  wrong answer {exc}", file=sys.stderr, flush=True)
         rows.append((f"{scenario.name} (again)", "wrong answer", "", "", str(exc)[:60], ""))
@@ -226,13 +228,14 @@ async def measure_beside_baseline(client: httpx.AsyncClient, ctx: BenchContext, 
             f" (ours {' and '.join(f'{m.result.requests_per_second:,.0f}/s' for m in ours)}"
             f" around bare {bare.result.requests_per_second:,.0f}/s)")
     if all(m.server_cpu_ms for m in [*ours, bare]):
-        # On a machine other work keeps busy, the scheduler shares CPU per process: our nine
-        # processes (services, PostgreSQL, NATS) get more of it than one Node process, so req/s flatters us there; CPU per
-        # token does not depend on the share.
+        # When other work keeps the machine busy, the kernel (autogroup) shares CPU per session:
+        # each of our services, PostgreSQL and NATS has one, Node has one, so req/s flatters us
+        # there. CPU per token does not depend on the share.
         cpu_ratio = bare.server_cpu_ms / (sum(m.server_cpu_ms for m in ours) / len(ours))
-        line += (f"; by CPU per token {cpu_ratio:.2f}×: ours {' and '.join(f'{m.server_cpu_ms:.2f}' for m in ours)}"
-                 f" ms (every service, PostgreSQL, NATS), bare {bare.server_cpu_ms:.2f} ms (node);"
-                 f" wrk {ours[0].wrk_cpu_ms:.2f} / {bare.wrk_cpu_ms:.2f} ms")
+        spent = " and ".join(f"{m.server_cpu_ms:.2f}" for m in ours)
+        line += (f"; by CPU per token {cpu_ratio:.2f}×: ours {spent} ms (every service, PostgreSQL,"
+                 f" NATS), bare {bare.server_cpu_ms:.2f} ms (node); wrk {ours[0].wrk_cpu_ms:.2f} ms"
+                 f" beside ours, {bare.wrk_cpu_ms:.2f} ms beside bare")
     errors = {"ours": sum(m.result.errors for m in ours), "bare": bare.result.errors}
     if any(errors.values()):
         line += f" — not comparable: error answers {errors}"
