@@ -138,6 +138,9 @@ class Measured:
     server_cpu_ms: float | None
     wrk_cpu_ms: float
     by_process: dict[str, float]  # the server's CPU ms per request, per process name
+    # Cores the rest of the machine kept busy meanwhile (other work, and with --url our stack):
+    # how much the figure was measured under contention.
+    others_cores: float = 0.0
 
 
 class WrongAnswerRow(Exception):
@@ -155,14 +158,24 @@ async def measure(client: httpx.AsyncClient, url: str, scenario: Scenario, reque
     check one answer again."""
     await _check(client, url, scenario, request, "before the run")
     run_wrk(url, request, seconds=warmup, connections=scenario.connections)
-    server_before, wrk_before = cpu_by_process(pids), _children_cpu()
+    server_before, wrk_before, machine_before = cpu_by_process(pids), _children_cpu(), _machine_busy()
+    began = time.monotonic()
     result = run_wrk(url, request, seconds=seconds, connections=scenario.connections)
-    server_after, wrk_after = cpu_by_process(pids), _children_cpu()
+    elapsed = time.monotonic() - began
+    server_after, wrk_after, machine_after = cpu_by_process(pids), _children_cpu(), _machine_busy()
     await _check(client, url, scenario, request, "after the run")
     per = 1000 / max(result.requests, 1)
     by_process = {name: (spent - server_before.get(name, 0.0)) * per for name, spent in server_after.items()}
+    server_cores = sum(server_after.values()) - sum(server_before.values())
+    others = (machine_after - machine_before - server_cores - (wrk_after - wrk_before)) / elapsed
     return Measured(result, sum(by_process.values()) if pids else None, (wrk_after - wrk_before) * per,
-                    by_process)
+                    by_process, others_cores=max(others, 0.0))
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine has spent busy so far (not idle, not waiting)."""
+    times = psutil.cpu_times()  # Linux: user includes guest; steal is another machine's
+    return times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
 
 
 async def _check(client, url, scenario, request, when) -> None:
@@ -182,7 +195,8 @@ def measured_row(name: str, measured: Measured) -> tuple[str, str, str, str, str
                                                                     key=lambda i: -i[1]) if ms >= 0.005)
         cpu = f"{measured.server_cpu_ms:.2f} ms ({parts})"
     print(f"  {result.requests_per_second:,.0f}/s, CPU per request: server {cpu}, "
-          f"wrk {measured.wrk_cpu_ms:.2f} ms", file=sys.stderr, flush=True)
+          f"wrk {measured.wrk_cpu_ms:.2f} ms; other work kept {measured.others_cores:.1f} of "
+          f"{psutil.cpu_count()} cores busy", file=sys.stderr, flush=True)
     return (name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}", f"{result.p99_ms:.1f}",
             str(result.errors), _target_for(name))
 
