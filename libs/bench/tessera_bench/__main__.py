@@ -250,6 +250,10 @@ async def measure_beside_baseline(client: httpx.AsyncClient, ctx: BenchContext, 
         line += (f"; by CPU per token {cpu_ratio:.2f}×: ours {spent} ms (every service, PostgreSQL,"
                  f" NATS), bare {bare.server_cpu_ms:.2f} ms (node); wrk {ours[0].wrk_cpu_ms:.2f} ms"
                  f" beside ours, {bare.wrk_cpu_ms:.2f} ms beside bare")
+    busiest = max(m.others_cores for m in [*ours, bare])
+    if busiest >= 0.3:
+        line += (f" — other work kept up to {busiest:.1f} cores busy during these runs: req/s"
+                 f" is skewed, CPU per token is not")
     errors = {"ours": sum(m.result.errors for m in ours), "bare": bare.result.errors}
     if any(errors.values()):
         line += f" — not comparable: error answers {errors}"
