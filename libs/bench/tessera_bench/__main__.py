@@ -9,6 +9,12 @@ the user table at each size, seeded in SQL, before the other scenarios.
 `--only "email code"` runs the sign-in by e-mail code alone (a local SMTP server, started
 by the bench, behind the `simple-mail-transfer-protocol` connector).
 
+The client-credentials row is measured A/B/A beside panva's bare oidc-provider 9 (the engine
+inside Logto; in memory, ES384, one Node process, installed with npm into a cache folder on
+first use — tessera_bench.bare_provider): ours, bare, ours again, same request, same wrk load,
+then a line "client credentials: X.XX× bare oidc-provider" with the CPU each spent per token.
+Without node or npm the bare row says skipped and why. `--only client-credentials` runs the three.
+
 `--only webhook` runs the webhook row alone (sign-in events published at 200/s, or
 `--webhook-rate`, → the hook's POST at a local receiver).
 
@@ -23,10 +29,12 @@ import asyncio
 import contextlib
 import functools
 import os
+import resource
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,10 +42,10 @@ import psutil
 
 from tessera_bench import curve
 from tessera_bench.events import measure_event_latency
-from tessera_bench.scenario import BenchContext
+from tessera_bench.scenario import BenchContext, Request, Scenario
 from tessera_bench.scenarios import all_scenarios
 from tessera_bench.webhooks import measure_webhook_latency
-from tessera_bench.wrk import ensure_wrk, run_wrk
+from tessera_bench.wrk import Result, ensure_wrk, run_wrk
 from tessera_bench.limits import BENCH_RATE_LIMITS
 
 # The targets of the project (2 cores, load generator included).
@@ -93,6 +101,165 @@ def resident_mb(pids: list[int]) -> tuple[float, float]:
     return pss / 2**20, rss / 2**20
 
 
+def _label(process: psutil.Process) -> str:
+    """A short name for a watched process: the service of `tessera_kit.serve tessera_x.main:app`,
+    else the executable's name (postgres, nats-server, node)."""
+    with contextlib.suppress(psutil.Error):
+        app = next((a for a in process.cmdline() if a.startswith("tessera_") and ":" in a), None)
+        if app:
+            return app.split(".")[0].removeprefix("tessera_")
+        return process.name()
+    return str(process.pid)
+
+
+def cpu_by_process(pids: list[int]) -> dict[str, float]:
+    """utime + stime (/proc/<pid>/stat) so far of these processes with their children, by name."""
+    totals: dict[str, float] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            label = _label(root)
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = p.cpu_times()
+                    totals[label] = totals.get(label, 0.0) + times.user + times.system
+    return totals
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_by_process(pids).values())
+
+
+@dataclass
+class Measured:
+    result: Result
+    # CPU milliseconds per request: of the server's processes (None when they are not ours to
+    # watch: --url), and of wrk.
+    server_cpu_ms: float | None
+    wrk_cpu_ms: float
+    by_process: dict[str, float]  # the server's CPU ms per request, per process name
+    # Cores the rest of the machine kept busy meanwhile (other work, and with --url our stack):
+    # how much the figure was measured under contention.
+    others_cores: float = 0.0
+
+
+class WrongAnswerRow(Exception):
+    """The server answered the scenario's request wrongly before or after the run."""
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once subprocess.run reaped it
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measure(client: httpx.AsyncClient, url: str, scenario: Scenario, request: Request, *,
+                  seconds: int, pids: list[int], warmup: int = 2) -> Measured:
+    """Check one answer, warm up, run wrk for `seconds` reading the CPU of `pids` around it,
+    check one answer again."""
+    await _check(client, url, scenario, request, "before the run")
+    run_wrk(url, request, seconds=warmup, connections=scenario.connections)
+    server_before, wrk_before, machine_before = cpu_by_process(pids), _children_cpu(), _machine_busy()
+    began = time.monotonic()
+    result = run_wrk(url, request, seconds=seconds, connections=scenario.connections)
+    elapsed = time.monotonic() - began
+    server_after, wrk_after, machine_after = cpu_by_process(pids), _children_cpu(), _machine_busy()
+    await _check(client, url, scenario, request, "after the run")
+    per = 1000 / max(result.requests, 1)
+    by_process = {name: (spent - server_before.get(name, 0.0)) * per for name, spent in server_after.items()}
+    server_cores = sum(server_after.values()) - sum(server_before.values())
+    others = (machine_after - machine_before - server_cores - (wrk_after - wrk_before)) / elapsed
+    return Measured(result, sum(by_process.values()) if pids else None, (wrk_after - wrk_before) * per,
+                    by_process, others_cores=max(others, 0.0))
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine has spent busy so far (not idle, not waiting)."""
+    times = psutil.cpu_times()  # Linux: user includes guest; steal is another machine's
+    return times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+
+
+async def _check(client, url, scenario, request, when) -> None:
+    if scenario.check is None:
+        return
+    try:
+        await scenario.check(client, url, request)
+    except Exception as exc:
+        raise WrongAnswerRow(f"{when}: {exc}") from exc
+
+
+def measured_row(name: str, measured: Measured) -> tuple[str, str, str, str, str, str]:
+    result = measured.result
+    cpu = "not watched (--url)"
+    if measured.server_cpu_ms is not None:
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(measured.by_process.items(),
+                                                                    key=lambda i: -i[1]) if ms >= 0.005)
+        cpu = f"{measured.server_cpu_ms:.2f} ms ({parts})"
+    print(f"  {result.requests_per_second:,.0f}/s, CPU per request: server {cpu}, "
+          f"wrk {measured.wrk_cpu_ms:.2f} ms; other work kept {measured.others_cores:.1f} of "
+          f"{psutil.cpu_count()} cores busy", file=sys.stderr, flush=True)
+    return (name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}", f"{result.p99_ms:.1f}",
+            str(result.errors), _target_for(name))
+
+
+async def measure_beside_baseline(client: httpx.AsyncClient, ctx: BenchContext, scenario: Scenario,
+                                  request: Request, *, seconds: int, watched: list[int],
+                                  warmup: int = 2) -> tuple[list[tuple], list[str]]:
+    """Ours, the baseline, ours again (A/B/A, the same request and load), then the ratio of
+    ours (the mean of both) to the baseline. Rows and the lines for under the table."""
+    baseline = scenario.baseline
+    rows: list[tuple] = []
+    ours = [await measure(client, ctx.url, scenario, request, seconds=seconds, pids=watched,
+                          warmup=warmup)]
+    rows.append(measured_row(scenario.name, ours[0]))
+    settle(watched)
+    print(f"• {baseline.name}", file=sys.stderr, flush=True)
+    try:
+        with baseline.running(ctx) as (url, pids):
+            bare = await measure(client, url, scenario, request, seconds=seconds, pids=pids, warmup=warmup)
+    except Exception as exc:  # no node, install failed, wrong answers: said, not fatal
+        why = str(exc) or type(exc).__name__
+        status = "wrong answer" if isinstance(exc, WrongAnswerRow) else "skipped"
+        print(f"  {status}: {why}", file=sys.stderr, flush=True)
+        rows.append((baseline.name, status, "", "", why[:60], ""))
+        return rows, [f"{baseline.ratio_of}: no ratio, {baseline.name} {status}: {why}"]
+    rows.append(measured_row(baseline.name, bare))
+    settle(watched)
+    print(f"• {scenario.name} (again)", file=sys.stderr, flush=True)
+    try:
+        ours.append(await measure(client, ctx.url, scenario, request, seconds=seconds, pids=watched,
+                                  warmup=warmup))
+    except WrongAnswerRow as exc:
+        print(f"  wrong answer {exc}", file=sys.stderr, flush=True)
+        rows.append((f"{scenario.name} (again)", "wrong answer", "", "", str(exc)[:60], ""))
+        return rows, [f"{baseline.ratio_of}: no ratio, ours answered wrongly: {exc}"]
+    rows.append(measured_row(f"{scenario.name} (again)", ours[1]))
+
+    mean = sum(m.result.requests_per_second for m in ours) / len(ours)
+    ratio = mean / bare.result.requests_per_second
+    rows.append((f"{baseline.ratio_of} ÷ {baseline.ratio_to}", f"{ratio:.2f}×", "", "", "",
+                 baseline.ratio_target))
+    line = (f"{baseline.ratio_of}: {ratio:.2f}× {baseline.ratio_to}"
+            f" (ours {' and '.join(f'{m.result.requests_per_second:,.0f}/s' for m in ours)}"
+            f" around bare {bare.result.requests_per_second:,.0f}/s)")
+    if all(m.server_cpu_ms for m in [*ours, bare]):
+        # When other work keeps the machine busy, the kernel (autogroup) shares CPU per session:
+        # each of our services, PostgreSQL and NATS has one, Node has one, so req/s flatters us
+        # there. CPU per token does not depend on the share.
+        cpu_ratio = bare.server_cpu_ms / (sum(m.server_cpu_ms for m in ours) / len(ours))
+        spent = " and ".join(f"{m.server_cpu_ms:.2f}" for m in ours)
+        line += (f"; by CPU per token {cpu_ratio:.2f}×: ours {spent} ms (every service, PostgreSQL,"
+                 f" NATS), bare {bare.server_cpu_ms:.2f} ms (node); wrk {ours[0].wrk_cpu_ms:.2f} ms"
+                 f" beside ours, {bare.wrk_cpu_ms:.2f} ms beside bare")
+    busiest = max(m.others_cores for m in [*ours, bare])
+    if busiest >= 0.3:
+        line += (f" — other work kept up to {busiest:.1f} cores busy during these runs: req/s"
+                 f" is skewed, CPU per token is not")
+    errors = {"ours": sum(m.result.errors for m in ours), "bare": bare.result.errors}
+    if any(errors.values()):
+        line += f" — not comparable: error answers {errors}"
+    return rows, [line]
+
+
 @contextlib.contextmanager
 def local_stack():
     from tessera_devstack.admin_client import AdminClient
@@ -136,6 +303,7 @@ def local_stack():
 async def run(args) -> int:
     ensure_wrk()
     rows: list[tuple[str, str, str, str, str, str]] = []
+    notes: list[str] = []  # lines printed under the table
     with contextlib.ExitStack() as cleanup:
         if args.url:
             ctx = BenchContext(url=args.url, admin_client_id=os.environ.get("TESSERA_ADMIN_CLIENT_ID"),
@@ -174,12 +342,18 @@ async def run(args) -> int:
                     rows.append((scenario.name, "skipped", "", "", str(exc)[:60], _target_for(scenario.name)))
                     continue
                 settle(watched)
-                run_wrk(ctx.url, request, seconds=2, connections=scenario.connections)  # warm-up
-                result = run_wrk(ctx.url, request, seconds=args.seconds, connections=scenario.connections)
-                rows.append((
-                    scenario.name, f"{result.requests_per_second:,.0f}/s", f"{result.p50_ms:.1f}",
-                    f"{result.p99_ms:.1f}", str(result.errors), _target_for(scenario.name),
-                ))
+                try:
+                    if scenario.baseline is not None:
+                        found, lines = await measure_beside_baseline(client, ctx, scenario, request,
+                                                                     seconds=args.seconds, watched=watched)
+                        rows.extend(found)
+                        notes.extend(lines)
+                    else:
+                        rows.append(measured_row(scenario.name, await measure(
+                            client, ctx.url, scenario, request, seconds=args.seconds, pids=watched)))
+                except WrongAnswerRow as exc:
+                    print(f"  wrong answer {exc}", file=sys.stderr, flush=True)
+                    rows.append((scenario.name, "wrong answer", "", "", str(exc)[:60], _target_for(scenario.name)))
             settle(watched)
             rows.extend(await custom_benchmarks(ctx, client, args, nats_url, namespace,
                                                 settle=lambda: settle(watched)))
@@ -203,6 +377,8 @@ async def run(args) -> int:
                   f"p99 {hooks.consumed_p99_ms:.1f} ms; delivery row → received p50 {hooks.sent_p50_ms:.1f} ms, "
                   f"p99 {hooks.sent_p99_ms:.1f} ms (scheduling and sending)", file=sys.stderr)
     print_table(rows)
+    for note in notes:
+        print(note)
     if args.users:
         print()
         curve_rows = curve.curve_table(points)

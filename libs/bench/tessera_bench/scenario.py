@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, ContextManager
 
 import httpx
 
@@ -53,8 +53,29 @@ Setup = Callable[[BenchContext, httpx.AsyncClient], Awaitable[Request]]
 
 
 @dataclass
+class Baseline:
+    """Another server answering the scenario's very request, measured beside it in the same
+    run with the same load (the bench prints ours ÷ baseline)."""
+
+    name: str
+    # The server's origin and the pids whose CPU it spends, while running; raises to skip.
+    running: Callable[[BenchContext], ContextManager[tuple[str, list[int]]]]
+    # The ratio line under the table reads "<ratio_of>: 0.84× <ratio_to>".
+    ratio_of: str
+    ratio_to: str
+    ratio_target: str = ""
+
+
+# One answer of a server (its origin) to the scenario's request, checked before and after a
+# run: raises when it is wrong, so a fast error path cannot pass as speed.
+Check = Callable[[httpx.AsyncClient, str, Request], Awaitable[object]]
+
+
+@dataclass
 class Scenario:
     name: str
     setup: Setup
     connections: int = 32
     note: str = ""
+    check: Check | None = None
+    baseline: Baseline | None = None

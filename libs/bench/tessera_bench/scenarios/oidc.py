@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -28,8 +30,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from tessera_bench import bare_provider
 from tessera_bench.browser import Browser, Connection
-from tessera_bench.scenario import BenchContext, Request, Scenario
+from tessera_bench.scenario import Baseline, BenchContext, Request, Scenario
+from tessera_bench.token_answer import fetch_and_check
 
 MANAGEMENT_API = "https://default.logto.app/api"
 REDIRECT_URI = "http://bench.invalid/callback"
@@ -53,13 +57,42 @@ async def _admin_credentials_ready(ctx: BenchContext, client: httpx.AsyncClient)
     raise RuntimeError(f"no Management API token for the admin client: {response.status_code} {response.text[:80]}")
 
 
-async def client_credentials(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
-    basic = await _admin_credentials_ready(ctx, client)
+CLIENT_CREDENTIALS_SCOPE = "all"
+
+
+def client_credentials_request(basic: str) -> Request:
+    """The row's one request: client_secret_basic, the Management API as resource, scope all."""
     return Request(
         "POST", "/oidc/token",
         headers={"authorization": f"Basic {basic}", "content-type": "application/x-www-form-urlencoded"},
-        body=urlencode({"grant_type": "client_credentials", "resource": MANAGEMENT_API, "scope": "all"}),
+        body=urlencode({"grant_type": "client_credentials", "resource": MANAGEMENT_API,
+                        "scope": CLIENT_CREDENTIALS_SCOPE}),
     )
+
+
+async def client_credentials(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
+    return client_credentials_request(await _admin_credentials_ready(ctx, client))
+
+
+async def check_client_credentials(client: httpx.AsyncClient, url: str, request: Request) -> dict:
+    return await fetch_and_check(client, url, request, resource=MANAGEMENT_API, scope=CLIENT_CREDENTIALS_SCOPE)
+
+
+@contextlib.contextmanager
+def bare_oidc_provider(ctx: BenchContext):
+    """panva's oidc-provider with the admin client's own id and secret, so wrk sends it the
+    very bytes it sends us."""
+    if not ctx.admin_client_id:
+        raise bare_provider.Unavailable("no admin client credentials to give it")
+    with bare_provider.running(client_id=ctx.admin_client_id, client_secret=ctx.admin_client_secret or "",
+                               resource=MANAGEMENT_API, scope=CLIENT_CREDENTIALS_SCOPE) as bare:
+        print(f"  {bare.versions}", file=sys.stderr, flush=True)
+        yield bare.url, [bare.pid]
+
+
+BARE_OIDC_PROVIDER = Baseline(bare_provider.NAME, bare_oidc_provider,
+                              ratio_of="client credentials", ratio_to="bare oidc-provider",
+                              ratio_target="≥ 1.0×")
 
 
 async def discovery(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
@@ -67,7 +100,8 @@ async def discovery(ctx: BenchContext, client: httpx.AsyncClient) -> Request:
 
 
 SCENARIOS = [
-    Scenario("POST /oidc/token client-credentials with a resource (JWT)", client_credentials),
+    Scenario("POST /oidc/token client-credentials with a resource (JWT)", client_credentials,
+             check=check_client_credentials, baseline=BARE_OIDC_PROVIDER),
     Scenario("GET /oidc/.well-known/openid-configuration (discovery)", discovery),
 ]
 
