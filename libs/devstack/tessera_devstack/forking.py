@@ -115,15 +115,22 @@ class ForkedProcess:
 class ForkServerConnection:
     """One running fork server: its process (a Popen the Supervisor started) and socket."""
 
-    def __init__(self, process: subprocess.Popen, control: socket.socket):
+    def __init__(self, process: subprocess.Popen, control: socket.socket, output=None,
+                 env: Mapping[str, str] | None = None, cwd=None):
         self.process = process
+        self.env, self.cwd = dict(env or {}), cwd  # how it was started, to start another
         self.control = control
+        self.output = output  # the Supervisor's ManagedProcess reading what the server prints
+        self.lost: list[ForkedProcess] = []  # children it took along when it died
         self.pid = process.pid
         self.stopping = False
-        self.closed = threading.Event()  # the server is gone (socket closed)
+        # The server is gone (its socket closed) and each child it had is accounted for.
+        self.closed = threading.Event()
+        self._eof = False
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._replies: dict[int, dict] = {}
+        self._abandoned: set[int] = set()
         self._reply_ready = threading.Condition()
         self._children: dict[int, ForkedProcess] = {}
         self._ready: dict | None = None
@@ -161,7 +168,7 @@ class ForkServerConnection:
               stop_signal: int, output: int, timeout: float = 30.0) -> ForkedProcess | None:
         """Fork `python -m module args` with `output` as its stdout+stderr. None: the server
         refused (e.g. other interpreter-start variables), so the caller execs it instead."""
-        if self.closed.is_set():
+        if self._eof:
             raise ForkServerError(f"the fork server (pid {self.pid}) is gone")
         ident = next(self._ids)
         request = {"spawn": ident, "module": module, "args": list(args), "env": dict(env),
@@ -172,7 +179,8 @@ class ForkServerConnection:
             except OSError as error:
                 raise ForkServerError(f"the fork server (pid {self.pid}) is gone: {error}") from None
         with self._reply_ready:
-            if not self._reply_ready.wait_for(lambda: ident in self._replies or self.closed.is_set(), timeout):
+            if not self._reply_ready.wait_for(lambda: ident in self._replies or self._eof, timeout):
+                self._abandoned.add(ident)  # a late child is killed, not left running unseen
                 raise ForkServerError(f"the fork server (pid {self.pid}) did not answer in {timeout:.0f}s")
             reply = self._replies.pop(ident, None)
         if reply is None:
@@ -214,8 +222,8 @@ class ForkServerConnection:
                 for fd in fds[1:] if "spawned" in message else fds:
                     os.close(fd)
         finally:
-            self.closed.set()
             with self._reply_ready:
+                self._eof = True
                 self._reply_ready.notify_all()
             # Whatever it did not report died with it (SIGKILL, PR_SET_PDEATHSIG) or is dying.
             for process in list(self._children.values()):
@@ -223,9 +231,15 @@ class ForkServerConnection:
                     process.send_signal(signal.SIGKILL)
                     process.wait_gone(5.0)
                 process._exit(-signal.SIGKILL, lost=True)
+                self.lost.append(process)
             self._children.clear()
+            self.closed.set()
 
     def _reply(self, message: dict, ident: int) -> None:
         with self._reply_ready:
+            if ident in self._abandoned:
+                if "process" in message:
+                    message["process"].kill()
+                return
             self._replies[ident] = message
             self._reply_ready.notify_all()

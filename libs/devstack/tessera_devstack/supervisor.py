@@ -137,8 +137,10 @@ class Supervisor:
         self._lock = threading.RLock()
         self._output_lock = threading.Lock()
         self._closed = threading.Event()
-        self._fork_server: ForkServerConnection | None = None
-        self._fork_server_process: ManagedProcess | None = None  # its output, for the log
+        self._fork_server: ForkServerConnection | None = None  # the one new forks come from
+        # Every fork server started and neither stopped nor mourned yet (one that died may have
+        # been replaced by start() before the monitor saw it die).
+        self._fork_servers: list[ForkServerConnection] = []
         self.fork_server_restarts = 0
         self._monitor = threading.Thread(target=self._watch, name="supervisor-monitor", daemon=True)
         self._monitor.start()
@@ -311,7 +313,7 @@ class Supervisor:
         managed.reader = threading.Thread(target=self._forward_output, args=(managed,),
                                           name=f"output-{FORK_SERVER}", daemon=True)
         managed.reader.start()
-        server = ForkServerConnection(popen, ours)
+        server = ForkServerConnection(popen, ours, output=managed, env=server_env, cwd=cwd)
         try:
             server.wait_ready(FORK_SERVER_READY_TIMEOUT)
         except ForkServerError as error:
@@ -320,32 +322,33 @@ class Supervisor:
             managed.reader.join(2.0)
             raise ForkServerError(f"{error}\n--- last lines of the {FORK_SERVER} ---\n"
                                   f"{managed.tail(40) or '(no output)'}") from None
-        self._fork_server, self._fork_server_process = server, managed
+        self._fork_server = server
+        self._fork_servers.append(server)
         return server
 
-    def _stop_fork_server(self, timeout: float) -> None:
-        server, managed = self._fork_server, self._fork_server_process
-        if server is None or managed is None:
-            return
-        server.stopping = True
-        stop_process(server.process, timeout=timeout, stop_signal=signal.SIGTERM, whole_group=True)
-        server.close()
-        if managed.reader is not None:
-            managed.reader.join(2.0)
+    def _stop_fork_servers(self, timeout: float) -> None:
+        for server in self._fork_servers:
+            server.stopping = True
+            stop_process(server.process, timeout=timeout, stop_signal=signal.SIGTERM, whole_group=True)
+            server.close()
+            if server.output is not None and server.output.reader is not None:
+                server.output.reader.join(2.0)
+        self._fork_servers.clear()
+        self._fork_server = None
 
-    def _fork_server_died(self) -> None:
+    def _fork_server_died(self, server: ForkServerConnection) -> None:
         """Report it, start a new one and fork again what it took along (monitor thread)."""
-        server, managed = self._fork_server, self._fork_server_process
-        assert server is not None and managed is not None
         server.closed.wait(forking.LOST_CHILD_TIMEOUT + 10)  # its children are accounted for
         with self._lock:
             lost = [m for m in self._processes.values()
-                    if isinstance(m.popen, ForkedProcess) and m.popen.lost_with_server and not m.reported]
+                    if isinstance(m.popen, ForkedProcess) and m.popen in server.lost and not m.reported]
             for m in lost:
                 m.reported = True
-        if managed.reader is not None:
-            managed.reader.join(2.0)
-        self._report_death(managed, record=False)
+        managed = server.output
+        if managed is not None:
+            if managed.reader is not None:
+                managed.reader.join(2.0)
+            self._report_death(managed, record=False)
         for m in lost:
             if m.reader is not None:
                 m.reader.join(2.0)
@@ -354,7 +357,9 @@ class Supervisor:
             if self._closed.is_set():
                 return
             server.close()
-            self._fork_server = None
+            self._fork_servers.remove(server)
+            if self._fork_server is server:
+                self._fork_server = None
             self.fork_server_restarts += 1
             for m in lost:
                 if m.stopping or self._processes.get(m.name) is not m or m.launch is None:
@@ -367,6 +372,11 @@ class Supervisor:
                 except Exception as error:  # e.g. its port still taken: say so, as a death
                     self._write(self.report_to, f"!! [{m.name}] could not be started again: {error}\n")
                     self._report_death(m)
+            if self._fork_server is None:  # nothing to fork again: a new one waits all the same
+                try:
+                    self._running_fork_server(server.env, server.cwd)
+                except ForkServerError as error:
+                    self._write(self.report_to, f"!! [{FORK_SERVER}] could not be started again: {error}\n")
         now = self.fork_server_pid
         self._write(self.report_to, f"!! [{FORK_SERVER}] started again (pid {now}); forked again what "
                     f"died with it: {', '.join(restarted) or 'nothing'}\n")
@@ -391,7 +401,7 @@ class Supervisor:
         self.stop_all(timeout)
         with self._lock:
             self._closed.set()  # before the fork server stops: that is no crash to recover from
-            self._stop_fork_server(timeout)
+            self._stop_fork_servers(timeout)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -449,10 +459,9 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._closed.is_set():
-            server = self._fork_server
-            if (server is not None and not server.stopping and not self._closed.is_set()
-                    and server.process.poll() is not None):
-                self._fork_server_died()
+            for server in list(self._fork_servers):
+                if not server.stopping and not self._closed.is_set() and server.process.poll() is not None:
+                    self._fork_server_died(server)
             with self._lock:
                 candidates = [
                     m
