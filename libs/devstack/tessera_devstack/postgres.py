@@ -53,7 +53,7 @@ LOCAL_SETTINGS = {
 }
 # PostgreSQL 18's asynchronous I/O, unknown to the older servers a Debian fallback may run:
 # reads in flight per backend (default: up to 64, sized from shared_buffers).
-LOCAL_SETTINGS_18 = {"io_max_concurrency": "16"}
+LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync"}
 _BIND_FAILURES = ("could not bind", "Address already in use", "could not create any TCP/IP sockets")
 
 
