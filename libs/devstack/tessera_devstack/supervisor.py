@@ -278,7 +278,7 @@ class Supervisor:
         # Our environment, but the interpreter-start variables of the first process forked:
         # a child keeps the server's (tessera_kit.forkserver). No service's own settings or
         # credentials: each child gets its environment with its request.
-        from tessera_kit.forkserver import startup_variables
+        from tessera_kit.forkserver import TITLE_ROOM, startup_variables
 
         server_env = {k: v for k, v in os.environ.items() if k not in startup_variables(os.environ)}
         server_env.update(startup_variables(env))
@@ -286,7 +286,8 @@ class Supervisor:
         log_path = self.log_dir / f"{FORK_SERVER}.log" if self.log_dir is not None else None
         try:
             popen = subprocess.Popen(
-                [sys.executable, "-m", forking.SERVER_MODULE, str(theirs.fileno())],
+                # The last argument: room for each child's command line (ps, pgrep -f).
+                [sys.executable, "-m", forking.SERVER_MODULE, str(theirs.fileno()), "." * TITLE_ROOM],
                 env=server_env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -309,7 +310,7 @@ class Supervisor:
         if log_path is not None:
             with log_path.open("a", encoding="utf-8") as log:
                 log.write(f"--- {time.strftime('%H:%M:%S')} started pid {popen.pid}: "
-                          f"{shlex.join(popen.args)}\n")
+                          f"{shlex.join(popen.args[:-1])}\n")
         managed.reader = threading.Thread(target=self._forward_output, args=(managed,),
                                           name=f"output-{FORK_SERVER}", daemon=True)
         managed.reader.start()

@@ -105,6 +105,10 @@ def test_each_forked_process_is_its_own_with_its_own_pid_environment_and_output(
     # The fork server holds no service's environment (their credentials come with each fork).
     assert "OTHER_SECRET" not in psutil.Process(server).environ()
     assert "started pid" in supervisor.logs("first") and f"fork-server, pid {server}" in supervisor.logs("first")
+    # ps, pgrep -f and the bench's labels see the command it was started for, not the server's.
+    assert psutil.Process(first.pid).cmdline() == [sys.executable, "-m", "probe", "--one"]
+    assert psutil.Process(server).cmdline()[1:3] == ["-m", "tessera_kit.forkserver"]
+    assert len(psutil.Process(server).cmdline()) == 4  # the room it keeps for them is not shown
 
 
 def test_a_forked_process_that_exits_is_reported_with_its_code_and_last_lines(supervisor, probe_dir):

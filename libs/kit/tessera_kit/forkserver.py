@@ -30,6 +30,11 @@ a new one per server, never a fixed one. Variables read at interpreter start (PY
 GLIBC_TUNABLES, LD_*) must therefore match the server's: a request with other values is
 refused, and the supervisor starts that service with exec instead.
 
+Its command line (ps, pgrep -f, /proc/<pid>/cmdline) is rewritten to the one it was asked for,
+as setproctitle does: the server is started with room for it (TITLE_ROOM). /proc/<pid>/environ
+still shows the server's initial environment: what the kernel recorded at exec, not the
+service's (its own lives in os.environ and the C environment).
+
 Protocol: one JSON object per packet on the SOCK_SEQPACKET socket whose descriptor is argv[1].
   server -> client  {"ready": pid, "modules": n}          preloaded, fork-safe
   client -> server  {"spawn": id, "module": m, "args": [...], "env": {...}, "cwd": path|null,
@@ -85,6 +90,9 @@ PRELOAD = (
 # Read once by the interpreter or the C library at process start: a forked child keeps ours.
 STARTUP_PREFIXES = ("PYTHON", "MALLOC_", "GLIBC_TUNABLES", "LD_")
 STOP_TIMEOUT = 10.0
+# Bytes of command line the server is started with beyond its own (an argument of dots), for
+# its children to write theirs into.
+TITLE_ROOM = 256
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 1 << 20
 
@@ -298,6 +306,22 @@ class ForkServer:
             self.send({"exited": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
 
+def set_command_line(words: list[str]) -> None:
+    """Show `words` as this process's command line, in the memory the kernel reads it from
+    (setproctitle's way: one string, its last byte not NUL, so the kernel reads up to our NUL)."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48 and 49
+    except (OSError, IndexError, ValueError):
+        return
+    room = end - start
+    if room < 2:
+        return
+    title = " ".join(words).encode(errors="replace")[: room - 2]
+    ctypes.memmove(start, title + b"\0" + b" " * (room - len(title) - 1), room)
+
+
 def _noticed(signum, frame) -> None:
     pass
 
@@ -322,6 +346,7 @@ def become(job: ChildJob) -> None:
     os.dup2(job.output, 1)
     os.dup2(job.output, 2)
     os.close(job.output)
+    set_command_line([sys.executable, "-m", job.module, *job.args])
     if job.cwd:
         os.chdir(job.cwd)
     os.environ.clear()  # unsetenv/putenv: the C environment follows
@@ -329,13 +354,14 @@ def become(job: ChildJob) -> None:
     sys.argv = [job.module, *job.args]
     sys.path[0] = os.getcwd()  # as `python -m` sets it
     # The refusal the preload ran under; the module installs its own (a service may need one).
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, serve._UndeclaredExtras)]
+    sys.meta_path[:] = [f for f in sys.meta_path if not serve.is_refusal(f)]
     runpy.run_module(job.module, run_name="__main__", alter_sys=True)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m tessera_kit.forkserver <control socket descriptor>")
+    if len(argv) not in (1, 2):
+        raise SystemExit("usage: python -m tessera_kit.forkserver <control socket descriptor> [room]")
+    set_command_line([sys.executable, "-m", "tessera_kit.forkserver", argv[0]])  # the room hidden
     control = socket.socket(fileno=int(argv[0]))
     preload()
     job = ForkServer(control).run()
