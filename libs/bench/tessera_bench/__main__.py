@@ -363,7 +363,7 @@ async def run(args) -> int:
                      "postgres": infra[0], "nats": infra[1]}
             print(f"  MB PSS by process: {memory_by_process(named)}", file=sys.stderr)
             rows.append(("idle memory, all processes (PSS)", f"{all_pss:.0f} MB", "", "",
-                         f"RSS sum {all_rss:.0f} MB", "≤ 450 MB"))
+                         f"RSS sum {all_rss:.0f} MB", "≤ 300 MB"))
         async with httpx.AsyncClient(timeout=30) as client:
             if args.users:  # first: the other scenarios add users of their own
                 points = await curve.measure_curve(ctx, client, args.users, seconds=args.seconds,
