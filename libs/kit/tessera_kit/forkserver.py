@@ -262,7 +262,6 @@ class ForkServer:
             self.send({"spawned": ident, "pid": pid}, [pidfd])
         finally:
             os.close(pidfd)
-        print(f"forked {request['module']} {' '.join(request.get('args', []))} as pid {pid}", flush=True)
         return None
 
     def leave(self) -> None:
