@@ -1,8 +1,10 @@
 """The foundation end to end: every service its own process, the gateway in front."""
 
 import asyncio
+import os
 
 import httpx
+import psutil
 import pytest
 from openapi_spec_validator.validation.validators import OpenAPIV30SpecValidator
 
@@ -51,6 +53,24 @@ async def logs_with(api, user_id: str, expected: int, tries: int = 300):
             return response
         await asyncio.sleep(0.05)
     raise AssertionError(f"expected {expected} logs for {user_id}; last answer {response.status_code}")
+
+
+def test_every_service_is_a_process_of_its_own_forked_from_the_fork_server(stack):
+    """Forked (tessera_kit.forkserver) to share the preloaded libraries, yet each with its own
+    pid, process group, environment and port, as an exec'd process would be."""
+    pids = {name: stack.supervisor.get(name).pid for name in stack.names}
+    assert len(set(pids.values())) == len(pids) == len(stack.names)
+    server = stack.supervisor.fork_server_pid
+    assert stack.fork == (server is not None)  # TESSERA_FORK_SERVER=off: exec'd, as before
+    for name, pid in pids.items():
+        process = psutil.Process(pid)
+        if stack.fork:
+            assert process.ppid() == server, name
+        assert os.getpgid(pid) == pid  # its own process group: a kill of the group reaches it alone
+        # Its own PORT (/proc/<pid>/environ shows a forked process's initial environment, the
+        # fork server's: what it was given lives in its os.environ, so ask the socket).
+        listening = {c.laddr.port for c in process.net_connections() if c.status == psutil.CONN_LISTEN}
+        assert listening == {stack.ports[name]}, name
 
 
 async def test_status_is_anonymous_204(api):

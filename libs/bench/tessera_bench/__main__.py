@@ -66,11 +66,7 @@ def _target_for(name: str) -> str:
 def settle(pids: list[int], *, quiet_percent: float = 25.0, limit_seconds: float = 30.0) -> None:
     """Wait until the stack is idle again (consumers done with the last scenario's events),
     so each scenario is measured on a quiet machine."""
-    processes = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(pid)
-            processes += [root, *root.children(recursive=True)]
+    processes = list(_with_children(pids).values())
     deadline = time.monotonic() + limit_seconds
     while time.monotonic() < deadline:
         for p in processes:
@@ -85,41 +81,59 @@ def settle(pids: list[int], *, quiet_percent: float = 25.0, limit_seconds: float
             return
 
 
+def _with_children(pids: list[int]) -> dict[int, psutil.Process]:
+    """These processes and their descendants, each once (a forked service is both listed and
+    a child of the listed fork server)."""
+    found: dict[int, psutil.Process] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                found.setdefault(p.pid, p)
+    return found
+
+
 def resident_mb(pids: list[int]) -> tuple[float, float]:
     """(PSS, RSS) in MB of these processes and their children. PSS counts a page shared
     by n processes as 1/n in each, so its sum is what the processes hold together; summed
     RSS counts shared pages (PostgreSQL's shared buffers, the Python binary) again and
     again."""
     pss = rss = 0
-    for pid in pids:
+    for p in _with_children(pids).values():
         with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
-            for p in [process, *process.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    info = p.memory_full_info()
-                    pss, rss = pss + info.pss, rss + info.rss
+            info = p.memory_full_info()
+            pss, rss = pss + info.pss, rss + info.rss
     return pss / 2**20, rss / 2**20
 
 
 def _label(process: psutil.Process) -> str:
     """A short name for a watched process: the service of `tessera_kit.serve tessera_x.main:app`,
-    else the executable's name (postgres, nats-server, node)."""
+    the fork server the services are forked from, else the executable's name (postgres,
+    nats-server, node)."""
     with contextlib.suppress(psutil.Error):
-        app = next((a for a in process.cmdline() if a.startswith("tessera_") and ":" in a), None)
+        cmdline = process.cmdline()
+        app = next((a for a in cmdline if a.startswith("tessera_") and ":" in a), None)
         if app:
             return app.split(".")[0].removeprefix("tessera_")
+        if "tessera_kit.forkserver" in cmdline:
+            return "fork-server"
         return process.name()
     return str(process.pid)
 
 
 def cpu_by_process(pids: list[int]) -> dict[str, float]:
-    """utime + stime (/proc/<pid>/stat) so far of these processes with their children, by name."""
+    """utime + stime (/proc/<pid>/stat) so far of these processes with their children, by name;
+    each process once (a forked service is listed, and a child of the listed fork server)."""
     totals: dict[str, float] = {}
+    seen: set[int] = set()
     for pid in pids:
         with contextlib.suppress(psutil.Error):
             root = psutil.Process(pid)
             label = _label(root)
             for p in [root, *root.children(recursive=True)]:
+                if p.pid in seen or (p.pid != pid and p.pid in pids):
+                    continue
+                seen.add(p.pid)
                 with contextlib.suppress(psutil.Error):
                     times = p.cpu_times()
                     totals[label] = totals.get(label, 0.0) + times.user + times.system
@@ -260,6 +274,23 @@ async def measure_beside_baseline(client: httpx.AsyncClient, ctx: BenchContext, 
     return rows, [line]
 
 
+def memory_by_process(named: dict[str, int]) -> str:
+    """`name PSS` for each named process (the rest of its tree folded in, e.g. PostgreSQL's
+    backends), the processes of an earlier name not counted again under a later one."""
+    seen: set[int] = set()
+    parts = []
+    for name, pid in named.items():
+        own = {p: proc for p, proc in _with_children([pid]).items() if p not in seen
+               and (p == pid or p not in named.values())}
+        seen.update(own)
+        pss = 0
+        for proc in own.values():
+            with contextlib.suppress(psutil.Error):
+                pss += proc.memory_full_info().pss
+        parts.append(f"{name} {pss / 2**20:.1f}" + (f" ({len(own)} processes)" if len(own) > 1 else ""))
+    return ", ".join(parts)
+
+
 @contextlib.contextmanager
 def local_stack():
     from tessera_devstack.admin_client import AdminClient
@@ -296,7 +327,9 @@ def local_stack():
         )
         cleanup.callback(stack.stop_all)
         stack.start_all()
-        pids = [supervisor.get(n).pid for n in stack.names]
+        # The fork server too: it holds the pages its services share (tessera_kit.forkserver).
+        server = supervisor.fork_server_pid
+        pids = ([server] if server else []) + [supervisor.get(n).pid for n in stack.names]
         yield stack, admin, database, nats.admin_url, pids, [postgres.process.pid, nats.process.pid]
 
 
@@ -324,8 +357,13 @@ async def run(args) -> int:
             print(f"idle memory: services {services_pss:.0f} MB PSS ({services_rss:.0f} MB summed RSS), "
                   f"with PostgreSQL and NATS {all_pss:.0f} MB PSS ({all_rss:.0f} MB summed RSS)",
                   file=sys.stderr)
+            server = stack.supervisor.fork_server_pid
+            named = {**({"fork-server": server} if server else {}),
+                     **{n: stack.supervisor.get(n).pid for n in stack.names},
+                     "postgres": infra[0], "nats": infra[1]}
+            print(f"  MB PSS by process: {memory_by_process(named)}", file=sys.stderr)
             rows.append(("idle memory, all processes (PSS)", f"{all_pss:.0f} MB", "", "",
-                         f"RSS sum {all_rss:.0f} MB", "≤ 450 MB"))
+                         f"RSS sum {all_rss:.0f} MB", "≤ 300 MB"))
         async with httpx.AsyncClient(timeout=30) as client:
             if args.users:  # first: the other scenarios add users of their own
                 points = await curve.measure_curve(ctx, client, args.users, seconds=args.seconds,

@@ -50,10 +50,15 @@ LOCAL_SETTINGS = {
     "max_locks_per_transaction": "32",
     # Predicate locks serve only SERIALIZABLE transactions, which no service runs; default 64.
     "max_pred_locks_per_transaction": "16",
+    # WAL buffers are written over at start (default: 1/32 of shared_buffers, 4 MB): 2 MB hold
+    # more than a second of the bench's heaviest writing between two WAL writer rounds.
+    "wal_buffers": "2MB",
 }
 # PostgreSQL 18's asynchronous I/O, unknown to the older servers a Debian fallback may run:
-# reads in flight per backend (default: up to 64, sized from shared_buffers).
-LOCAL_SETTINGS_18 = {"io_max_concurrency": "16"}
+# reads in flight per backend (default: up to 64, sized from shared_buffers), and the I/O done
+# by the backends themselves, as PostgreSQL 17 did, instead of by three I/O worker processes
+# (io_method=worker, ~5 MB PSS); a local stack's data sits in memory.
+LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync"}
 _BIND_FAILURES = ("could not bind", "Address already in use", "could not create any TCP/IP sockets")
 
 

@@ -25,14 +25,15 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+def die_with_parent(sig: int = signal.SIGTERM, *, thread_outlives_child: bool = False) -> Callable[[], None] | None:
     """A `preexec_fn` that makes the child receive `sig` when we die.
 
     The kernel ties this to the spawning *thread*, so it is only armed for spawns from the main
     thread (a child spawned from a short-lived worker thread would be killed when that thread
-    ends). Popen switches user before calling preexec_fn, so the setting survives `user=`.
+    ends), or from a thread the caller knows to outlive the child (`thread_outlives_child`).
+    Popen switches user before calling preexec_fn, so the setting survives `user=`.
     """
-    if _LIBC is None or threading.current_thread() is not threading.main_thread():
+    if _LIBC is None or not (thread_outlives_child or threading.current_thread() is threading.main_thread()):
         return None
     parent_pid = os.getpid()
     prctl = _LIBC.prctl

@@ -7,6 +7,15 @@ children in order), its stdout+stderr merged into one pipe read by a thread that
 - echoes them as `[name] line` to our stdout if `echo` is on.
 A monitor thread notices a process that exits without being asked to and reports it on stderr
 (name, exit code, last lines), records it in `deaths` and calls `on_death`.
+
+`start(..., fork=True)` of a `python -m <module>` command forks it from the supervisor's fork
+server instead (tessera_kit.forkserver: the services share the interpreter and libraries it
+preloaded, copy-on-write), started on first use and logged as `fork-server`. Such a process
+is still a process of its own (pid, session, environment, working directory, output pipe) and
+is watched, stopped and reported like any other. If the fork server dies, its children die
+with it: the monitor reports it, starts a new one and forks those children again (their
+deaths are the server's, not reported as theirs). Where forking is not possible (not Linux,
+no pidfds, different interpreter-start variables) the command is exec'd as before.
 """
 
 from __future__ import annotations
@@ -25,9 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from . import forking
+from .forking import ForkedProcess, ForkServerConnection, ForkServerError
 from .processes import die_with_parent, stop_process, track
 
 _COLORS = [36, 32, 33, 35, 34, 96, 92, 93, 95, 94]
+FORK_SERVER = "fork-server"
+# The fork server imports the whole shared stack before it answers (~2 s, more on a busy machine).
+FORK_SERVER_READY_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -47,17 +61,30 @@ class ProcessExit:
         return f"exited with code {self.returncode}"
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a process was started, to fork it again after its fork server died."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] | None
+    cwd: Path | str | None
+    stop_signal: int
+    fork: bool
+
+
 class ManagedProcess:
     def __init__(
         self,
         name: str,
-        popen: subprocess.Popen,
+        popen: subprocess.Popen | ForkedProcess,
         log_path: Path | None,
         tail_lines: int,
         stop_signal: int = signal.SIGTERM,
+        launch: Launch | None = None,
     ):
         self.name = name
-        self.popen = popen
+        self.popen = popen  # a Popen, or a ForkedProcess (the same interface) if forked
+        self.launch = launch
         self.stop_signal = stop_signal
         self.log_path = log_path
         self.recent: deque[str] = deque(maxlen=tail_lines)
@@ -73,8 +100,15 @@ class ManagedProcess:
     def returncode(self) -> int | None:
         return self.popen.poll()
 
+    @property
+    def forked(self) -> bool:
+        return isinstance(self.popen, ForkedProcess)
+
     def is_running(self) -> bool:
         return self.popen.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(list(self.recent)[-lines:])
@@ -103,6 +137,11 @@ class Supervisor:
         self._lock = threading.RLock()
         self._output_lock = threading.Lock()
         self._closed = threading.Event()
+        self._fork_server: ForkServerConnection | None = None  # the one new forks come from
+        # Every fork server started and neither stopped nor mourned yet (one that died may have
+        # been replaced by start() before the monitor saw it die).
+        self._fork_servers: list[ForkServerConnection] = []
+        self.fork_server_restarts = 0
         self._monitor = threading.Thread(target=self._watch, name="supervisor-monitor", daemon=True)
         self._monitor.start()
         if self.log_dir is not None:
@@ -130,7 +169,8 @@ class Supervisor:
         width = max((len(n) for n in self._processes), default=len(name))
         label = f"[{name}]".ljust(width + 2)
         if getattr(self.out, "isatty", lambda: False)() and not os.environ.get("NO_COLOR"):
-            color = _COLORS[list(self._processes).index(name) % len(_COLORS)]
+            names = list(self._processes)
+            color = _COLORS[(names.index(name) if name in names else len(names)) % len(_COLORS)]
             return f"\x1b[{color}m{label}\x1b[0m"
         return label
 
@@ -144,38 +184,203 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         cwd: Path | str | None = None,
         stop_signal: int = signal.SIGTERM,
+        fork: bool = False,
     ) -> ManagedProcess:
-        """Start `argv` as `name` (replacing a previous, stopped process of that name)."""
+        """Start `argv` as `name` (replacing a previous, stopped process of that name).
+
+        `fork`: a `python -m <module>` command is forked from the fork server (see above)."""
         with self._lock:
             previous = self._processes.get(name)
             if previous is not None and previous.is_running():
                 raise RuntimeError(f"{name} is already running (pid {previous.pid})")
             log_path = self.log_dir / f"{name}.log" if self.log_dir is not None else None
-            popen = subprocess.Popen(
-                list(argv),
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(stop_signal),
-            )
-            track(popen, stop_signal, whole_group=True)
-            managed = ManagedProcess(name, popen, log_path, self.tail_lines, stop_signal)
+            launch = Launch(tuple(argv), env, cwd, stop_signal, fork)
+            process = self._fork(name, launch) if fork else None
+            if process is None:
+                process = subprocess.Popen(
+                    list(argv),
+                    env=dict(env) if env is not None else None,
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(stop_signal),
+                )
+            track(process, stop_signal, whole_group=True)
+            managed = ManagedProcess(name, process, log_path, self.tail_lines, stop_signal, launch)
             self._processes.pop(name, None)
             self._processes[name] = managed
             if log_path is not None:
                 command = shlex.join(argv).replace("\n", "\\n")
+                how = (f" (forked by the {FORK_SERVER}, pid {self._fork_server.pid})"
+                       if managed.forked and self._fork_server is not None else "")
                 with log_path.open("a", encoding="utf-8") as log:
                     log.write(
-                        f"--- {time.strftime('%H:%M:%S')} started pid {popen.pid}: {command}\n"
+                        f"--- {time.strftime('%H:%M:%S')} started pid {process.pid}{how}: {command}\n"
                     )
             managed.reader = threading.Thread(
                 target=self._forward_output, args=(managed,), name=f"output-{name}", daemon=True
             )
             managed.reader.start()
             return managed
+
+    # -------------------------------------------------------------- fork server
+
+    @property
+    def fork_server_pid(self) -> int | None:
+        """The running fork server's pid (it holds the pages its children share), if any."""
+        server = self._fork_server
+        return server.pid if server is not None and server.process.poll() is None else None
+
+    def _fork(self, name: str, launch: Launch) -> ForkedProcess | None:
+        """Fork `launch` from the fork server; None: exec it instead (said in its log)."""
+        invocation = forking.module_invocation(launch.argv)
+        if invocation is None or not forking.supported():
+            return None
+        env = dict(os.environ if launch.env is None else launch.env)
+        try:
+            server = self._running_fork_server(env, launch.cwd)
+        except ForkServerError as error:
+            self._note(name, f"not forked, exec'd: {error}")
+            return None
+        read_end, write_end = os.pipe()
+        try:
+            process = server.spawn(*invocation, env=env, cwd=None if launch.cwd is None else str(launch.cwd),
+                                   stop_signal=launch.stop_signal, output=write_end)
+        except ForkServerError as error:
+            process = None
+            self._note(name, f"not forked, exec'd: {error}")
+        finally:
+            os.close(write_end)
+        if process is None:
+            if not server.closed.is_set() and server.refusal:
+                self._note(name, f"not forked, exec'd: the fork server refused: {server.refusal}")
+            os.close(read_end)
+            return None
+        process.args = list(launch.argv)
+        process.stdout = os.fdopen(read_end, "rb")
+        return process
+
+    def _note(self, name: str, text: str) -> None:
+        log_path = self.log_dir / f"{name}.log" if self.log_dir is not None else None
+        if log_path is not None:
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(f"--- {time.strftime('%H:%M:%S')} {text}\n")
+        if self.echo:
+            self._write(self.out, f"{self._prefix(name)} {text}\n")
+
+    def _running_fork_server(self, env: Mapping[str, str], cwd: Path | str | None) -> ForkServerConnection:
+        """The fork server, started if there is none (or the last one died)."""
+        server = self._fork_server
+        if server is not None and server.process.poll() is None and not server.closed.is_set():
+            return server
+        # Our environment, but the interpreter-start variables of the first process forked:
+        # a child keeps the server's (tessera_kit.forkserver). No service's own settings or
+        # credentials: each child gets its environment with its request.
+        from tessera_kit.forkserver import TITLE_ROOM, startup_variables
+
+        server_env = {k: v for k, v in os.environ.items() if k not in startup_variables(os.environ)}
+        server_env.update(startup_variables(env))
+        ours, theirs = ForkServerConnection.socket_pair()
+        log_path = self.log_dir / f"{FORK_SERVER}.log" if self.log_dir is not None else None
+        try:
+            popen = subprocess.Popen(
+                # The last argument: room for each child's command line (ps, pgrep -f).
+                [sys.executable, "-m", forking.SERVER_MODULE, str(theirs.fileno()), "." * TITLE_ROOM],
+                env=server_env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=[theirs.fileno()],
+                start_new_session=True,
+                # From the monitor thread too (a restart): it runs until close(), which stops
+                # the server first.
+                preexec_fn=die_with_parent(signal.SIGTERM, thread_outlives_child=(
+                    threading.current_thread() is self._monitor)),
+            )
+        except OSError as error:
+            ours.close()
+            raise ForkServerError(f"cannot start the fork server: {error}") from error
+        finally:
+            theirs.close()
+        track(popen, signal.SIGTERM, whole_group=True)
+        managed = ManagedProcess(FORK_SERVER, popen, log_path, self.tail_lines)
+        if log_path is not None:
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(f"--- {time.strftime('%H:%M:%S')} started pid {popen.pid}: "
+                          f"{shlex.join(popen.args[:-1])}\n")
+        managed.reader = threading.Thread(target=self._forward_output, args=(managed,),
+                                          name=f"output-{FORK_SERVER}", daemon=True)
+        managed.reader.start()
+        server = ForkServerConnection(popen, ours, output=managed, env=server_env, cwd=cwd)
+        try:
+            server.wait_ready(FORK_SERVER_READY_TIMEOUT)
+        except ForkServerError as error:
+            stop_process(popen, timeout=5.0, whole_group=True)
+            ours.close()
+            managed.reader.join(2.0)
+            raise ForkServerError(f"{error}\n--- last lines of the {FORK_SERVER} ---\n"
+                                  f"{managed.tail(40) or '(no output)'}") from None
+        self._fork_server = server
+        self._fork_servers.append(server)
+        return server
+
+    def _stop_fork_servers(self, timeout: float) -> None:
+        for server in self._fork_servers:
+            server.stopping = True
+            stop_process(server.process, timeout=timeout, stop_signal=signal.SIGTERM, whole_group=True)
+            server.close()
+            if server.output is not None and server.output.reader is not None:
+                server.output.reader.join(2.0)
+        self._fork_servers.clear()
+        self._fork_server = None
+
+    def _fork_server_died(self, server: ForkServerConnection) -> None:
+        """Report it, start a new one and fork again what it took along (monitor thread)."""
+        server.closed.wait(forking.LOST_CHILD_TIMEOUT + 10)  # its children are accounted for
+        with self._lock:
+            lost = [m for m in self._processes.values()
+                    if isinstance(m.popen, ForkedProcess) and m.popen in server.lost and not m.reported]
+            for m in lost:
+                m.reported = True
+        managed = server.output
+        if managed is not None:
+            if managed.reader is not None:
+                managed.reader.join(2.0)
+            self._report_death(managed, record=False)
+        for m in lost:
+            if m.reader is not None:
+                m.reader.join(2.0)
+        restarted = []
+        with self._lock:
+            if self._closed.is_set():
+                return
+            server.close()
+            self._fork_servers.remove(server)
+            if self._fork_server is server:
+                self._fork_server = None
+            self.fork_server_restarts += 1
+            for m in lost:
+                if m.stopping or self._processes.get(m.name) is not m or m.launch is None:
+                    continue
+                launch = m.launch
+                try:
+                    self.start(m.name, launch.argv, env=launch.env, cwd=launch.cwd,
+                               stop_signal=launch.stop_signal, fork=launch.fork)
+                    restarted.append(m.name)
+                except Exception as error:  # e.g. its port still taken: say so, as a death
+                    self._write(self.report_to, f"!! [{m.name}] could not be started again: {error}\n")
+                    self._report_death(m)
+            if self._fork_server is None:  # nothing to fork again: a new one waits all the same
+                try:
+                    self._running_fork_server(server.env, server.cwd)
+                except ForkServerError as error:
+                    self._write(self.report_to, f"!! [{FORK_SERVER}] could not be started again: {error}\n")
+        now = self.fork_server_pid
+        self._write(self.report_to, f"!! [{FORK_SERVER}] started again (pid {now}); forked again what "
+                    f"died with it: {', '.join(restarted) or 'nothing'}\n")
 
     def stop(self, name: str, timeout: float = 10.0) -> int | None:
         """Stop `name` on purpose (no crash report); waits for it and its process group."""
@@ -195,7 +400,9 @@ class Supervisor:
 
     def close(self, timeout: float = 10.0) -> None:
         self.stop_all(timeout)
-        self._closed.set()
+        with self._lock:
+            self._closed.set()  # before the fork server stops: that is no crash to recover from
+            self._stop_fork_servers(timeout)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -253,11 +460,16 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._closed.is_set():
+            for server in list(self._fork_servers):
+                if not server.stopping and not self._closed.is_set() and server.process.poll() is not None:
+                    self._fork_server_died(server)
             with self._lock:
                 candidates = [
                     m
                     for m in self._processes.values()
                     if not m.reported and not m.stopping and m.popen.poll() is not None
+                    # Its fork server died: the next round restarts both.
+                    and not getattr(m.popen, "lost_with_server", False)
                 ]
             for managed in candidates:
                 if managed.stopping:  # stop() raced with us
@@ -273,7 +485,7 @@ class Supervisor:
                 self._report_death(managed)
             self._closed.wait(0.1)
 
-    def _report_death(self, managed: ManagedProcess) -> None:
+    def _report_death(self, managed: ManagedProcess, record: bool = True) -> None:
         death = ProcessExit(
             name=managed.name,
             pid=managed.pid,
@@ -294,6 +506,8 @@ class Supervisor:
         if getattr(self.report_to, "isatty", lambda: False)() and not os.environ.get("NO_COLOR"):
             text = f"\x1b[1;31m{text}\x1b[0m"
         self._write(self.report_to, text)
+        if not record:
+            return
         self.deaths.append(death)
         self._death_queue.put(death)
         if self.on_death is not None:

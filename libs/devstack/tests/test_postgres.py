@@ -74,7 +74,9 @@ async def test_fresh_databases_are_empty_and_distinct(fresh_database, postgres_d
 async def test_the_local_server_runs_with_the_smaller_shared_memory_settings(postgres_dsn):
     """Sized for local stacks (idle memory), not PostgreSQL's defaults."""
     shown = {name: await _scalar(postgres_dsn, f"SHOW {name}") for name in LOCAL_SETTINGS}
-    assert shown == {"max_locks_per_transaction": "32", "max_pred_locks_per_transaction": "16"}
+    assert shown == {"max_locks_per_transaction": "32", "max_pred_locks_per_transaction": "16",
+                     "wal_buffers": "2MB"}
     assert await _scalar(postgres_dsn, "SHOW max_connections") == "300"
     if int(await _scalar(postgres_dsn, "SHOW server_version_num")) >= 180000:
         assert await _scalar(postgres_dsn, "SHOW io_max_concurrency") == "16"
+        assert await _scalar(postgres_dsn, "SHOW io_method") == "sync"

@@ -106,4 +106,9 @@ async def migrate(pool: asyncpg.Pool, schema: str, folder: Path | None) -> list[
                 log.info("migration applied", schema=schema, migration=name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(schema))
+    if applied_now:
+        # The backend that ran the DDL keeps the catalog entries of every table and index it
+        # created (~3 MB of PostgreSQL memory per service, for as long as the pool keeps the
+        # connection): replace it with a fresh one, which caches only what queries use.
+        await pool.expire_connections()
     return applied_now

@@ -25,9 +25,8 @@ import sys
 NOT_FOR_SERVICES = ("aiohttp", "pydantic", "pydantic_core", "attr", "attrs", "rich", "click", "pygments")
 
 
-# A service that does use one of them, by the top-level package of its app. Imported before
-# the refusal, so the probes its own import makes (yarl's of pydantic_core) see the
-# environment as it is; the rest stays refused.
+# A service that does use one of them, by the top-level package of its app: not refused to it,
+# and imported with `import_declared` when first needed, so an idle service does not hold it.
 SERVICE_NEEDS: dict[str, tuple[str, ...]] = {
     # Its webhook client: aiohttp sends a request for a fraction of httpx's CPU (and uses attrs).
     "tessera_webhook_dispatcher": ("aiohttp", "attr"),
@@ -38,6 +37,10 @@ class _UndeclaredExtras:
     """A meta path finder that refuses NOT_FOR_SERVICES (less what the service needs) with a
     ModuleNotFoundError naming this module (a `None` in sys.modules would only say 'import
     halted')."""
+
+    # Recognised by this mark, not by class: `python -m tessera_kit.serve` runs this file as
+    # __main__, a second copy of the class beside the importable module's.
+    tessera_refusal = True
 
     def __init__(self, refused: frozenset[str]) -> None:
         self.refused = refused
@@ -50,11 +53,37 @@ class _UndeclaredExtras:
         return None
 
 
+def is_refusal(finder) -> bool:
+    return getattr(finder, "tessera_refusal", False) is True
+
+
 def refuse_undeclared_extras(needed: tuple[str, ...] = ()) -> None:
-    for name in needed:
-        importlib.import_module(name)
-    if not any(isinstance(finder, _UndeclaredExtras) for finder in sys.meta_path):
+    if not any(is_refusal(finder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _UndeclaredExtras(frozenset(NOT_FOR_SERVICES) - frozenset(needed)))
+
+
+def import_declared(name: str):
+    """Import a package of SERVICE_NEEDS when the service first needs it, with the refusal
+    lifted meanwhile: its import may probe for a refused one (yarl, which aiohttp imports, asks
+    `find_spec("pydantic_core")`, which the refusal would answer with an error instead of
+    None), and must see the environment as it is, as it would without the refusal. The import
+    lock is held, so no other thread imports meanwhile."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    import _imp
+
+    _imp.acquire_lock()
+    try:
+        refusals = [finder for finder in sys.meta_path if is_refusal(finder)]
+        for finder in refusals:
+            sys.meta_path.remove(finder)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.meta_path[0:0] = refusals
+    finally:
+        _imp.release_lock()
 
 
 def release_startup_memory() -> None:

@@ -62,3 +62,28 @@ async def _migration_locks_held(conn, schema: str) -> int:
         " AND classid = 0 AND objid = $1 AND objsubid = 1",
         _lock_key(schema),
     )
+
+
+async def test_the_backend_that_ran_the_migrations_is_not_kept_in_the_pool(database_url, unique, tmp_path):
+    """It holds the catalog entries of every table it created (PostgreSQL memory, idle); the
+    pool goes on with a fresh connection. A start with nothing to apply keeps its connection."""
+    (tmp_path / "0001_things.sql").write_text("CREATE TABLE things (id int PRIMARY KEY);")
+    pool = await create_pool(database_url, unique, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            before = await conn.fetchval("SELECT pg_backend_pid()")
+        assert await migrate(pool, unique, tmp_path)  # applied something
+        async with pool.acquire() as conn:
+            after = await conn.fetchval("SELECT pg_backend_pid()")
+            assert after != before
+            for _ in range(100):  # the old backend ends once asyncpg has closed its connection
+                if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", before):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the backend that ran the migrations is still there")
+        assert await migrate(pool, unique, tmp_path) == []
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == after
+    finally:
+        await pool.close()

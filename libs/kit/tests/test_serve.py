@@ -91,7 +91,9 @@ def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
         "from tessera_kit import serve",
         "assert serve.SERVICE_NEEDS['tessera_webhook_dispatcher'] == ('aiohttp', 'attr')",
         "serve.refuse_undeclared_extras(('aiohttp', 'attr'))",
-        "import aiohttp, aiohttp.web",  # its submodules too, imported later
+        "print('at start:', 'aiohttp' in sys.modules)",  # imported when first needed
+        "aiohttp = serve.import_declared('aiohttp')",
+        "import aiohttp.web, attr",  # its submodules too, imported later
         "try:",
         "    import pydantic",
         "except ModuleNotFoundError as error:",
@@ -100,6 +102,7 @@ def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused: No module named 'pydantic' in a service process" in done.stdout
+    assert "at start: False" in done.stdout
 
 
 def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tmp_path):

@@ -345,3 +345,22 @@ async def test_every_input_has_a_label(deployment, path):
     assert inputs
     for name in inputs:
         assert f'<label for="{name}">' in html, name
+
+
+def test_jinja_is_imported_for_the_first_page_not_at_start():
+    """~5 MB of an idle service that serves no page (tessera_experience.pages.render)."""
+    import subprocess
+    import sys
+
+    script = "\n".join([
+        "import importlib, pkgutil, sys, tessera_experience",
+        "for m in pkgutil.walk_packages(tessera_experience.__path__, 'tessera_experience.'):",
+        "    if not m.name.endswith('.main'):",
+        "        importlib.import_module(m.name)",
+        "print('at start:', 'jinja2' in sys.modules)",
+        "from tessera_experience.pages import render",
+        "render._environment().get_template('sign_in.html')",
+        "print('after a page:', 'jinja2' in sys.modules)",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:2] == ["at start: False", "after a page: True"], done.stdout + done.stderr

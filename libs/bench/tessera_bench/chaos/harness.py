@@ -3,7 +3,9 @@ them), every installed service under a Supervisor, and one way to crash and rest
 
 A crash is SIGKILL to the whole process group: the service and anything it forked; to the
 postmaster and every backend (as a machine losing power would, minus the page cache: the
-kernel still writes what PostgreSQL and JetStream handed it); the nats-server. A restart
+kernel still writes what PostgreSQL and JetStream handed it); the nats-server; the fork server
+the services were forked from (tessera_kit.forkserver), which takes every service along, the
+gateway included, and which the Supervisor starts again with all of them. A restart
 reuses the same ports, data directory and store, as a supervisor (systemd, Kubernetes) would.
 PostgreSQL runs with fsync on: a commit a client saw must survive the crash.
 """
@@ -29,7 +31,7 @@ from tessera_devstack.nats import NatsAccess, NatsServer, start_nats
 from tessera_devstack.ports import free_ports
 from tessera_devstack.postgres import PostgresServer, create_database, start_postgres
 from tessera_devstack.services import GATEWAY, ServiceStack, available_services
-from tessera_devstack.supervisor import Supervisor
+from tessera_devstack.supervisor import FORK_SERVER, Supervisor
 
 NATS = "nats-server"
 POSTGRES = "postgresql"
@@ -48,6 +50,7 @@ class ChaosStack:
     database_url: str  # the admin's DSN of the stack's database (checks read every schema)
     owns_root: bool = True
     _stopped: bool = field(default=False, repr=False)
+    _fork_server_restarts: int = field(default=0, repr=False)
 
     # ------------------------------------------------------------ start and stop
 
@@ -124,9 +127,11 @@ class ChaosStack:
 
     @property
     def faults(self) -> list[str]:
-        """Everything the run may kill: each service (gateway last), then NATS and PostgreSQL."""
+        """Everything the run may kill: each service (gateway last), the fork server (if the
+        services are forked), then NATS and PostgreSQL."""
         upstreams = [n for n in self.services.names if n != GATEWAY]
-        return [*upstreams, GATEWAY, NATS, POSTGRES]
+        forked = [FORK_SERVER] if self.services.supervisor.fork_server_pid else []
+        return [*upstreams, GATEWAY, *forked, NATS, POSTGRES]
 
     def kill(self, target: str) -> None:
         """SIGKILL `target` and everything in its process group; returns once it is gone."""
@@ -134,6 +139,17 @@ class ChaosStack:
             _kill_group(self.nats.process.pid)
             self.nats.process.wait()
             self.nats.stop()  # nothing left to stop: releases the store's lock
+        elif target == FORK_SERVER:
+            # Its children die with it; the Supervisor notices, starts a new one and forks
+            # them again by itself (restart() has nothing to do but wait for that).
+            supervisor = self.services.supervisor
+            self._fork_server_restarts = supervisor.fork_server_restarts
+            pid = supervisor.fork_server_pid
+            if pid is None:
+                raise RuntimeError("the services were not forked: no fork server to kill")
+            os.kill(pid, signal.SIGKILL)
+            while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                time.sleep(0.02)
         elif target == POSTGRES:
             # Each backend leads its own process group: kill them with the postmaster.
             for process in _with_children(self.postgres.process.pid):
@@ -155,6 +171,12 @@ class ChaosStack:
                 self.nats.store_dir, port=self.nats.port, monitor_port=self.nats.monitor_port,
                 log_path=self.nats.log_path, access=self.nats_access,
             )
+        elif target == FORK_SERVER:
+            deadline = time.monotonic() + 120
+            while self.services.supervisor.fork_server_restarts <= self._fork_server_restarts:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Supervisor did not start the fork server again")
+                time.sleep(0.05)
         elif target == POSTGRES:
             old = self.postgres
             self.postgres = start_postgres(old.data_dir, port=old.port, user=old.user,

@@ -6,8 +6,8 @@ wait until every service is ready (that wait, from the restart, is the recovery 
 
 Client errors are judged per fault window (from the kill until `GRACE` seconds after every
 service is ready again): inside it, a failure must be a 503 in Logto's format (or, when the
-gateway itself is down, a refused connection: nobody is there to answer); outside it, nothing
-may fail.
+gateway itself is down, a refused connection: nobody is there to answer; so too when the fork
+server dies, which takes the gateway along); outside it, nothing may fail.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .checks import Checker, CheckResult
-from .harness import GATEWAY, ChaosStack
+from .harness import FORK_SERVER, GATEWAY, ChaosStack
 from .load import Load, LoadState, Outcome
 
 GRACE = 2.0
@@ -65,7 +65,7 @@ def classify(outcomes: list[Outcome], fault: str, window: tuple[float, float] | 
         inside = window is not None and outcome.ended >= window[0] and outcome.started <= window[1]
         if inside and outcome.status == 503 and outcome.logto_format:
             continue
-        if inside and fault == GATEWAY and outcome.status is None:
+        if inside and fault in (GATEWAY, FORK_SERVER) and outcome.status is None:
             continue
         where = "during the outage" if inside else "outside any outage"
         what = f"{outcome.status} {outcome.code or ''}".strip() if outcome.status else outcome.error.split(":")[0]

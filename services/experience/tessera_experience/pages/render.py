@@ -7,12 +7,12 @@ to their field, announced through a `role="alert"` summary that links to each fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
 
 from tessera_experience import phrases
@@ -24,12 +24,22 @@ from tessera_kit.errors import RequestError
 
 TEMPLATES = Path(__file__).parent / "templates"
 STYLESHEET_PATH = "/sign-in/experience.css"
-_environment = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+
+@functools.cache
+def _environment() -> Environment:
+    """Jinja, imported and set up for the first page served: ~5 MB the service does not hold
+    while nobody signs in through the hosted pages (the API's sign-in does not use them)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 # Every page: scripts, styles and frames only from here (no inline script or style at all:
 # the sign-in experience's CSS is a stylesheet of its own), never inside another site's frame.
 # No `form-action`: a sign-in ends in redirects to the application, which browsers check too.
@@ -162,7 +172,7 @@ class Page:
         return links
 
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
-        html = _environment.get_template(template).render(page=self, t=self.t, sie=self.sie, **values)
+        html = _environment().get_template(template).render(page=self, t=self.t, sie=self.sie, **values)
         return Response(html, status_code=status, media_type="text/html; charset=utf-8",
                         headers={**PAGE_HEADERS, "cache-control": "no-store", "content-language": self.language})
 

@@ -6,23 +6,28 @@ compiled), and connections are kept alive per receiver. Its own DNS cache is off
 connection resolves through `_CheckedResolver`, which checks every address it returns, so
 only checked peers are ever connected to; a kept-alive connection is reused only with the
 peer it was opened to.
+
+aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported for the first webhook sent, not
+when the service starts: a stack whose hooks never fire does not hold it
+(tessera_kit.serve.import_declared says why it goes through there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
-
+from tessera_kit.serve import import_declared
 from tessera_webhook_dispatcher.clock import Clock
 from tessera_webhook_dispatcher.deliveries.domain import RESPONSE_BODY_CAP, Outcome, parse_retry_after
 from tessera_webhook_dispatcher.ssrf import BlockedAddress, resolve_allowed, split_target
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 # RFC 9110 §5.6.2 token: aiohttp writes any header name it is given, so `transfer-encoding `
@@ -34,19 +39,44 @@ def _sendable(text: str) -> bool:
     return text.isascii() and "\r" not in text and "\n" not in text and "\0" not in text
 
 
-class _CheckedResolver(AbstractResolver):
+class _CheckedResolver:
+    """The SSRF guard as a resolver: every address a name resolves to is checked. Plain, so a
+    Sender exists without aiohttp; `_for_aiohttp` makes it one of aiohttp's resolvers."""
+
     def __init__(self, *, allow_private: bool) -> None:
         self.allow_private = allow_private
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
-                      ) -> list[ResolveResult]:
+                      ) -> list[dict[str, Any]]:
         addresses = await resolve_allowed(host, port, allow_private=self.allow_private)
-        return [ResolveResult(hostname=host, host=str(address), port=port,
-                              family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
-                              proto=0, flags=socket.AI_NUMERICHOST) for address in addresses]
+        # aiohttp's ResolveResult is a TypedDict: these dicts are that.
+        return [dict(hostname=host, host=str(address), port=port,
+                     family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                     proto=0, flags=socket.AI_NUMERICHOST) for address in addresses]
 
     async def close(self) -> None:
         pass
+
+
+@functools.cache
+def _aiohttp_resolver_class() -> type:
+    from aiohttp.abc import AbstractResolver
+
+    class _ForAiohttp(AbstractResolver):
+        def __init__(self, checked: _CheckedResolver) -> None:
+            self.checked = checked
+
+        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+            return await self.checked.resolve(host, port, family)
+
+        async def close(self) -> None:
+            await self.checked.close()
+
+    return _ForAiohttp
+
+
+def _for_aiohttp(checked: _CheckedResolver):
+    return _aiohttp_resolver_class()(checked)
 
 
 class Sender:
@@ -61,8 +91,9 @@ class Sender:
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop (aiohttp binds a session to it).
         if self._session is None:
+            aiohttp = import_declared("aiohttp")
             connector = aiohttp.TCPConnector(
-                resolver=self.resolver, use_dns_cache=False,
+                resolver=_for_aiohttp(self.resolver), use_dns_cache=False,
                 # As many connections as requests may be in flight, so a hook whose receiver
                 # hangs never leaves the others waiting for a connection.
                 limit=self._max_connections, limit_per_host=0,
@@ -84,6 +115,9 @@ class Sender:
             return Outcome(False, error=f"TimeoutError: Timeout awaiting 'request' for {int(self.timeout * 1000)}ms")
 
     async def _post(self, url: str, headers: Mapping[str, str], body: bytes) -> Outcome:
+        aiohttp = import_declared("aiohttp")
+        from yarl import URL  # aiohttp's, imported with it
+
         try:
             _, _, port = split_target(url)
             target = URL(url, encoded=False)
