@@ -107,14 +107,41 @@ class ServiceSpec:
     # `replaceResponses: True` to drop the generated ones) for what the kit cannot infer: the
     # statuses, parameters and media types of routes that read their input themselves.
     documented_operations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # (method, path) → `async (request) -> Response`: a hot route answered without Litestar's
-    # routing, signature parsing and response pipeline (see `direct_routes`). The path must also
-    # be a route of `route_handlers` (its OpenAPI entry, its body cap, other methods).
-    direct_routes: Mapping[tuple[str, str], Callable[[Request], Awaitable[Response]]] = field(default_factory=dict)
+    # (method, path) → `async (request) -> Response | DirectResponse`: a hot route answered
+    # without Litestar's routing, signature parsing and response pipeline (see `direct_routes`).
+    # The path must also be a route of `route_handlers` (its OpenAPI entry, its body cap, other
+    # methods).
+    direct_routes: Mapping[tuple[str, str], Callable[[Request], Awaitable["Response | DirectResponse"]]] = field(
+        default_factory=dict)
 
     @property
     def schema(self) -> str:
         return self.name.replace("-", "_")
+
+
+class DirectResponse:
+    """A direct route's answer sent as it is: the status, the headers (`(name, value)` bytes,
+    lower case; `content-length` is added) and the whole body, in two ASGI messages. Litestar's
+    Response builds the same two messages through a header multidict, its media-type rules and
+    an ASGIResponse object, which cost a hot route (the token endpoint) as much as its JSON."""
+
+    __slots__ = ("status_code", "headers", "body")
+
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+    def as_litestar(self) -> Response:
+        """The same answer as a Litestar Response (for the route's handler on the router)."""
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers}
+        media_type = headers.pop("content-type", None)
+        return Response(self.body, status_code=self.status_code, headers=headers, media_type=media_type)
+
+    async def send(self, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": [*self.headers, (b"content-length", b"%d" % len(self.body))]})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
 class StartupAborted(RuntimeError):
@@ -294,13 +321,15 @@ def create_app(spec: ServiceSpec) -> Litestar:
     return app
 
 
-def direct_routes(app: Litestar, service: str, routes: Mapping[tuple[str, str], Callable[[Request], Awaitable[Response]]],
+def direct_routes(app: Litestar, service: str,
+                  routes: Mapping[tuple[str, str], Callable[[Request], Awaitable["Response | DirectResponse"]]],
                   router: Any) -> Any:
     """Serve each (method, exact path) of `routes` before Litestar's router, behind the same kit
     middlewares (metrics, load shedding, the assertion, the text rule): for a route so hot that
     the router, the handler's signature model and the response pipeline are a good part of its
     cost (the token endpoint). The request still is Litestar's, bound to the registered route
-    handler, so the body cap of its router applies; anything else goes to the router."""
+    handler, so the body cap of its router applies; anything else goes to the router. The answer
+    is a Litestar Response, or a DirectResponse sent as it is."""
     registered: dict[tuple[str, str], Any] = {}
     for route in app.routes:
         for method, path in routes:
@@ -327,7 +356,10 @@ def direct_routes(app: Litestar, service: str, routes: Mapping[tuple[str, str], 
             handler = next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers),
                            internal_error_handler)
             response = handler(request, exc)
-        await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+        if isinstance(response, DirectResponse):
+            await response.send(send)
+        else:
+            await response.to_asgi_response(app=None, request=request)(scope, receive, send)
 
     return serve
 

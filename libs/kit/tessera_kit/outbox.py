@@ -198,7 +198,8 @@ class GroupCommitEmitter:
                     done.set_result(None)
 
 
-# How long the relay waits for JetStream to acknowledge an event (nats-py's default for publish).
+# How long the relay waits for JetStream to acknowledge a batch it sent (nats-py's default
+# for one publish).
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
@@ -302,18 +303,19 @@ class OutboxRelay:
                            **cloudevents.headers_for(row["envelope"], row["aggregate_id"])}
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
-                acks.append(await self.bus.js.publish_async(
-                    self.bus.subject(row["subject"]), row["envelope"], headers=headers))
+                acks.append(await self.bus.acks.publish(
+                    self.bus.subject(row["subject"]), row["envelope"], headers))
                 previous = row["id"]
-            for row, ack in zip(rows, acks):
-                await asyncio.wait_for(ack, PUBLISH_TIMEOUT_SECONDS)
-                done.append(row["seq"])
-                metrics.OUTBOX_RELAY_LAG.observe(row["waited"])
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                for row, ack in zip(rows, acks):
+                    await ack
+                    done.append(row["seq"])
+                    metrics.OUTBOX_RELAY_LAG.observe(row["waited"])
         finally:
-            for ack in acks[len(done):]:  # after a failure: no longer awaited
-                if not ack.done():
-                    ack.cancel()  # frees its place among nats-py's pending publishes
-                elif not ack.cancelled():
+            moot = acks[len(done):]  # after a failure: no longer awaited
+            self.bus.acks.forget(moot)
+            for ack in moot:
+                if ack.done() and not ack.cancelled():
                     ack.exception()  # seen, so asyncio does not log it as never retrieved
             # Mark what went out even if a later publish failed; the rest waits in order.
             if done:

@@ -325,6 +325,10 @@ async def echo_direct(request: Request):
     from litestar import Response
 
     body = await request.body()  # the registered route's body cap applies
+    if body == b"raw":
+        from tessera_kit.app import DirectResponse
+
+        return DirectResponse(201, [(b"content-type", b"text/plain"), (b"x-answer", b"as-is")], b"raw answer")
     if body == b"fail":
         raise RequestError("entity.not_exists_with_id", 404, name="echoes", id="fail")
     return Response({"served_by": "direct", "body": body.decode(), "tenant": current_tenant(),
@@ -349,6 +353,11 @@ async def test_a_direct_route_runs_behind_every_kit_middleware(database_url, nat
             served = await client.post("/api/echo", content=b"hello", headers={"x-request-id": "rid-direct"})
             assert served.json() == {"served_by": "direct", "body": "hello", "tenant": "default", "route": "/api/echo"}
             assert served.headers["x-request-id"] == "rid-direct"
+            raw = await client.post("/api/echo", content=b"raw", headers={"x-request-id": "rid-raw"})
+            # A DirectResponse goes out as it is, with its length, behind the same middlewares.
+            assert (raw.status_code, raw.content, raw.headers["content-type"]) == (201, b"raw answer", "text/plain")
+            assert raw.headers["content-length"] == "10" and raw.headers["x-answer"] == "as-is"
+            assert raw.headers["x-request-id"] == "rid-raw"
             too_big = await client.post("/api/echo", content=b"x" * 17)
             assert too_big.status_code == 413  # the route's cap, answered by the kit's handlers
             failed = await client.post("/api/echo", content=b"fail")
@@ -361,6 +370,7 @@ async def test_a_direct_route_runs_behind_every_kit_middleware(database_url, nat
             assert refused.status_code == 401  # no assertion, no handler
         sample = metrics.HTTP_DURATION.labels("POST", "/api/echo", "200")._sum.get()
         assert sample > 0
+        assert metrics.HTTP_DURATION.labels("POST", "/api/echo", "201")._sum.get() > 0
     finally:
         await stop_context(spec, ctx)
 

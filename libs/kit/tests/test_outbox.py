@@ -66,6 +66,28 @@ async def test_an_event_jetstream_refuses_holds_back_those_after_it_in_the_batch
     assert await unpublished(pool) == 0
 
 
+async def test_an_event_jetstream_answers_with_an_error_fails_the_batch_with_that_error(pool, bus, unique):
+    """JetStream refuses the third event of a batch with an error answer (the stream is full
+    and discards new messages): the relay fails with JetStream's error, not by waiting out its
+    publish timeout (nats-py's publish_async never resolved a refused publish), and only what
+    was stored is marked."""
+    from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+    from nats.js.errors import APIError
+
+    await bus.js.add_stream(StreamConfig(
+        name=bus.stream_name(IDENTITY.name), subjects=[bus.subject(IDENTITY.subjects)],
+        storage=StorageType.MEMORY, max_msgs=2, discard=DiscardPolicy.NEW))
+    outbox = Outbox(unique)
+    sent = await emit_committed(pool, outbox, [user_created(f"u{i}") for i in range(4)])
+    async with pool.acquire() as conn:
+        with pytest.raises(APIError) as refused:
+            await OutboxRelay(pool, bus, outbox).publish_pending(conn)
+    assert "maximum messages" in str(refused.value)
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in sent[:2]]
+    assert await unpublished(pool) == 2
+    assert bus.acks.waiting == 0  # the refused batch's acks are not waited for any more
+
+
 async def test_emit_outside_a_transaction_is_refused(pool, unique):
     async with pool.acquire() as conn:
         with pytest.raises(RuntimeError):

@@ -16,8 +16,9 @@ refused with 400 and the connection closed, before anything is read or forwarded
 with each smuggling vector is in tests/test_smuggling.py.
 
 Streaming: a request without Content-Length or Transfer-Encoding (or with a length of 0) has no
-body to read. Otherwise the first ASGI body message is awaited; if it is the whole body (the usual case) it
-goes up in the same write as the head, with its exact Content-Length. Otherwise the rest follows
+body to read. Otherwise the first ASGI body message is awaited; if it is the whole body (the usual case:
+all of the client's Content-Length, even when granian has yet to say so) it goes up in the same
+write as the head, with its exact Content-Length. Otherwise the rest follows
 as the client sends it (with the client's checked Content-Length, which h11 holds the stream to,
 or chunked), with back-pressure. The answer goes back chunk by chunk as it arrives. Nothing is
 buffered beyond a chunk.
@@ -248,9 +249,15 @@ class Proxy:
             return
         first: bytes = message.get("body", b"")
         body: bytes | AsyncIterator[bytes]
-        # The whole body in one message (the usual case): sent with its exact length. Otherwise
-        # a stream, held by h11 to the client's Content-Length, or chunked without one.
-        body = first if not message.get("more_body") else _rest_of_body(first, receive)
+        # The whole body in one message (the usual case): sent with its exact length. granian
+        # hands a Content-Length body over as `more_body: True` and then an empty final
+        # message: the first already holds the whole body when it holds Content-Length bytes
+        # (granian delivers no more than that), and waiting for the empty one would turn each
+        # request into a stream (three writes upstream instead of one). Otherwise a stream, held
+        # by h11 to the client's Content-Length, or chunked without one.
+        whole = not message.get("more_body") or (
+            incoming.content_length is not None and len(first) == incoming.content_length)
+        body = first if whole else _rest_of_body(first, receive)
 
         try:
             response = await pool.request(

@@ -144,3 +144,61 @@ async def test_a_request_without_a_body_is_forwarded_without_reading_one(fake_id
         assert received == ["receive"]
     finally:
         await pool.close()
+
+
+async def test_a_whole_body_goes_up_without_waiting_for_granians_final_message() -> None:
+    """granian hands a Content-Length body over as `more_body: True`, then an empty final
+    message. The first one holds the whole body already: it goes up with the head, framed by
+    its exact length, without asking for the final message (which made every POST a stream:
+    head, body and end in three writes to the upstream)."""
+    received: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        received.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    messages = [{"type": "http.request", "body": b"a=1&b=22", "more_body": True},
+                {"type": "http.request", "body": b"", "more_body": False}]
+    asked = {"n": 0}
+
+    async def receive() -> dict:
+        asked["n"] += 1
+        return messages[min(asked["n"], 2) - 1]
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    pool = UpstreamPool("identity", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    headers = [(b"host", b"public.example"), (b"content-length", b"8"),
+               (b"content-type", b"application/x-www-form-urlencoded")]
+    scope = {**_scope("/oidc/token", headers=headers), "method": "POST"}
+    try:
+        await asyncio.wait_for(Proxy().forward(scope, receive, send, pool, IncomingRequest(headers), b"r"), 10)
+    finally:
+        server.close()
+        await pool.close()
+    assert sent[0]["status"] == 200 and sent[-1]["body"] == b"ok"
+    assert asked["n"] == 1  # the final empty message was not waited for
+    request = received[0].lower()
+    assert b"content-length: 8\r\n" in request and b"transfer-encoding" not in request
+    assert request.endswith(b"\r\n\r\na=1&b=22")
+
+    # A first message shorter than the Content-Length is a stream: the rest is read and sent.
+    messages[:] = [{"type": "http.request", "body": b"a=1&", "more_body": True},
+                   {"type": "http.request", "body": b"b=22", "more_body": False}]
+    asked["n"], received[:], sent[:] = 0, [], []
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    pool = UpstreamPool("identity", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        await asyncio.wait_for(Proxy().forward(scope, receive, send, pool, IncomingRequest(headers), b"r"), 10)
+    finally:
+        server.close()
+        await pool.close()
+    assert asked["n"] == 2 and received[0].endswith(b"\r\n\r\na=1&b=22") and sent[0]["status"] == 200

@@ -22,6 +22,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from tessera_identity.oidc import clients as clients_module
 from tessera_identity.oidc.testing import (
     ADMIN_ID,
     ADMIN_SECRET,
@@ -625,6 +626,60 @@ async def test_application_scopes_are_reused_but_never_late_to_grant(deployment)
             break
         await asyncio.sleep(0.01)
     assert await token("a b") == "b"
+
+
+async def test_concurrent_misses_share_one_question_to_rbac_and_one_client_read(deployment):
+    """An answer expiring under load is one rbac call (and one read of the client), not one
+    per request in flight."""
+    dep = deployment
+    api = f"https://herd{next(_count)}.example"
+    dep.rbac.add_resource(api)
+    m2m = await dep.application("MachineToMachine")
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["a"]
+    dep.provider.forget_application_scopes()
+    dep.provider.clients.evict()
+    reads = []
+    original = clients_module.store.find_application
+
+    async def counted(executor, tenant_id, client_id, **kwargs):
+        reads.append(client_id)
+        return await original(executor, tenant_id, client_id, **kwargs)
+
+    calls = len(dep.rbac.calls)
+    clients_module.store.find_application = counted
+    try:
+        async with dep.browser() as http:
+            answers = await asyncio.gather(*(
+                http.post("/oidc/token", data={"grant_type": "client_credentials", "resource": api, "scope": "a"},
+                          auth=(m2m["id"], m2m["secret"])) for _ in range(20)))
+    finally:
+        clients_module.store.find_application = original
+    assert [a.json()["scope"] for a in answers] == ["a"] * 20
+    assert dep.rbac.calls[calls:] == ["application_scopes"]
+    assert reads == [m2m["id"]]
+
+
+async def test_an_answer_asked_before_an_eviction_is_not_kept(deployment):
+    """A read of a client (or a question to rbac) under way when its event arrives answers its
+    callers, but is not cached: it may predate the change the event announces."""
+    dep = deployment
+    api = f"https://race{next(_count)}.example"
+    dep.rbac.add_resource(api)
+    m2m = await dep.application("MachineToMachine")
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["a"]
+    dep.provider.clients.evict()
+    reading = asyncio.ensure_future(dep.provider.clients.get(m2m["id"]))
+    await asyncio.sleep(0)  # the read is under way
+    dep.provider.clients.evict(m2m["id"])  # identity.application.updated arrives meanwhile
+    assert (await reading).id == m2m["id"]
+    assert m2m["id"] not in dep.provider.clients._cache
+
+    dep.provider.forget_application_scopes()
+    asking = asyncio.ensure_future(dep.provider.application_scopes(m2m["id"], api))
+    await asyncio.sleep(0)
+    dep.provider.forget_application_scopes()  # an rbac event arrives meanwhile
+    assert (await asking).scopes == ["a"]
+    assert (m2m["id"], api) not in dep.provider._application_scopes
 
 
 # ------------------------------------------------------------------ a new password ends old sessions

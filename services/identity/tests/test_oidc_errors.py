@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import secrets
 
+import msgspec
 import pytest
 
 from tessera_identity.oidc.testing import ISSUER, complete_interaction, interaction_cookies, query_of, start_deployment
@@ -494,3 +495,38 @@ async def test_finish_login_records_the_sign_in_and_answers_the_user_and_client(
     await dep.ctx.pool.execute("UPDATE users SET application_id = $2 WHERE id = $1", user_id, spa)
     granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert granted.first_application is False
+
+
+async def _rendered(response) -> tuple[dict, bytes]:
+    """The ASGI messages an answer sends: (start message, body)."""
+    from tessera_kit.app import DirectResponse
+
+    messages: list[dict] = []
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    if isinstance(response, DirectResponse):
+        await response.send(send)
+    else:
+        scope = {"type": "http", "method": "POST", "path": "/oidc/token", "headers": [], "query_string": b""}
+        await response.to_asgi_response(app=None, request=None)(scope, None, send)
+    return messages[0], b"".join(m.get("body", b"") for m in messages[1:])
+
+
+@pytest.mark.parametrize("cors", [{}, {"access-control-allow-origin": "https://spa.example", "vary": "Origin",
+                                       "access-control-expose-headers": "WWW-Authenticate"}])
+async def test_the_token_answer_sent_as_it_is_equals_the_json_answer(cors) -> None:
+    """The token endpoint's success answer skips Litestar's response pipeline: the same
+    status, headers in the same order and the same JSON as `_json` gives."""
+    from tessera_identity.oidc import routes
+
+    body = {"access_token": "a.b.c", "expires_in": 3600, "token_type": "Bearer", "scope": "all"}
+    direct_start, direct_body = await _rendered(routes._token_answer(body, cors))
+    json_start, json_body = await _rendered(routes._json(body, cors))
+    assert direct_body == json_body and msgspec.json.decode(direct_body) == body
+    assert direct_start["status"] == json_start["status"] == 200
+    assert direct_start["headers"] == json_start["headers"]
+    # and as the routed handler answers it (the route the OpenAPI documents)
+    routed_start, routed_body = await _rendered(routes._token_answer(body, cors).as_litestar())
+    assert (routed_start["headers"], routed_body) == (json_start["headers"], json_body)

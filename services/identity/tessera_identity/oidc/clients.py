@@ -10,10 +10,16 @@ Lookups are cached for `oidc_client_cache_seconds`; any `identity.application.*`
 the bus, from whichever replica changed the row) empties the cache sooner. Callers that find a
 cached client wrong (secret or redirect URI mismatch) reread it once before refusing, so a
 rotated secret or a new redirect URI works at once.
+
+Concurrent misses of one client share one read (a cache entry expiring under load is one query,
+not one per request in flight). A read that was under way when its client was evicted is not
+kept, nor handed to requests that came after the eviction: what the event took away cannot come
+back from a read that started before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,24 +140,41 @@ class ClientCache:
         # Logto's user tenants have the demo app; the admin tenant has not.
         self._demo = _demo_app(endpoint) if demo_app else None
         self._cache: dict[str, Client] = {}
+        self._reading: dict[str, asyncio.Task] = {}  # client id -> the read under way
+        self._generation = 0  # one more at each eviction
 
     async def get(self, client_id: str, *, fresh: bool = False, conn: asyncpg.Connection | None = None
                   ) -> Client | None:
         """`conn`: a caller inside a transaction reads on its own connection, never waiting
-        for a second one from the pool."""
-        if not fresh:
-            cached = self._cache.get(client_id)
-            if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
-                return cached
+        for a second one from the pool. `fresh`: read now (not the cache, nor a read under way)."""
+        if fresh:
+            return await self._read(client_id, conn, self._generation)
+        cached = self._cache.get(client_id)
+        if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
+            return cached
+        reading = self._reading.get(client_id)
+        if reading is None:
+            # A task of its own: a caller that goes away (cancelled) must not fail the others.
+            reading = asyncio.ensure_future(self._read(client_id, None, self._generation))
+            reading.add_done_callback(_seen)
+            self._reading[client_id] = reading
+            reading.add_done_callback(lambda done: self._reading.pop(client_id, None)
+                                      if self._reading.get(client_id) is done else None)
+        return await asyncio.shield(reading)
+
+    async def _read(self, client_id: str, conn: asyncpg.Connection | None, generation: int) -> Client | None:
         row = await store.find_application(conn or self.pool, self.tenant_id, client_id)
+        current = generation == self._generation  # no eviction since the read began
         if row is None:
-            self._cache.pop(client_id, None)
+            if current:
+                self._cache.pop(client_id, None)
             # The demo app exists whether or not the applications context stored its row.
             return self._demo if client_id == DEMO_APP_ID else None
         client = client_from_row(row)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[client_id] = client
+        if current:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[client_id] = client
         return client
 
     def is_stale(self, client: Client) -> bool:
@@ -159,7 +182,18 @@ class ClientCache:
         return time.monotonic() - client.loaded_at > 0.05
 
     def evict(self, client_id: str | None = None) -> None:
+        """Forget a client (None: every client), and any read of it under way."""
+        self._generation += 1
         if client_id is None:
             self._cache.clear()
+            self._reading.clear()
         else:
             self._cache.pop(client_id, None)
+            self._reading.pop(client_id, None)
+
+
+def _seen(task: asyncio.Task) -> None:
+    """A shared read's failure reaches its callers; if all of them went away, it is still
+    retrieved here, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

@@ -89,6 +89,8 @@ class Provider:
         self._rbac_subscription = None
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
         self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
+        self._scopes_asked: dict[tuple[str, str], asyncio.Task] = {}  # the question under way
+        self._scopes_generation = 0  # one more at each rbac event
         self._purge: Periodic | None = None
         self._tasks: list[asyncio.Task] = []  # one-off background work (background())
 
@@ -107,6 +109,9 @@ class Provider:
         # Any change in rbac (roles, scopes, links, resources) may change what an application
         # holds: forget every cached answer as soon as rbac announces it.
         self._rbac_subscription = await bus.nc.subscribe(bus.subject("rbac.>"), cb=self._on_rbac_event)
+        # Events published while the connection was down never reach these subscriptions: after
+        # a reconnect nothing cached can be trusted (without this, only the TTLs would end it).
+        bus.reconnect_listeners.append(self._forget_cached)
         if self.purges:
             self._purge = Periodic("oidc-purge", PURGE_EVERY_SECONDS,
                                    lambda: store.purge_expired(self.pool), at_start=False, pool=self.pool)
@@ -125,6 +130,8 @@ class Provider:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.keys.stop()
+        if self._forget_cached in self.ctx.bus.reconnect_listeners:
+            self.ctx.bus.reconnect_listeners.remove(self._forget_cached)
         for subscription in (self._subscription, self._rbac_subscription):
             if subscription is not None:
                 try:
@@ -140,8 +147,19 @@ class Provider:
             app_id = None
         self.clients.evict(app_id)
 
+    def _forget_cached(self) -> None:
+        self.clients.evict()
+        self.forget_application_scopes()
+
     async def _on_rbac_event(self, msg: Any) -> None:
+        self.forget_application_scopes()
+
+    def forget_application_scopes(self) -> None:
+        """Every cached answer of rbac, and the questions under way (their answers may predate
+        the change)."""
+        self._scopes_generation += 1
         self._application_scopes.clear()
+        self._scopes_asked.clear()
 
     # ------------------------------------------------------------ events
 
@@ -186,19 +204,36 @@ class Provider:
         an event is missed). A cached answer lacking a `requested` scope is not trusted (the
         role may have just been granted): rbac is asked again. So the cache can only be late
         in taking a scope away — as a JWT already issued is for its whole lifetime — never in
-        granting one. 0 disables the cache: one rbac call per token."""
+        granting one. 0 disables the cache: one rbac call per token.
+
+        Concurrent requests that miss share one question (an answer expiring under load is one
+        rbac call, not one per token in flight). An answer to a question asked before an rbac
+        event is neither kept nor handed to requests that came after the event."""
         ttl = self.settings.oidc_application_scopes_cache_seconds
         key = (application_id, indicator)
-        if ttl > 0:
-            cached = self._application_scopes.get(key)
-            if cached is not None and time.monotonic() - cached[1] < ttl:
-                if requested is None or set(requested) <= set(cached[0].scopes):
-                    return cached[0]
+        if ttl <= 0:
+            return await self._ask_application_scopes(key, None)
+        cached = self._application_scopes.get(key)
+        if cached is not None and time.monotonic() - cached[1] < ttl:
+            if requested is None or set(requested) <= set(cached[0].scopes):
+                return cached[0]
+        asked = self._scopes_asked.get(key)
+        if asked is None:
+            # A task of its own: a request that goes away (cancelled) must not fail the others.
+            asked = asyncio.ensure_future(self._ask_application_scopes(key, self._scopes_generation))
+            asked.add_done_callback(_seen)
+            self._scopes_asked[key] = asked
+            asked.add_done_callback(lambda done: self._scopes_asked.pop(key, None)
+                                    if self._scopes_asked.get(key) is done else None)
+        return await asyncio.shield(asked)
+
+    async def _ask_application_scopes(self, key: tuple[str, str], generation: int | None) -> AllowedScopes:
+        application_id, indicator = key
         answer = await self._rbac(
             APPLICATION_SCOPES,
             ApplicationScopesRequest(application_id=application_id, indicator=indicator, tenant_id=self.tenant_id),
         )
-        if ttl > 0 and answer.resource is not None:
+        if generation == self._scopes_generation and answer.resource is not None:  # no rbac event since
             if len(self._application_scopes) > 10_000:
                 self._application_scopes.clear()
             self._application_scopes[key] = (answer, time.monotonic())
@@ -209,6 +244,13 @@ class Provider:
     def cookie_value(self, request: Request, name: str) -> str | None:
         """A signed cookie's value (`<name>` checked against `<name>.sig`), or None."""
         return self.cookies.verify(name, request.cookies.get(name), request.cookies.get(f"{name}.sig"))
+
+
+def _seen(task: asyncio.Task) -> None:
+    """A shared question's failure reaches its callers; if all of them went away, it is still
+    retrieved here, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def providers(ctx: ServiceContext) -> dict[str, Provider]:
