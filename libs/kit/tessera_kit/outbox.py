@@ -198,6 +198,20 @@ class GroupCommitEmitter:
                     done.set_result(None)
 
 
+# The relay's read of the next batch, marking the batch before it published in the same
+# statement ($2, maybe empty). The SELECT sees the rows as they were before the UPDATE, so it
+# leaves those out itself.
+_MARK_AND_SELECT = (
+    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE seq = ANY($2::bigint[]))"
+    " SELECT seq, id, subject, aggregate_id, envelope,"
+    " extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited FROM outbox"
+    " WHERE published_at IS NULL AND seq <> ALL($2::bigint[]) ORDER BY seq LIMIT $1"
+)
+
+# How long a published batch may wait for the next wake to mark it (in its SELECT) before it is
+# marked alone: longer than the gap between wakes under load, short for the backlog gauge.
+MARK_DELAY_SECONDS = 0.1
+
 # How long the relay waits for JetStream to acknowledge an event (nats-py's default for publish).
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
@@ -224,6 +238,7 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._stopping = False
         self.is_leader = False
+        self._unmarked: list[int] = []  # published, to be marked with the next SELECT
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
@@ -264,29 +279,50 @@ class OutboxRelay:
                 log.warning("outbox relay restarting", error=str(exc))
                 await self._sleep(self.poll_interval)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until woken by NOTIFY, by stop(), or for `seconds`."""
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until woken by NOTIFY, by stop(), or for `seconds`; True when woken."""
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except asyncio.TimeoutError:
-            pass
+            return False
+        return True
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            published = await self.publish_pending(conn)
-            if published >= self.batch_size:
-                continue
-            await self._purge_if_due(conn)
-            await self._sleep(self.poll_interval)
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                published = await self.publish_pending(conn, defer_mark=True)
+                if published >= self.batch_size:
+                    continue
+                await self._purge_if_due(conn)
+                # Under load the next NOTIFY comes within milliseconds and its SELECT marks
+                # this batch; when none comes soon, the marks go on their own.
+                if self._unmarked and not await self._sleep(min(MARK_DELAY_SECONDS, self.poll_interval)):
+                    await self._flush_marks(conn)
+                if not self._unmarked:
+                    await self._sleep(self.poll_interval)
+        finally:
+            if not conn.is_closed():
+                await self._flush_marks(conn)
 
-    async def publish_pending(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            "SELECT seq, id, subject, aggregate_id, envelope,"
-            " extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited FROM outbox"
-            " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-            self.batch_size,
-        )
+    async def _flush_marks(self, conn: asyncpg.Connection) -> None:
+        if self._unmarked:
+            seqs, self._unmarked = self._unmarked, []
+            await self.mark_published(conn, seqs)
+
+    async def publish_pending(self, conn: asyncpg.Connection, *, defer_mark: bool = False) -> int:
+        """Publish the oldest unpublished rows (a batch) and mark them published. With
+        `defer_mark` (the relay's loop) a fully published batch is marked by the next call's
+        SELECT, in the same statement: one round trip per wake instead of two. Until then its
+        rows still look unpublished (the loop marks them alone after MARK_DELAY_SECONDS
+        without a wake); should the relay die before, the next leader publishes them again and
+        JetStream drops the repeats (its duplicate window is far longer)."""
+        marks, self._unmarked = self._unmarked, []
+        try:
+            rows = await conn.fetch(_MARK_AND_SELECT, self.batch_size, marks)
+        except BaseException:
+            self._unmarked = marks + self._unmarked  # not marked: with the next one
+            raise
         done: list[int] = []
         acks: list[asyncio.Future] = []
         try:
@@ -316,7 +352,9 @@ class OutboxRelay:
                 elif not ack.cancelled():
                     ack.exception()  # seen, so asyncio does not log it as never retrieved
             # Mark what went out even if a later publish failed; the rest waits in order.
-            if done:
+            if done and defer_mark and len(done) == len(rows):
+                self._unmarked = done
+            elif done:
                 await self.mark_published(conn, done)
         return len(done)
 

@@ -238,3 +238,38 @@ async def test_a_change_and_its_events_in_one_statement_commit_together(pool, un
                 conn, "INSERT INTO noted_changes (id) VALUES ($1)", ("a",), [(user_created("u3"), "u3")])
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
         await conn.execute("DROP TABLE noted_changes")
+
+
+async def test_the_relay_marks_a_batch_with_the_next_batchs_select(pool, bus, unique):
+    """defer_mark (the relay's loop): a published batch is marked by the next read, in the same
+    statement; the rows of the later batch are not read twice, nothing is published twice,
+    and what is still unmarked when the relay stops is marked then."""
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    first = await emit_committed(pool, outbox, [user_created(f"u{i}") for i in range(3)])
+    relay = OutboxRelay(pool, bus, outbox)
+    async with pool.acquire() as conn:
+        assert await relay.publish_pending(conn, defer_mark=True) == 3
+        assert await unpublished(pool) == 3  # published, not marked yet
+        second = await emit_committed(pool, outbox, [user_created(f"v{i}") for i in range(2)])
+        assert await relay.publish_pending(conn, defer_mark=True) == 2  # the first three not again
+        assert await unpublished(pool) == 2  # the first batch marked by that read
+        assert await relay.publish_pending(conn, defer_mark=True) == 0
+        assert await unpublished(pool) == 0
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in first + second]
+
+    third = await emit_committed(pool, outbox, [user_created("w")])
+    relay = OutboxRelay(pool, bus, outbox, poll_interval=60.0)
+    relay.start()
+    await wait_until(lambda: _equals(stream_length(bus), 6))
+    await relay.stop()  # marked by then: after a short wait for a wake, or on the way out
+    assert await unpublished(pool) == 0
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in first + second + third]
+
+
+async def stream_length(bus) -> int:
+    return (await bus.js.stream_info(bus.stream_name(IDENTITY.name))).state.messages
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected
