@@ -185,13 +185,32 @@ async def test_interaction_rpc_errors(dep, apps):
     with pytest.raises(RequestError) as error:  # consent before anyone signed in
         await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert error.value.code == "session.not_found"
-    with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id="nobody"))
-    assert error.value.status == 404
-    suspended = await dep.user(is_suspended=True)
-    with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended))
-    assert (error.value.status, error.value.code) == (401, "user.suspended")
+    for last_sign_in_at in (None, 1_000):  # a registration's login (no time), a sign-in's
+        with pytest.raises(RequestError) as error:
+            await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id="nobody",
+                                                                  last_sign_in_at=last_sign_in_at))
+        assert error.value.status == 404
+        suspended = await dep.user(is_suspended=True)
+        with pytest.raises(RequestError) as error:
+            await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended,
+                                                                  last_sign_in_at=last_sign_in_at))
+        assert (error.value.status, error.value.code) == (401, "user.suspended")
+        forged = {**cookie, "interaction_signature": "x" + cookie["interaction_signature"][1:]}
+        for request in (FinishLogin(**forged, account_id=suspended, last_sign_in_at=last_sign_in_at),
+                        GrantConsent(**forged)):
+            with pytest.raises(RequestError) as error:
+                await rpc.call(dep.ctx.bus, FINISH_LOGIN if isinstance(request, FinishLogin) else GRANT_CONSENT,
+                               request)
+            assert error.value.code == "session.not_found"
+    details = await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(**cookie))
+    assert details.login_account_id is None and not details.consent_granted  # nothing of it stayed
+    await dep.ctx.pool.execute("UPDATE oidc_interactions SET expires_at = now() - interval '1 second'")
+    user_id = await dep.user()
+    for request in (FinishLogin(**cookie, account_id=user_id, last_sign_in_at=1_000), GrantConsent(**cookie)):
+        with pytest.raises(RequestError) as error:  # an expired interaction is not found
+            await rpc.call(dep.ctx.bus, FINISH_LOGIN if isinstance(request, FinishLogin) else GRANT_CONSENT, request)
+        assert error.value.code == "session.not_found"
+    assert await dep.ctx.pool.fetchval("SELECT last_sign_in_at FROM users WHERE id = $1", user_id) is None
 
 
 def _qs(params: dict) -> str:
@@ -483,14 +502,23 @@ async def test_finish_login_records_the_sign_in_and_answers_the_user_and_client(
     assert error.value.code == "user.suspended"
     assert await dep.ctx.pool.fetchval("SELECT last_sign_in_at FROM users WHERE id = $1", suspended) is None
     user_id = await dep.user()
+    await dep.ctx.pool.execute("""UPDATE oidc_interactions SET result = '{"error": "access_denied"}' WHERE uid = $1""",
+                               cookie["interaction_cookie"])  # aborted before: the login replaces that
     finished = await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=user_id, amr=["pwd"],
                                                                       last_sign_in_at=1_700_000_000_123))
     assert finished.redirect_to.endswith("/auth/" + cookie["interaction_cookie"])
     assert finished.user is not None and finished.user.id == user_id
     assert finished.user.last_sign_in_at == 1_700_000_000_123
     assert finished.application is not None and (finished.application.id, finished.application.type) == (spa, "SPA")
+    assert finished.user.custom_data == {} and finished.user.is_suspended is False
+    result = await dep.ctx.pool.fetchval("SELECT result FROM oidc_interactions WHERE uid = $1",
+                                         cookie["interaction_cookie"])
+    assert result["login"]["account_id"] == user_id and result["login"]["amr"] == ["pwd"] and "error" not in result
     granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert (granted.account_id, granted.client_id, granted.first_application) == (user_id, spa, True)
+    result = await dep.ctx.pool.fetchval("SELECT result FROM oidc_interactions WHERE uid = $1",
+                                         cookie["interaction_cookie"])
+    assert result["consent"] is True and result["login"]["account_id"] == user_id  # both kept
     await dep.ctx.pool.execute("UPDATE users SET application_id = $2 WHERE id = $1", user_id, spa)
     granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert granted.first_application is False

@@ -67,6 +67,56 @@ async def set_interaction_result(conn: Conn, uid: str, result: dict[str, Any]) -
     await conn.execute("UPDATE oidc_interactions SET result = $2 WHERE uid = $1", uid, result)
 
 
+# The interaction's result as an object ({} for none yet), the base of a change to it.
+_RESULT = "(CASE WHEN jsonb_typeof(o.result) = 'object' THEN o.result ELSE '{}'::jsonb END)"
+# Who an interaction is for: the user who signed in during it, else its session's user.
+_INTERACTION_ACCOUNT = "coalesce(nullif(o.result->'login'->>'account_id', ''), nullif(o.session_account_id, ''))"
+
+
+def _finish_login_sql() -> str:
+    from tessera_identity.applications.store import APP_COLUMNS
+    from tessera_identity.users.store import USER_COLUMNS
+
+    return (
+        "WITH i AS (SELECT uid, client_id FROM oidc_interactions"
+        " WHERE tenant_id = $1 AND uid = $2 AND expires_at > now() FOR UPDATE),"
+        " u AS (UPDATE users SET last_sign_in_at = $4 WHERE tenant_id = $1 AND id = $3 AND NOT is_suspended"
+        f" AND EXISTS (SELECT FROM i) RETURNING {USER_COLUMNS}),"
+        f" r AS (UPDATE oidc_interactions o SET result = ({_RESULT} - 'error') || jsonb_build_object('login', $5::jsonb)"
+        " FROM i WHERE o.uid = i.uid AND EXISTS (SELECT FROM u) RETURNING 1)"
+        " SELECT EXISTS (SELECT FROM i) AS found,"
+        " (SELECT is_suspended FROM users WHERE tenant_id = $1 AND id = $3) AS suspended,"
+        " (SELECT to_jsonb(u) FROM u) AS user,"
+        f" (SELECT to_jsonb(a) FROM (SELECT {APP_COLUMNS} FROM applications"
+        " WHERE tenant_id = $1 AND id = (SELECT client_id FROM i)) a) AS application"
+    )
+
+
+async def finish_login(conn: Conn, tenant_id: str, uid: str, account_id: str, last_sign_in_at: dt.datetime,
+                       login: dict[str, Any]) -> asyncpg.Record:
+    """A sign-in's login in ONE statement (no BEGIN/COMMIT): the live interaction locked, the
+    user's sign-in time set unless they are suspended, and only then the login put into the
+    interaction's result (its error dropped). Answers `found` (the interaction), `suspended`
+    (NULL: no such user), the user as changed and the interaction's application, as JSON."""
+    return await conn.fetchrow(_finish_login_sql(), tenant_id, uid, account_id, last_sign_in_at, login)
+
+
+GRANT_CONSENT = (
+    f"UPDATE oidc_interactions o SET result = {_RESULT} || '{{\"consent\": true}}'::jsonb"
+    f" WHERE o.tenant_id = $1 AND o.uid = $2 AND o.expires_at > now() AND {_INTERACTION_ACCOUNT} IS NOT NULL"
+    f" RETURNING o.client_id, {_INTERACTION_ACCOUNT} AS account_id,"
+    f" (SELECT u.application_id IS NULL FROM users u WHERE u.tenant_id = o.tenant_id AND u.id = {_INTERACTION_ACCOUNT})"
+    " AS first_application"
+)
+
+
+async def grant_consent(conn: Conn, tenant_id: str, uid: str) -> asyncpg.Record | None:
+    """Consent recorded in ONE statement on a live interaction someone signed in to (by it,
+    or before it: its session); None when there is no such interaction. Answers whose consent
+    it is, the client, and whether it is the user's first application."""
+    return await conn.fetchrow(GRANT_CONSENT, tenant_id, uid)
+
+
 async def take_interaction(conn: Conn, tenant_id: str, uid: str) -> asyncpg.Record | None:
     """Remove a live interaction and return it: one statement, so it resumes exactly once
     (an expired one goes too, and is not returned)."""
