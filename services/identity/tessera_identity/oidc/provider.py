@@ -89,6 +89,10 @@ class Provider:
         self._rbac_subscription = None
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
         self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
+        # The tenant's default resource and when rbac answered it (see default_resource); the
+        # generation counts rbac's events, so an answer that crossed one is not kept.
+        self._default_resource: tuple[ResourceInfo | None, float] | None = None
+        self._rbac_generation = 0
         self._purge: Periodic | None = None
         self._tasks: list[asyncio.Task] = []  # one-off background work (background())
 
@@ -142,6 +146,8 @@ class Provider:
 
     async def _on_rbac_event(self, msg: Any) -> None:
         self._application_scopes.clear()
+        self._default_resource = None
+        self._rbac_generation += 1
 
     # ------------------------------------------------------------ events
 
@@ -172,7 +178,20 @@ class Provider:
         return await self._rbac(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator=indicator, tenant_id=self.tenant_id))
 
     async def default_resource(self) -> ResourceInfo | None:
-        return await self._rbac(DEFAULT_RESOURCE, TenantRef(tenant_id=self.tenant_id))
+        """The resource a token without one is for. Asked once per user token and per token
+        without a resource, and changed about never: the answer is reused as application_scopes'
+        are (for `oidc_application_scopes_cache_seconds`, forgotten when rbac publishes any event,
+        not kept when one arrived while it was asked), so a new default applies within the
+        event's delivery time."""
+        ttl = self.settings.oidc_application_scopes_cache_seconds
+        cached = self._default_resource
+        if ttl > 0 and cached is not None and time.monotonic() - cached[1] < ttl:
+            return cached[0]
+        generation = self._rbac_generation
+        answer = await self._rbac(DEFAULT_RESOURCE, TenantRef(tenant_id=self.tenant_id))
+        if ttl > 0 and generation == self._rbac_generation:
+            self._default_resource = (answer, time.monotonic())
+        return answer
 
     async def user_scopes(self, user_id: str, indicator: str) -> AllowedScopes:
         return await self._rbac(USER_SCOPES, UserScopesRequest(user_id=user_id, indicator=indicator, tenant_id=self.tenant_id))
