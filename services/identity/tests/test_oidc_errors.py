@@ -325,6 +325,34 @@ async def test_token_authorization_code_errors(dep, apps):
     assert any(e["grant_type"] == "authorization_code" and e["error"] == "invalid_grant" for e in failed)
 
 
+async def test_a_code_whose_grant_is_gone_or_whose_user_is_suspended_is_refused(dep, apps):
+    """The grant and the user are read with the code (one statement): a grant revoked or
+    expired, a user suspended or deleted since the code was issued, and the code is refused;
+    with both there, the ID token carries the user."""
+    spa = apps["spa"]
+    base = {"grant_type": "authorization_code", "client_id": spa["id"], "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER}
+    for spoil in ("DELETE FROM oidc_grants WHERE id = $1",
+                  "UPDATE oidc_grants SET expires_at = now() - interval '1 second' WHERE id = $1",
+                  "UPDATE users SET is_suspended = true WHERE id = (SELECT account_id FROM oidc_grants WHERE id = $1)",
+                  "DELETE FROM users WHERE id = (SELECT account_id FROM oidc_grants WHERE id = $1)"):
+        code = await code_for(dep, spa["id"])
+        grant_id = await dep.ctx.pool.fetchval(
+            "SELECT grant_id FROM oidc_authorization_codes WHERE consumed_at IS NULL ORDER BY expires_at DESC LIMIT 1")
+        await dep.ctx.pool.execute(spoil, grant_id)
+        expect(await token_request(dep, {**base, "code": code}), 400, "invalid_grant")
+    code = await code_for(dep, spa["id"])
+    account_id = await dep.ctx.pool.fetchval(
+        "SELECT account_id FROM oidc_authorization_codes WHERE consumed_at IS NULL ORDER BY expires_at DESC LIMIT 1")
+    answer = await token_request(dep, {**base, "code": code})
+    assert answer.status_code == 200, answer.text
+    import base64
+    import json
+
+    payload = answer.json()["id_token"].split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"] == account_id
+
+
 async def test_token_pkce_verifier_without_challenge(dep, apps):
     web = apps["web"]
     code = await code_for(dep, web["id"], code_challenge=None, code_challenge_method=None)

@@ -239,18 +239,24 @@ async def insert_code(conn: Conn, *, code_hash: bytes, **row: Any) -> None:
     )
 
 
-async def lock_code(conn: asyncpg.Connection, tenant_id: str, code_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM oidc_authorization_codes WHERE tenant_id = $1 AND code_hash = $2 FOR UPDATE",
-        tenant_id, code_hash,
-    )
+# A code and, for its exchange, its live grant and its user (as JSON; NULL when gone): one
+# round trip where there were three. Only the code's row is locked.
+LOCK_CODE_WITH_GRANT_AND_USER = (
+    "SELECT c.*,"
+    " (SELECT to_jsonb(g) FROM (SELECT id, account_id, client_id, session_id, oidc_scopes, resource_scopes"
+    "  FROM oidc_grants WHERE tenant_id = c.tenant_id AND id = c.grant_id AND expires_at > now()) g) AS grant_row,"
+    " (SELECT to_jsonb(u) FROM (SELECT id, username, primary_email, primary_phone, name, avatar, custom_data,"
+    "  identities, is_suspended FROM users WHERE tenant_id = c.tenant_id AND id = c.account_id) u) AS user_row"
+    " FROM oidc_authorization_codes c WHERE c.tenant_id = $1 AND c.code_hash = $2 FOR UPDATE OF c"
+)
 
 
-async def consume_code(conn: Conn, code_hash: bytes, family_id: str) -> None:
-    await conn.execute(
-        "UPDATE oidc_authorization_codes SET consumed_at = now(), family_id = $2 WHERE code_hash = $1",
-        code_hash, family_id,
-    )
+async def lock_code_with_grant_and_user(conn: asyncpg.Connection, tenant_id: str,
+                                        code_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK_CODE_WITH_GRANT_AND_USER, tenant_id, code_hash)
+
+
+CONSUME_CODE = "UPDATE oidc_authorization_codes SET consumed_at = now(), family_id = $2 WHERE code_hash = $1"
 
 
 # ------------------------------------------------------------------ token families
