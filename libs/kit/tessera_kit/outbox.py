@@ -66,15 +66,16 @@ _INSERT_AND_NOTIFY = (
 )
 
 
-def _insert_events(first: int) -> str:
+def _insert_events(first: int, *, if_changed: bool = False) -> str:
     """The outbox rows of a batch of events (five arrays from `$first`) and their NOTIFY (the
     channel after them), as the tail of one WITH statement: the insert commits with the NOTIFY
-    or not at all, in one round trip."""
+    or not at all, in one round trip. `if_changed`: only if the CTE `change` returned a row."""
     p = [f"${first + i}" for i in range(6)]
+    condition = " WHERE EXISTS (SELECT FROM change)" if if_changed else ""
     return (
         f"inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
         f" SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
-        f" {p[4]}::bytea[]) RETURNING 1)"
+        f" {p[4]}::bytea[]){condition} RETURNING 1)"
         f" SELECT pg_notify({p[5]}, ''), (SELECT count(*) FROM inserted)"
     )
 
@@ -129,26 +130,32 @@ class Outbox:
         events: list[tuple[EventData, str | None]],
         *,
         tenant_id: str | None = None,
+        if_changed: bool = False,
     ) -> list[Envelope]:
         """Run one data-changing statement and write its events (`(data, aggregate_id)`) in
         one round trip: outside a transaction it is atomic by itself (see
-        `with_events_statement`); inside one it commits with the rest."""
+        `with_events_statement`); inside one it commits with the rest. With `if_changed`
+        (`change_sql` has a RETURNING clause) the events are written only if the change
+        returned a row, and none are returned otherwise."""
         envelopes = [build_envelope(data, tenant_id=tenant_id) for data, _ in events]
         rows = [_row(envelope, aggregate_id) for envelope, (_, aggregate_id) in zip(envelopes, events)]
         columns = [list(column) for column in zip(*rows)] if rows else [[], [], [], [], []]
-        await executor.fetchrow(with_events_statement(change_sql, len(change_args)), *change_args, *columns,
-                                self.channel)
+        row = await executor.fetchrow(with_events_statement(change_sql, len(change_args), if_changed),
+                                      *change_args, *columns, self.channel)
+        if if_changed and rows and not row[1]:
+            return []
         return envelopes
 
 
 @functools.cache  # a handful of change statements, built once each (asyncpg caches by text)
-def with_events_statement(change_sql: str, change_args: int) -> str:
+def with_events_statement(change_sql: str, change_args: int, if_changed: bool = False) -> str:
     """`change_sql` (one INSERT, UPDATE or DELETE taking $1..$`change_args`) and the outbox
     rows of its events (the next five arrays) and their NOTIFY (the channel after them) as ONE
     statement. A single statement is atomic by itself: the change and its events commit
     together or not at all, with no BEGIN and COMMIT round trips. PostgreSQL runs a
-    data-modifying WITH exactly once whether or not the query reads it."""
-    return f"WITH change AS ({change_sql}), " + _insert_events(change_args + 1)
+    data-modifying WITH exactly once whether or not the query reads it. `if_changed`: the
+    events only if the change returned a row (its RETURNING)."""
+    return f"WITH change AS ({change_sql}), " + _insert_events(change_args + 1, if_changed=if_changed)
 
 
 class GroupCommitEmitter:

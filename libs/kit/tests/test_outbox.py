@@ -273,3 +273,18 @@ async def stream_length(bus) -> int:
 
 async def _equals(awaitable, expected) -> bool:
     return await awaitable == expected
+
+
+async def test_events_written_only_if_the_change_wrote_a_row(pool, unique):
+    """execute_with_events(if_changed=True): a change that returned no row writes no event
+    (and answers none); one that did writes them, in the same statement."""
+    outbox = Outbox(unique)
+    await pool.execute("CREATE TABLE IF NOT EXISTS guarded (id text PRIMARY KEY)")
+    insert = "INSERT INTO guarded (id) SELECT $1::text WHERE $2::bool RETURNING 1"
+    assert await outbox.execute_with_events(pool, insert, ("no", False), [(user_created("u0"), "u0")],
+                                            if_changed=True) == []
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    written = await outbox.execute_with_events(pool, insert, ("yes", True), [(user_created("u1"), "u1")],
+                                               if_changed=True)
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox")] == [e.id for e in written]
+    assert await pool.fetchval("SELECT count(*) FROM guarded") == 1

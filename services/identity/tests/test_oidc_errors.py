@@ -550,3 +550,30 @@ async def test_finish_login_records_the_sign_in_and_answers_the_user_and_client(
     await dep.ctx.pool.execute("UPDATE users SET application_id = $2 WHERE id = $1", user_id, spa)
     granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert granted.first_application is False
+
+
+async def test_a_user_suspended_before_the_resumption_gets_no_session(dep, apps):
+    """The login was finished, then the user was suspended: resuming answers access_denied to
+    the client, and neither a session nor its SessionStarted event is written (the check, the
+    session and the event are one statement); a user who may sign in gets both."""
+    from tessera_events.contracts.oidc import FINISH_LOGIN, FinishLogin
+    from tessera_kit import rpc
+
+    spa = apps["spa"]["id"]
+    for suspend in (True, False):
+        user_id = await dep.user()
+        async with dep.browser() as browser:
+            await browser.get("/oidc/auth", params=auth_params(spa, scope="openid"))
+            finished = await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(
+                **interaction_cookies(browser), account_id=user_id, amr=["pwd"], last_sign_in_at=1_000))
+            if suspend:
+                await dep.ctx.pool.execute("UPDATE users SET is_suspended = true WHERE id = $1", user_id)
+            response = await browser.get(finished.redirect_to)
+        sessions = await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_sessions WHERE account_id = $1", user_id)
+        started = [e for e in await dep.event_data("identity.session.started") if e["user_id"] == user_id]
+        if suspend:
+            assert query_of(response.headers["location"])["error"] == "access_denied"
+            assert (sessions, started) == (0, [])
+        else:
+            assert response.status_code == 303 and "error" not in query_of(response.headers["location"])
+            assert sessions == 1 and len(started) == 1 and started[0]["amr"] == ["pwd"]

@@ -147,6 +147,15 @@ async def insert_session(
     )
 
 
+# A new session for a user who may sign in (not suspended), else nothing: its row (RETURNING)
+# is what Outbox.execute_with_events(if_changed=True) announces.
+INSERT_SESSION_IF_ACTIVE = (
+    "INSERT INTO oidc_sessions (tenant_id, id, account_id, login_at, amr, expires_at)"
+    " SELECT $1::text, $2::text, $3::text, $4::timestamptz, $5::jsonb, $6::timestamptz"
+    " WHERE EXISTS (SELECT FROM users WHERE tenant_id = $1 AND id = $3 AND NOT is_suspended) RETURNING 1"
+)
+
+
 async def refresh_session_login(conn: Conn, session_id: str, login_at: dt.datetime, amr: list[str]) -> None:
     await conn.execute(
         "UPDATE oidc_sessions SET login_at = $2, amr = $3 WHERE id = $1", session_id, login_at, amr,
