@@ -158,9 +158,13 @@ async def test_auth_aborted_interaction_is_access_denied(dep, apps):
         assert response.headers["location"] == "/sign-in"
         reply = await rpc.call(dep.ctx.bus, ABORT_INTERACTION,
                                AbortInteraction(**interaction_cookies(browser)))
+        uid = browser.cookies.get("_interaction")
         response = await browser.get(reply.redirect_to)
     params = query_of(response.headers["location"])
     assert params["error"] == "access_denied" and params["state"] == "st4te"
+    # The interaction ended all the same (its event is written where no code or interaction
+    # statement carried it).
+    assert len([e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == uid]) == 1
 
 
 async def test_interaction_rpc_errors(dep, apps):

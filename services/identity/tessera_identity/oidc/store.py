@@ -237,15 +237,18 @@ async def delete_grant_and_tokens(conn: Conn, grant_id: str) -> None:
 # ------------------------------------------------------------------ authorization codes
 
 
-async def insert_code(conn: Conn, *, code_hash: bytes, **row: Any) -> None:
-    await conn.execute(
-        "INSERT INTO oidc_authorization_codes (code_hash, tenant_id, grant_id, client_id, account_id,"
-        " session_id, interaction_id, redirect_uri, scope, resources, code_challenge, nonce,"
-        " auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        code_hash, row["tenant_id"], row["grant_id"], row["client_id"], row["account_id"],
-        row["session_id"], row["interaction_id"], row["redirect_uri"], row["scope"],
-        row["resources"], row["code_challenge"], row["nonce"], row["auth_time"], row["expires_at"],
-    )
+INSERT_CODE = (
+    "INSERT INTO oidc_authorization_codes (code_hash, tenant_id, grant_id, client_id, account_id,"
+    " session_id, interaction_id, redirect_uri, scope, resources, code_challenge, nonce,"
+    " auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
+
+
+def code_args(*, code_hash: bytes, **row: Any) -> tuple:
+    """`INSERT_CODE`'s arguments (sent with events in one statement)."""
+    return (code_hash, row["tenant_id"], row["grant_id"], row["client_id"], row["account_id"],
+            row["session_id"], row["interaction_id"], row["redirect_uri"], row["scope"],
+            row["resources"], row["code_challenge"], row["nonce"], row["auth_time"], row["expires_at"])
 
 
 # A code and, for its exchange, its live grant and its user (as JSON; NULL when gone): one
