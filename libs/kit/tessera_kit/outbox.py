@@ -125,7 +125,7 @@ class Outbox:
     async def execute_with_events(
         self,
         executor: asyncpg.Connection | asyncpg.Pool,
-        change_sql: str,
+        change_sql: str | tuple[str, ...],
         change_args: tuple | list,
         events: list[tuple[EventData, str | None]],
         *,
@@ -136,7 +136,8 @@ class Outbox:
         one round trip: outside a transaction it is atomic by itself (see
         `with_events_statement`); inside one it commits with the rest. With `if_changed`
         (`change_sql` has a RETURNING clause) the events are written only if the change
-        returned a row, and none are returned otherwise."""
+        returned a row, and none are returned otherwise. Several changes (a tuple) share the
+        arguments and run in the same statement (`if_changed` looks at the first)."""
         envelopes = [build_envelope(data, tenant_id=tenant_id) for data, _ in events]
         rows = [_row(envelope, aggregate_id) for envelope, (_, aggregate_id) in zip(envelopes, events)]
         columns = [list(column) for column in zip(*rows)] if rows else [[], [], [], [], []]
@@ -148,14 +149,16 @@ class Outbox:
 
 
 @functools.cache  # a handful of change statements, built once each (asyncpg caches by text)
-def with_events_statement(change_sql: str, change_args: int, if_changed: bool = False) -> str:
+def with_events_statement(change_sql: str | tuple[str, ...], change_args: int, if_changed: bool = False) -> str:
     """`change_sql` (one INSERT, UPDATE or DELETE taking $1..$`change_args`) and the outbox
     rows of its events (the next five arrays) and their NOTIFY (the channel after them) as ONE
     statement. A single statement is atomic by itself: the change and its events commit
     together or not at all, with no BEGIN and COMMIT round trips. PostgreSQL runs a
     data-modifying WITH exactly once whether or not the query reads it. `if_changed`: the
     events only if the change returned a row (its RETURNING)."""
-    return f"WITH change AS ({change_sql}), " + _insert_events(change_args + 1, if_changed=if_changed)
+    changes = (change_sql,) if isinstance(change_sql, str) else change_sql
+    ctes = "".join(f"change{f'_{n}' if n else ''} AS ({sql}), " for n, sql in enumerate(changes))
+    return f"WITH {ctes}" + _insert_events(change_args + 1, if_changed=if_changed)
 
 
 class GroupCommitEmitter:

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import asyncpg
 import pytest
 from nats.js.errors import NoStreamResponseError
 
@@ -288,3 +289,21 @@ async def test_events_written_only_if_the_change_wrote_a_row(pool, unique):
                                                if_changed=True)
     assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox")] == [e.id for e in written]
     assert await pool.fetchval("SELECT count(*) FROM guarded") == 1
+
+
+async def test_several_changes_and_their_events_in_one_statement(pool, unique):
+    """execute_with_events with a tuple of changes: they share the arguments and commit with
+    the events, all or nothing."""
+    outbox = Outbox(unique)
+    await pool.execute("CREATE TABLE IF NOT EXISTS first_change (id text PRIMARY KEY)")
+    await pool.execute("CREATE TABLE IF NOT EXISTS second_change (id text PRIMARY KEY, note text)")
+    changes = ("INSERT INTO first_change (id) VALUES ($1)", "INSERT INTO second_change (id, note) VALUES ($1, $2)")
+    written = await outbox.execute_with_events(pool, changes, ("a", "note"), [(user_created("u1"), "u1")])
+    assert await pool.fetchval("SELECT note FROM second_change WHERE id = 'a'") == "note"
+    assert await pool.fetchval("SELECT count(*) FROM first_change") == 1
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox")] == [e.id for e in written]
+    await pool.execute("INSERT INTO second_change (id) VALUES ('c')")
+    with pytest.raises(asyncpg.UniqueViolationError):  # the second change fails: nothing of it stays
+        await outbox.execute_with_events(pool, changes, ("c", "x"), [(user_created("u2"), "u2")])
+    assert await pool.fetchval("SELECT count(*) FROM first_change") == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1

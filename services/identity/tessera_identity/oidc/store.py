@@ -269,14 +269,12 @@ async def lock_code_with_grant_and_user(conn: asyncpg.Connection, tenant_id: str
 
 
 CONSUME_CODE = "UPDATE oidc_authorization_codes SET consumed_at = now(), family_id = $2 WHERE code_hash = $1"
+# With CONSUME_CODE in one statement (its $2, and the tenant as $3): the family the exchange's
+# tokens belong to. Nothing reads it before the exchange commits.
+OPEN_FAMILY = "INSERT INTO oidc_token_families (family_id, tenant_id) VALUES ($2, $3)"
 
 
 # ------------------------------------------------------------------ token families
-
-
-async def insert_family(conn: Conn, tenant_id: str, family_id: str) -> None:
-    await conn.execute("INSERT INTO oidc_token_families (family_id, tenant_id) VALUES ($1, $2)",
-                       family_id, tenant_id)
 
 
 async def lock_family_of_refresh_token(conn: asyncpg.Connection, tenant_id: str,

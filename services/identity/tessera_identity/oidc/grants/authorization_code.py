@@ -46,9 +46,10 @@ async def exchange(provider: Provider, client: Client, params: Params) -> tokens
             else:
                 token_set, event, family_id = await _issue(conn, provider, client, row, redirect_uri,
                                                            verifier, resource_param, now)
-                # The code consumed and its event: one statement in the transaction.
-                await provider.outbox.execute_with_events(conn, store.CONSUME_CODE, (code_hash, family_id),
-                                                          [(event, row["grant_id"])], tenant_id=provider.tenant_id)
+                # The code consumed, its tokens' family opened and its event: one statement.
+                await provider.outbox.execute_with_events(
+                    conn, (store.CONSUME_CODE, store.OPEN_FAMILY), (code_hash, family_id, provider.tenant_id),
+                    [(event, row["grant_id"])], tenant_id=provider.tenant_id)
                 return token_set
     assert replayed  # committed the revocation above; now refuse
     raise invalid_grant("authorization code has already been used; the tokens it issued are revoked")
@@ -80,8 +81,7 @@ async def _issue(conn, provider: Provider, client: Client, row, redirect_uri: st
     scopes = claim_rules.split_scope(row["scope"])
     oidc_scopes = [s for s in claim_rules.oidc_part(scopes) if s in grant["oidc_scopes"]]
     scopes = oidc_scopes + claim_rules.resource_part(scopes)
-    family_id = new_id()
-    await store.insert_family(conn, provider.tenant_id, family_id)
+    family_id = new_id()  # its row is written with the code's consumption (exchange)
     auth_time = int(row["auth_time"].timestamp())
     request = tokens.UserTokenRequest(
         client=client, account_id=row["account_id"], grant=_grant_dict(grant), scopes=scopes,
