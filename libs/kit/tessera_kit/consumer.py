@@ -40,16 +40,25 @@ Handler = Callable[[asyncpg.Connection, Envelope], Awaitable[None]]
 BatchHandler = Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]]
 # The effect of some events as data-modifying CTEs of one statement (see Subscription.statement):
 # given the events and the number of the first parameter free for it, the CTE texts and their
-# arguments; or None, and the handlers apply these events.
-StatementBuilder = Callable[[list[Envelope], int], "tuple[list[str], list] | None"]
+# arguments, and optionally a condition (an SQL boolean on the same parameters) under which
+# the statement applies them; or None, and the handlers apply these events.
+StatementBuilder = Callable[[list[Envelope], int], "tuple[list[str], list] | tuple[list[str], list, str] | None"]
 
-# The inbox rows of some events, as the first CTE of a consumer's one-statement apply: `fresh`
-# holds the ids of the events not applied before (once each, whatever the batch repeats).
-_FRESH = (
-    "WITH fresh AS (INSERT INTO inbox (consumer, event_id, tenant_id)"
-    " SELECT $1, event_id, tenant_id FROM unnest($2::text[], $3::text[]) AS t(event_id, tenant_id)"
-    " ON CONFLICT DO NOTHING RETURNING event_id)"
-)
+
+def _one_statement(ctes: list[str], condition: str | None) -> str:
+    """The inbox rows of some events (the CTE `fresh`: the ids of the events not applied before,
+    once each, whatever the batch repeats), the subscription's CTEs, and how many were new.
+    With a condition, nothing is written unless it holds, and `held` says whether it did."""
+    guard, held = "", "true"
+    if condition is not None:
+        guard, held = f"pre AS MATERIALIZED (SELECT ({condition}) AS held), ", "(SELECT held FROM pre)"
+    return (
+        f"WITH {guard}fresh AS (INSERT INTO inbox (consumer, event_id, tenant_id)"
+        " SELECT $1, event_id, tenant_id FROM unnest($2::text[], $3::text[]) AS t(event_id, tenant_id)"
+        f" WHERE {held} ON CONFLICT DO NOTHING RETURNING event_id)"
+        + "".join(f", {cte}" for cte in ctes)
+        + f" SELECT {held} AS held, (SELECT count(*) FROM fresh) AS applied"
+    )
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,9 @@ class Subscription:
     # CTEs that run in ONE statement with the inbox insert (a statement is atomic by itself: no
     # BEGIN, no COMMIT, one round trip where a transaction took four or five). Each CTE reads
     # the ids of the events not applied before from the CTE `fresh` and applies only those.
-    # Used for a batch and for a lone event; when it answers None the handlers apply the
-    # events. A failing statement is any failure: a batch goes event by event, then retries
-    # and the dead letter.
+    # Used for a batch and for a lone event; when it answers None, or its condition does not
+    # hold (nothing is written then), the handlers apply the events. A failing statement is
+    # any failure: a batch goes event by event, then retries and the dead letter.
     statement: StatementBuilder | None = None
 
     def durable_for(self, stream: Stream) -> str:
@@ -267,10 +276,12 @@ class EventConsumer:
         built = self.subscription.statement(envelopes, 4)
         if built is None:
             return None
-        ctes, args = built
-        sql = _FRESH + "".join(f", {cte}" for cte in ctes) + " SELECT count(*) FROM fresh"
-        applied = await self.pool.fetchval(sql, self.subscription.name, [e.id for e in envelopes],
-                                           [e.tenant_id for e in envelopes], *args)
+        ctes, args, condition = (*built, None) if len(built) == 2 else built
+        row = await self.pool.fetchrow(_one_statement(ctes, condition), self.subscription.name,
+                                       [e.id for e in envelopes], [e.tenant_id for e in envelopes], *args)
+        if not row["held"]:
+            return None  # nothing written: the handlers apply them
+        applied = row["applied"]
         self.applied += applied
         if applied:
             metrics.CONSUMER_APPLIED.labels(self.durable).inc(applied)

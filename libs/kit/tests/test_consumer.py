@@ -367,3 +367,33 @@ async def test_a_statement_applies_events_with_their_inbox_rows_in_one_statement
             await publish(bus, envelope)
         await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM stated WHERE user_id LIKE 's%'"), 10))
         await wait_until(lambda: _equals(running_consumer.pending(), 0))
+
+
+async def test_a_statement_with_a_condition_leaves_the_events_to_the_handlers_when_it_fails(pool, bus):
+    """The builder's condition: when it holds the statement applies the events; when it does
+    not, nothing is written (no inbox row either) and the handlers apply them."""
+    await pool.execute("DROP TABLE IF EXISTS conditioned")
+    await pool.execute("CREATE TABLE conditioned (event_id text, path text)")
+    await effects_table(pool)
+    gate = {"open": True}
+    handled: list[str] = []
+
+    async def handler(conn, envelope):
+        handled.append(envelope.id)
+        await conn.execute("INSERT INTO conditioned VALUES ($1, 'handler')", envelope.id)
+
+    def statement(envelopes, first):
+        return ([f"effect AS (INSERT INTO conditioned SELECT event_id, 'statement' FROM unnest(${first}::text[])"
+                 " AS t(event_id) WHERE event_id IN (SELECT event_id FROM fresh))"],
+                [[e.id for e in envelopes], gate["open"]], f"${first + 1}::bool")
+
+    consumer = EventConsumer(pool, bus, Subscription("conditioned", (IDENTITY,), handler, statement=statement),
+                             IDENTITY)
+    first, second = created("u1"), created("u2")
+    assert await consumer.apply(first) is True
+    gate["open"] = False
+    assert await consumer.apply(second) is True
+    assert await consumer.apply(second) is False  # the handlers' path keeps its inbox row too
+    rows = {r["event_id"]: r["path"] for r in await pool.fetch("SELECT event_id, path FROM conditioned")}
+    assert rows == {first.id: "statement", second.id: "handler"} and handled == [second.id]
+    assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'conditioned'") == 2
