@@ -394,7 +394,7 @@ async def run(args) -> int:
                     rows.append((scenario.name, "wrong answer", "", "", str(exc)[:60], _target_for(scenario.name)))
             settle(watched)
             rows.extend(await custom_benchmarks(ctx, client, args, nats_url, namespace,
-                                                settle=lambda: settle(watched)))
+                                                settle=lambda: settle(watched), watched=watched))
         if not args.no_events and database and nats_url and (not args.only or "event" in args.only):
             settle(watched)
             print("• events: committed → applied", file=sys.stderr, flush=True)
@@ -424,8 +424,36 @@ async def run(args) -> int:
     return 0
 
 
-async def custom_benchmarks(ctx, client, args, nats_url, namespace, settle=None) -> list[tuple]:
-    """Benchmarks wrk cannot drive: multi-step flows (sign-in) and NATS rpc."""
+def flow_meter(pids: list[int]):
+    """For a flow row: called as its workers start, answers what to call as they end, which
+    answers the CPU seconds spent meanwhile by process (cpu_by_process of `pids`) and by this
+    process, the flows' load generator."""
+    def start():
+        before, own = cpu_by_process(pids), time.process_time()
+
+        def stop() -> dict[str, float]:
+            spent = {name: seconds - before.get(name, 0.0) for name, seconds in cpu_by_process(pids).items()}
+            spent["bench (load generator)"] = time.process_time() - own
+            return spent
+
+        return stop
+
+    return start
+
+
+def flow_cpu_line(result) -> str | None:
+    """The CPU per flow line of a flow row, as measured_row's for wrk rows."""
+    if not result.cpu or not result.completed:
+        return None
+    per = {name: seconds * 1000 / result.completed for name, seconds in result.cpu.items()}
+    parts = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per.items(), key=lambda i: -i[1]) if ms >= 0.05)
+    return f"  {result.per_second:,.1f}/s, CPU per flow: {sum(per.values()):.1f} ms ({parts})"
+
+
+async def custom_benchmarks(ctx, client, args, nats_url, namespace, settle=None,
+                            watched: list[int] | None = None) -> list[tuple]:
+    """Benchmarks wrk cannot drive: multi-step flows (sign-in) and NATS rpc. A flow row also
+    says the CPU each process spent per flow (with `watched`: a stack the bench started)."""
     from tessera_bench.scenarios import email_code, oidc, rbac
 
     rows: list[tuple] = []
@@ -436,10 +464,14 @@ async def custom_benchmarks(ctx, client, args, nats_url, namespace, settle=None)
             continue
         print(f"• {flow.name}", file=sys.stderr, flush=True)
         try:
-            result = await measure_flow(ctx, flow, seconds=args.seconds, client=client)
+            result = await measure_flow(ctx, flow, seconds=args.seconds, client=client,
+                                        meter=flow_meter(watched) if watched else None)
         except Exception as exc:
             rows.append((flow.name, "skipped", "", "", str(exc)[:60], _target_for(flow.name)))
             continue
+        line = flow_cpu_line(result)
+        if line:
+            print(line, file=sys.stderr, flush=True)
         rows.append((flow.name, f"{result.per_second:,.1f}/s", f"{result.p50_ms:.0f}", f"{result.p99_ms:.0f}",
                      str(result.errors), _target_for(flow.name)))
     for benchmark in rbac.RPC_BENCHMARKS if nats_url else []:

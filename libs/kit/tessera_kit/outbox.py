@@ -66,15 +66,16 @@ _INSERT_AND_NOTIFY = (
 )
 
 
-def _insert_events(first: int) -> str:
+def _insert_events(first: int, *, if_changed: bool = False) -> str:
     """The outbox rows of a batch of events (five arrays from `$first`) and their NOTIFY (the
     channel after them), as the tail of one WITH statement: the insert commits with the NOTIFY
-    or not at all, in one round trip."""
+    or not at all, in one round trip. `if_changed`: only if the CTE `change` returned a row."""
     p = [f"${first + i}" for i in range(6)]
+    condition = " WHERE EXISTS (SELECT FROM change)" if if_changed else ""
     return (
         f"inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
         f" SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
-        f" {p[4]}::bytea[]) RETURNING 1)"
+        f" {p[4]}::bytea[]){condition} RETURNING 1)"
         f" SELECT pg_notify({p[5]}, ''), (SELECT count(*) FROM inserted)"
     )
 
@@ -124,31 +125,40 @@ class Outbox:
     async def execute_with_events(
         self,
         executor: asyncpg.Connection | asyncpg.Pool,
-        change_sql: str,
+        change_sql: str | tuple[str, ...],
         change_args: tuple | list,
         events: list[tuple[EventData, str | None]],
         *,
         tenant_id: str | None = None,
+        if_changed: bool = False,
     ) -> list[Envelope]:
         """Run one data-changing statement and write its events (`(data, aggregate_id)`) in
         one round trip: outside a transaction it is atomic by itself (see
-        `with_events_statement`); inside one it commits with the rest."""
+        `with_events_statement`); inside one it commits with the rest. With `if_changed`
+        (`change_sql` has a RETURNING clause) the events are written only if the change
+        returned a row, and none are returned otherwise. Several changes (a tuple) share the
+        arguments and run in the same statement (`if_changed` looks at the first)."""
         envelopes = [build_envelope(data, tenant_id=tenant_id) for data, _ in events]
         rows = [_row(envelope, aggregate_id) for envelope, (_, aggregate_id) in zip(envelopes, events)]
         columns = [list(column) for column in zip(*rows)] if rows else [[], [], [], [], []]
-        await executor.fetchrow(with_events_statement(change_sql, len(change_args)), *change_args, *columns,
-                                self.channel)
+        row = await executor.fetchrow(with_events_statement(change_sql, len(change_args), if_changed),
+                                      *change_args, *columns, self.channel)
+        if if_changed and rows and not row[1]:
+            return []
         return envelopes
 
 
 @functools.cache  # a handful of change statements, built once each (asyncpg caches by text)
-def with_events_statement(change_sql: str, change_args: int) -> str:
+def with_events_statement(change_sql: str | tuple[str, ...], change_args: int, if_changed: bool = False) -> str:
     """`change_sql` (one INSERT, UPDATE or DELETE taking $1..$`change_args`) and the outbox
     rows of its events (the next five arrays) and their NOTIFY (the channel after them) as ONE
     statement. A single statement is atomic by itself: the change and its events commit
     together or not at all, with no BEGIN and COMMIT round trips. PostgreSQL runs a
-    data-modifying WITH exactly once whether or not the query reads it."""
-    return f"WITH change AS ({change_sql}), " + _insert_events(change_args + 1)
+    data-modifying WITH exactly once whether or not the query reads it. `if_changed`: the
+    events only if the change returned a row (its RETURNING)."""
+    changes = (change_sql,) if isinstance(change_sql, str) else change_sql
+    ctes = "".join(f"change{f'_{n}' if n else ''} AS ({sql}), " for n, sql in enumerate(changes))
+    return f"WITH {ctes}" + _insert_events(change_args + 1, if_changed=if_changed)
 
 
 class GroupCommitEmitter:
@@ -198,6 +208,20 @@ class GroupCommitEmitter:
                     done.set_result(None)
 
 
+# The relay's read of the next batch, marking the batch before it published in the same
+# statement ($2, maybe empty). The SELECT sees the rows as they were before the UPDATE, so it
+# leaves those out itself.
+_MARK_AND_SELECT = (
+    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE seq = ANY($2::bigint[]))"
+    " SELECT seq, id, subject, aggregate_id, envelope,"
+    " extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited FROM outbox"
+    " WHERE published_at IS NULL AND seq <> ALL($2::bigint[]) ORDER BY seq LIMIT $1"
+)
+
+# How long a published batch may wait for the next wake to mark it (in its SELECT) before it is
+# marked alone: longer than the gap between wakes under load, short for the backlog gauge.
+MARK_DELAY_SECONDS = 0.1
+
 # How long the relay waits for JetStream to acknowledge a batch it sent (nats-py's default
 # for one publish).
 PUBLISH_TIMEOUT_SECONDS = 5.0
@@ -225,6 +249,7 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._stopping = False
         self.is_leader = False
+        self._unmarked: list[int] = []  # published, to be marked with the next SELECT
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
@@ -265,29 +290,50 @@ class OutboxRelay:
                 log.warning("outbox relay restarting", error=str(exc))
                 await self._sleep(self.poll_interval)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until woken by NOTIFY, by stop(), or for `seconds`."""
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until woken by NOTIFY, by stop(), or for `seconds`; True when woken."""
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except asyncio.TimeoutError:
-            pass
+            return False
+        return True
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            published = await self.publish_pending(conn)
-            if published >= self.batch_size:
-                continue
-            await self._purge_if_due(conn)
-            await self._sleep(self.poll_interval)
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                published = await self.publish_pending(conn, defer_mark=True)
+                if published >= self.batch_size:
+                    continue
+                await self._purge_if_due(conn)
+                # Under load the next NOTIFY comes within milliseconds and its SELECT marks
+                # this batch; when none comes soon, the marks go on their own.
+                if self._unmarked and not await self._sleep(min(MARK_DELAY_SECONDS, self.poll_interval)):
+                    await self._flush_marks(conn)
+                if not self._unmarked:
+                    await self._sleep(self.poll_interval)
+        finally:
+            if not conn.is_closed():
+                await self._flush_marks(conn)
 
-    async def publish_pending(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            "SELECT seq, id, subject, aggregate_id, envelope,"
-            " extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited FROM outbox"
-            " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-            self.batch_size,
-        )
+    async def _flush_marks(self, conn: asyncpg.Connection) -> None:
+        if self._unmarked:
+            seqs, self._unmarked = self._unmarked, []
+            await self.mark_published(conn, seqs)
+
+    async def publish_pending(self, conn: asyncpg.Connection, *, defer_mark: bool = False) -> int:
+        """Publish the oldest unpublished rows (a batch) and mark them published. With
+        `defer_mark` (the relay's loop) a fully published batch is marked by the next call's
+        SELECT, in the same statement: one round trip per wake instead of two. Until then its
+        rows still look unpublished (the loop marks them alone after MARK_DELAY_SECONDS
+        without a wake); should the relay die before, the next leader publishes them again and
+        JetStream drops the repeats (its duplicate window is far longer)."""
+        marks, self._unmarked = self._unmarked, []
+        try:
+            rows = await conn.fetch(_MARK_AND_SELECT, self.batch_size, marks)
+        except BaseException:
+            self._unmarked = marks + self._unmarked  # not marked: with the next one
+            raise
         done: list[int] = []
         acks: list[asyncio.Future] = []
         try:
@@ -318,7 +364,9 @@ class OutboxRelay:
                 if ack.done() and not ack.cancelled():
                     ack.exception()  # seen, so asyncio does not log it as never retrieved
             # Mark what went out even if a later publish failed; the rest waits in order.
-            if done:
+            if done and defer_mark and len(done) == len(rows):
+                self._unmarked = done
+            elif done:
                 await self.mark_published(conn, done)
         return len(done)
 

@@ -19,12 +19,13 @@ it appended; never a hop the client wrote.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 import asyncpg
 
@@ -91,25 +92,56 @@ RETURNING key, allowed,
 """
 
 
+# What the WHERE clause of a statement run with a hit (RateLimiter.hit's `then`) must require:
+# that no limit refused the request.
+ADMITTED = "NOT EXISTS (SELECT FROM hit WHERE NOT allowed)"
+
+
+@functools.cache  # a handful of statements, built once each (asyncpg caches by text)
+def _hit_then(then_sql: str) -> str:
+    """_HIT and `then_sql` in one statement; `then_sql` must require ADMITTED."""
+    if ADMITTED not in then_sql:
+        raise ValueError("a statement run with a rate limit hit must require ADMITTED in its WHERE clause")
+    return (
+        f"WITH hit AS ({_HIT}), then_ AS ({then_sql})"
+        " SELECT (SELECT array_agg(key) FROM hit) AS keys, (SELECT array_agg(allowed) FROM hit) AS allowed,"
+        " (SELECT array_agg(retry_after) FROM hit) AS retry_after, (SELECT * FROM then_ LIMIT 1) AS then"
+    )
+
+
 class RateLimiter:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._blocked: dict[str, float] = {}  # key -> monotonic time the block ends (this process)
         self._last_purge = time.monotonic()
 
-    async def hit(self, *checks: tuple[Limit, str | None]) -> None:
+    async def hit(self, *checks: tuple[Limit, str | None], then: tuple[str, tuple] | None = None) -> Any:
         """Count one request against every (limit, value); raise 429 if any is exhausted.
-        Disabled limits and missing values (an unknown address) are skipped."""
+        Disabled limits and missing values (an unknown address) are skipped.
+
+        `then`: (SQL, arguments) of one data-modifying statement with a RETURNING clause, its
+        parameters numbered from $4 and its WHERE clause requiring `ADMITTED`, run in the SAME
+        statement as the count, so only when every limit had room (the work the limits
+        admit, e.g. taking a lockout slot: one round trip for both). Answers the first column
+        of its first row (None when it returned none, or did not run)."""
         keyed: dict[str, Limit] = {}
         for limit, value in checks:
             if limit.enabled and value:
                 keyed[limit.key(value)] = limit
-        if not keyed:
-            return
+        if not keyed and then is None:
+            return None
         keys = list(keyed)
-        rows = await self.pool.fetch(
-            _HIT, keys, [keyed[k].period / keyed[k].count for k in keys], [keyed[k].period for k in keys])
-        await self._purge_now_and_then()
+        arguments = (keys, [keyed[k].period / keyed[k].count for k in keys], [keyed[k].period for k in keys])
+        if then is None:
+            rows = await self.pool.fetch(_HIT, *arguments)
+            answer = None
+        else:
+            row = await self.pool.fetchrow(_hit_then(then[0]), *arguments, *then[1])
+            rows = [{"key": k, "allowed": a, "retry_after": r}
+                    for k, a, r in zip(row["keys"] or [], row["allowed"] or [], row["retry_after"] or [])]
+            answer = row["then"]
+        if keyed:
+            await self._purge_now_and_then()
         refused = [r["retry_after"] for r in rows if not r["allowed"]]
         now = time.monotonic()
         for row in rows:
@@ -117,6 +149,7 @@ class RateLimiter:
                 self._blocked[row["key"]] = now + row["retry_after"]
         if refused:
             raise TooManyRequests(max(refused))
+        return answer
 
     async def give_back(self, *checks: tuple[Limit, str | None]) -> None:
         """Return one request counted by `hit` (the work it allowed never happened, e.g. a

@@ -317,3 +317,83 @@ async def test_a_handler_acts_for_the_tenant_of_its_event(pool, bus):
     rows = {r["event_id"]: (r["tenant"], r["emitted"]) for r in await pool.fetch("SELECT * FROM tenant_effects")}
     assert rows == {e.id: (e.tenant_id, e.tenant_id) for e in sent}
     assert current_tenant() == "default"
+
+
+async def test_a_statement_applies_events_with_their_inbox_rows_in_one_statement(pool, bus):
+    """Subscription.statement: the effect and the inbox rows in one statement, for a batch and
+    for a lone event, each event once (a repeat in the batch, a redelivery); None hands the
+    events to the handlers."""
+    await bus.ensure_stream(IDENTITY)
+    await pool.execute("DROP TABLE IF EXISTS stated")
+    await pool.execute("CREATE TABLE stated (event_id text, user_id text, txid bigint)")
+    handled: list[str] = []
+
+    async def handler(conn, envelope):
+        handled.append(envelope.id)
+        await record_effect(conn, envelope)
+
+    def statement(envelopes, first):
+        users = [msgspec.json.decode(e.data)["user"]["id"] for e in envelopes]
+        if "by-handler" in users:
+            return None
+        return ([f"effect AS (INSERT INTO stated SELECT event_id, user_id, txid_current()"
+                 f" FROM unnest(${first}::text[], ${first + 1}::text[]) AS t(event_id, user_id)"
+                 f" WHERE event_id IN (SELECT event_id FROM fresh))"],
+                [[e.id for e in envelopes], users])
+
+    await effects_table(pool)
+    subscription = Subscription("stated", (IDENTITY,), handler, statement=statement)
+    consumer = EventConsumer(pool, bus, subscription, IDENTITY)
+    batch = [created(f"u{i}") for i in range(5)]
+    assert await consumer.apply_many([*batch, batch[1]]) == 5
+    assert await consumer.apply_many(batch[:2]) == 0  # delivered again: nothing twice
+    lone = created("lone")
+    assert await consumer.apply(lone) is True
+    assert await consumer.apply(lone) is False
+    rows = await pool.fetch("SELECT event_id, user_id, txid FROM stated")
+    assert sorted(r["event_id"] for r in rows) == sorted(e.id for e in [*batch, lone])
+    assert len({r["txid"] for r in rows if r["event_id"] != lone.id}) == 1  # the batch: one transaction
+    assert handled == []
+    assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'stated'") == 6
+    assert consumer.applied == 6
+
+    other = created("by-handler")
+    assert await consumer.apply_many([other, created("u9")]) == 2  # the handlers' path
+    assert other.id in handled
+    # And from the stream: published events arrive through the same path.
+    streamed = [created(f"s{i}") for i in range(10)]
+    async with running(pool, bus, subscription) as running_consumer:
+        for envelope in streamed:
+            await publish(bus, envelope)
+        await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM stated WHERE user_id LIKE 's%'"), 10))
+        await wait_until(lambda: _equals(running_consumer.pending(), 0))
+
+
+async def test_a_statement_with_a_condition_leaves_the_events_to_the_handlers_when_it_fails(pool, bus):
+    """The builder's condition: when it holds the statement applies the events; when it does
+    not, nothing is written (no inbox row either) and the handlers apply them."""
+    await pool.execute("DROP TABLE IF EXISTS conditioned")
+    await pool.execute("CREATE TABLE conditioned (event_id text, path text)")
+    await effects_table(pool)
+    gate = {"open": True}
+    handled: list[str] = []
+
+    async def handler(conn, envelope):
+        handled.append(envelope.id)
+        await conn.execute("INSERT INTO conditioned VALUES ($1, 'handler')", envelope.id)
+
+    def statement(envelopes, first):
+        return ([f"effect AS (INSERT INTO conditioned SELECT event_id, 'statement' FROM unnest(${first}::text[])"
+                 " AS t(event_id) WHERE event_id IN (SELECT event_id FROM fresh))"],
+                [[e.id for e in envelopes], gate["open"]], f"${first + 1}::bool")
+
+    consumer = EventConsumer(pool, bus, Subscription("conditioned", (IDENTITY,), handler, statement=statement),
+                             IDENTITY)
+    first, second = created("u1"), created("u2")
+    assert await consumer.apply(first) is True
+    gate["open"] = False
+    assert await consumer.apply(second) is True
+    assert await consumer.apply(second) is False  # the handlers' path keeps its inbox row too
+    rows = {r["event_id"]: r["path"] for r in await pool.fetch("SELECT event_id, path FROM conditioned")}
+    assert rows == {first.id: "statement", second.id: "handler"} and handled == [second.id]
+    assert await count(pool, "SELECT count(*) FROM inbox WHERE consumer = 'conditioned'") == 2

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import asyncpg
 import pytest
 from nats.js.errors import NoStreamResponseError
 
@@ -260,3 +261,71 @@ async def test_a_change_and_its_events_in_one_statement_commit_together(pool, un
                 conn, "INSERT INTO noted_changes (id) VALUES ($1)", ("a",), [(user_created("u3"), "u3")])
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 2
         await conn.execute("DROP TABLE noted_changes")
+
+
+async def test_the_relay_marks_a_batch_with_the_next_batchs_select(pool, bus, unique):
+    """defer_mark (the relay's loop): a published batch is marked by the next read, in the same
+    statement; the rows of the later batch are not read twice, nothing is published twice,
+    and what is still unmarked when the relay stops is marked then."""
+    await bus.ensure_stream(IDENTITY)
+    outbox = Outbox(unique)
+    first = await emit_committed(pool, outbox, [user_created(f"u{i}") for i in range(3)])
+    relay = OutboxRelay(pool, bus, outbox)
+    async with pool.acquire() as conn:
+        assert await relay.publish_pending(conn, defer_mark=True) == 3
+        assert await unpublished(pool) == 3  # published, not marked yet
+        second = await emit_committed(pool, outbox, [user_created(f"v{i}") for i in range(2)])
+        assert await relay.publish_pending(conn, defer_mark=True) == 2  # the first three not again
+        assert await unpublished(pool) == 2  # the first batch marked by that read
+        assert await relay.publish_pending(conn, defer_mark=True) == 0
+        assert await unpublished(pool) == 0
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in first + second]
+
+    third = await emit_committed(pool, outbox, [user_created("w")])
+    relay = OutboxRelay(pool, bus, outbox, poll_interval=60.0)
+    relay.start()
+    await wait_until(lambda: _equals(stream_length(bus), 6))
+    await relay.stop()  # marked by then: after a short wait for a wake, or on the way out
+    assert await unpublished(pool) == 0
+    assert [m.id for m in await stream_messages(bus)] == [e.id for e in first + second + third]
+
+
+async def stream_length(bus) -> int:
+    return (await bus.js.stream_info(bus.stream_name(IDENTITY.name))).state.messages
+
+
+async def _equals(awaitable, expected) -> bool:
+    return await awaitable == expected
+
+
+async def test_events_written_only_if_the_change_wrote_a_row(pool, unique):
+    """execute_with_events(if_changed=True): a change that returned no row writes no event
+    (and answers none); one that did writes them, in the same statement."""
+    outbox = Outbox(unique)
+    await pool.execute("CREATE TABLE IF NOT EXISTS guarded (id text PRIMARY KEY)")
+    insert = "INSERT INTO guarded (id) SELECT $1::text WHERE $2::bool RETURNING 1"
+    assert await outbox.execute_with_events(pool, insert, ("no", False), [(user_created("u0"), "u0")],
+                                            if_changed=True) == []
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    written = await outbox.execute_with_events(pool, insert, ("yes", True), [(user_created("u1"), "u1")],
+                                               if_changed=True)
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox")] == [e.id for e in written]
+    assert await pool.fetchval("SELECT count(*) FROM guarded") == 1
+
+
+async def test_several_changes_and_their_events_in_one_statement(pool, unique):
+    """execute_with_events with a tuple of changes: they share the arguments and commit with
+    the events, all or nothing."""
+    outbox = Outbox(unique)
+    await pool.execute("CREATE TABLE IF NOT EXISTS first_change (id text PRIMARY KEY)")
+    await pool.execute("CREATE TABLE IF NOT EXISTS second_change (id text PRIMARY KEY, note text)")
+    changes = ("INSERT INTO first_change (id) VALUES ($1)", "INSERT INTO second_change (id, note) VALUES ($1, $2)")
+    written = await outbox.execute_with_events(pool, changes, ("a", "note"), [(user_created("u1"), "u1")])
+    assert await pool.fetchval("SELECT note FROM second_change WHERE id = 'a'") == "note"
+    assert await pool.fetchval("SELECT count(*) FROM first_change") == 1
+    assert [r["id"] for r in await pool.fetch("SELECT id FROM outbox")] == [e.id for e in written]
+    await pool.execute("INSERT INTO second_change (id) VALUES ('c')")
+    with pytest.raises(asyncpg.UniqueViolationError):  # the second change fails: nothing of it stays
+        await outbox.execute_with_events(pool, changes, ("c", "x"), [(user_created("u2"), "u2")])
+    assert await pool.fetchval("SELECT count(*) FROM first_change") == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1

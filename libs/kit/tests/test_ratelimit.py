@@ -97,3 +97,24 @@ async def test_a_request_given_back_no_longer_counts(pool):
     await limiter.hit((cooldown, "a@example.com"))  # allowed again, and counted again
     with pytest.raises(TooManyRequests):
         await limiter.hit((cooldown, "a@example.com"))
+
+
+async def test_a_statement_run_with_the_hit_runs_only_when_every_limit_admits(pool):
+    """hit(then=...): the work the limits admit in the same statement as the count; refused,
+    it does not run (and the 429 is raised); with every limit off it still runs."""
+    from tessera_kit.ratelimit import ADMITTED
+
+    await pool.execute("CREATE TABLE IF NOT EXISTS admitted_work (n int)")
+    await pool.execute("TRUNCATE admitted_work")
+    work = (f"INSERT INTO admitted_work (n) SELECT $4::int WHERE {ADMITTED} RETURNING n", (7,))
+    limiter = RateLimiter(pool)
+    limit = Limit.parse("then_test", "2/1h")
+    assert await limiter.hit((limit, "1.2.3.4"), then=work) == 7
+    assert await limiter.hit((limit, "1.2.3.4"), then=work) == 7
+    with pytest.raises(TooManyRequests):
+        await limiter.hit((limit, "1.2.3.4"), then=work)
+    assert await pool.fetchval("SELECT count(*) FROM admitted_work") == 2  # not the refused one
+    assert await limiter.hit((Limit.parse("off_test", "off"), "1.2.3.4"), then=work) == 7
+    assert await pool.fetchval("SELECT count(*) FROM admitted_work") == 3
+    with pytest.raises(ValueError):  # a statement that does not require the admission
+        await limiter.hit((limit, "5.6.7.8"), then=("INSERT INTO admitted_work (n) VALUES ($4) RETURNING n", (1,)))

@@ -40,6 +40,37 @@ async def insert_logs(conn: asyncpg.Connection, rows: list[tuple[str, str, LogEn
     )
 
 
+def logs_statement(rows: list[tuple[str, str, LogEntry]], activity: list[tuple[str, dt.date, str]],
+                   first: int) -> tuple[list[str], list]:
+    """The log entries (tenant id, event id, entry) and the active-user days (tenant id, day,
+    user id) of some events, as CTEs for the consumer's one-statement apply: only the events
+    in `fresh` (new to this consumer) write anything. Parameters from `$first` on."""
+    p = [f"${first + i}" for i in range(9)]
+    ctes = [
+        "logged AS (INSERT INTO logs (tenant_id, id, key, payload, created_at, event_id)"
+        " SELECT tenant_id, id, key, payload::jsonb, created_at, event_id FROM"
+        f" unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::timestamptz[],"
+        f" {p[5]}::text[]) AS t(tenant_id, id, key, payload, created_at, event_id)"
+        " WHERE event_id IN (SELECT event_id FROM fresh) ON CONFLICT (event_id) DO NOTHING)",
+        "active AS (INSERT INTO dashboard_activity (tenant_id, day, user_id)"
+        f" SELECT DISTINCT tenant_id, day, user_id FROM unnest({p[6]}::text[], {p[7]}::date[], {p[8]}::text[],"
+        f" {p[5]}::text[]) AS t(tenant_id, day, user_id, event_id)"
+        " WHERE user_id IS NOT NULL AND event_id IN (SELECT event_id FROM fresh) ON CONFLICT DO NOTHING)",
+    ]
+    args = [
+        [tenant_id for tenant_id, _, _ in rows],
+        [entry.id or new_id() for _, _, entry in rows],
+        [entry.key for _, _, entry in rows],
+        [msgspec.json.encode(entry.payload).decode() for _, _, entry in rows],
+        [entry.created_at for _, _, entry in rows],
+        [event_id for _, event_id, _ in rows],
+        [tenant_id for tenant_id, _, _ in activity],
+        [day for _, day, _ in activity],
+        [user_id for _, _, user_id in activity],
+    ]
+    return ctes, args
+
+
 def _log_filter(tenant_id: str, user_id: str | None, application_id: str | None, key: str | None):
     clauses, args = ["tenant_id = $1"], [tenant_id]
     for column, value in (("payload->>'userId'", user_id), ("payload->>'applicationId'", application_id), ("key", key)):

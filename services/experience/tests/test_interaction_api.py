@@ -304,6 +304,22 @@ async def test_submit_without_identifier(deployment):
     assert await submitted_events(deployment) == []
 
 
+async def test_submit_reads_the_sign_in_experience_as_it_is_then(deployment):
+    """The submit reads the interaction and the sign-in experience together: a sign-up rule
+    changed after the PUT applies to the submit."""
+    d = deployment
+    await with_email_sign_in(d, code=False)
+    dave = d.identity.add_user(username="dave", password=PASSWORD)
+    d.use_interaction()
+    await put(d, {"event": "SignIn", "identifier": {"username": "dave", "password": PASSWORD}})
+    await set_sie(d, {"signUp": {"identifiers": ["username", "email"], "password": True, "verify": True}})
+    body = error(await submit(d), 422, "user.missing_profile")
+    assert body["data"] == {"missingProfile": ["email"]}
+    await set_sie(d, {"signUp": {"identifiers": ["username"], "password": True, "verify": False}})
+    assert (await submit(d)).status_code == 200
+    assert dave.last_sign_in_at is not None
+
+
 async def test_sign_in_completes_a_missing_profile(deployment):
     d = deployment
     await with_email_sign_in(d, code=False)

@@ -51,10 +51,12 @@ class RateLimits:
             Limit.parse("token_failures_ip", settings.rate_limit_token_failures_ip),
         )
 
-    async def count_sign_in(self, ip: str, lockout_key: str) -> None:
+    async def count_sign_in(self, ip: str, lockout_key: str, *, then: tuple[str, tuple] | None = None) -> object:
         """One password check from `ip` against the account (or unknown identifier) the
-        lockout counts under `lockout_key`; 429 once either limit is spent."""
-        await self.limiter.hit((self.sign_in_ip, ip), (self.sign_in_ip_account, f"{ip}\x00{lockout_key}"))
+        lockout counts under `lockout_key`; 429 once either limit is spent. `then`: a
+        statement run with the count when admitted (RateLimiter.hit), whose answer this is."""
+        return await self.limiter.hit((self.sign_in_ip, ip), (self.sign_in_ip_account, f"{ip}\x00{lockout_key}"),
+                                      then=then)
 
     def token_refused(self, ip: str | None) -> None:
         """429 if this process saw `ip` exceed its token failures (no database round trip)."""

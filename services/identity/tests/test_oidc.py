@@ -328,7 +328,7 @@ async def test_default_resource_applies_without_a_resource_parameter(deployment)
     dep = deployment
     api = f"https://default{next(_count)}.example"
     dep.rbac.add_resource(api, ttl=1200)
-    dep.rbac.set_default(api)
+    await dep.rbac.set_default_announced(dep.ctx.bus, dep.provider, api)
     try:
         m2m = await dep.application("MachineToMachine")
         dep.rbac.application_scopes[(m2m["id"], api)] = ["jobs:run"]
@@ -337,7 +337,36 @@ async def test_default_resource_applies_without_a_resource_parameter(deployment)
         _, claims = await verify(dep, token["access_token"], aud=api, sub=m2m["id"])
         assert claims["scope"] == "jobs:run" and token["expires_in"] == 1200
     finally:
-        dep.rbac.set_default(None)
+        await dep.rbac.set_default_announced(dep.ctx.bus, dep.provider, None)
+
+
+async def test_the_default_resource_is_reused_until_rbac_announces_a_change(deployment):
+    """One rbac call for the default resource across tokens; a change rbac announces is seen
+    at the next token."""
+    dep = deployment
+    api = f"https://reused{next(_count)}.example"
+    dep.rbac.add_resource(api, ttl=900)
+    m2m = await dep.application("MachineToMachine")
+    dep.rbac.application_scopes[(m2m["id"], api)] = ["x"]
+
+    async def token() -> dict:
+        async with dep.browser() as http:
+            response = await http.post("/oidc/token", data={"grant_type": "client_credentials", "scope": "x"},
+                                       auth=(m2m["id"], m2m["secret"]))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    await dep.rbac.set_default_announced(dep.ctx.bus, dep.provider, api)
+    try:
+        calls = len(dep.rbac.calls)
+        assert (await token())["expires_in"] == 900 and (await token())["expires_in"] == 900
+        assert dep.rbac.calls[calls:].count("default_resource") == 1  # the second token reused it
+        dep.rbac.set_default(None)  # not announced (yet): the answer is still reused
+        assert (await token())["expires_in"] == 900
+        await dep.rbac.set_default_announced(dep.ctx.bus, dep.provider, None)
+        assert (await token())["expires_in"] != 900  # no default resource any more: not a token for it
+    finally:
+        await dep.rbac.set_default_announced(dep.ctx.bus, dep.provider, None)
 
 
 async def test_client_credentials_with_and_without_a_resource(deployment):

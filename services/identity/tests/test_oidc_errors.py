@@ -159,9 +159,13 @@ async def test_auth_aborted_interaction_is_access_denied(dep, apps):
         assert response.headers["location"] == "/sign-in"
         reply = await rpc.call(dep.ctx.bus, ABORT_INTERACTION,
                                AbortInteraction(**interaction_cookies(browser)))
+        uid = browser.cookies.get("_interaction")
         response = await browser.get(reply.redirect_to)
     params = query_of(response.headers["location"])
     assert params["error"] == "access_denied" and params["state"] == "st4te"
+    # The interaction ended all the same (its event is written where no code or interaction
+    # statement carried it).
+    assert len([e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == uid]) == 1
 
 
 async def test_interaction_rpc_errors(dep, apps):
@@ -186,13 +190,32 @@ async def test_interaction_rpc_errors(dep, apps):
     with pytest.raises(RequestError) as error:  # consent before anyone signed in
         await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert error.value.code == "session.not_found"
-    with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id="nobody"))
-    assert error.value.status == 404
-    suspended = await dep.user(is_suspended=True)
-    with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended))
-    assert (error.value.status, error.value.code) == (401, "user.suspended")
+    for last_sign_in_at in (None, 1_000):  # a registration's login (no time), a sign-in's
+        with pytest.raises(RequestError) as error:
+            await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id="nobody",
+                                                                  last_sign_in_at=last_sign_in_at))
+        assert error.value.status == 404
+        suspended = await dep.user(is_suspended=True)
+        with pytest.raises(RequestError) as error:
+            await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended,
+                                                                  last_sign_in_at=last_sign_in_at))
+        assert (error.value.status, error.value.code) == (401, "user.suspended")
+        forged = {**cookie, "interaction_signature": "x" + cookie["interaction_signature"][1:]}
+        for request in (FinishLogin(**forged, account_id=suspended, last_sign_in_at=last_sign_in_at),
+                        GrantConsent(**forged)):
+            with pytest.raises(RequestError) as error:
+                await rpc.call(dep.ctx.bus, FINISH_LOGIN if isinstance(request, FinishLogin) else GRANT_CONSENT,
+                               request)
+            assert error.value.code == "session.not_found"
+    details = await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(**cookie))
+    assert details.login_account_id is None and not details.consent_granted  # nothing of it stayed
+    await dep.ctx.pool.execute("UPDATE oidc_interactions SET expires_at = now() - interval '1 second'")
+    user_id = await dep.user()
+    for request in (FinishLogin(**cookie, account_id=user_id, last_sign_in_at=1_000), GrantConsent(**cookie)):
+        with pytest.raises(RequestError) as error:  # an expired interaction is not found
+            await rpc.call(dep.ctx.bus, FINISH_LOGIN if isinstance(request, FinishLogin) else GRANT_CONSENT, request)
+        assert error.value.code == "session.not_found"
+    assert await dep.ctx.pool.fetchval("SELECT last_sign_in_at FROM users WHERE id = $1", user_id) is None
 
 
 def _qs(params: dict) -> str:
@@ -305,6 +328,34 @@ async def test_token_authorization_code_errors(dep, apps):
 
     failed = await dep.event_data("identity.token.exchange_failed")
     assert any(e["grant_type"] == "authorization_code" and e["error"] == "invalid_grant" for e in failed)
+
+
+async def test_a_code_whose_grant_is_gone_or_whose_user_is_suspended_is_refused(dep, apps):
+    """The grant and the user are read with the code (one statement): a grant revoked or
+    expired, a user suspended or deleted since the code was issued, and the code is refused;
+    with both there, the ID token carries the user."""
+    spa = apps["spa"]
+    base = {"grant_type": "authorization_code", "client_id": spa["id"], "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER}
+    for spoil in ("DELETE FROM oidc_grants WHERE id = $1",
+                  "UPDATE oidc_grants SET expires_at = now() - interval '1 second' WHERE id = $1",
+                  "UPDATE users SET is_suspended = true WHERE id = (SELECT account_id FROM oidc_grants WHERE id = $1)",
+                  "DELETE FROM users WHERE id = (SELECT account_id FROM oidc_grants WHERE id = $1)"):
+        code = await code_for(dep, spa["id"])
+        grant_id = await dep.ctx.pool.fetchval(
+            "SELECT grant_id FROM oidc_authorization_codes WHERE consumed_at IS NULL ORDER BY expires_at DESC LIMIT 1")
+        await dep.ctx.pool.execute(spoil, grant_id)
+        expect(await token_request(dep, {**base, "code": code}), 400, "invalid_grant")
+    code = await code_for(dep, spa["id"])
+    account_id = await dep.ctx.pool.fetchval(
+        "SELECT account_id FROM oidc_authorization_codes WHERE consumed_at IS NULL ORDER BY expires_at DESC LIMIT 1")
+    answer = await token_request(dep, {**base, "code": code})
+    assert answer.status_code == 200, answer.text
+    import base64
+    import json
+
+    payload = answer.json()["id_token"].split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"] == account_id
 
 
 async def test_token_pkce_verifier_without_challenge(dep, apps):
@@ -484,14 +535,23 @@ async def test_finish_login_records_the_sign_in_and_answers_the_user_and_client(
     assert error.value.code == "user.suspended"
     assert await dep.ctx.pool.fetchval("SELECT last_sign_in_at FROM users WHERE id = $1", suspended) is None
     user_id = await dep.user()
+    await dep.ctx.pool.execute("""UPDATE oidc_interactions SET result = '{"error": "access_denied"}' WHERE uid = $1""",
+                               cookie["interaction_cookie"])  # aborted before: the login replaces that
     finished = await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=user_id, amr=["pwd"],
                                                                       last_sign_in_at=1_700_000_000_123))
     assert finished.redirect_to.endswith("/auth/" + cookie["interaction_cookie"])
     assert finished.user is not None and finished.user.id == user_id
     assert finished.user.last_sign_in_at == 1_700_000_000_123
     assert finished.application is not None and (finished.application.id, finished.application.type) == (spa, "SPA")
+    assert finished.user.custom_data == {} and finished.user.is_suspended is False
+    result = await dep.ctx.pool.fetchval("SELECT result FROM oidc_interactions WHERE uid = $1",
+                                         cookie["interaction_cookie"])
+    assert result["login"]["account_id"] == user_id and result["login"]["amr"] == ["pwd"] and "error" not in result
     granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert (granted.account_id, granted.client_id, granted.first_application) == (user_id, spa, True)
+    result = await dep.ctx.pool.fetchval("SELECT result FROM oidc_interactions WHERE uid = $1",
+                                         cookie["interaction_cookie"])
+    assert result["consent"] is True and result["login"]["account_id"] == user_id  # both kept
     await dep.ctx.pool.execute("UPDATE users SET application_id = $2 WHERE id = $1", user_id, spa)
     granted = await rpc.call(dep.ctx.bus, GRANT_CONSENT, GrantConsent(**cookie))
     assert granted.first_application is False
@@ -530,3 +590,30 @@ async def test_the_token_answer_sent_as_it_is_equals_the_json_answer(cors) -> No
     # and as the routed handler answers it (the route the OpenAPI documents)
     routed_start, routed_body = await _rendered(routes._token_answer(body, cors).as_litestar())
     assert (routed_start["headers"], routed_body) == (json_start["headers"], json_body)
+
+
+async def test_a_user_suspended_before_the_resumption_gets_no_session(dep, apps):
+    """The login was finished, then the user was suspended: resuming answers access_denied to
+    the client, and neither a session nor its SessionStarted event is written (the check, the
+    session and the event are one statement); a user who may sign in gets both."""
+    from tessera_events.contracts.oidc import FINISH_LOGIN, FinishLogin
+    from tessera_kit import rpc
+
+    spa = apps["spa"]["id"]
+    for suspend in (True, False):
+        user_id = await dep.user()
+        async with dep.browser() as browser:
+            await browser.get("/oidc/auth", params=auth_params(spa, scope="openid"))
+            finished = await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(
+                **interaction_cookies(browser), account_id=user_id, amr=["pwd"], last_sign_in_at=1_000))
+            if suspend:
+                await dep.ctx.pool.execute("UPDATE users SET is_suspended = true WHERE id = $1", user_id)
+            response = await browser.get(finished.redirect_to)
+        sessions = await dep.ctx.pool.fetchval("SELECT count(*) FROM oidc_sessions WHERE account_id = $1", user_id)
+        started = [e for e in await dep.event_data("identity.session.started") if e["user_id"] == user_id]
+        if suspend:
+            assert query_of(response.headers["location"])["error"] == "access_denied"
+            assert (sessions, started) == (0, [])
+        else:
+            assert response.status_code == 303 and "error" not in query_of(response.headers["location"])
+            assert sessions == 1 and len(started) == 1 and started[0]["amr"] == ["pwd"]

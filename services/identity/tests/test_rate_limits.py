@@ -79,6 +79,11 @@ async def test_locking_a_victim_out_takes_more_than_100_requests_from_one_addres
         "SELECT failures FROM password_attempts WHERE identifier_hash = $1",
         lockout.identifier_key("id", user["id"]))
     assert failures == tally["session.invalid_credentials"]
+    # A refused request took no lockout slot (the slot is taken in the limits' statement, only
+    # when they admit the request): none is left in flight.
+    assert await identity.ctx.pool.fetchval(
+        "SELECT in_flight FROM password_attempts WHERE identifier_hash = $1",
+        lockout.identifier_key("id", user["id"])) == 0
     # The victim, from their own address, signs in; the attacker's address stays refused even
     # with the right password.
     assert (await sign_in(identity, "email", user["primaryEmail"], PASSWORD, address())).id == user["id"]
@@ -86,6 +91,22 @@ async def test_locking_a_victim_out_takes_more_than_100_requests_from_one_addres
     # 150 requests in a few minutes are over the address's own 100/10m: any account is refused.
     other = await new_user(identity)
     assert (await sign_in(identity, "username", other["username"], PASSWORD, attacker)).status == 429
+
+
+async def test_from_many_addresses_the_lockout_still_gives_exactly_100_checks(identity):
+    """Parallel wrong guesses from addresses each under its own limits: the slots taken with
+    the limits' count never let a 101st guess be checked, and the account is locked."""
+    user = await new_user(identity)
+    addresses = [address() for _ in range(8)]
+    results = await asyncio.gather(*[sign_in(identity, "username", user["username"], f"wrong-{i}", addresses[i % 8])
+                                     for i in range(130)])
+    tally = Tally(r.code for r in results)
+    assert tally["session.invalid_credentials"] == 100, tally
+    assert tally["session.verification_blocked_too_many_attempts"] + tally["request.too_many_requests"] == 30
+    row = await identity.ctx.pool.fetchrow(
+        "SELECT failures, in_flight, locked_until FROM password_attempts WHERE identifier_hash = $1",
+        lockout.identifier_key("id", user["id"]))
+    assert (row["failures"], row["in_flight"]) == (100, 0) and row["locked_until"] is not None
 
 
 async def test_identifiers_no_account_has_are_limited_per_identifier(identity):

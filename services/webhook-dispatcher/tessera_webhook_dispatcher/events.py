@@ -60,7 +60,28 @@ def subscriptions(channel: str, clock) -> list[Subscription]:
 
     return [
         Subscription("webhook-dispatcher-interactions", (STREAMS["experience"],), on_interaction,
-                     event_types=tuple(INTERACTION_HOOKS)),
-        Subscription("webhook-dispatcher-identity", (STREAMS["identity"],), on_data, event_types=DATA_EVENT_SOURCES),
-        Subscription("webhook-dispatcher-rbac", (STREAMS["rbac"],), on_data, event_types=RBAC_EVENT_SOURCES),
+                     event_types=tuple(INTERACTION_HOOKS), statement=no_hook_statement),
+        Subscription("webhook-dispatcher-identity", (STREAMS["identity"],), on_data, event_types=DATA_EVENT_SOURCES,
+                     statement=no_hook_statement),
+        Subscription("webhook-dispatcher-rbac", (STREAMS["rbac"],), on_data, event_types=RBAC_EVENT_SOURCES,
+                     statement=no_hook_statement),
     ]
+
+
+def hook_event_of(envelope: Envelope) -> str | None:
+    """The hook event an event becomes (Logto §6.1), if any."""
+    hook_event = INTERACTION_HOOKS.get(envelope.type)
+    if hook_event is not None:
+        return hook_event
+    found = data_hook(envelope.type, msgspec.json.decode(envelope.data))
+    return found[0] if found else None
+
+
+def no_hook_statement(envelopes: list[Envelope], first: int) -> tuple[list[str], list, str]:
+    """The common case, no enabled hook selects these events: their inbox rows are all there
+    is to write, one statement with the check (tessera_kit.consumer, Subscription.statement).
+    When a hook does select one, nothing is written and the handlers make the deliveries in
+    their transaction, as without this."""
+    selecting = [(e.tenant_id, hook_event) for e in envelopes if (hook_event := hook_event_of(e)) is not None]
+    return [], [[t for t, _ in selecting], [h for _, h in selecting]], hooks.NO_HOOK_SELECTS.format(
+        tenants=f"${first}", events=f"${first + 1}")

@@ -329,3 +329,31 @@ async def test_a_custom_header_name_that_is_not_a_token_is_not_sent(receiver, na
     assert not outcome.success and outcome.status_code is None
     assert outcome.error == "RequestError: Header name must be a valid HTTP token"
     assert receiver.requests == []
+
+
+async def test_events_no_hook_selects_cost_one_statement_and_make_no_delivery(dispatcher, receiver):
+    """No enabled hook selects the event: only its inbox row is written, in one statement
+    (webhook_dispatcher.events.no_hook_statement); once a hook selects it, the handlers make
+    the delivery, and an event already applied is never delivered later."""
+    from tessera_kit.outbox import build_envelope
+    from tessera_webhook_dispatcher.events import no_hook_statement
+
+    pool = dispatcher.ctx.pool
+    consumer = next(c for c in dispatcher.ctx.consumers if c.subscription.name.endswith("interactions"))
+    await dispatcher.create_hook(receiver.url, enabled=False)
+    await dispatcher.create_hook(receiver.url, events=["PostRegister"])
+    quiet = [build_envelope(signed_in("q1")), build_envelope(signed_in("q2"))]
+    ctes, args, condition = no_hook_statement(quiet, 1)  # its parameters from $1, to ask it alone
+    assert ctes == [] and args == [["default", "default"], ["PostSignIn", "PostSignIn"]]
+    assert await pool.fetchval(f"SELECT {condition}", *args) is True
+    assert await consumer.apply_many(quiet) == 2
+    assert await consumer.apply_many(quiet) == 0
+    assert await pool.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])",
+                               [e.id for e in quiet]) == 2
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
+    hook = await dispatcher.create_hook(receiver.url, events=["PostSignIn"])
+    assert await pool.fetchval(f"SELECT {condition}", *args) is False
+    loud = build_envelope(signed_in("l1"))
+    assert await consumer.apply_many([quiet[0], loud]) == 1  # the handlers' path, for the new one only
+    assert await pool.fetchval("SELECT array_agg(source_event_id) FROM deliveries WHERE hook_id = $1",
+                               hook["id"]) == [loud.id]

@@ -279,7 +279,7 @@ FLOWS = [Flow(NAME, prepare, code_sign_in)]
 
 
 async def measure_flow(ctx: BenchContext, flow: Flow, *, seconds: float, client: httpx.AsyncClient,
-                       settle: Callable[[], None] | None = None) -> FlowResult:
+                       settle: Callable[[], None] | None = None, meter=None) -> FlowResult:
     """As `oidc.measure_flow`, once the stack has consumed the seeded users' events, and
     with everything the setup started stopped and put back after."""
     setup = await prepare(ctx, client, users=int(seconds * USERS_PER_SECOND))
@@ -291,7 +291,7 @@ async def measure_flow(ctx: BenchContext, flow: Flow, *, seconds: float, client:
             return setup
 
         result = await measure_flows(ctx, Flow(flow.name, prepared, flow.run_once, flow.concurrency),
-                                     seconds=seconds, client=client)
+                                     seconds=seconds, client=client, meter=meter)
         while not setup.connections.empty():
             await setup.connections.get_nowait().close()
     if setup.created_in_flow:

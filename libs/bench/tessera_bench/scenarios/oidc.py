@@ -191,10 +191,14 @@ class FlowResult:
     p99_ms: float
     completed: int
     errors: int
+    cpu: dict[str, float] | None = None  # CPU seconds by process while the workers ran (a meter's)
 
 
-async def measure_flow(ctx: BenchContext, flow: Flow, *, seconds: float, client: httpx.AsyncClient) -> FlowResult:
-    """Run `flow.concurrency` workers repeating the flow for `seconds`; bounded by time."""
+async def measure_flow(ctx: BenchContext, flow: Flow, *, seconds: float, client: httpx.AsyncClient,
+                       meter: Callable[[], Callable[[], dict[str, float]]] | None = None) -> FlowResult:
+    """Run `flow.concurrency` workers repeating the flow for `seconds`; bounded by time.
+    `meter()` is called as the workers start (the setup left out) and what it answers as
+    they end: the CPU each process spent, for the result."""
     prepared = await flow.setup(ctx, client)
     latencies: list[float] = []
     errors = 0
@@ -210,13 +214,15 @@ async def measure_flow(ctx: BenchContext, flow: Flow, *, seconds: float, client:
             except Exception:
                 errors += 1
 
+    stop = meter() if meter is not None else None
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(flow.concurrency)))
     elapsed = time.perf_counter() - began
+    cpu = stop() if stop is not None else None
     ordered = sorted(latencies) or [float("nan")]
     return FlowResult(
         per_second=len(latencies) / elapsed,
         p50_ms=ordered[len(ordered) // 2] * 1000,
         p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        completed=len(latencies), errors=errors,
+        completed=len(latencies), errors=errors, cpu=cpu,
     )

@@ -27,6 +27,12 @@ SIE_COLUMNS = {
 _SELECT_SIE = ", ".join(f'{column} AS "{field}"' for field, column in SIE_COLUMNS.items())
 
 Executor = asyncpg.Connection | asyncpg.Pool
+# The tenant's ($1) sign-in experience as a JSON object with the API's field names: a subquery
+# for a statement that reads it beside something else.
+SIE_SELECT_JSON = (
+    f"SELECT to_jsonb(s) FROM (SELECT {_SELECT_SIE} FROM sign_in_experiences"
+    f" WHERE tenant_id = $1 AND id = '{SIE_ID}') s"
+)
 
 
 async def seed_sign_in_experience(conn: Executor, sie: dict[str, Any]) -> None:

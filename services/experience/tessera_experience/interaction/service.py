@@ -451,7 +451,13 @@ class InteractionService:
     async def submit(self, caller: Caller) -> str | None:
         """SignIn and Register answer where the browser goes next; ForgotPassword `None`."""
         details = await self.details(caller)
-        storage = await self.storage(details.uid)
+        # The interaction and the sign-in experience in one round trip.
+        found, sie = await store.find_with_sign_in_experience(self.ctx.pool, self.tenant, details.uid)
+        if found is None:
+            raise RequestError("session.verification_session_not_found", 404)
+        if self._sie is None and sie is not None:
+            self._sie = sie
+        storage = found
         event = storage["event"]
         steps = StepLog(caller, details.uid)
 

@@ -36,6 +36,21 @@ async def find(conn: Executor, tenant_id: str, uid: str, *, lock: bool = False) 
     return _storage(row) if row else None
 
 
+async def find_with_sign_in_experience(conn: Executor, tenant_id: str, uid: str
+                                       ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the interaction's storage, the tenant's sign-in experience): one round trip for what a
+    submit reads; (None, None) when there is no live interaction."""
+    from tessera_experience.config.store import SIE_SELECT_JSON
+
+    row = await conn.fetchrow(
+        "SELECT event, identifiers, profile, account_id, connector_session, registered,"
+        f" ({SIE_SELECT_JSON}) AS sie FROM interactions"
+        " WHERE tenant_id = $1 AND uid = $2 AND expires_at > now()",
+        tenant_id, uid,
+    )
+    return (_storage(row), row["sie"]) if row else (None, None)
+
+
 SAVE = (
     "INSERT INTO interactions (tenant_id, uid, event, identifiers, profile, account_id, connector_session,"
     " registered, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)"

@@ -309,8 +309,10 @@ UNKNOWN_GRANT: Any = object()
 
 async def decide(provider: Provider, client: Client, auth_request: AuthorizationRequest, session, *,
                  interaction_id: str | None, grant: Any = UNKNOWN_GRANT,
-                 conn: asyncpg.Connection | None = None) -> Response:
-    """Which prompt the request still needs (OIDC Core §3.1.2.3, §3.1.2.4), or the code."""
+                 conn: asyncpg.Connection | None = None, pending: list | None = None) -> Response:
+    """Which prompt the request still needs (OIDC Core §3.1.2.3, §3.1.2.4), or the code.
+    `pending`: events (data, aggregate id) the caller has yet to write; the statement that
+    starts the interaction or issues the code writes them first and empties the list."""
     target = Target(auth_request.redirect_uri, auth_request.response_mode, auth_request.state)
     fulfilled = set(auth_request.fulfilled)
     prompts = set(auth_request.prompts)
@@ -325,7 +327,7 @@ async def decide(provider: Provider, client: Client, auth_request: Authorization
     if reasons:
         if "none" in prompts:
             raise OAuthError("login_required", "End-User authentication is required")
-        return await start_interaction(provider, auth_request, session, "login", reasons, conn=conn)
+        return await start_interaction(provider, auth_request, session, "login", reasons, conn=conn, pending=pending)
 
     if grant is UNKNOWN_GRANT:
         grant = await store.find_grant_for(conn or provider.pool, provider.tenant_id, session["id"], client.id)
@@ -340,14 +342,16 @@ async def decide(provider: Provider, client: Client, auth_request: Authorization
         if "none" in prompts:
             raise OAuthError("consent_required", "End-User consent is required")
         return await start_interaction(provider, auth_request, session, "consent", reasons,
-                                       missing_oidc=missing_oidc, missing_resources=missing_resources, conn=conn)
-    return await issue_code(provider, auth_request, session, grant, interaction_id, target, conn=conn)
+                                       missing_oidc=missing_oidc, missing_resources=missing_resources, conn=conn,
+                                       pending=pending)
+    return await issue_code(provider, auth_request, session, grant, interaction_id, target, conn=conn,
+                            pending=pending)
 
 
 async def start_interaction(provider: Provider, auth_request: AuthorizationRequest, session, name: str,
                             reasons: list[str], *, missing_oidc: list[str] | None = None,
                             missing_resources: dict[str, list[str]] | None = None,
-                            conn: asyncpg.Connection | None = None) -> Response:
+                            conn: asyncpg.Connection | None = None, pending: list | None = None) -> Response:
     uid = new_id()
     prompt = {"name": name, "reasons": reasons, "missing_oidc_scope": missing_oidc or [],
               "missing_resource_scopes": missing_resources or {}}
@@ -368,7 +372,7 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
     # The interaction and its event in one statement: atomic by itself, or part of the
     # caller's transaction (a resumption starting the consent interaction).
     await provider.outbox.execute_with_events(conn or provider.pool, store.INSERT_INTERACTION, row,
-                                              [(started, uid)], tenant_id=provider.tenant_id)
+                                              [*_take(pending), (started, uid)], tenant_id=provider.tenant_id)
     if name == "consent":
         location = CONSENT_PATH
     elif auth_request.interaction_mode == "signUp":
@@ -387,20 +391,30 @@ async def start_interaction(provider: Provider, auth_request: AuthorizationReque
 
 
 async def issue_code(provider: Provider, auth_request: AuthorizationRequest, session, grant,
-                     interaction_id: str | None, target: Target, *, conn: asyncpg.Connection | None = None
-                     ) -> Response:
+                     interaction_id: str | None, target: Target, *, conn: asyncpg.Connection | None = None,
+                     pending: list | None = None) -> Response:
     """RFC 6749 §4.1.2: a short-lived, single-use code bound to client, redirect URI, PKCE
-    challenge and nonce."""
+    challenge and nonce (with the events still `pending`, in one statement)."""
     code = new_token()
-    await store.insert_code(
-        conn or provider.pool, code_hash=digest(code), tenant_id=provider.tenant_id, grant_id=grant["id"],
+    args = store.code_args(
+        code_hash=digest(code), tenant_id=provider.tenant_id, grant_id=grant["id"],
         client_id=auth_request.client_id, account_id=session["account_id"], session_id=session["id"],
         interaction_id=interaction_id, redirect_uri=auth_request.redirect_uri,
         scope=" ".join(auth_request.scopes), resources=auth_request.resources,
         code_challenge=auth_request.code_challenge, nonce=auth_request.nonce,
         auth_time=session["login_at"], expires_at=from_timestamp(time.time() + CODE_TTL),
     )
+    await provider.outbox.execute_with_events(conn or provider.pool, store.INSERT_CODE, args, _take(pending),
+                                              tenant_id=provider.tenant_id)
     return redirect_to_client(provider, target, {"code": code})
+
+
+def _take(pending: list | None) -> list:
+    """The pending events, the list emptied (they are written by the caller's statement)."""
+    if not pending:
+        return []
+    taken, pending[:] = list(pending), []
+    return taken
 
 
 # ------------------------------------------------------------------ resumption
@@ -423,14 +437,23 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
         if row is None:
             return _interaction_not_found().response()
         login = (row["result"] or {}).get("login") or {}
-        await provider.emit(conn, InteractionEnded(
+        ended = InteractionEnded(
             interaction_id=uid, application_id=row["client_id"], params=row["params"].get("raw") or {},
             session_id=row["session_id"], user_id=login.get("account_id") or row["session_account_id"],
-        ), aggregate_id=uid)
+        )
+        # InteractionEnded goes out first, with the statement that issues the code or starts the
+        # next interaction; a login's session (and its event) comes before those, so then it
+        # is written at once, and so is it wherever nothing else takes it (an error answered).
+        pending: list = [(ended, uid)]
+        if login:
+            await provider.emit(conn, ended, aggregate_id=uid)
+            pending.clear()
         auth_request = AuthorizationRequest.from_json(row["params"])
         target = Target(auth_request.redirect_uri, auth_request.response_mode, auth_request.state)
         client = await provider.clients.get(auth_request.client_id, conn=conn)
         if client is None or auth_request.redirect_uri not in client.redirect_uris:
+            for data, aggregate_id in _take(pending):
+                await provider.emit(conn, data, aggregate_id=aggregate_id)
             return OAuthError("invalid_client", "client is invalid").response()
         result = row["result"] or {}
         cookies: list[Cookie] = signed_cookie(provider, INTERACTION_COOKIE, None, 0)
@@ -453,9 +476,11 @@ async def resume(provider: Provider, request: Request, uid: str) -> Response:
                 fulfilled.add("consent")
             auth_request.fulfilled = sorted(fulfilled)
             response = await decide(provider, client, auth_request, session, interaction_id=uid, grant=grant,
-                                    conn=conn)
+                                    conn=conn, pending=pending)
         except OAuthError as error:
             response = error_to_client(provider, target, error)
+        for data, aggregate_id in _take(pending):
+            await provider.emit(conn, data, aggregate_id=aggregate_id)
     for item in cookies:
         if any(c.key == item.key for c in response.cookies):
             continue  # a new interaction (consent) just set its own
@@ -471,6 +496,21 @@ async def _sign_in(provider: Provider, conn: asyncpg.Connection, session, login:
     account_id = login["account_id"]
     amr = list(login.get("amr") or [])
     login_at = from_timestamp(login.get("ts") or time.time())
+    if session is None:
+        # The usual case (no session in this browser): the check that the user may sign in,
+        # the session and its event in one statement.
+        session_id = new_id()
+        expires_at = from_timestamp(time.time() + SESSION_TTL)
+        started = await provider.outbox.execute_with_events(
+            conn, store.INSERT_SESSION_IF_ACTIVE,
+            (provider.tenant_id, session_id, account_id, login_at, amr, expires_at),
+            [(SessionStarted(user_id=account_id, session_id=session_id, application_id=client_id,
+                             interaction_id=interaction_id, amr=amr), account_id)],
+            tenant_id=provider.tenant_id, if_changed=True)
+        if not started:
+            raise OAuthError("access_denied", "the user may not sign in")
+        return {"id": session_id, "account_id": account_id, "login_at": login_at, "amr": amr,
+                "expires_at": expires_at}, True
     if not await store.user_is_active(conn, provider.tenant_id, account_id):
         raise OAuthError("access_denied", "the user may not sign in")
     if session is not None and session["account_id"] == account_id:

@@ -85,8 +85,23 @@ class InteractionRpc:
     async def finish_login(self, request: FinishLogin) -> LoginFinished:
         """The login, the user's last sign-in time (when given; a quiet field, announced by no
         event) and what the experience's sign-in event tells of the user and the client: one
-        transaction and one call where there were three."""
+        call where there were three; with a sign-in time (a sign-in) one statement, else one
+        transaction."""
         tenant = self.provider.tenant_id
+        if request.last_sign_in_at is not None:
+            uid = self._uid(request)
+            login = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
+            row = await store.finish_login(self.provider.pool, tenant, uid, request.account_id,
+                                           users.from_ms(request.last_sign_in_at), login)
+            if not row["found"]:
+                raise _session_not_found()
+            if row["suspended"] is None:
+                raise not_found("users", request.account_id)
+            if row["suspended"]:
+                raise RequestError("user.suspended", 401)
+            application = row["application"]
+            return LoginFinished(redirect_to=f"{self.provider.issuer}/auth/{uid}", user=user_info(row["user"]),
+                                 application=application_client(application) if application else None)
 
         async def change(conn, row, result):
             if request.last_sign_in_at is not None:
@@ -107,20 +122,14 @@ class InteractionRpc:
         return LoginFinished(redirect_to=redirect_to, user=user, application=application)
 
     async def grant_consent(self, request: GrantConsent) -> ConsentGranted:
-        async def change(conn, row, result):
-            # Logto asserts a signed-in user before consent.
-            account_id = (result.get("login") or {}).get("account_id") or row["session_account_id"]
-            if not account_id:
-                raise _session_not_found()
-            result["consent"] = True
-            first = await conn.fetchval(
-                "SELECT application_id IS NULL FROM users WHERE tenant_id = $1 AND id = $2",
-                self.provider.tenant_id, account_id)
-            return account_id, row["client_id"], bool(first)
-
-        redirect_to, (account_id, client_id, first) = await self._update(request, change)
-        return ConsentGranted(redirect_to=redirect_to, account_id=account_id, client_id=client_id,
-                              first_application=first)
+        # One statement. Logto asserts a signed-in user before consent: an interaction without
+        # one is not found, as one that is gone.
+        uid = self._uid(request)
+        row = await store.grant_consent(self.provider.pool, self.provider.tenant_id, uid)
+        if row is None:
+            raise _session_not_found()
+        return ConsentGranted(redirect_to=f"{self.provider.issuer}/auth/{uid}", account_id=row["account_id"],
+                              client_id=row["client_id"], first_application=bool(row["first_application"]))
 
     async def abort(self, request: AbortInteraction) -> Redirect:
         async def change(conn, row, result):

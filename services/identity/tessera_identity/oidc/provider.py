@@ -90,7 +90,10 @@ class Provider:
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
         self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
         self._scopes_asked: dict[tuple[str, str], asyncio.Task] = {}  # the question under way
-        self._scopes_generation = 0  # one more at each rbac event
+        # The tenant's default resource and when rbac answered it (see default_resource).
+        self._default_resource: tuple[ResourceInfo | None, float] | None = None
+        # One more at each rbac event (or reconnect): an answer asked before one is not kept.
+        self._rbac_generation = 0
         self._purge: Periodic | None = None
         self._tasks: list[asyncio.Task] = []  # one-off background work (background())
 
@@ -157,9 +160,10 @@ class Provider:
     def forget_application_scopes(self) -> None:
         """Every cached answer of rbac, and the questions under way (their answers may predate
         the change)."""
-        self._scopes_generation += 1
+        self._rbac_generation += 1
         self._application_scopes.clear()
         self._scopes_asked.clear()
+        self._default_resource = None
 
     # ------------------------------------------------------------ events
 
@@ -190,7 +194,20 @@ class Provider:
         return await self._rbac(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator=indicator, tenant_id=self.tenant_id))
 
     async def default_resource(self) -> ResourceInfo | None:
-        return await self._rbac(DEFAULT_RESOURCE, TenantRef(tenant_id=self.tenant_id))
+        """The resource a token without one is for. Asked once per user token and per token
+        without a resource, and changed about never: the answer is reused as application_scopes'
+        are (for `oidc_application_scopes_cache_seconds`, forgotten when rbac publishes any event,
+        not kept when one arrived while it was asked), so a new default applies within the
+        event's delivery time."""
+        ttl = self.settings.oidc_application_scopes_cache_seconds
+        cached = self._default_resource
+        if ttl > 0 and cached is not None and time.monotonic() - cached[1] < ttl:
+            return cached[0]
+        generation = self._rbac_generation
+        answer = await self._rbac(DEFAULT_RESOURCE, TenantRef(tenant_id=self.tenant_id))
+        if ttl > 0 and generation == self._rbac_generation:
+            self._default_resource = (answer, time.monotonic())
+        return answer
 
     async def user_scopes(self, user_id: str, indicator: str) -> AllowedScopes:
         return await self._rbac(USER_SCOPES, UserScopesRequest(user_id=user_id, indicator=indicator, tenant_id=self.tenant_id))
@@ -220,7 +237,7 @@ class Provider:
         asked = self._scopes_asked.get(key)
         if asked is None:
             # A task of its own: a request that goes away (cancelled) must not fail the others.
-            asked = asyncio.ensure_future(self._ask_application_scopes(key, self._scopes_generation))
+            asked = asyncio.ensure_future(self._ask_application_scopes(key, self._rbac_generation))
             asked.add_done_callback(_seen)
             self._scopes_asked[key] = asked
             asked.add_done_callback(lambda done: self._scopes_asked.pop(key, None)
@@ -233,7 +250,7 @@ class Provider:
             APPLICATION_SCOPES,
             ApplicationScopesRequest(application_id=application_id, indicator=indicator, tenant_id=self.tenant_id),
         )
-        if generation == self._scopes_generation and answer.resource is not None:  # no rbac event since
+        if generation == self._rbac_generation and answer.resource is not None:  # no rbac event since
             if len(self._application_scopes) > 10_000:
                 self._application_scopes.clear()
             self._application_scopes[key] = (answer, time.monotonic())

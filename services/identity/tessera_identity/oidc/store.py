@@ -67,6 +67,56 @@ async def set_interaction_result(conn: Conn, uid: str, result: dict[str, Any]) -
     await conn.execute("UPDATE oidc_interactions SET result = $2 WHERE uid = $1", uid, result)
 
 
+# The interaction's result as an object ({} for none yet), the base of a change to it.
+_RESULT = "(CASE WHEN jsonb_typeof(o.result) = 'object' THEN o.result ELSE '{}'::jsonb END)"
+# Who an interaction is for: the user who signed in during it, else its session's user.
+_INTERACTION_ACCOUNT = "coalesce(nullif(o.result->'login'->>'account_id', ''), nullif(o.session_account_id, ''))"
+
+
+def _finish_login_sql() -> str:
+    from tessera_identity.applications.store import APP_COLUMNS
+    from tessera_identity.users.store import USER_COLUMNS
+
+    return (
+        "WITH i AS (SELECT uid, client_id FROM oidc_interactions"
+        " WHERE tenant_id = $1 AND uid = $2 AND expires_at > now() FOR UPDATE),"
+        " u AS (UPDATE users SET last_sign_in_at = $4 WHERE tenant_id = $1 AND id = $3 AND NOT is_suspended"
+        f" AND EXISTS (SELECT FROM i) RETURNING {USER_COLUMNS}),"
+        f" r AS (UPDATE oidc_interactions o SET result = ({_RESULT} - 'error') || jsonb_build_object('login', $5::jsonb)"
+        " FROM i WHERE o.uid = i.uid AND EXISTS (SELECT FROM u) RETURNING 1)"
+        " SELECT EXISTS (SELECT FROM i) AS found,"
+        " (SELECT is_suspended FROM users WHERE tenant_id = $1 AND id = $3) AS suspended,"
+        " (SELECT to_jsonb(u) FROM u) AS user,"
+        f" (SELECT to_jsonb(a) FROM (SELECT {APP_COLUMNS} FROM applications"
+        " WHERE tenant_id = $1 AND id = (SELECT client_id FROM i)) a) AS application"
+    )
+
+
+async def finish_login(conn: Conn, tenant_id: str, uid: str, account_id: str, last_sign_in_at: dt.datetime,
+                       login: dict[str, Any]) -> asyncpg.Record:
+    """A sign-in's login in ONE statement (no BEGIN/COMMIT): the live interaction locked, the
+    user's sign-in time set unless they are suspended, and only then the login put into the
+    interaction's result (its error dropped). Answers `found` (the interaction), `suspended`
+    (NULL: no such user), the user as changed and the interaction's application, as JSON."""
+    return await conn.fetchrow(_finish_login_sql(), tenant_id, uid, account_id, last_sign_in_at, login)
+
+
+GRANT_CONSENT = (
+    f"UPDATE oidc_interactions o SET result = {_RESULT} || '{{\"consent\": true}}'::jsonb"
+    f" WHERE o.tenant_id = $1 AND o.uid = $2 AND o.expires_at > now() AND {_INTERACTION_ACCOUNT} IS NOT NULL"
+    f" RETURNING o.client_id, {_INTERACTION_ACCOUNT} AS account_id,"
+    f" (SELECT u.application_id IS NULL FROM users u WHERE u.tenant_id = o.tenant_id AND u.id = {_INTERACTION_ACCOUNT})"
+    " AS first_application"
+)
+
+
+async def grant_consent(conn: Conn, tenant_id: str, uid: str) -> asyncpg.Record | None:
+    """Consent recorded in ONE statement on a live interaction someone signed in to (by it,
+    or before it: its session); None when there is no such interaction. Answers whose consent
+    it is, the client, and whether it is the user's first application."""
+    return await conn.fetchrow(GRANT_CONSENT, tenant_id, uid)
+
+
 async def take_interaction(conn: Conn, tenant_id: str, uid: str) -> asyncpg.Record | None:
     """Remove a live interaction and return it: one statement, so it resumes exactly once
     (an expired one goes too, and is not returned)."""
@@ -95,6 +145,15 @@ async def insert_session(
         " VALUES ($1, $2, $3, $4, $5, $6)",
         tenant_id, session_id, account_id, login_at, amr, expires_at,
     )
+
+
+# A new session for a user who may sign in (not suspended), else nothing: its row (RETURNING)
+# is what Outbox.execute_with_events(if_changed=True) announces.
+INSERT_SESSION_IF_ACTIVE = (
+    "INSERT INTO oidc_sessions (tenant_id, id, account_id, login_at, amr, expires_at)"
+    " SELECT $1::text, $2::text, $3::text, $4::timestamptz, $5::jsonb, $6::timestamptz"
+    " WHERE EXISTS (SELECT FROM users WHERE tenant_id = $1 AND id = $3 AND NOT is_suspended) RETURNING 1"
+)
 
 
 async def refresh_session_login(conn: Conn, session_id: str, login_at: dt.datetime, amr: list[str]) -> None:
@@ -178,37 +237,44 @@ async def delete_grant_and_tokens(conn: Conn, grant_id: str) -> None:
 # ------------------------------------------------------------------ authorization codes
 
 
-async def insert_code(conn: Conn, *, code_hash: bytes, **row: Any) -> None:
-    await conn.execute(
-        "INSERT INTO oidc_authorization_codes (code_hash, tenant_id, grant_id, client_id, account_id,"
-        " session_id, interaction_id, redirect_uri, scope, resources, code_challenge, nonce,"
-        " auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        code_hash, row["tenant_id"], row["grant_id"], row["client_id"], row["account_id"],
-        row["session_id"], row["interaction_id"], row["redirect_uri"], row["scope"],
-        row["resources"], row["code_challenge"], row["nonce"], row["auth_time"], row["expires_at"],
-    )
+INSERT_CODE = (
+    "INSERT INTO oidc_authorization_codes (code_hash, tenant_id, grant_id, client_id, account_id,"
+    " session_id, interaction_id, redirect_uri, scope, resources, code_challenge, nonce,"
+    " auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
 
 
-async def lock_code(conn: asyncpg.Connection, tenant_id: str, code_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM oidc_authorization_codes WHERE tenant_id = $1 AND code_hash = $2 FOR UPDATE",
-        tenant_id, code_hash,
-    )
+def code_args(*, code_hash: bytes, **row: Any) -> tuple:
+    """`INSERT_CODE`'s arguments (sent with events in one statement)."""
+    return (code_hash, row["tenant_id"], row["grant_id"], row["client_id"], row["account_id"],
+            row["session_id"], row["interaction_id"], row["redirect_uri"], row["scope"],
+            row["resources"], row["code_challenge"], row["nonce"], row["auth_time"], row["expires_at"])
 
 
-async def consume_code(conn: Conn, code_hash: bytes, family_id: str) -> None:
-    await conn.execute(
-        "UPDATE oidc_authorization_codes SET consumed_at = now(), family_id = $2 WHERE code_hash = $1",
-        code_hash, family_id,
-    )
+# A code and, for its exchange, its live grant and its user (as JSON; NULL when gone): one
+# round trip where there were three. Only the code's row is locked.
+LOCK_CODE_WITH_GRANT_AND_USER = (
+    "SELECT c.*,"
+    " (SELECT to_jsonb(g) FROM (SELECT id, account_id, client_id, session_id, oidc_scopes, resource_scopes"
+    "  FROM oidc_grants WHERE tenant_id = c.tenant_id AND id = c.grant_id AND expires_at > now()) g) AS grant_row,"
+    " (SELECT to_jsonb(u) FROM (SELECT id, username, primary_email, primary_phone, name, avatar, custom_data,"
+    "  identities, is_suspended FROM users WHERE tenant_id = c.tenant_id AND id = c.account_id) u) AS user_row"
+    " FROM oidc_authorization_codes c WHERE c.tenant_id = $1 AND c.code_hash = $2 FOR UPDATE OF c"
+)
+
+
+async def lock_code_with_grant_and_user(conn: asyncpg.Connection, tenant_id: str,
+                                        code_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(LOCK_CODE_WITH_GRANT_AND_USER, tenant_id, code_hash)
+
+
+CONSUME_CODE = "UPDATE oidc_authorization_codes SET consumed_at = now(), family_id = $2 WHERE code_hash = $1"
+# With CONSUME_CODE in one statement (its $2, and the tenant as $3): the family the exchange's
+# tokens belong to. Nothing reads it before the exchange commits.
+OPEN_FAMILY = "INSERT INTO oidc_token_families (family_id, tenant_id) VALUES ($2, $3)"
 
 
 # ------------------------------------------------------------------ token families
-
-
-async def insert_family(conn: Conn, tenant_id: str, family_id: str) -> None:
-    await conn.execute("INSERT INTO oidc_token_families (family_id, tenant_id) VALUES ($1, $2)",
-                       family_id, tenant_id)
 
 
 async def lock_family_of_refresh_token(conn: asyncpg.Connection, tenant_id: str,

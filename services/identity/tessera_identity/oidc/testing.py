@@ -16,6 +16,7 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+import asyncio
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -80,6 +81,19 @@ class FakeRbac:
     def set_default(self, indicator: str | None) -> None:
         for key, info in list(self.resources.items()):
             self.resources[key] = msgspec.structs.replace(info, is_default=key == indicator)
+
+    async def set_default_announced(self, bus: Bus, provider: Any, indicator: str | None) -> None:
+        """set_default, announced as rbac announces a resource change (identity forgets what
+        it reused of rbac's answers), once `provider` has heard it."""
+        self.set_default(indicator)
+        generation = provider._rbac_generation
+        await bus.nc.publish(bus.subject("rbac.resource.updated"), b"{}")
+        await bus.nc.flush()
+        for _ in range(500):
+            if provider._rbac_generation != generation:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("identity did not hear rbac's event")
 
     async def serve(self, bus: Bus) -> list:
         async def by_indicator(request):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import asyncpg
 
 from tessera_kit.errors import RequestError
+from tessera_kit.ratelimit import ADMITTED
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,23 @@ _TAKE_SLOT = (
     " RETURNING true"
 )
 
+# _TAKE_SLOT run with the sign-in rate limits' count (RateLimiter.hit's `then`): parameters
+# from $4, and only if the limits admitted the request.
+_TAKE_SLOT_IF_ADMITTED = (
+    "UPDATE password_attempts SET in_flight = in_flight + 1"
+    " WHERE tenant_id = $4 AND identifier_hash = $5 AND locked_until IS NULL"
+    " AND window_started_at + $6::interval > clock_timestamp() AND failures + in_flight < $7"
+    f" AND {ADMITTED} RETURNING true"
+)
+
+
+def take_slot_statement(tenant_id: str, key: str, policy: Policy = DEFAULT_POLICY) -> tuple[str, tuple]:
+    """decide_attempt's common case (see _TAKE_SLOT) as the statement a rate limit hit runs
+    with it: one round trip for the limits and the slot. Whether it took the slot is the
+    hit's answer; if not, `take_attempt(..., slot_taken=False)` decides in its transaction."""
+    return _TAKE_SLOT_IF_ADMITTED, (tenant_id, key, policy.window, policy.max_failures)
+
+
 _GIVE_BACK_SLOT = (
     "UPDATE password_attempts SET in_flight = greatest(in_flight - 1, 0)"
     " WHERE tenant_id = $1 AND identifier_hash = $2"
@@ -134,9 +152,13 @@ async def _save(conn: asyncpg.Connection, tenant_id: str, key: str, counter: Cou
                        counter.in_flight, counter.locked_until)
 
 
-async def take_attempt(pool: asyncpg.Pool, tenant_id: str, key: str, policy: Policy = DEFAULT_POLICY) -> None:
-    """Take a slot for one verification, or raise 400 `verification_blocked_too_many_attempts`."""
-    if await pool.fetchval(_TAKE_SLOT, tenant_id, key, policy.window, policy.max_failures):
+async def take_attempt(pool: asyncpg.Pool, tenant_id: str, key: str, policy: Policy = DEFAULT_POLICY, *,
+                       slot_taken: bool | None = None) -> None:
+    """Take a slot for one verification, or raise 400 `verification_blocked_too_many_attempts`.
+    `slot_taken`: what take_slot_statement already answered (None: not tried)."""
+    if slot_taken:
+        return
+    if slot_taken is None and await pool.fetchval(_TAKE_SLOT, tenant_id, key, policy.window, policy.max_failures):
         return  # one round trip instead of four (BEGIN, lock, save, COMMIT)
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_LOCK_ROW, tenant_id, key)

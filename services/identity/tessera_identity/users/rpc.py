@@ -90,11 +90,14 @@ async def verify_password(ctx: ServiceContext, request: VerifyPasswordRequest) -
     # One counter per account, whichever identifier names it (username, e-mail and phone
     # would otherwise each give the full allowance); an unknown identifier counts for itself.
     key = None
+    slot_taken: bool | None = None
     if request.count_failures:
         key = lockout.identifier_key("id", row["id"]) if row else lockout.identifier_key(request.by, request.value)
         if request.client_ip:
-            await rate_limits(ctx).count_sign_in(request.client_ip[:64], key)
-    if not await service.check_password(ctx, row, request.password, key):
+            # The limits and the lockout slot in one statement (the slot only if the limits admit it).
+            slot_taken = bool(await rate_limits(ctx).count_sign_in(
+                request.client_ip[:64], key, then=lockout.take_slot_statement(current_tenant(), key)))
+    if not await service.check_password(ctx, row, request.password, key, slot_taken=slot_taken):
         raise service.invalid_credentials()
     if row["is_suspended"] and request.reject_suspended:
         raise RequestError("user.suspended", 401)

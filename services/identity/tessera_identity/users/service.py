@@ -242,13 +242,14 @@ async def link_social_identity(ctx: ServiceContext, user_id: str, connector_id: 
 
 
 async def check_password(ctx: ServiceContext, row: asyncpg.Record | None, password: str,
-                         lockout_key: str | None) -> bool:
+                         lockout_key: str | None, *, slot_taken: bool | None = None) -> bool:
     """Verify `password` against the user's hash (a dummy one if there is no user or hash,
     so every answer takes as long). With a `lockout_key`, the attempt counts toward the
-    identifier lockout and is refused outright when the identifier is locked."""
+    identifier lockout and is refused outright when the identifier is locked. `slot_taken`:
+    whether the caller already took the attempt's slot (lockout.take_slot_statement)."""
     tenant = current_tenant()
     if lockout_key:
-        await lockout.take_attempt(ctx.pool, tenant, lockout_key)
+        await lockout.take_attempt(ctx.pool, tenant, lockout_key, slot_taken=slot_taken)
     encoded = row["password_encrypted"] if row else None
     method = row["password_encryption_method"] if row else None
     matched = False

@@ -78,6 +78,15 @@ async def delete_hook(conn: asyncpg.Connection, tenant_id: str, hook_id: str) ->
         "DELETE FROM hooks WHERE tenant_id = $1 AND id = $2 RETURNING true", tenant_id, hook_id))
 
 
+# True when no enabled hook selects any of (tenant, hook event) in two parallel arrays (their
+# parameters named by the caller): hooks_for's rule for many events at once.
+NO_HOOK_SELECTS = (
+    "NOT EXISTS (SELECT FROM unnest({tenants}::text[], {events}::text[]) AS t(tenant_id, event)"
+    " JOIN hooks h ON h.tenant_id = t.tenant_id AND h.enabled"
+    " AND (h.events ? t.event OR (h.events = '[]'::jsonb AND h.event = t.event)))"
+)
+
+
 async def hooks_for(conn: asyncpg.Connection, tenant_id: str, event: str) -> list[asyncpg.Record]:
     """Enabled hooks that an event selects (Logto §6.1)."""
     return await conn.fetch(

@@ -35,7 +35,7 @@ async def exchange(provider: Provider, client: Client, params: Params) -> tokens
     replayed = False
     async with provider.pool.acquire() as conn:
         async with conn.transaction():
-            row = await store.lock_code(conn, provider.tenant_id, code_hash)
+            row = await store.lock_code_with_grant_and_user(conn, provider.tenant_id, code_hash)
             # §4.1.3: the code must be valid, unexpired, and issued to this client.
             if row is None or row["expires_at"].timestamp() <= now or row["client_id"] != client.id:
                 raise invalid_grant("authorization code is invalid, expired or not issued to this client")
@@ -46,8 +46,10 @@ async def exchange(provider: Provider, client: Client, params: Params) -> tokens
             else:
                 token_set, event, family_id = await _issue(conn, provider, client, row, redirect_uri,
                                                            verifier, resource_param, now)
-                await store.consume_code(conn, code_hash, family_id)
-                await provider.emit(conn, event, aggregate_id=row["grant_id"])
+                # The code consumed, its tokens' family opened and its event: one statement.
+                await provider.outbox.execute_with_events(
+                    conn, (store.CONSUME_CODE, store.OPEN_FAMILY), (code_hash, family_id, provider.tenant_id),
+                    [(event, row["grant_id"])], tenant_id=provider.tenant_id)
                 return token_set
     assert replayed  # committed the revocation above; now refuse
     raise invalid_grant("authorization code has already been used; the tokens it issued are revoked")
@@ -69,18 +71,17 @@ async def _issue(conn, provider: Provider, client: Client, row, redirect_uri: st
     elif verifier is not None:
         raise invalid_grant("code_verifier provided but the authorization request had no code_challenge")
 
-    grant = await store.find_grant(conn, provider.tenant_id, row["grant_id"])
+    grant = row["grant_row"]  # read with the code
     if grant is None:
         raise invalid_grant("the grant of this code was revoked")
-    user = await store.find_user(conn, provider.tenant_id, row["account_id"])
+    user = row["user_row"]
     if user is None or user["is_suspended"]:
         raise invalid_grant("the user of this code may not sign in")
 
     scopes = claim_rules.split_scope(row["scope"])
     oidc_scopes = [s for s in claim_rules.oidc_part(scopes) if s in grant["oidc_scopes"]]
     scopes = oidc_scopes + claim_rules.resource_part(scopes)
-    family_id = new_id()
-    await store.insert_family(conn, provider.tenant_id, family_id)
+    family_id = new_id()  # its row is written with the code's consumption (exchange)
     auth_time = int(row["auth_time"].timestamp())
     request = tokens.UserTokenRequest(
         client=client, account_id=row["account_id"], grant=_grant_dict(grant), scopes=scopes,
