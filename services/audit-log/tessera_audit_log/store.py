@@ -31,13 +31,21 @@ async def insert_logs(conn: asyncpg.Connection, rows: list[tuple[str, str, LogEn
         " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])"
         " AS t(tenant_id, id, key, payload, created_at, event_id)"
         " ON CONFLICT (event_id) DO NOTHING",
+        *_log_columns(rows),
+    )
+
+
+def _log_columns(rows: list[tuple[str, str, LogEntry]]) -> list[list]:
+    """The columns of log rows (tenant id, event id, entry) as arrays for `unnest`: tenant
+    ids, ids, keys, payloads (JSON text), creation times, event ids."""
+    return [
         [tenant_id for tenant_id, _, _ in rows],
         [entry.id or new_id() for _, _, entry in rows],
         [entry.key for _, _, entry in rows],
         [msgspec.json.encode(entry.payload).decode() for _, _, entry in rows],
         [entry.created_at for _, _, entry in rows],
         [event_id for _, event_id, _ in rows],
-    )
+    ]
 
 
 def logs_statement(rows: list[tuple[str, str, LogEntry]], activity: list[tuple[str, dt.date, str]],
@@ -58,12 +66,7 @@ def logs_statement(rows: list[tuple[str, str, LogEntry]], activity: list[tuple[s
         " WHERE user_id IS NOT NULL AND event_id IN (SELECT event_id FROM fresh) ON CONFLICT DO NOTHING)",
     ]
     args = [
-        [tenant_id for tenant_id, _, _ in rows],
-        [entry.id or new_id() for _, _, entry in rows],
-        [entry.key for _, _, entry in rows],
-        [msgspec.json.encode(entry.payload).decode() for _, _, entry in rows],
-        [entry.created_at for _, _, entry in rows],
-        [event_id for _, event_id, _ in rows],
+        *_log_columns(rows),
         [tenant_id for tenant_id, _, _ in activity],
         [day for _, day, _ in activity],
         [user_id for _, _, user_id in activity],

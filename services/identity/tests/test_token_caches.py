@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -22,6 +20,7 @@ import pytest
 from tessera_events import Actor
 from tessera_identity.main import build_spec
 from tessera_identity.oidc.provider import Provider, provider_for
+from tessera_identity.oidc.testing import environment
 from tessera_kit.config import ServiceSettings
 from tessera_kit.testing import service_client, started
 
@@ -56,20 +55,6 @@ class Stack:
     rbac: httpx.AsyncClient
 
 
-@asynccontextmanager
-async def _environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @pytest.fixture(scope="module")
 async def stack(database_url, nats_url, namespace):
     ns = f"{namespace}tc{next(_modules)}"
@@ -77,7 +62,7 @@ async def stack(database_url, nats_url, namespace):
     rbac_spec = rbac_main.build_spec(settings)
     rbac_spec.name = f"rbac-{ns}"
     # Two replicas: the same service name, so the same schema and NATS namespace.
-    async with _environment(AN_HOUR):
+    with environment(AN_HOUR):
         a = started(build_spec(settings, name=f"identity-{ns}"))
         b = started(build_spec(settings, name=f"identity-{ns}"))
         (a_app, a_ctx), (b_app, b_ctx) = await a.__aenter__(), await b.__aenter__()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import asyncio
@@ -57,6 +57,22 @@ OIDC_ENV = {
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 _count = itertools.count()
 
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    """os.environ with these values for the block, as it was after it (settings are read
+    from the environment when a service's spec and context are built)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 @dataclass
 class FakeRbac:
@@ -258,17 +274,9 @@ async def start_deployment(database_url: str, nats_url: str, namespace: str,
             on_shutdown=wiring.ON_SHUTDOWN, settings=settings,
         )
     variables = {**OIDC_ENV, **(env or {})}
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
+    with environment(variables):
         app = create_app(spec)
         ctx = await start_context(spec)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     app.state.ctx = ctx
     rbac = FakeRbac()
     subscriptions = await rbac.serve(ctx.bus)
