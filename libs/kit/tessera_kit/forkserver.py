@@ -26,7 +26,8 @@ Randomness: Python reseeds `random` in every child (random.py registers it with
 os.register_at_fork); `secrets`/os.urandom and OpenSSL's generator (fork-aware) are per
 process anyway; no preloaded module holds a generator of its own (a test checks). The hash
 seed (PYTHONHASHSEED) is chosen at interpreter start, so the services of one server share it:
-a new one per server, never a fixed one. Variables read at interpreter start (PYTHON*, MALLOC_*,
+a new one per server, never a fixed one; so too the address-space layout (ASLR is applied at
+exec), one more reason this is for local stacks only. Variables read at interpreter start (PYTHON*, MALLOC_*,
 GLIBC_TUNABLES, LD_*) must therefore match the server's: a request with other values is
 refused, and the supervisor starts that service with exec instead.
 
