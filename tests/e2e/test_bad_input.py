@@ -12,6 +12,8 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
+from tessera_events import SYSTEM
+from tessera_kit.assertion import AssertionSigner
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"development-user-id": "e2e-bad-input-admin"}
@@ -167,6 +169,78 @@ async def test_a_body_over_a_services_cap_gets_its_413_not_a_502(stack, browser)
     assert_logto_4xx(response)
     response = await browser.post("/sign-in/social/nothing", content=big_form, headers={"content-type": FORM})
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:200])
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes,
+                    body: bytes) -> tuple[bytes, bool]:
+    """Send one request, read its answer's head and body: (head, whether the connection is
+    still open a moment later)."""
+    writer.write(head + body)
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(next(line.split(b":")[1] for line in answer.lower().split(b"\r\n")
+                      if line.startswith(b"content-length:")))
+    await asyncio.wait_for(reader.readexactly(length), 10)
+    try:
+        closed = await asyncio.wait_for(reader.read(1), 0.3) == b""
+    except TimeoutError:
+        closed = False
+    except ConnectionError:
+        closed = True
+    return answer, not closed
+
+
+@pytest.mark.parametrize("what,signed,method,path", [
+    ("no assertion (401)", False, "POST", "/api/interaction/submit"),
+    ("no interaction (400)", True, "POST", "/api/interaction/submit"),
+    ("no interaction (400)", True, "POST", "/api/interaction/consent"),
+    ("over the cap (413)", True, "PUT", "/api/interaction"),
+])
+async def test_a_service_answering_before_the_body_keeps_the_connection_usable(stack, what, signed, method, path):
+    """The gateway reuses its connections to a service. An answer decided before the body was
+    read (no interaction, no assertion, over the cap) used to go out on a connection the server
+    then closed without saying so (granian drops a keep-alive connection whose body was left
+    unread): the gateway's next POST on it met the close and became a 503 (CI saw it on the
+    PUT after these). The answer now waits for the body, and the same connection answers again."""
+    target = urlsplit(stack.service_url("experience"))
+    signer = AssertionSigner(stack.internal_key)
+    body = b'{"event":"SignIn","x":"' + b"a" * 300_000 + b'"}'
+    reader, writer = await asyncio.open_connection(target.hostname, target.port)
+    try:
+        for round_ in range(2):
+            request_id = f"early-{round_}".encode()
+            assertion = b""
+            if signed:
+                assertion = b"x-tessera-assertion: " + signer.sign(method, path.encode(), SYSTEM, request_id) + b"\r\n"
+            head = (method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nhost: x\r\nx-request-id: " + request_id
+                    + b"\r\n" + assertion + b"content-type: application/json\r\ncontent-length: "
+                    + str(len(body)).encode() + b"\r\n\r\n")
+            answer, open_ = await _exchange(reader, writer, head, body)
+            assert answer.split(b" ")[1][:1] == b"4", (what, answer)
+            assert b"connection: close" not in answer.lower(), (what, answer)
+            assert open_, (what, round_, "the server closed a connection its answer kept alive")
+    finally:
+        writer.close()
+
+
+async def test_a_body_past_the_drain_bound_gets_an_answer_that_says_the_connection_closes(stack):
+    """Past 4 MiB the service stops reading: its answer must say `Connection: close` (ours or
+    granian's), so the gateway never keeps a connection the server is about to drop."""
+    target = urlsplit(stack.service_url("experience"))
+    body = b"a" * 5_000_000
+    request_id = b"early-big"
+    assertion = AssertionSigner(stack.internal_key).sign("POST", b"/api/interaction/submit", SYSTEM, request_id)
+    reader, writer = await asyncio.open_connection(target.hostname, target.port)
+    try:
+        head = (b"POST /api/interaction/submit HTTP/1.1\r\nhost: x\r\nx-request-id: " + request_id
+                + b"\r\nx-tessera-assertion: " + assertion + b"\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+        writer.write(head)
+        writer.write(body)
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert answer.startswith(b"HTTP/1.1 4"), answer
+        assert b"connection: close" in answer.lower(), answer
+    finally:
+        writer.close()
 
 
 @pytest.mark.parametrize("what,headers", [

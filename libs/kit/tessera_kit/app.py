@@ -32,7 +32,13 @@ from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.access import ACCESS
 from tessera_kit.consumer import EventConsumer, Subscription
 from tessera_kit.db import create_pool, migrate
-from tessera_kit.http import EXCEPTION_HANDLERS, context_middleware, internal_error_handler, request_error_handler
+from tessera_kit.http import (
+    EXCEPTION_HANDLERS,
+    answer_after_the_body,
+    context_middleware,
+    internal_error_handler,
+    request_error_handler,
+)
 from tessera_kit.outage import OUTAGE_EXCEPTIONS, is_outage, outage_error
 from tessera_kit.openapi_docs import document_operations
 from tessera_kit.text_guard import text_guard_middleware
@@ -310,12 +316,13 @@ def create_app(spec: ServiceSpec) -> Litestar:
     # Before Litestar's router, not as route middleware: an unknown path or method must get the
     # same 401 as a known one, and no handler may run for a request the gateway did not sign.
     # From the outside in: metrics (refused requests are counted too, by the template Litestar
-    # matched), load shedding, the assertion, the text rule.
+    # matched), answers only after the body (every refusal below included), load shedding, the
+    # assertion, the text rule.
     app.state.assertions = verifier
     app.state.in_flight = in_flight
     router = direct_routes(app, spec.name, spec.direct_routes, app.asgi_handler) if spec.direct_routes else app.asgi_handler
-    app.asgi_handler = metrics.metrics_middleware(load_shedding(spec.name, in_flight)(
-        context_middleware(text_guard_middleware(router), verifier)))
+    app.asgi_handler = metrics.metrics_middleware(answer_after_the_body(load_shedding(spec.name, in_flight)(
+        context_middleware(text_guard_middleware(router), verifier))))
     app.state.openapi_documentation = (spec.documented_bodies, spec.documented_operations)
     app.plugins.get(OpenAPIPlugin).__class__ = _DocumentedOpenAPIPlugin
     return app

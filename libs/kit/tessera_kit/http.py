@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from typing import Any, Sequence
@@ -31,6 +32,64 @@ REQUEST_ID_HEADER = b"x-request-id"
 # through the gateway (the gateway forwards none of these paths; NetworkPolicies limit who
 # reaches a pod, and /metrics holds counts, never data).
 HEALTH_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
+# How much of a body an answer sent early waits for (see `answer_after_the_body`).
+DRAIN_LIMIT = 4 * 1024 * 1024
+DRAIN_SECONDS_PER_CHUNK = 5.0
+
+
+def answer_after_the_body(app: ASGIApp) -> ASGIApp:
+    """Every answer goes out after its request's body was read to the end (bounded).
+
+    Many answers are decided before the body is read: a 401 for a missing assertion, a 503 when
+    shedding load, a 413 on the declared length, a 400 for no interaction. granian closes a
+    keep-alive connection whose request body was left unread, after the answer and without
+    saying so (no `Connection: close`). The gateway then keeps that connection for the next
+    request, which meets the close and fails (a 503 for a POST, which it may not resend), and a
+    close with unread input resets the connection, which can take the answer with it. So the
+    rest of the body is read first; past DRAIN_LIMIT, or a client too slow, the answer says
+    `Connection: close`, so nobody reuses the connection."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope["headers"]):
+            await app(scope, receive, send)
+            return
+        ended = False
+
+        async def noting_the_end() -> Message:
+            nonlocal ended
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                ended = True
+            return message
+
+        async def after_the_body(message: Message) -> None:
+            if message["type"] == "http.response.start" and not ended:
+                # Not waited for once the body ended: the next receive waits until the client leaves.
+                read = 0
+                try:
+                    while read <= DRAIN_LIMIT and not ended:
+                        chunk = await asyncio.wait_for(noting_the_end(), DRAIN_SECONDS_PER_CHUNK)
+                        read += len(chunk.get("body", b""))
+                except (TimeoutError, RuntimeError):  # RuntimeError: the client already left
+                    pass
+                if not ended:
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, noting_the_end, after_the_body)
+
+    return middleware
+
+
+def _has_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
 
 
 def context_middleware(app: ASGIApp, verifier: AssertionVerifier) -> ASGIApp:

@@ -12,7 +12,6 @@ from `receive`, inside the framework's error handling, before the handler sees t
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -28,7 +27,6 @@ _FORM_NUL = b"%00"
 # into a header (Link, Location) they would end the response with a 500.
 _PATH_FORBIDDEN = frozenset(range(0x20)) | {0x7F}
 
-
 class InvalidText(RequestError):
     """`guard.invalid_input`: text with NUL characters or invalid UTF-8."""
 
@@ -43,7 +41,6 @@ class InvalidText(RequestError):
         )
         self.where = where
 
-
 def _is_valid_text(raw: bytes) -> bool:
     if _NUL in raw:
         return False
@@ -53,17 +50,14 @@ def _is_valid_text(raw: bytes) -> bool:
         return False
     return True
 
-
 def check_path(raw_path: bytes) -> None:
     decoded = unquote_to_bytes(raw_path)
     if not _is_valid_text(decoded) or not _PATH_FORBIDDEN.isdisjoint(decoded):
         raise InvalidText("path")
 
-
 def check_query(query_string: bytes) -> None:
     if query_string and not _is_valid_text(unquote_to_bytes(query_string.replace(b"+", b" "))):
         raise InvalidText("query")
-
 
 def _body_markers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
     for name, value in headers:
@@ -75,7 +69,6 @@ def _body_markers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
                 return (_NUL, _FORM_NUL)
             return (_NUL,) if media.startswith(b"text/") else ()
     return (_NUL,)
-
 
 def _scanning(receive: Receive, markers: tuple[bytes, ...]) -> Receive:
     overlap = max(len(m) for m in markers) - 1
@@ -95,20 +88,17 @@ def _scanning(receive: Receive, markers: tuple[bytes, ...]) -> Receive:
 
     return scanned
 
-
 def error_body(path: str, error: InvalidText) -> dict[str, Any]:
     if path.startswith("/oidc"):
         return {"error": "invalid_request",
                 "error_description": f"the {error.where} holds a NUL character or invalid UTF-8"}
     return error.to_body()
 
-
 async def _refuse(send: Send, path: str, error: InvalidText) -> None:
     body = msgspec.json.encode(error_body(path, error))
     await send({"type": "http.response.start", "status": 400, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
 
 def text_guard_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,37 +114,6 @@ def text_guard_middleware(app: ASGIApp) -> ASGIApp:
             return
         markers = _body_markers(scope["headers"]) if scope["method"] not in ("GET", "HEAD") else ()
         receive = _scanning(receive, markers) if markers else receive
-        await app(scope, *_draining_before_refusal(receive, send))
+        await app(scope, receive, send)
 
     return middleware
-
-
-_DRAIN_LIMIT = 4 * 1024 * 1024
-
-
-def _draining_before_refusal(receive: Receive, send: Send) -> tuple[Receive, Send]:
-    """A 413 may go out before the body was read. Read the rest first (bounded): the server
-    closes the connection after such an answer, and closing on unread bytes resets it, so the
-    caller (the gateway) could lose the answer and see only a dead connection. A body already
-    read to its end is not waited for (the next receive would wait for the client to leave)."""
-    ended = False
-
-    async def noting_the_end() -> Message:
-        nonlocal ended
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body"):
-            ended = True
-        return message
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] == 413 and not ended:
-            total = 0
-            try:
-                while total <= _DRAIN_LIMIT and not ended:
-                    chunk = await asyncio.wait_for(noting_the_end(), 5.0)
-                    total += len(chunk.get("body", b""))
-            except (asyncio.TimeoutError, InvalidText, RuntimeError):
-                pass
-        await send(message)
-
-    return noting_the_end, wrapped

@@ -2,8 +2,6 @@
 
 import pytest
 
-import asyncio
-
 from tessera_kit.text_guard import InvalidText, _scanning, check_path, check_query, text_guard_middleware
 
 
@@ -57,57 +55,3 @@ def test_good_paths_and_queries():
     check_query(b"search=%25caf%C3%A9&page=1")
     with pytest.raises(InvalidText):
         check_query(b"search=a%00")
-
-
-class Connection:
-    """A server's side of one request: its body in chunks, then (as granian does) a receive
-    that waits until the client leaves."""
-
-    def __init__(self, *chunks: bytes):
-        self.messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                         for i, c in enumerate(chunks)]
-        self.read = 0
-        self.waited_past_the_end = False
-        self.sent: list[dict] = []
-
-    async def receive(self) -> dict:
-        if self.messages:
-            self.read += 1
-            return self.messages.pop(0)
-        self.waited_past_the_end = True
-        await asyncio.Event().wait()  # the client stays; wait_for in the guard gives up
-
-    async def send(self, message: dict) -> None:
-        self.sent.append({**message, "read_before": self.read})
-
-
-def refusing_after(reads: int):
-    """An app that reads `reads` body messages, then answers 413."""
-    async def app(scope, receive, send):
-        for _ in range(reads):
-            await receive()
-        await send({"type": "http.response.start", "status": 413, "headers": []})
-        await send({"type": "http.response.body", "body": b"too big"})
-
-    return app
-
-
-SCOPE = {"type": "http", "method": "POST", "path": "/api/x", "raw_path": b"/api/x", "query_string": b"",
-         "headers": [(b"content-type", b"application/octet-stream")]}
-
-
-async def test_an_early_413_waits_until_the_rest_of_the_body_is_read():
-    connection = Connection(b"a" * 10, b"b" * 10, b"c" * 10)
-    await text_guard_middleware(refusing_after(1))(SCOPE, connection.receive, connection.send)
-    assert connection.sent[0]["status"] == 413
-    assert connection.sent[0]["read_before"] == 3  # the whole body, before the answer
-    assert not connection.waited_past_the_end
-
-
-async def test_a_413_after_the_whole_body_was_read_goes_out_at_once():
-    """Nothing is left to read: the guard must not wait for a message that only comes when the
-    client leaves (seconds, for every such answer)."""
-    connection = Connection(b"a" * 10, b"b" * 10)
-    await text_guard_middleware(refusing_after(2))(SCOPE, connection.receive, connection.send)
-    assert [m["status"] for m in connection.sent if m["type"] == "http.response.start"] == [413]
-    assert not connection.waited_past_the_end
