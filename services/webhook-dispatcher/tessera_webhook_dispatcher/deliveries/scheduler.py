@@ -25,6 +25,7 @@ from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.deliveries.domain import request_headers
 from tessera_webhook_dispatcher.deliveries.recorder import Recorder
 from tessera_webhook_dispatcher.deliveries.sender import Sender
+from tessera_webhook_dispatcher.hooks import store as hooks
 from tessera_webhook_dispatcher.settings import DispatcherSettings
 
 log = get_logger(__name__)
@@ -77,6 +78,8 @@ class Scheduler:
         while not self._stopping:
             try:
                 async with self.pool.acquire() as conn:
+                    if await hooks.any_enabled(conn):
+                        self.sender.warm()  # webhooks will be sent: their client is ready before the first
                     await conn.add_listener(self.channel, self._on_notify)
                     try:
                         while not self._stopping:

@@ -7,9 +7,10 @@ connection resolves through `_CheckedResolver`, which checks every address it re
 only checked peers are ever connected to; a kept-alive connection is reused only with the
 peer it was opened to.
 
-aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported for the first webhook sent, not
-when the service starts: a stack whose hooks never fire does not hold it
-(tessera_kit.serve.import_declared says why it goes through there).
+aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported once a hook exists, not when the
+service starts: a stack without hooks does not hold it (tessera_kit.serve.import_declared says
+why it goes through there). It is imported in a thread: its ~0.2 s of CPU on the event loop held
+every event and answer of the service (the bench's webhook p99 went from ~20 to ~200 ms).
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def _for_aiohttp(checked: _CheckedResolver):
     return _aiohttp_resolver_class()(checked)
 
 
+def _import_aiohttp():
+    aiohttp = import_declared("aiohttp")
+    import_declared("yarl")
+    return aiohttp
+
+
 class Sender:
     def __init__(self, *, timeout: float, allow_private: bool, clock: Clock, max_connections: int = 256) -> None:
         self.timeout = timeout
@@ -87,11 +94,20 @@ class Sender:
         self._max_connections = max_connections
         self.resolver = _CheckedResolver(allow_private=allow_private)
         self._session: aiohttp.ClientSession | None = None
+        self._imported: asyncio.Future | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    def warm(self) -> None:
+        """Import aiohttp now, in a thread (once): a hook exists, so webhooks will be sent."""
+        if self._imported is None:
+            self._imported = asyncio.ensure_future(asyncio.to_thread(_import_aiohttp))
+
+    async def _aiohttp(self):
+        self.warm()
+        return await asyncio.shield(self._imported)
+
+    def _client(self, aiohttp) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop (aiohttp binds a session to it).
         if self._session is None:
-            aiohttp = import_declared("aiohttp")
             connector = aiohttp.TCPConnector(
                 resolver=_for_aiohttp(self.resolver), use_dns_cache=False,
                 # As many connections as requests may be in flight, so a hook whose receiver
@@ -115,7 +131,7 @@ class Sender:
             return Outcome(False, error=f"TimeoutError: Timeout awaiting 'request' for {int(self.timeout * 1000)}ms")
 
     async def _post(self, url: str, headers: Mapping[str, str], body: bytes) -> Outcome:
-        aiohttp = import_declared("aiohttp")
+        aiohttp = await self._aiohttp()
         from yarl import URL  # aiohttp's, imported with it
 
         try:
@@ -145,7 +161,7 @@ class Sender:
                 return Outcome(False, error=f"RequestError: {exc}")
         try:
             # No redirects: a 3xx is an answer (a failure), never a hop to an unchecked address.
-            async with self._client().post(target, data=body, headers=dict(headers), allow_redirects=False) as response:
+            async with self._client(aiohttp).post(target, data=body, headers=dict(headers), allow_redirects=False) as response:
                 kept = bytearray()
                 while len(kept) < RESPONSE_BODY_CAP:
                     chunk = await response.content.read(RESPONSE_BODY_CAP - len(kept))
