@@ -174,12 +174,12 @@ class Load:
         return response if ok else None
 
     def _maybe_applied(self) -> bool:
-        """Whether the write that just failed may still have happened. A 503 says it did not
-        (the service, or the gateway finding no upstream, refused it before doing anything), and
-        so does a connection the gateway refused; a 502, a timeout or a reset may hide a write."""
+        """Whether the write that just failed may still have happened. Only a connection the
+        gateway refused says it did not. A 503 may hide one: the gateway answers 503 too when
+        the service died with the request in flight, which may be just after its commit (a
+        password change made so, believed undone, failed the sign-ins after it as 422); and a
+        502, a timeout or a reset may hide one."""
         last = self.state.outcomes[-1]
-        if last.status == 503:
-            return False
         return not (last.status is None and last.error.startswith("ConnectError"))
 
     # ------------------------------------------------------------------ operations
