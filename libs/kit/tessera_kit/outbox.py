@@ -10,6 +10,11 @@ nothing twice (JetStream drops the repeated id within its duplicate window).
 Order per aggregate: a change to an aggregate locks its row, so a later change's
 outbox row gets a later `seq` and is published after. One relay per schema is the
 leader (an advisory lock), so replicas do not interleave.
+
+The relay's connection is the service's one long-lived session: every replica holds it
+(leading or waiting to), so the service's timed jobs follow its leadership
+(tessera_kit.periodic) and its other LISTENs ride on it (`listen`) rather than each holding a
+connection, a PostgreSQL backend of ~2 MB, of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import functools
 import time
 import zlib
+from typing import Callable
 
 import asyncpg
 import msgspec
@@ -250,6 +256,18 @@ class OutboxRelay:
         self._stopping = False
         self.is_leader = False
         self._unmarked: list[int] = []  # published, to be marked with the next SELECT
+        self._listeners: list[tuple[str, Callable[..., None]]] = []  # the service's other channels
+        self._listening = 0  # how many of them the current connection listens on
+
+    def listen(self, channel: str, callback: Callable[..., None]) -> None:
+        """LISTEN on `channel` too, on this relay's connection (and again on each new one)."""
+        self._listeners.append((channel, callback))
+        self._wake.set()
+
+    async def _listen_to_new(self, conn: asyncpg.Connection) -> None:
+        while self._listening < len(self._listeners):
+            await conn.add_listener(*self._listeners[self._listening])
+            self._listening += 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
@@ -272,18 +290,23 @@ class OutboxRelay:
         while not self._stopping:
             try:
                 async with self.pool.acquire() as conn:
+                    self._listening = 0
                     await conn.add_listener(self.outbox.channel, self._on_notify)
                     try:
+                        await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
                             await self._sleep(self.poll_interval)  # another replica leads
                             if self._stopping:
                                 return
+                            await self._listen_to_new(conn)
                         self.is_leader = True
                         await self._lead(conn)
                     finally:
                         self.is_leader = False
                         await conn.execute("SELECT pg_advisory_unlock_all()")
-                        await conn.remove_listener(self.outbox.channel, self._on_notify)
+                        for channel, callback in [(self.outbox.channel, self._on_notify),
+                                                  *self._listeners[:self._listening]]:
+                            await conn.remove_listener(channel, callback)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -302,6 +325,7 @@ class OutboxRelay:
         try:
             while not self._stopping:
                 self._wake.clear()
+                await self._listen_to_new(conn)
                 published = await self.publish_pending(conn, defer_mark=True)
                 if published >= self.batch_size:
                     continue

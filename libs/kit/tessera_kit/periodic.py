@@ -1,45 +1,48 @@
 """Upkeep on a timer (purging what expired): one task per job, started and stopped with the
 service, surviving failures (the database may be away a while).
 
-    purge = Periodic("lockout-purge", 600, lambda: lockout.purge_expired(ctx.pool), pool=ctx.pool)
+    purge = Periodic("lockout-purge", 600, lambda: lockout.purge_expired(ctx.pool), leader=ctx.relay)
     purge.start()  ...  await purge.stop()
 
-With `pool`, one replica at a time runs the job: the leader, which holds a PostgreSQL advisory
-lock (keyed by the schema and the job's name) on a connection of its own for as long as it
-lives. The others try for the lock every few seconds, so when the leader dies (its session ends
-and the lock with it) another takes over within `retry_seconds`. `tessera_periodic_leader{job}`
-says which replica leads. Without `pool` the job runs in every replica.
+With `leader` (the service's outbox relay), one replica at a time runs the job: the one whose
+relay leads. The relay holds its advisory lock on the connection every replica keeps for it
+anyway, so the jobs need no connection of their own (each was a PostgreSQL backend, ~2 MB, per
+job and replica). A job looks at the leadership every `retry_seconds`: when the leader dies
+(its session ends and the lock with it) another replica's relay takes over and its jobs follow
+within `retry_seconds`, and a replica whose relay lost the lead stops saying it leads as soon,
+not at its next run. `tessera_periodic_leader{job}` says which replica leads. Without `leader`
+the job runs in every replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Awaitable, Callable
-
-import asyncpg
+from typing import Awaitable, Callable, Protocol
 
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 
 log = get_logger(__name__)
 
-_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('tessera-periodic:' || current_schema() || ':' || $1))"
+
+class Leader(Protocol):
+    is_leader: bool
 
 
-_UNLOCK_TIMEOUT_SECONDS = 2.0
+class _NoLongerLeading(Exception):
+    pass
 
 
 class Periodic:
     def __init__(self, name: str, every_seconds: float, job: Callable[[], Awaitable[object]], *,
-                 at_start: bool = True, pool: asyncpg.Pool | None = None,
-                 retry_seconds: float = 5.0) -> None:
+                 at_start: bool = True, leader: Leader | None = None, retry_seconds: float = 5.0) -> None:
         self.name = name
         self.every_seconds = every_seconds
         self.job = job
         self.at_start = at_start  # first run at once (at once on becoming leader), else after one period
-        self.pool = pool
-        self.retry_seconds = min(retry_seconds, every_seconds)  # how often a follower tries to lead
+        self.leader = leader
+        self.retry_seconds = min(retry_seconds, every_seconds)  # how often the leadership is looked at
         self.runs = 0
         self.failures = 0
         self.is_leader = False
@@ -47,7 +50,7 @@ class Periodic:
 
     def start(self) -> None:
         if self._task is None:
-            work = self._forever() if self.pool is None else self._lead_when_possible()
+            work = self._forever() if self.leader is None else self._follow_the_leader()
             self._task = asyncio.get_running_loop().create_task(work, name=self.name)
 
     async def stop(self) -> None:
@@ -73,47 +76,32 @@ class Periodic:
             self.failures += 1
             log.warning("periodic job failed", job=self.name, error=repr(exc))
 
-    async def _lead_when_possible(self) -> None:
-        assert self.pool is not None
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    try:
-                        while not await conn.fetchval(_TRY_LOCK, self.name):
-                            await asyncio.sleep(self.retry_seconds)  # another replica leads
-                        self._set_leader(True)
-                        await self._lead(conn)
-                    finally:
-                        self._set_leader(False)
-                        try:  # bounded: a half-dead session must not hold up a shutdown
-                            await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"),
-                                                   _UNLOCK_TIMEOUT_SECONDS)
-                        except BaseException:
-                            conn.terminate()  # the lock must not stay with a pooled connection
-                            raise
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database went away: try to lead again later
-                log.warning("periodic job lost its lock connection", job=self.name, error=repr(exc))
-                await asyncio.sleep(self.retry_seconds)
+    async def _follow_the_leader(self) -> None:
+        assert self.leader is not None
+        try:
+            while True:
+                while not self.leader.is_leader:
+                    await asyncio.sleep(self.retry_seconds)
+                self._set_leader(True)
+                try:
+                    if not self.at_start:
+                        await self._lead_for(self.every_seconds)
+                    while True:
+                        await self._run_once()
+                        await self._lead_for(self.every_seconds)
+                except _NoLongerLeading:
+                    self._set_leader(False)
+        finally:
+            self._set_leader(False)
 
-    async def _lead(self, conn: asyncpg.Connection) -> None:
-        if not self.at_start:
-            await self._hold(conn, self.every_seconds)
-        while True:
-            await conn.fetchval("SELECT 1")  # the session (and so the lock) is still ours
-            await self._run_once()
-            await self._hold(conn, self.every_seconds)
-
-    async def _hold(self, conn: asyncpg.Connection, seconds: float) -> None:
-        """Wait `seconds` as the leader, looking at the lock's session every `retry_seconds`: if
-        it ended, another replica may lead by now, and this one stops saying it does (the error
-        ends `_lead`) rather than at its next run, up to a period later."""
+    async def _lead_for(self, seconds: float) -> None:
+        """Wait `seconds` as the leader, looking at the leadership every `retry_seconds`."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         while (left := until - loop.time()) > 0:
             await asyncio.sleep(min(left, self.retry_seconds))
-            await conn.fetchval("SELECT 1")
+            if not self.leader.is_leader:
+                raise _NoLongerLeading
 
     def _set_leader(self, leading: bool) -> None:
         if leading != self.is_leader:

@@ -4,6 +4,7 @@ import asyncio
 
 import asyncpg
 
+from tessera_kit.outbox import Outbox, OutboxRelay
 from tessera_kit.periodic import Periodic
 
 
@@ -48,7 +49,14 @@ async def _until(condition, tries: int = 500) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_with_a_pool_one_replica_leads_and_another_takes_over_when_it_stops(pool):
+def _relays(pool, bus, unique) -> tuple[OutboxRelay, OutboxRelay]:
+    """Two replicas' relays on one schema, quick to notice a change of leader."""
+    outbox = Outbox(unique)
+    return (OutboxRelay(pool, bus, outbox, poll_interval=0.02),
+            OutboxRelay(pool, bus, outbox, poll_interval=0.02))
+
+
+async def test_with_a_leader_the_replica_whose_relay_leads_runs_it_and_another_takes_over(pool, bus, unique):
     runs: dict[str, int] = {"a": 0, "b": 0}
 
     def job_of(replica: str):
@@ -56,52 +64,95 @@ async def test_with_a_pool_one_replica_leads_and_another_takes_over_when_it_stop
             runs[replica] += 1
         return job
 
-    first = Periodic("leader-job", 0.01, job_of("a"), pool=pool)
-    second = Periodic("leader-job", 0.01, job_of("b"), pool=pool, retry_seconds=0.01)
+    relay_a, relay_b = _relays(pool, bus, unique)
+    relay_a.start()
+    await _until(lambda: relay_a.is_leader)
+    relay_b.start()
+    first = Periodic("leader-job", 0.01, job_of("a"), leader=relay_a)
+    second = Periodic("leader-job", 0.01, job_of("b"), leader=relay_b, retry_seconds=0.01)
     first.start()
-    await _until(lambda: first.is_leader)
-    second.start()
-    await _until(lambda: runs["a"] >= 5)
-    # The follower tried for the lock many times meanwhile, and never ran the job.
-    assert (first.is_leader, second.is_leader, runs["b"]) == (True, False, 0)
-    await first.stop()
-    await _until(lambda: second.is_leader and runs["b"] >= 2)
-    assert (first.is_leader, second.is_leader) == (False, True) and runs["b"] >= 2
-    await second.stop()
-    async with pool.acquire() as conn:  # stopping let go of the lock: anyone may take it now
-        key = "hashtext('tessera-periodic:' || current_schema() || ':leader-job')"
-        assert await conn.fetchval(f"SELECT pg_try_advisory_lock({key})")
-        await conn.execute(f"SELECT pg_advisory_unlock({key})")
-
-
-async def test_a_leader_whose_lock_connection_dies_stops_leading_before_its_next_run(pool, database_url):
-    """The leader's session ends (PostgreSQL restarted, the backend killed): its lock went with
-    it and another replica may lead, so it must say it no longer leads long before its next run
-    (an hour away here), not keep the metric, and the belief, until then."""
-    runs: dict[str, int] = {"a": 0, "b": 0}
-
-    def job_of(replica: str):
-        async def job() -> None:
-            runs[replica] += 1
-        return job
-
-    first = Periodic("dying-leader", 3600, job_of("a"), pool=pool, retry_seconds=0.01)
-    first.start()
-    await _until(lambda: first.is_leader and runs["a"] == 1)
-    second = Periodic("dying-leader", 3600, job_of("b"), pool=pool, retry_seconds=0.01)
     second.start()
     try:
-        admin = await asyncpg.connect(database_url)  # the pool's connections may all be taken
+        await _until(lambda: runs["a"] >= 5)
+        # The follower looked at the leadership many times meanwhile, and never ran the job.
+        assert (first.is_leader, second.is_leader, runs["b"]) == (True, False, 0)
+        await relay_a.stop()  # the leading replica goes: its relay lets go of the lock
+        await _until(lambda: second.is_leader and runs["b"] >= 2)
+        assert (first.is_leader, second.is_leader) == (False, True) and runs["b"] >= 2
+    finally:
+        await first.stop()
+        await second.stop()
+        await relay_a.stop()
+        await relay_b.stop()
+
+
+async def test_a_leader_whose_relay_connection_dies_stops_leading_before_its_next_run(pool, bus, unique,
+                                                                                      database_url):
+    """The leader's session ends (PostgreSQL restarted, the backend killed): the relay's lock
+    went with it and another replica leads, so its jobs must say they no longer lead long
+    before their next run (an hour away here), not keep the metric, and the belief, until then."""
+    runs: dict[str, int] = {"a": 0, "b": 0}
+
+    def job_of(replica: str):
+        async def job() -> None:
+            runs[replica] += 1
+        return job
+
+    relay_a, relay_b = _relays(pool, bus, unique)
+    relay_a.start()
+    await _until(lambda: relay_a.is_leader)
+    relay_b.start()
+    first = Periodic("dying-leader", 3600, job_of("a"), leader=relay_a, retry_seconds=0.01)
+    second = Periodic("dying-leader", 3600, job_of("b"), leader=relay_b, retry_seconds=0.01)
+    first.start()
+    await _until(lambda: first.is_leader and runs["a"] == 1)
+    second.start()
+    try:
+        admin = await asyncpg.connect(database_url)
         try:
             killed = await admin.fetchval(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())")
         finally:
             await admin.close()
         assert killed
-        # The new leader says so just before its first run (an await apart): wait for both.
         await _until(lambda: second.is_leader and not first.is_leader and runs["b"] == 1)
         assert (first.is_leader, second.is_leader) == (False, True)
         assert runs == {"a": 1, "b": 1}
     finally:
         await first.stop()
         await second.stop()
+        await relay_a.stop()
+        await relay_b.stop()
+
+
+async def test_the_relay_carries_the_services_other_listens(pool, bus, unique):
+    """`OutboxRelay.listen`: a NOTIFY on another channel reaches its callback through the
+    relay's connection, also after that connection was replaced."""
+    relay, _ = _relays(pool, bus, unique)
+    heard: list[str] = []
+    relay.start()
+    relay.listen(f"{unique}_other", lambda _conn, _pid, _channel, payload: heard.append(payload))
+    try:
+        async def notify(payload: str) -> None:
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", f"{unique}_other", payload)
+
+        for _ in range(200):  # until the relay has added the LISTEN
+            await notify("first")
+            if heard:
+                break
+            await asyncio.sleep(0.01)
+        assert "first" in heard
+        async with pool.acquire() as conn:  # the relay's session ends: it reconnects and listens again
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks"
+                               " WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                               " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())")
+        for _ in range(300):
+            await notify("again")
+            if "again" in heard:
+                break
+            await asyncio.sleep(0.01)
+        assert "again" in heard
+    finally:
+        await relay.stop()

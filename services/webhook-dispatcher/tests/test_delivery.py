@@ -393,8 +393,8 @@ async def test_an_enabled_hook_imports_the_http_client_off_the_event_loop(dispat
 
 async def test_a_dispatcher_starting_with_an_enabled_hook_readies_the_http_client(dispatcher, receiver, import_threads):
     await dispatcher.create_hook(receiver.url)
-    scheduler = Scheduler(dispatcher.ctx.pool, dispatcher.ctx.outbox, dispatcher.settings, dispatcher.clock,
-                          "deliveries_restarted")
+    scheduler = Scheduler(dispatcher.ctx.pool, dispatcher.ctx.outbox, dispatcher.ctx.relay, dispatcher.settings,
+                          dispatcher.clock, "deliveries_restarted")
     scheduler.start()
     try:
         await dispatcher.until(lambda: _true(scheduler.sender._imported is not None))

@@ -18,7 +18,7 @@ async def purge_once(ctx: ServiceContext) -> None:
 
 
 async def start_purging(ctx: ServiceContext) -> None:
-    job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: purge_once(ctx), pool=ctx.pool)
+    job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: purge_once(ctx), leader=ctx.relay)
     job.start()
 
 

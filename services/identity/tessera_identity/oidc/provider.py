@@ -117,7 +117,7 @@ class Provider:
         bus.reconnect_listeners.append(self._forget_cached)
         if self.purges:
             self._purge = Periodic("oidc-purge", PURGE_EVERY_SECONDS,
-                                   lambda: store.purge_expired(self.pool), at_start=False, pool=self.pool)
+                                   lambda: store.purge_expired(self.pool), at_start=False, leader=self.ctx.relay)
             self._purge.start()
 
     def background(self, work, name: str) -> None:

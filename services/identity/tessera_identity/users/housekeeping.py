@@ -12,7 +12,7 @@ _JOB = "identity-lockout-purge"
 
 async def start(ctx: ServiceContext) -> None:
     job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: lockout.purge_expired(ctx.pool),
-                                     pool=ctx.pool)
+                                     leader=ctx.relay)
     job.start()
 
 

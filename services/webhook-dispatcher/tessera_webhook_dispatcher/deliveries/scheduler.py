@@ -19,7 +19,7 @@ import asyncpg
 
 from tessera_kit.ids import new_id
 from tessera_kit.logging import get_logger
-from tessera_kit.outbox import Outbox
+from tessera_kit.outbox import Outbox, OutboxRelay
 from tessera_webhook_dispatcher.clock import Clock
 from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.deliveries.domain import request_headers
@@ -32,10 +32,11 @@ log = get_logger(__name__)
 
 
 class Scheduler:
-    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, settings: DispatcherSettings, clock: Clock,
-                 channel: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, relay: OutboxRelay, settings: DispatcherSettings,
+                 clock: Clock, channel: str) -> None:
         self.pool = pool
         self.outbox = outbox
+        self.relay = relay
         self.settings = settings
         self.clock = clock
         self.channel = channel
@@ -48,7 +49,6 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
-        self._listener: asyncpg.Connection | None = None
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="webhook-scheduler")
@@ -75,29 +75,33 @@ class Scheduler:
         self._wake.set()
 
     async def _run(self) -> None:
+        # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
+        # else every webhooks_poll_seconds (retries come due, a NOTIFY missed while reconnecting).
+        self.relay.listen(self.channel, self._on_notify)
+        await self._ready_to_send_if_hooks_exist()
         while not self._stopping:
+            self._wake.clear()
             try:
-                async with self.pool.acquire() as conn:
-                    if await hooks.any_enabled(conn):
-                        self.sender.warm()  # webhooks will be sent: their client is ready before the first
-                    await conn.add_listener(self.channel, self._on_notify)
-                    try:
-                        while not self._stopping:
-                            self._wake.clear()
-                            claimed = await self.dispatch_due()
-                            if claimed:
-                                continue  # more may be due
-                            try:
-                                await asyncio.wait_for(self._wake.wait(), self.settings.webhooks_poll_seconds)
-                            except asyncio.TimeoutError:
-                                pass
-                    finally:
-                        await conn.remove_listener(self.channel, self._on_notify)
+                if await self.dispatch_due():
+                    continue  # more may be due
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("webhook scheduler restarting", error=str(exc))
-                await asyncio.sleep(self.settings.webhooks_poll_seconds)
+                log.warning("webhook scheduler: claiming failed", error=str(exc))
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.webhooks_poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _ready_to_send_if_hooks_exist(self) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                if await hooks.any_enabled(conn):
+                    self.sender.warm()  # webhooks will be sent: their client is ready before the first
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the first delivery imports it then
+            log.warning("webhook scheduler: could not look for hooks", error=str(exc))
 
     async def dispatch_due(self) -> int:
         """Claim what is due (within this replica's free slots, each hook's own) and start sending it."""
