@@ -36,7 +36,8 @@ HEALTH_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 # How much of a body an answer sent early waits for (see `answer_after_the_body`).
 DRAIN_LIMIT = 4 * 1024 * 1024
-DRAIN_SECONDS_PER_CHUNK = 5.0
+DRAIN_SECONDS = 5.0  # in all: a peer dribbling its body holds nothing longer
+DRAINS_AT_ONCE = 64  # beyond: answered at once with `Connection: close`
 
 
 def answer_after_the_body(app: ASGIApp) -> ASGIApp:
@@ -47,15 +48,23 @@ def answer_after_the_body(app: ASGIApp) -> ASGIApp:
     keep-alive connection whose request body was left unread, after the answer and without
     saying so (no `Connection: close`). The gateway then keeps that connection for the next
     request, which meets the close and fails (a 503 for a POST, which it may not resend), and a
-    close with unread input resets the connection, which can take the answer with it. So the
-    rest of the body is read first; past DRAIN_LIMIT, or a client too slow, the answer says
-    `Connection: close`, so nobody reuses the connection."""
+    close with unread input resets the connection, which can take the answer with it.
+
+    So such an answer is held until the app has returned (its load-shedding slot is free by
+    then), the rest of the body is read, then the answer goes out. The wait is bounded: past
+    DRAIN_LIMIT bytes or DRAIN_SECONDS (a peer dribbling its body, and that may be anyone who
+    reaches the port: a 401 waits too), with DRAINS_AT_ONCE already waiting, or when the
+    client waits for `100 Continue` before sending its body, the answer says
+    `Connection: close` instead, so nobody reuses the connection."""
+    draining = 0
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal draining
         if scope["type"] != "http" or not _has_body(scope["headers"]):
             await app(scope, receive, send)
             return
         ended = False
+        held: list[Message] = []
 
         async def noting_the_end() -> Message:
             nonlocal ended
@@ -64,23 +73,37 @@ def answer_after_the_body(app: ASGIApp) -> ASGIApp:
                 ended = True
             return message
 
-        async def after_the_body(message: Message) -> None:
-            if message["type"] == "http.response.start" and not ended:
-                # Not waited for once the body ended: the next receive waits until the client leaves.
+        async def holding_an_early_answer(message: Message) -> None:
+            if held or (message["type"] == "http.response.start" and not ended):
+                held.append(message)
+            else:
+                await send(message)
+
+        await app(scope, noting_the_end, holding_an_early_answer)
+        if not held:
+            return
+        if draining < DRAINS_AT_ONCE and not _expects_continue(scope["headers"]):
+            draining += 1
+            try:
                 read = 0
-                try:
+                async with asyncio.timeout(DRAIN_SECONDS):
                     while read <= DRAIN_LIMIT and not ended:
-                        chunk = await asyncio.wait_for(noting_the_end(), DRAIN_SECONDS_PER_CHUNK)
-                        read += len(chunk.get("body", b""))
-                except (TimeoutError, RuntimeError):  # RuntimeError: the client already left
-                    pass
-                if not ended:
-                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+                        read += len((await noting_the_end()).get("body", b""))
+            except (TimeoutError, RuntimeError):  # RuntimeError: the client already left
+                pass
+            finally:
+                draining -= 1
+        start = held[0]
+        if not ended and not any(name.lower() == b"connection" for name, _ in start.get("headers", ())):
+            held[0] = {**start, "headers": [*start.get("headers", ()), (b"connection", b"close")]}
+        for message in held:
             await send(message)
 
-        await app(scope, noting_the_end, after_the_body)
-
     return middleware
+
+
+def _expects_continue(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"expect" for name, _ in headers)
 
 
 def _has_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:

@@ -254,7 +254,8 @@ class OutboxRelay:
         self._task: asyncio.Task | None = None
         self._last_purge = 0.0
         self._stopping = False
-        self.is_leader = False
+        self.is_leader = False  # holds the advisory lock
+        self._confirmed_at = 0.0  # when the lock's connection last answered a query (loop time)
         self._unmarked: list[int] = []  # published, to be marked with the next SELECT
         self._listeners: list[tuple[str, Callable[..., None]]] = []  # the service's other channels
         self._listening = 0  # how many of them the current connection listens on
@@ -300,18 +301,44 @@ class OutboxRelay:
                                 return
                             await self._listen_to_new(conn)
                         self.is_leader = True
+                        self._confirm()
                         await self._lead(conn)
                     finally:
                         self.is_leader = False
-                        await conn.execute("SELECT pg_advisory_unlock_all()")
-                        for channel, callback in [(self.outbox.channel, self._on_notify),
-                                                  *self._listeners[:self._listening]]:
-                            await conn.remove_listener(channel, callback)
+                        await self._let_go(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox relay restarting", error=str(exc))
                 await self._sleep(self.poll_interval)
+
+    def _confirm(self) -> None:
+        self._confirmed_at = asyncio.get_running_loop().time()
+
+    def leads(self) -> bool:
+        """Holds the lock, as its connection confirmed lately: the leader queries at least every
+        `poll_interval` (a batch may wait PUBLISH_TIMEOUT_SECONDS for NATS), so a relay stuck on a
+        dead connection (whose lock another replica may hold by now) stops counting as the
+        leader within seconds, long before a TCP timeout would end it.
+        Timed jobs follow this (tessera_kit.periodic)."""
+        if not self.is_leader:
+            return False
+        return (asyncio.get_running_loop().time() - self._confirmed_at
+                < 3 * self.poll_interval + PUBLISH_TIMEOUT_SECONDS + 2.0)
+
+    async def _let_go(self, conn: asyncpg.Connection) -> None:
+        """Unlock and unlisten before the connection goes back to the pool (pooled connections
+        are not reset); if that fails or hangs, the connection is closed instead, so no lock or
+        LISTEN stays with a pooled one."""
+        try:
+            async with asyncio.timeout(2.0):
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+                for channel, callback in [(self.outbox.channel, self._on_notify),
+                                          *self._listeners[:self._listening]]:
+                    await conn.remove_listener(channel, callback)
+        except BaseException:
+            conn.terminate()
+            raise
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep until woken by NOTIFY, by stop(), or for `seconds`; True when woken."""
@@ -327,6 +354,7 @@ class OutboxRelay:
                 self._wake.clear()
                 await self._listen_to_new(conn)
                 published = await self.publish_pending(conn, defer_mark=True)
+                self._confirm()
                 if published >= self.batch_size:
                     continue
                 await self._purge_if_due(conn)

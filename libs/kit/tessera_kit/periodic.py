@@ -7,10 +7,13 @@ service, surviving failures (the database may be away a while).
 With `leader` (the service's outbox relay), one replica at a time runs the job: the one whose
 relay leads. The relay holds its advisory lock on the connection every replica keeps for it
 anyway, so the jobs need no connection of their own (each was a PostgreSQL backend, ~2 MB, per
-job and replica). A job looks at the leadership every `retry_seconds`: when the leader dies
-(its session ends and the lock with it) another replica's relay takes over and its jobs follow
-within `retry_seconds`, and a replica whose relay lost the lead stops saying it leads as soon,
-not at its next run. `tessera_periodic_leader{job}` says which replica leads. Without `leader`
+job and replica). A job looks at the leadership (`OutboxRelay.leads`: the lock held and its
+connection answering lately) every `retry_seconds`: when the leader dies (its session ends and
+the lock with it) another replica's relay takes over and its jobs follow within
+`retry_seconds`, and a replica whose relay lost the lead, or whose connection stopped
+answering, stops saying it leads as soon, not at its next run. A relay that loses the lead
+and takes it back (NATS away a while) runs its `at_start` jobs again: they are idempotent
+purges. `tessera_periodic_leader{job}` says which replica leads. Without `leader`
 the job runs in every replica.
 """
 
@@ -27,7 +30,7 @@ log = get_logger(__name__)
 
 
 class Leader(Protocol):
-    is_leader: bool
+    def leads(self) -> bool: ...
 
 
 class _NoLongerLeading(Exception):
@@ -80,7 +83,7 @@ class Periodic:
         assert self.leader is not None
         try:
             while True:
-                while not self.leader.is_leader:
+                while not self.leader.leads():
                     await asyncio.sleep(self.retry_seconds)
                 self._set_leader(True)
                 try:
@@ -100,7 +103,7 @@ class Periodic:
         until = loop.time() + seconds
         while (left := until - loop.time()) > 0:
             await asyncio.sleep(min(left, self.retry_seconds))
-            if not self.leader.is_leader:
+            if not self.leader.leads():
                 raise _NoLongerLeading
 
     def _set_leader(self, leading: bool) -> None:

@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 
 # Packages some libraries import only because they are installed, for features no service
 # uses: nats-py its WebSocket transport (aiohttp), Litestar its pydantic and attrs plugins
@@ -44,9 +45,10 @@ class _UndeclaredExtras:
 
     def __init__(self, refused: frozenset[str]) -> None:
         self.refused = refused
+        self.lifted = threading.local()  # import_declared's thread, while it imports
 
     def find_spec(self, name: str, path=None, target=None):
-        if name.partition(".")[0] in self.refused:
+        if name.partition(".")[0] in self.refused and not getattr(self.lifted, "on", False):
             raise ModuleNotFoundError(
                 f"No module named {name!r} in a service process: tessera_kit.serve.NOT_FOR_SERVICES"
                 " keeps it out (a service that needs it must be named in SERVICE_NEEDS)", name=name)
@@ -64,26 +66,22 @@ def refuse_undeclared_extras(needed: tuple[str, ...] = ()) -> None:
 
 def import_declared(name: str):
     """Import a package of SERVICE_NEEDS when the service first needs it, with the refusal
-    lifted meanwhile: its import may probe for a refused one (yarl, which aiohttp imports, asks
-    `find_spec("pydantic_core")`, which the refusal would answer with an error instead of
-    None), and must see the environment as it is, as it would without the refusal. The import
-    lock is held, so no other thread imports meanwhile."""
+    lifted for this thread meanwhile: its import may probe for a refused one (yarl, which
+    aiohttp imports, asks `find_spec("pydantic_core")`, which the refusal would answer with an
+    error instead of None), and must see the environment as it is, as it would without the
+    refusal. Other threads stay refused, and nothing global is locked or changed: the import
+    may run in a thread while the event loop goes on (and imports) beside it."""
     module = sys.modules.get(name)
     if module is not None:
         return module
-    import _imp
-
-    _imp.acquire_lock()
+    refusals = [finder for finder in sys.meta_path if is_refusal(finder)]
+    for finder in refusals:
+        finder.lifted.on = True
     try:
-        refusals = [finder for finder in sys.meta_path if is_refusal(finder)]
-        for finder in refusals:
-            sys.meta_path.remove(finder)
-        try:
-            return importlib.import_module(name)
-        finally:
-            sys.meta_path[0:0] = refusals
+        return importlib.import_module(name)
     finally:
-        _imp.release_lock()
+        for finder in refusals:
+            finder.lifted.on = False
 
 
 def release_startup_memory() -> None:

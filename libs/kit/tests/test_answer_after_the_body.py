@@ -99,8 +99,84 @@ async def test_past_the_limit_the_answer_says_the_connection_closes(monkeypatch)
 
 
 async def test_a_client_too_slow_gets_the_answer_with_connection_close(monkeypatch):
-    monkeypatch.setattr(http, "DRAIN_SECONDS_PER_CHUNK", 0.05)
+    monkeypatch.setattr(http, "DRAIN_SECONDS", 0.05)
     connection = Connection(b"x" * 10, stalls=True)  # declares 30, sends 10, then nothing
     await answer_after_the_body(answering_after(0))(scope(LENGTH_30), connection.receive, connection.send)
     assert connection.start["status"] == 400
     assert (b"connection", b"close") in connection.start["headers"]
+
+
+async def test_a_body_dribbled_in_many_small_chunks_is_waited_for_only_so_long(monkeypatch):
+    """The bound is on the whole drain, not per chunk: one byte every so often must not hold
+    the answer (and the request's task) for as long as the peer keeps dribbling."""
+    monkeypatch.setattr(http, "DRAIN_SECONDS", 0.1)
+
+    class Dribbling(Connection):
+        async def receive(self) -> dict:
+            await asyncio.sleep(0.02)
+            self.read += 1
+            return {"type": "http.request", "body": b"x", "more_body": True}
+
+    connection = Dribbling()
+    await answer_after_the_body(answering_after(0, 401))(scope((b"content-length", b"1000000")),
+                                                         connection.receive, connection.send)
+    assert connection.start["status"] == 401
+    assert (b"connection", b"close") in connection.start["headers"]
+    assert connection.read < 50  # gave up after the bound, long before a million bytes
+
+
+async def test_the_body_is_waited_for_after_the_app_returned():
+    """Load shedding counts a request until the app returns: an early answer held while the
+    body is read must not hold its slot (a peer could then take every slot with bodies it
+    never sends)."""
+    events: list[str] = []
+
+    async def app(scope, receive, send):
+        try:
+            await send({"type": "http.response.start", "status": 401, "headers": []})
+            await send({"type": "http.response.body", "body": b"no"})
+        finally:
+            events.append("app returned")
+
+    connection = Connection(b"a" * 10, b"b" * 10, b"c" * 10)
+
+    async def noting_send(message):
+        events.append(message["type"])
+        await connection.send(message)
+
+    await answer_after_the_body(app)(scope(LENGTH_30), connection.receive, noting_send)
+    assert events == ["app returned", "http.response.start", "http.response.body"]
+    assert connection.start["read_before"] == 3
+
+
+async def test_past_the_number_of_waits_at_once_answers_go_out_at_once_with_connection_close(monkeypatch):
+    monkeypatch.setattr(http, "DRAINS_AT_ONCE", 1)
+    middleware = answer_after_the_body(answering_after(0, 401))
+    stalled = Connection(b"x", stalls=True)
+    waiting = asyncio.create_task(middleware(scope(LENGTH_30), stalled.receive, stalled.send))
+    await asyncio.sleep(0.05)  # the first waits for its body
+    second = Connection(b"y", stalls=True)
+    await asyncio.wait_for(middleware(scope(LENGTH_30), second.receive, second.send), 1.0)
+    assert second.start["read_before"] == 0
+    assert (b"connection", b"close") in second.start["headers"]
+    waiting.cancel()
+
+
+async def test_a_client_waiting_for_100_continue_is_not_asked_for_its_body():
+    connection = Connection(b"x" * 30)
+    await answer_after_the_body(answering_after(0, 401))(scope(LENGTH_30, (b"expect", b"100-continue")),
+                                                         connection.receive, connection.send)
+    assert connection.read == 0
+    assert (b"connection", b"close") in connection.start["headers"]
+
+
+async def test_an_answer_that_already_says_connection_close_gets_no_second_header(monkeypatch):
+    monkeypatch.setattr(http, "DRAIN_SECONDS", 0.05)
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 400, "headers": [(b"Connection", b"close")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    connection = Connection(b"x", stalls=True)
+    await answer_after_the_body(app)(scope(LENGTH_30), connection.receive, connection.send)
+    assert [name.lower() for name, _ in connection.start["headers"]].count(b"connection") == 1

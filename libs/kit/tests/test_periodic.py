@@ -156,3 +156,26 @@ async def test_the_relay_carries_the_services_other_listens(pool, bus, unique):
         assert "again" in heard
     finally:
         await relay.stop()
+
+
+async def test_a_job_stops_leading_when_its_relays_connection_has_not_answered_lately(pool, bus, unique):
+    """A relay stuck in a query on a half-open connection keeps its flag, while the lock may be
+    another replica's by now: leadership counts only with an answer from the lock's connection
+    in the last few seconds (OutboxRelay.leads)."""
+    relay = OutboxRelay(pool, bus, Outbox(unique), poll_interval=3600)  # no query of its own for an hour
+    relay.start()
+    job = Periodic("stale-leader", 3600, _nothing, leader=relay, retry_seconds=0.01)
+    try:
+        await _until(lambda: relay.leads())
+        job.start()
+        await _until(lambda: job.is_leader)
+        relay._confirmed_at -= 3 * 3600 + 60  # as if its last answer were long ago
+        await _until(lambda: not job.is_leader)
+        assert relay.is_leader and not relay.leads()
+    finally:
+        await job.stop()
+        await relay.stop()
+
+
+async def _nothing() -> None:
+    pass

@@ -49,6 +49,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
+        self._warming: asyncio.Task | None = None
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="webhook-scheduler")
@@ -67,7 +68,7 @@ class Scheduler:
                 self._loop_task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.settings.webhooks_timeout_seconds + 1)
-        for task in list(self._tasks):
+        for task in [*self._tasks, *([self._warming] if self._warming else [])]:
             task.cancel()
         await self.sender.close()
 
@@ -78,7 +79,8 @@ class Scheduler:
         # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
         # else every webhooks_poll_seconds (retries come due, a NOTIFY missed while reconnecting).
         self.relay.listen(self.channel, self._on_notify)
-        await self._ready_to_send_if_hooks_exist()
+        # Beside the loop: with PostgreSQL away it would hold the first claim until it is back.
+        self._warming = asyncio.create_task(self._ready_to_send_if_hooks_exist())
         while not self._stopping:
             self._wake.clear()
             try:

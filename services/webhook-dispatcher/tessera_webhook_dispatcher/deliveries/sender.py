@@ -100,6 +100,11 @@ class Sender:
         """Import aiohttp now, in a thread (once): a hook exists, so webhooks will be sent."""
         if self._imported is None:
             self._imported = asyncio.ensure_future(asyncio.to_thread(_import_aiohttp))
+            self._imported.add_done_callback(self._forget_a_failed_import)
+
+    def _forget_a_failed_import(self, imported: asyncio.Future) -> None:
+        if imported.cancelled() or imported.exception() is not None:  # retrieved: not logged as lost
+            self._imported = None  # the next delivery tries again
 
     async def _aiohttp(self):
         self.warm()
