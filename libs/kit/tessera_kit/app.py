@@ -189,7 +189,8 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], tries: int = 
 async def start_context(spec: ServiceSpec) -> ServiceContext:
     settings = spec.settings or load_settings(ServiceSettings)
     pool = await _retry(
-        "postgres", lambda: create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_size)
+        "postgres", lambda: create_pool(settings.database_url, spec.schema, max_size=settings.db_pool_size,
+                                       idle_seconds=settings.db_idle_seconds)
     )
     bus = await _retry("nats", lambda: Bus.from_settings(settings, spec.name))
     outbox = Outbox(spec.schema)

@@ -61,6 +61,9 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:<redacted>@{host}"))
 
 
+DB_IDLE_SECONDS = 30.0
+
+
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
     port: int = 3000
     host: str = "127.0.0.1"
@@ -78,6 +81,10 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     # Any further tenants, `id=<endpoint>,id=<endpoint>` (each with a gateway listening there).
     tenant_endpoints: str = ""
     db_pool_size: int = 10
+    # A pooled connection unused this long is closed (asyncpg's max_inactive_connection_lifetime;
+    # its default is 300): each is a PostgreSQL backend of a few MB, and an idle service keeps
+    # only the one its outbox relay holds. A request after such a pause opens one (a few ms).
+    db_idle_seconds: float = DB_IDLE_SECONDS
     # Requests one process handles at once; more are answered 503 with Retry-After at once
     # (tessera_kit.backpressure), so a stalled database cannot make requests pile up.
     max_in_flight: int = 256

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
+from tessera_kit.config import DB_IDLE_SECONDS
 from tessera_kit.logging import get_logger
 
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,12 +39,14 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     still rolls back a transaction left open before calling this."""
 
 
-async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(dsn: str, schema: str, *, max_size: int = 10,
+                      idle_seconds: float = DB_IDLE_SECONDS) -> asyncpg.Pool:
     await ensure_schema(dsn, schema)
     return await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=max_size,
+        max_inactive_connection_lifetime=idle_seconds,
         init=_init_connection,
         reset=_keep_session,
         # JIT only slows the short queries services run.
