@@ -25,7 +25,6 @@ from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.deliveries.domain import request_headers
 from tessera_webhook_dispatcher.deliveries.recorder import Recorder
 from tessera_webhook_dispatcher.deliveries.sender import Sender
-from tessera_webhook_dispatcher.hooks import store as hooks
 from tessera_webhook_dispatcher.settings import DispatcherSettings
 
 log = get_logger(__name__)
@@ -49,7 +48,6 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
-        self._warming: asyncio.Task | None = None
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="webhook-scheduler")
@@ -68,7 +66,7 @@ class Scheduler:
                 self._loop_task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.settings.webhooks_timeout_seconds + 1)
-        for task in [*self._tasks, *([self._warming] if self._warming else [])]:
+        for task in list(self._tasks):
             task.cancel()
         await self.sender.close()
 
@@ -79,8 +77,7 @@ class Scheduler:
         # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
         # else every webhooks_poll_seconds (retries come due, a NOTIFY missed while reconnecting).
         self.relay.listen(self.channel, self._on_notify)
-        # Beside the loop: with PostgreSQL away it would hold the first claim until it is back.
-        self._warming = asyncio.create_task(self._ready_to_send_if_hooks_exist())
+        self.sender.warm()
         while not self._stopping:
             self._wake.clear()
             try:
@@ -94,16 +91,6 @@ class Scheduler:
                 await asyncio.wait_for(self._wake.wait(), self.settings.webhooks_poll_seconds)
             except asyncio.TimeoutError:
                 pass
-
-    async def _ready_to_send_if_hooks_exist(self) -> None:
-        try:
-            async with self.pool.acquire() as conn:
-                if await hooks.any_enabled(conn):
-                    self.sender.warm()  # webhooks will be sent: their client is ready before the first
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the first delivery imports it then
-            log.warning("webhook scheduler: could not look for hooks", error=str(exc))
 
     async def dispatch_due(self) -> int:
         """Claim what is due (within this replica's free slots, each hook's own) and start sending it."""

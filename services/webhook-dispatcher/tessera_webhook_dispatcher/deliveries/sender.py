@@ -7,10 +7,12 @@ connection resolves through `_CheckedResolver`, which checks every address it re
 only checked peers are ever connected to; a kept-alive connection is reused only with the
 peer it was opened to.
 
-aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported once a hook exists, not when the
-service starts: a stack without hooks does not hold it (tessera_kit.serve.import_declared says
-why it goes through there). It is imported in a thread: its ~0.2 s of CPU on the event loop held
-every event and answer of the service (the bench's webhook p99 went from ~20 to ~200 ms).
+aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported in a thread when the scheduler
+starts, not by the service's first import: on the event loop its ~0.2 s of CPU held every
+event and answer of the service (the bench's webhook p99 went from ~20 to ~200 ms when the
+first delivery imported it there), and imported only once a hook exists, the first delivery
+after the first hook came too late for Logto's own suite (hook.stats reads the log right after
+the sign-in that fires it). tessera_kit.serve.import_declared says why it goes through there.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class Sender:
         self._imported: asyncio.Future | None = None
 
     def warm(self) -> None:
-        """Import aiohttp now, in a thread (once): a hook exists, so webhooks will be sent."""
+        """Import aiohttp now, in a thread (once)."""
         if self._imported is None:
             self._imported = asyncio.ensure_future(asyncio.to_thread(_import_aiohttp))
             self._imported.add_done_callback(self._forget_a_failed_import)

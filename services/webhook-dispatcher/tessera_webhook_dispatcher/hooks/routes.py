@@ -45,12 +45,6 @@ def _snapshot(hook: dict[str, Any]) -> HookSnapshot:
                         url=hook["config"].get("url", ""), enabled=hook["enabled"], created_at=hook["createdAt"])
 
 
-def _ready_to_send(ctx: ServiceContext, hook: dict[str, Any]) -> None:
-    """An enabled hook: its webhooks' HTTP client is imported now, not by the first delivery."""
-    if hook["enabled"] and "scheduler" in ctx.extras:
-        ctx.extras["scheduler"].sender.warm()
-
-
 async def _announce(ctx: ServiceContext, conn: asyncpg.Connection, event: Any, hook_id: str) -> None:
     await ctx.outbox.emit(conn, event, aggregate_id=hook_id, tenant_id=current_tenant())
 
@@ -91,7 +85,6 @@ async def create_hook(data: JSONBody[CreateHook], ctx: Ctx) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
         hook = await store.insert_hook(conn, current_tenant(), fields)
         await _announce(ctx, conn, HookCreated(hook=_snapshot(hook)), hook["id"])
-    _ready_to_send(ctx, hook)
     return hook
 
 
@@ -127,7 +120,6 @@ async def update_hook(data: JSONBody[UpdateHook], ctx: Ctx, id: FromPath[str]) -
         changed = [k for k, v in given.items() if k != "createdAt" and current.get(k) != v]
         if changed:
             await _announce(ctx, conn, HookUpdated(hook=_snapshot(hook), changed=changed), id)
-    _ready_to_send(ctx, hook)
     return hook
 
 

@@ -87,10 +87,6 @@ NO_HOOK_SELECTS = (
 )
 
 
-async def any_enabled(conn: asyncpg.Connection) -> bool:
-    return await conn.fetchval("SELECT EXISTS (SELECT FROM hooks WHERE enabled)")
-
-
 async def hooks_for(conn: asyncpg.Connection, tenant_id: str, event: str) -> list[asyncpg.Record]:
     """Enabled hooks that an event selects (Logto §6.1)."""
     return await conn.fetch(
