@@ -40,8 +40,6 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tessera_kit.config import DB_IDLE_SECONDS
-
 from tessera_bench import curve
 from tessera_bench.events import measure_event_latency
 from tessera_bench.scenario import BenchContext, Request, Scenario
@@ -353,10 +351,7 @@ async def run(args) -> int:
             watched = pids + [p for p in infra if p]
             ctx = BenchContext(url=stack.url, admin_client_id=admin.id,
                                admin_client_secret=admin.secret, dev_auth=True, database_url=database)
-            # Idle: start-up's work settled and the pools' connections it opened closed again
-            # (an idle service keeps the one its outbox relay holds; tessera_kit.config).
-            print(f"waiting {DB_IDLE_SECONDS + 3:.0f} s for the stack to be idle ...", file=sys.stderr, flush=True)
-            time.sleep(DB_IDLE_SECONDS + 3)
+            time.sleep(3)  # let start-up work settle before measuring idle memory
             services_pss, services_rss = resident_mb(pids)
             all_pss, all_rss = resident_mb(pids + [p for p in infra if p])
             print(f"idle memory: services {services_pss:.0f} MB PSS ({services_rss:.0f} MB summed RSS), "

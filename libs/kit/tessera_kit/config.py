@@ -61,7 +61,7 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:<redacted>@{host}"))
 
 
-DB_IDLE_SECONDS = 30.0
+DB_IDLE_SECONDS = 300.0
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
@@ -81,9 +81,10 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     # Any further tenants, `id=<endpoint>,id=<endpoint>` (each with a gateway listening there).
     tenant_endpoints: str = ""
     db_pool_size: int = 10
-    # A pooled connection unused this long is closed (asyncpg's max_inactive_connection_lifetime;
-    # its default is 300): each is a PostgreSQL backend of a few MB, and an idle service keeps
-    # only the one its outbox relay holds. A request after such a pause opens one (a few ms).
+    # A pooled connection unused this long is closed (asyncpg's max_inactive_connection_lifetime):
+    # each is a PostgreSQL backend of a few MB; a long-idle service keeps only the one its outbox
+    # relay holds. Not shorter by default: opening one costs ~4 ms, and with 30 s Logto's suite
+    # lost one of its reads-right-after-a-write per run (a consumer waiting for a new connection).
     db_idle_seconds: float = DB_IDLE_SECONDS
     # Requests one process handles at once; more are answered 503 with Retry-After at once
     # (tessera_kit.backpressure), so a stalled database cannot make requests pile up.
