@@ -257,7 +257,8 @@ class OutboxRelay:
         self.is_leader = False  # holds the advisory lock
         self._confirmed_at = 0.0  # when the lock's connection last answered a query (loop time)
         self._unmarked: list[int] = []  # published, to be marked with the next SELECT
-        self._listeners: list[tuple[str, Callable[..., None]]] = []  # the service's other channels
+        # The channels LISTENed on the relay's connection: its own, then the service's others.
+        self._listeners: list[tuple[str, Callable[..., None]]] = [(outbox.channel, self._on_notify)]
         self._listening = 0  # how many of them the current connection listens on
 
     def listen(self, channel: str, callback: Callable[..., None]) -> None:
@@ -292,7 +293,6 @@ class OutboxRelay:
             try:
                 async with self.pool.acquire() as conn:
                     self._listening = 0
-                    await conn.add_listener(self.outbox.channel, self._on_notify)
                     try:
                         await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
@@ -333,8 +333,7 @@ class OutboxRelay:
         try:
             async with asyncio.timeout(2.0):
                 await conn.execute("SELECT pg_advisory_unlock_all()")
-                for channel, callback in [(self.outbox.channel, self._on_notify),
-                                          *self._listeners[:self._listening]]:
+                for channel, callback in self._listeners[:self._listening]:
                     await conn.remove_listener(channel, callback)
         except BaseException:
             conn.terminate()

@@ -27,6 +27,7 @@ _FORM_NUL = b"%00"
 # into a header (Link, Location) they would end the response with a 500.
 _PATH_FORBIDDEN = frozenset(range(0x20)) | {0x7F}
 
+
 class InvalidText(RequestError):
     """`guard.invalid_input`: text with NUL characters or invalid UTF-8."""
 
@@ -41,6 +42,7 @@ class InvalidText(RequestError):
         )
         self.where = where
 
+
 def _is_valid_text(raw: bytes) -> bool:
     if _NUL in raw:
         return False
@@ -50,14 +52,17 @@ def _is_valid_text(raw: bytes) -> bool:
         return False
     return True
 
+
 def check_path(raw_path: bytes) -> None:
     decoded = unquote_to_bytes(raw_path)
     if not _is_valid_text(decoded) or not _PATH_FORBIDDEN.isdisjoint(decoded):
         raise InvalidText("path")
 
+
 def check_query(query_string: bytes) -> None:
     if query_string and not _is_valid_text(unquote_to_bytes(query_string.replace(b"+", b" "))):
         raise InvalidText("query")
+
 
 def _body_markers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
     for name, value in headers:
@@ -69,6 +74,7 @@ def _body_markers(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
                 return (_NUL, _FORM_NUL)
             return (_NUL,) if media.startswith(b"text/") else ()
     return (_NUL,)
+
 
 def _scanning(receive: Receive, markers: tuple[bytes, ...]) -> Receive:
     overlap = max(len(m) for m in markers) - 1
@@ -88,17 +94,20 @@ def _scanning(receive: Receive, markers: tuple[bytes, ...]) -> Receive:
 
     return scanned
 
+
 def error_body(path: str, error: InvalidText) -> dict[str, Any]:
     if path.startswith("/oidc"):
         return {"error": "invalid_request",
                 "error_description": f"the {error.where} holds a NUL character or invalid UTF-8"}
     return error.to_body()
 
+
 async def _refuse(send: Send, path: str, error: InvalidText) -> None:
     body = msgspec.json.encode(error_body(path, error))
     await send({"type": "http.response.start", "status": 400, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
 
 def text_guard_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
