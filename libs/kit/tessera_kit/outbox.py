@@ -82,7 +82,8 @@ def _insert_events(first: int, *, if_changed: bool = False) -> str:
         f"inserted AS (INSERT INTO outbox (id, tenant_id, subject, aggregate_id, envelope)"
         f" SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],"
         f" {p[4]}::bytea[]){condition} RETURNING 1)"
-        f" SELECT pg_notify({p[5]}, ''), (SELECT count(*) FROM inserted)"
+        # The NOTIFY only with a row: a change that wrote no event wakes no relay.
+        f" SELECT (SELECT pg_notify({p[5]}, '') FROM inserted LIMIT 1), (SELECT count(*) FROM inserted)"
     )
 
 
@@ -296,7 +297,10 @@ class OutboxRelay:
                     try:
                         await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
-                            await self._sleep(self.poll_interval)  # another replica leads
+                            # Another replica leads: try again in a while. A NOTIFY (every
+                            # commit's) only wakes the leader; not cleared, it made this loop spin.
+                            self._wake.clear()
+                            await self._sleep(self.poll_interval)
                             if self._stopping:
                                 return
                             await self._listen_to_new(conn)

@@ -329,3 +329,65 @@ async def test_several_changes_and_their_events_in_one_statement(pool, unique):
         await outbox.execute_with_events(pool, changes, ("c", "x"), [(user_created("u2"), "u2")])
     assert await pool.fetchval("SELECT count(*) FROM first_change") == 1
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def test_a_change_that_wrote_no_event_wakes_no_relay(pool, unique):
+    """The NOTIFY goes with the outbox rows: a change that wrote none wakes no relay (each
+    wake is a SELECT that finds nothing)."""
+    outbox = Outbox(unique)
+    await pool.execute("CREATE TABLE IF NOT EXISTS quiet_guarded (id text PRIMARY KEY)")
+    insert = "INSERT INTO quiet_guarded (id) SELECT $1::text WHERE $2::bool RETURNING 1"
+    heard: list[str] = []
+
+    def on_notify(_conn, _pid, channel, _payload) -> None:
+        heard.append(channel)
+
+    async with pool.acquire() as listener:
+        await listener.add_listener(outbox.channel, on_notify)
+        try:
+            await outbox.execute_with_events(pool, insert, ("no", False), [(user_created("u0"), "u0")],
+                                             if_changed=True)
+            await asyncio.sleep(0.2)
+            assert heard == []
+            await outbox.execute_with_events(pool, insert, ("yes", True), [(user_created("u1"), "u1")],
+                                             if_changed=True)
+            for _ in range(100):
+                if heard:
+                    break
+                await asyncio.sleep(0.01)
+            assert heard == [outbox.channel]
+        finally:
+            await listener.remove_listener(outbox.channel, on_notify)
+
+
+async def test_a_standby_relay_woken_by_notify_does_not_spin(pool, bus, unique):
+    """A NOTIFY wakes every replica's relay; the one that does not lead goes back to waiting
+    its poll interval (it never cleared the wake, so it tried the lock without pause)."""
+    outbox = Outbox(unique)
+    leader, standby = OutboxRelay(pool, bus, outbox), OutboxRelay(pool, bus, outbox)
+    leader.start()
+    for _ in range(200):
+        if leader.is_leader:
+            break
+        await asyncio.sleep(0.01)
+    sleeps = 0
+    original = standby._sleep
+
+    async def counting(seconds: float) -> bool:
+        nonlocal sleeps
+        sleeps += 1
+        return await original(seconds)
+
+    standby._sleep = counting
+    standby.start()
+    try:
+        await asyncio.sleep(0.1)
+        async with pool.acquire() as conn:
+            for _ in range(3):
+                await conn.execute("SELECT pg_notify($1, '')", outbox.channel)
+        await asyncio.sleep(0.5)
+        assert leader.is_leader and not standby.is_leader
+        assert sleeps <= 6  # one per try (poll interval 1 s), one per NOTIFY at most
+    finally:
+        await standby.stop()
+        await leader.stop()
