@@ -98,8 +98,13 @@ async def test_register_and_reset_password_fire_their_hooks(dispatcher, receiver
 
 
 async def test_selection_follows_logto(dispatcher, receiver):
-    """Legacy `event` counts only when `events` is empty; disabled hooks never fire."""
-    legacy = await dispatcher.create_hook(receiver.url, events=None, event="PostSignIn")
+    """Legacy `event` counts only when `events` is empty; disabled hooks never fire. (With no
+    other hook selecting the event, the legacy one alone keeps it off the no-hook path.)"""
+    created = await dispatcher.client.post("/api/hooks", json={  # no `events` at all
+        "name": "legacy", "event": "PostSignIn", "config": {"url": receiver.url}})
+    assert created.status_code == 201, created.text
+    legacy = created.json()
+    assert legacy["events"] == []
     overridden = await dispatcher.create_hook(receiver.url, events=["PostRegister"], event="PostSignIn")
     disabled = await dispatcher.create_hook(receiver.url, enabled=False)
     await dispatcher.experience.publish(signed_in())

@@ -78,19 +78,24 @@ async def delete_hook(conn: asyncpg.Connection, tenant_id: str, hook_id: str) ->
         "DELETE FROM hooks WHERE tenant_id = $1 AND id = $2 RETURNING true", tenant_id, hook_id))
 
 
+# Logto §6.1: an enabled hook selects an event named in its `events`, or, with none there, in
+# its legacy `event`. The one rule for a single event and for many at once.
+def _selects(hook: str, event: str) -> str:
+    return f"{hook}.enabled AND ({hook}.events ? {event} OR ({hook}.events = '[]'::jsonb AND {hook}.event = {event}))"
+
+
 # True when no enabled hook selects any of (tenant, hook event) in two parallel arrays (their
-# parameters named by the caller): hooks_for's rule for many events at once.
+# parameters named by the caller).
 NO_HOOK_SELECTS = (
     "NOT EXISTS (SELECT FROM unnest({tenants}::text[], {events}::text[]) AS t(tenant_id, event)"
-    " JOIN hooks h ON h.tenant_id = t.tenant_id AND h.enabled"
-    " AND (h.events ? t.event OR (h.events = '[]'::jsonb AND h.event = t.event)))"
+    f" JOIN hooks h ON h.tenant_id = t.tenant_id AND {_selects('h', 't.event')})"
 )
+_HOOKS_FOR = f"SELECT h.id, h.config FROM hooks h WHERE h.tenant_id = $1 AND {_selects('h', '$2')}"
 
 
 async def hooks_for(conn: asyncpg.Connection, tenant_id: str, event: str) -> list[asyncpg.Record]:
-    """Enabled hooks that an event selects (Logto §6.1)."""
+    """Enabled hooks that an event selects."""
     return await conn.fetch(
-        "SELECT id, config FROM hooks WHERE tenant_id = $1 AND enabled"
-        " AND (events ? $2 OR (events = '[]'::jsonb AND event = $2))",
+        _HOOKS_FOR,
         tenant_id, event,
     )
