@@ -711,6 +711,29 @@ async def test_an_answer_asked_before_an_eviction_is_not_kept(deployment):
     assert (m2m["id"], api) not in dep.provider._application_scopes
 
 
+async def test_a_caller_inside_a_transaction_reads_a_missed_client_on_its_own_connection(deployment):
+    """A caller holding a pooled connection in a transaction (resume) passes it: a cache miss
+    is read there, never on a second connection from the pool (the pool could run dry with
+    every holder waiting for one more)."""
+    dep = deployment
+    m2m = await dep.application("MachineToMachine")
+    dep.provider.clients.evict()
+    used: list[object] = []
+    original = clients_module.store.find_application
+
+    async def recording(executor, *args):
+        used.append(executor)
+        return await original(executor, *args)
+
+    clients_module.store.find_application = recording
+    try:
+        async with dep.provider.pool.acquire() as conn, conn.transaction():
+            assert (await dep.provider.clients.get(m2m["id"], conn=conn)).id == m2m["id"]
+    finally:
+        clients_module.store.find_application = original
+    assert used == [conn]
+
+
 # ------------------------------------------------------------------ a new password ends old sessions
 
 

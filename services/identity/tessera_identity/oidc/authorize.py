@@ -496,38 +496,25 @@ async def _sign_in(provider: Provider, conn: asyncpg.Connection, session, login:
     account_id = login["account_id"]
     amr = list(login.get("amr") or [])
     login_at = from_timestamp(login.get("ts") or time.time())
-    if session is None:
-        # The usual case (no session in this browser): the check that the user may sign in,
-        # the session and its event in one statement.
-        session_id = new_id()
-        expires_at = from_timestamp(time.time() + SESSION_TTL)
-        started = await provider.outbox.execute_with_events(
-            conn, store.INSERT_SESSION_IF_ACTIVE,
-            (provider.tenant_id, session_id, account_id, login_at, amr, expires_at),
-            [(SessionStarted(user_id=account_id, session_id=session_id, application_id=client_id,
-                             interaction_id=interaction_id, amr=amr), account_id)],
-            tenant_id=provider.tenant_id, if_changed=True)
-        if not started:
-            raise OAuthError("access_denied", "the user may not sign in")
-        return {"id": session_id, "account_id": account_id, "login_at": login_at, "amr": amr,
-                "expires_at": expires_at}, True
-    if not await store.user_is_active(conn, provider.tenant_id, account_id):
-        raise OAuthError("access_denied", "the user may not sign in")
-    if session is not None and session["account_id"] == account_id:
-        await store.refresh_session_login(conn, session["id"], login_at, amr)
-        return {**dict(session), "login_at": login_at, "amr": amr}, False
     if session is not None:
+        # A session in this browser: the same user logs in again, or another one replaces it.
+        if not await store.user_is_active(conn, provider.tenant_id, account_id):
+            raise OAuthError("access_denied", "the user may not sign in")
+        if session["account_id"] == account_id:
+            await store.refresh_session_login(conn, session["id"], login_at, amr)
+            return {**dict(session), "login_at": login_at, "amr": amr}, False
         await end_session_rows(conn, provider, session["id"], reason="replaced")
+    # The check that the user may sign in, the session and its event in one statement.
     session_id = new_id()
     expires_at = from_timestamp(time.time() + SESSION_TTL)
-    await store.insert_session(
-        conn, tenant_id=provider.tenant_id, session_id=session_id, account_id=account_id,
-        login_at=login_at, amr=amr, expires_at=expires_at,
-    )
-    await provider.emit(conn, SessionStarted(
-        user_id=account_id, session_id=session_id, application_id=client_id,
-        interaction_id=interaction_id, amr=amr,
-    ), aggregate_id=account_id)
+    started = await provider.outbox.execute_with_events(
+        conn, store.INSERT_SESSION_IF_ACTIVE,
+        (provider.tenant_id, session_id, account_id, login_at, amr, expires_at),
+        [(SessionStarted(user_id=account_id, session_id=session_id, application_id=client_id,
+                         interaction_id=interaction_id, amr=amr), account_id)],
+        tenant_id=provider.tenant_id, if_changed=True)
+    if not started:
+        raise OAuthError("access_denied", "the user may not sign in")
     return {"id": session_id, "account_id": account_id, "login_at": login_at, "amr": amr,
             "expires_at": expires_at}, True
 

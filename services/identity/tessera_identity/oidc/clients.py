@@ -146,17 +146,20 @@ class ClientCache:
     async def get(self, client_id: str, *, fresh: bool = False, conn: asyncpg.Connection | None = None
                   ) -> Client | None:
         """`conn`: a caller inside a transaction reads on its own connection, never waiting
-        for a second one from the pool. `fresh`: read now (not the cache, nor a read under way)."""
+        for a second one from the pool (a miss is read there, not shared with other callers).
+        `fresh`: read now (not the cache, nor a read under way)."""
         if fresh:
             return await self._read(client_id, conn, self._generation)
         cached = self._cache.get(client_id)
         if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
             return cached
+        if conn is not None:
+            return await self._read(client_id, conn, self._generation)
         reading = self._reading.get(client_id)
         if reading is None:
             # A task of its own: a caller that goes away (cancelled) must not fail the others.
             reading = asyncio.ensure_future(self._read(client_id, None, self._generation))
-            reading.add_done_callback(_seen)
+            reading.add_done_callback(mark_retrieved)
             self._reading[client_id] = reading
             reading.add_done_callback(lambda done: self._reading.pop(client_id, None)
                                       if self._reading.get(client_id) is done else None)
@@ -192,8 +195,8 @@ class ClientCache:
             self._reading.pop(client_id, None)
 
 
-def _seen(task: asyncio.Task) -> None:
-    """A shared read's failure reaches its callers; if all of them went away, it is still
-    retrieved here, so asyncio does not report it as never retrieved."""
+def mark_retrieved(task: asyncio.Task) -> None:
+    """A shared read's (or question's) failure reaches its callers; if all of them went away,
+    it is still retrieved here, so asyncio does not report it as never retrieved."""
     if not task.cancelled():
         task.exception()

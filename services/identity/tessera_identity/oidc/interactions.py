@@ -85,41 +85,21 @@ class InteractionRpc:
     async def finish_login(self, request: FinishLogin) -> LoginFinished:
         """The login, the user's last sign-in time (when given; a quiet field, announced by no
         event) and what the experience's sign-in event tells of the user and the client: one
-        call where there were three; with a sign-in time (a sign-in) one statement, else one
-        transaction."""
-        tenant = self.provider.tenant_id
-        if request.last_sign_in_at is not None:
-            uid = self._uid(request)
-            login = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
-            row = await store.finish_login(self.provider.pool, tenant, uid, request.account_id,
-                                           users.from_ms(request.last_sign_in_at), login)
-            if not row["found"]:
-                raise _session_not_found()
-            if row["suspended"] is None:
-                raise not_found("users", request.account_id)
-            if row["suspended"]:
-                raise RequestError("user.suspended", 401)
-            application = row["application"]
-            return LoginFinished(redirect_to=f"{self.provider.issuer}/auth/{uid}", user=user_info(row["user"]),
-                                 application=application_client(application) if application else None)
-
-        async def change(conn, row, result):
-            if request.last_sign_in_at is not None:
-                user = await users.update_user(conn, tenant, request.account_id,
-                                               {"last_sign_in_at": users.from_ms(request.last_sign_in_at)})
-            else:
-                user = await users.find_user(conn, tenant, request.account_id)
-            if user is None:
-                raise not_found("users", request.account_id)
-            if user["is_suspended"]:
-                raise RequestError("user.suspended", 401)  # rolls the sign-in time back too
-            result["login"] = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
-            result.pop("error", None)
-            application = await applications.find_application(conn, tenant, row["client_id"], listed_only=False)
-            return user_info(user), application_client(application) if application else None
-
-        redirect_to, (user, application) = await self._update(request, change)
-        return LoginFinished(redirect_to=redirect_to, user=user, application=application)
+        call and one statement where there were three calls and a transaction."""
+        uid = self._uid(request)
+        login = {"account_id": request.account_id, "amr": list(request.amr), "ts": time.time()}
+        signed_in_at = users.from_ms(request.last_sign_in_at) if request.last_sign_in_at is not None else None
+        row = await store.finish_login(self.provider.pool, self.provider.tenant_id, uid, request.account_id,
+                                       signed_in_at, login)
+        if not row["found"]:
+            raise _session_not_found()
+        if row["suspended"] is None:
+            raise not_found("users", request.account_id)
+        if row["suspended"]:
+            raise RequestError("user.suspended", 401)
+        application = row["application"]
+        return LoginFinished(redirect_to=f"{self.provider.issuer}/auth/{uid}", user=user_info(row["user"]),
+                             application=application_client(application) if application else None)
 
     async def grant_consent(self, request: GrantConsent) -> ConsentGranted:
         # One statement. Logto asserts a signed-in user before consent: an interaction without

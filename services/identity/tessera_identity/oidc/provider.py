@@ -26,7 +26,7 @@ from tessera_events.contracts.rbac import (
     UserScopesRequest,
 )
 from tessera_identity.oidc import store
-from tessera_identity.oidc.clients import ClientCache
+from tessera_identity.oidc.clients import ClientCache, mark_retrieved
 from tessera_identity.oidc.crypto import CookieSigner
 from tessera_identity.oidc.keys import SIGNING_KEYS_LABEL
 from tessera_kit.crypto import AtRestEncryption, derive
@@ -238,7 +238,7 @@ class Provider:
         if asked is None:
             # A task of its own: a request that goes away (cancelled) must not fail the others.
             asked = asyncio.ensure_future(self._ask_application_scopes(key, self._rbac_generation))
-            asked.add_done_callback(_seen)
+            asked.add_done_callback(mark_retrieved)
             self._scopes_asked[key] = asked
             asked.add_done_callback(lambda done: self._scopes_asked.pop(key, None)
                                     if self._scopes_asked.get(key) is done else None)
@@ -261,13 +261,6 @@ class Provider:
     def cookie_value(self, request: Request, name: str) -> str | None:
         """A signed cookie's value (`<name>` checked against `<name>.sig`), or None."""
         return self.cookies.verify(name, request.cookies.get(name), request.cookies.get(f"{name}.sig"))
-
-
-def _seen(task: asyncio.Task) -> None:
-    """A shared question's failure reaches its callers; if all of them went away, it is still
-    retrieved here, so asyncio does not report it as never retrieved."""
-    if not task.cancelled():
-        task.exception()
 
 
 def providers(ctx: ServiceContext) -> dict[str, Provider]:

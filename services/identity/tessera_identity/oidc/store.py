@@ -11,6 +11,9 @@ from typing import Any
 
 import asyncpg
 
+from tessera_identity.applications.store import APP_COLUMNS
+from tessera_identity.users.store import USER_COLUMNS
+
 Conn = asyncpg.Connection | asyncpg.Pool
 
 # ------------------------------------------------------------------ users and applications
@@ -73,32 +76,30 @@ _RESULT = "(CASE WHEN jsonb_typeof(o.result) = 'object' THEN o.result ELSE '{}':
 _INTERACTION_ACCOUNT = "coalesce(nullif(o.result->'login'->>'account_id', ''), nullif(o.session_account_id, ''))"
 
 
-def _finish_login_sql() -> str:
-    from tessera_identity.applications.store import APP_COLUMNS
-    from tessera_identity.users.store import USER_COLUMNS
+# A login in ONE statement: the live interaction locked, the user's sign-in time set ($4; NULL
+# keeps it) unless they are suspended, and only then the login put into the interaction's
+# result (its error dropped).
+FINISH_LOGIN = (
+    "WITH i AS (SELECT uid, client_id FROM oidc_interactions"
+    " WHERE tenant_id = $1 AND uid = $2 AND expires_at > now() FOR UPDATE),"
+    " u AS (UPDATE users SET last_sign_in_at = coalesce($4::timestamptz, last_sign_in_at)"
+    " WHERE tenant_id = $1 AND id = $3 AND NOT is_suspended"
+    f" AND EXISTS (SELECT FROM i) RETURNING {USER_COLUMNS}),"
+    f" r AS (UPDATE oidc_interactions o SET result = ({_RESULT} - 'error') || jsonb_build_object('login', $5::jsonb)"
+    " FROM i WHERE o.uid = i.uid AND EXISTS (SELECT FROM u) RETURNING 1)"
+    " SELECT EXISTS (SELECT FROM i) AS found,"
+    " (SELECT is_suspended FROM users WHERE tenant_id = $1 AND id = $3) AS suspended,"
+    " (SELECT to_jsonb(u) FROM u) AS user,"
+    f" (SELECT to_jsonb(a) FROM (SELECT {APP_COLUMNS} FROM applications"
+    " WHERE tenant_id = $1 AND id = (SELECT client_id FROM i)) a) AS application"
+)
 
-    return (
-        "WITH i AS (SELECT uid, client_id FROM oidc_interactions"
-        " WHERE tenant_id = $1 AND uid = $2 AND expires_at > now() FOR UPDATE),"
-        " u AS (UPDATE users SET last_sign_in_at = $4 WHERE tenant_id = $1 AND id = $3 AND NOT is_suspended"
-        f" AND EXISTS (SELECT FROM i) RETURNING {USER_COLUMNS}),"
-        f" r AS (UPDATE oidc_interactions o SET result = ({_RESULT} - 'error') || jsonb_build_object('login', $5::jsonb)"
-        " FROM i WHERE o.uid = i.uid AND EXISTS (SELECT FROM u) RETURNING 1)"
-        " SELECT EXISTS (SELECT FROM i) AS found,"
-        " (SELECT is_suspended FROM users WHERE tenant_id = $1 AND id = $3) AS suspended,"
-        " (SELECT to_jsonb(u) FROM u) AS user,"
-        f" (SELECT to_jsonb(a) FROM (SELECT {APP_COLUMNS} FROM applications"
-        " WHERE tenant_id = $1 AND id = (SELECT client_id FROM i)) a) AS application"
-    )
 
-
-async def finish_login(conn: Conn, tenant_id: str, uid: str, account_id: str, last_sign_in_at: dt.datetime,
-                       login: dict[str, Any]) -> asyncpg.Record:
-    """A sign-in's login in ONE statement (no BEGIN/COMMIT): the live interaction locked, the
-    user's sign-in time set unless they are suspended, and only then the login put into the
-    interaction's result (its error dropped). Answers `found` (the interaction), `suspended`
-    (NULL: no such user), the user as changed and the interaction's application, as JSON."""
-    return await conn.fetchrow(_finish_login_sql(), tenant_id, uid, account_id, last_sign_in_at, login)
+async def finish_login(conn: Conn, tenant_id: str, uid: str, account_id: str,
+                       last_sign_in_at: dt.datetime | None, login: dict[str, Any]) -> asyncpg.Record:
+    """FINISH_LOGIN. Answers `found` (the interaction), `suspended` (NULL: no such user), the
+    user as changed and the interaction's application, as JSON."""
+    return await conn.fetchrow(FINISH_LOGIN, tenant_id, uid, account_id, last_sign_in_at, login)
 
 
 GRANT_CONSENT = (
@@ -134,17 +135,6 @@ async def delete_interaction(conn: Conn, uid: str) -> None:
 
 
 # ------------------------------------------------------------------ sessions
-
-
-async def insert_session(
-    conn: Conn, *, tenant_id: str, session_id: str, account_id: str, login_at: dt.datetime,
-    amr: list[str], expires_at: dt.datetime,
-) -> None:
-    await conn.execute(
-        "INSERT INTO oidc_sessions (tenant_id, id, account_id, login_at, amr, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        tenant_id, session_id, account_id, login_at, amr, expires_at,
-    )
 
 
 # A new session for a user who may sign in (not suspended), else nothing: its row (RETURNING)
