@@ -14,6 +14,7 @@ import httpx
 import pytest
 from tessera_events import SYSTEM
 from tessera_kit.assertion import AssertionSigner
+from tessera_kit.http import DRAIN_LIMIT
 
 pytestmark = pytest.mark.e2e
 ADMIN = {"development-user-id": "e2e-bad-input-admin"}
@@ -223,10 +224,10 @@ async def test_a_service_answering_before_the_body_keeps_the_connection_usable(s
 
 
 async def test_a_body_past_the_drain_bound_gets_an_answer_that_says_the_connection_closes(stack):
-    """Past 4 MiB the service stops reading: its answer must say `Connection: close` (ours or
+    """Past DRAIN_LIMIT the service stops reading: its answer must say `Connection: close` (ours or
     granian's), so the gateway never keeps a connection the server is about to drop."""
     target = urlsplit(stack.service_url("experience"))
-    body = b"a" * 5_000_000
+    body = b"a" * (DRAIN_LIMIT + 1_000_000)
     request_id = b"early-big"
     assertion = AssertionSigner(stack.internal_key).sign("POST", b"/api/interaction/submit", SYSTEM, request_id)
     reader, writer = await asyncio.open_connection(target.hostname, target.port)

@@ -63,14 +63,15 @@ async def measure_webhook_latency(ctx: BenchContext, client: httpx.AsyncClient, 
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # aiohttp exposes the bound port only here
     headers = await ctx.management_headers(client)
+    config = {"url": f"http://127.0.0.1:{port}/hook"}
     hook = await client.post(f"{ctx.url}/api/hooks", headers=headers, json={
-        "name": "bench receiver", "events": ["PostSignIn"], "config": {"url": f"http://127.0.0.1:{port}/hook"}})
+        "name": "bench receiver", "events": ["PostSignIn"], "config": config})
     hook.raise_for_status()
-    # Steady state: the first send of a dispatcher process waits for its HTTP client's import
-    # (~0.25 s, in a thread, once) and a first connection; the hook's test route pays that here.
-    # The test payload reaches the receiver too, under an id none of the measured events has.
-    tested = await client.post(f"{ctx.url}/api/hooks/{hook.json()['id']}/test", headers=headers, json={
-        "events": ["PostSignIn"], "config": {"url": f"http://127.0.0.1:{port}/hook"}})
+    # Steady state: the hook's test route opens the first connection to the receiver (and
+    # waits for the HTTP client's import if the dispatcher has only just started). The test
+    # payload reaches the receiver too, under an id none of the measured events has.
+    tested = await client.post(f"{ctx.url}/api/hooks/{hook.json()['id']}/test", headers=headers,
+                               json={"events": ["PostSignIn"], "config": config})
     tested.raise_for_status()
     tag = secrets.token_hex(3)
     committed: dict[str, float] = {}

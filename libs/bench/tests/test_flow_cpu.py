@@ -8,23 +8,25 @@ import sys
 from tessera_bench.__main__ import flow_cpu_line, flow_meter
 from tessera_bench.scenarios.oidc import FlowResult
 
-# Burns 0.3 s of CPU, says so, then waits for its stdin to close.
-BUSY = ("import sys, time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
-        "print('done', flush=True)\nsys.stdin.read()")
+# Waits for a line on stdin (the meter has started), burns 0.3 s of CPU, says so, then waits
+# for its stdin to close.
+BUSY = ("import sys, time\nsys.stdin.readline()\nend = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\nprint('done', flush=True)\nsys.stdin.read()")
 
 
 def test_the_meter_counts_a_watched_process_and_this_one_apart():
     child = subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         stop = flow_meter([child.pid])()
-        assert child.stdout.readline() == b"done\n"  # it has burnt its CPU
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"done\n"  # it has burnt its CPU, all of it metered
         spent = stop()
     finally:
         child.stdin.close()
         child.wait(timeout=10)
     assert spent["bench (load generator)"] < 0.2  # this process waited
     assert sum(seconds for name, seconds in spent.items() if name != "bench (load generator)") >= 0.2
-    assert os.getpid() != child.pid
 
 
 def test_the_line_is_ms_per_flow_largest_first():

@@ -74,14 +74,14 @@ def import_declared(name: str):
     module = sys.modules.get(name)
     if module is not None:
         return module
-    refusals = [finder for finder in sys.meta_path if is_refusal(finder)]
-    for finder in refusals:
+    refusals = [(finder, getattr(finder.lifted, "on", False)) for finder in sys.meta_path if is_refusal(finder)]
+    for finder, _ in refusals:
         finder.lifted.on = True
     try:
         return importlib.import_module(name)
     finally:
-        for finder in refusals:
-            finder.lifted.on = False
+        for finder, before in refusals:
+            finder.lifted.on = before  # as it was: a call inside another's import leaves it lifted
 
 
 def release_startup_memory() -> None:

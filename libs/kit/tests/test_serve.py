@@ -105,6 +105,36 @@ def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
     assert "at start: False" in done.stdout
 
 
+def test_the_refusal_is_lifted_only_for_the_thread_that_imports(tmp_path):
+    """import_declared may run in a thread beside the event loop: while its import runs, every
+    other thread stays refused."""
+    # A module whose body waits until the main thread has tried a refused import.
+    (tmp_path / "slow_to_import.py").write_text(
+        "import builtins\nbuiltins.inside.set()\nbuiltins.outside.wait(10)\n")
+    script = "\n".join([
+        "import builtins, sys, threading",
+        f"sys.path.insert(0, {str(tmp_path)!r})",
+        "from tessera_kit import serve",
+        "serve.refuse_undeclared_extras()",
+        "builtins.inside, builtins.outside = threading.Event(), threading.Event()",
+        "importing = threading.Thread(target=serve.import_declared, args=('slow_to_import',))",
+        "importing.start()",
+        "assert builtins.inside.wait(10)",  # the thread is importing, the refusal lifted for it
+        "try:",
+        "    import pydantic",
+        "    print('not refused')",
+        "except ModuleNotFoundError as error:",
+        "    print('refused:', error)",
+        "print('waited:', builtins.outside.is_set())",
+        "builtins.outside.set()",
+        "importing.join(30)",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: No module named 'pydantic' in a service process" in done.stdout
+    assert "waited: False" in done.stdout  # tried while the other thread was still importing
+
+
 def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tmp_path):
     """The gateway is a plain ASGI app: the SIGTERM handler must not pull the kit's app factory
     (Litestar, asyncpg, nats: ~10 MB) into it, and the app still stops cleanly."""
