@@ -25,8 +25,10 @@ async def record_many(conn: asyncpg.Connection, envelopes: list[Envelope]) -> No
 
 
 # Events whose user counts the one statement leaves to the handlers (rare: a user created or
-# deleted; the active-user days of token events are in it).
-_USER_COUNT_EVENTS = frozenset({"identity.user.created", "identity.user.deleted"})
+# deleted; the active-user days of token events are in it). _count_users tells them by these.
+_USER_CREATED = "identity.user.created"
+_USER_DELETED = "identity.user.deleted"
+_USER_COUNT_EVENTS = frozenset({_USER_CREATED, _USER_DELETED})
 
 
 def statement(envelopes: list[Envelope], first: int) -> tuple[list[str], list] | None:
@@ -46,9 +48,9 @@ def statement(envelopes: list[Envelope], first: int) -> tuple[list[str], list] |
 
 async def _count_users(conn: asyncpg.Connection, envelope: Envelope, entry: LogEntry) -> None:
     user_id = entry.payload.get("userId")
-    if envelope.type == "identity.user.created":
+    if envelope.type == _USER_CREATED:
         await store.user_created(conn, envelope.tenant_id, user_id, entry.created_at)
-    elif envelope.type == "identity.user.deleted":
+    elif envelope.type == _USER_DELETED:
         await store.user_deleted(conn, envelope.tenant_id, user_id, entry.created_at)
     elif is_user_activity(entry):
         await store.user_active(conn, envelope.tenant_id, user_id, entry.created_at.date())
