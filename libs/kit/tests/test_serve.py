@@ -5,6 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
+# The lines of a script that try an import the refusal keeps out, and print how it went.
+TRY_A_REFUSED_IMPORT = [
+    "try:",
+    "    import pydantic",
+    "    print('not refused')",
+    "except ModuleNotFoundError as error:",
+    "    print('refused:', error)",
+]
+
+
+def _run(script: str) -> str:
+    """The script's output, run by a fresh interpreter (refusals are process-wide)."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
 
 def test_a_service_process_leaves_undeclared_extras_unimported():
     """The libraries still work (a Litestar app with a route, a NATS client, structlog, httpx)
@@ -25,15 +41,11 @@ def test_a_service_process_leaves_undeclared_extras_unimported():
         "loaded = [n for n in serve.NOT_FOR_SERVICES if sys.modules.get(n) is not None]",
         "print('loaded:', loaded)",
         # A service that does import one learns why it cannot.
-        "try:",
-        "    import pydantic",
-        "except ModuleNotFoundError as error:",
-        "    print('refused:', error)",
+        *TRY_A_REFUSED_IMPORT,
     ])
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "loaded: []" in done.stdout
-    assert "refused: No module named 'pydantic' in a service process: tessera_kit.serve" in done.stdout
+    stdout = _run(script)
+    assert "loaded: []" in stdout
+    assert "refused: No module named 'pydantic' in a service process: tessera_kit.serve" in stdout
     # Without the refusal, this environment does import some of them (the test means something).
     plain = subprocess.run([sys.executable, "-c", "import sys, nats, structlog, litestar\n"
                             "from litestar import Litestar\nLitestar([])\n"
@@ -94,15 +106,11 @@ def test_a_service_that_needs_one_of_them_gets_it_and_only_it():
         "print('at start:', 'aiohttp' in sys.modules)",  # imported when first needed
         "aiohttp = serve.import_declared('aiohttp')",
         "import aiohttp.web, attr",  # its submodules too, imported later
-        "try:",
-        "    import pydantic",
-        "except ModuleNotFoundError as error:",
-        "    print('refused:', error)",
+        *TRY_A_REFUSED_IMPORT,
     ])
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "refused: No module named 'pydantic' in a service process" in done.stdout
-    assert "at start: False" in done.stdout
+    stdout = _run(script)
+    assert "refused: No module named 'pydantic' in a service process" in stdout
+    assert "at start: False" in stdout
 
 
 def test_the_refusal_is_lifted_only_for_the_thread_that_imports(tmp_path):
@@ -120,19 +128,14 @@ def test_the_refusal_is_lifted_only_for_the_thread_that_imports(tmp_path):
         "importing = threading.Thread(target=serve.import_declared, args=('slow_to_import',))",
         "importing.start()",
         "assert builtins.inside.wait(10)",  # the thread is importing, the refusal lifted for it
-        "try:",
-        "    import pydantic",
-        "    print('not refused')",
-        "except ModuleNotFoundError as error:",
-        "    print('refused:', error)",
+        *TRY_A_REFUSED_IMPORT,
         "print('waited:', builtins.outside.is_set())",
         "builtins.outside.set()",
         "importing.join(30)",
     ])
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "refused: No module named 'pydantic' in a service process" in done.stdout
-    assert "waited: False" in done.stdout  # tried while the other thread was still importing
+    stdout = _run(script)
+    assert "refused: No module named 'pydantic' in a service process" in stdout
+    assert "waited: False" in stdout  # tried while the other thread was still importing
 
 
 def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tmp_path):

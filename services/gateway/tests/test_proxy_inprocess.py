@@ -26,26 +26,31 @@ async def _post_to(server: asyncio.Server, path: str, headers: list, receive, se
         await pool.close()
 
 
-async def test_client_leaving_mid_answer_stops_the_download(fake_identity) -> None:
-    pool = UpstreamPool("audit-log", fake_identity.url)
-    calls = {"receive": 0}
+def _client_leaving_after(sent_before_leaving: int, messages: list[dict]):
+    """A client's receive and send: its request `messages`, then, once `sent_before_leaving`
+    messages of the answer reached it, `http.disconnect`. Returns (receive, send, what was
+    sent, the request messages not yet taken)."""
     disconnected = asyncio.Event()
+    sent: list[dict] = []
 
     async def receive() -> dict:
-        calls["receive"] += 1
-        if calls["receive"] == 1:
-            return {"type": "http.request", "body": b"", "more_body": False}
+        if messages:
+            return messages.pop(0)
         await disconnected.wait()
         return {"type": "http.disconnect"}
 
-    sent: list[dict] = []
-
     async def send(message: dict) -> None:
         sent.append(message)
-        if len(sent) == 3:  # start + two body chunks: the client goes
+        if len(sent) == sent_before_leaving:
             disconnected.set()
         await asyncio.sleep(0)
 
+    return receive, send, sent, messages
+
+
+async def test_client_leaving_mid_answer_stops_the_download(fake_identity) -> None:
+    pool = UpstreamPool("audit-log", fake_identity.url)
+    receive, send, sent, _ = _client_leaving_after(3, [{"type": "http.request", "body": b"", "more_body": False}])
     scope = _scope("/api/logs/stream", b"size=200000000")
     await asyncio.wait_for(
         Proxy().forward(scope, receive, send, pool, IncomingRequest(scope["headers"]), b"rid"), 10)
@@ -217,24 +222,9 @@ async def test_a_client_leaving_a_long_answer_to_its_post_stops_the_download() -
         finally:
             writer.close()
 
-    disconnected = asyncio.Event()
-    messages = [{"type": "http.request", "body": b"a=1", "more_body": True},
-                {"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> dict:
-        if messages:
-            return messages.pop(0)
-        await disconnected.wait()
-        return {"type": "http.disconnect"}
-
-    sent: list[dict] = []
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-        if len(sent) == 4:  # start + three body chunks: the client goes
-            disconnected.set()
-        await asyncio.sleep(0)
-
+    receive, send, sent, messages = _client_leaving_after(4, [
+        {"type": "http.request", "body": b"a=1", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False}])
     headers = [(b"host", b"public.example"), (b"content-length", b"3")]
     await _post_to(await asyncio.start_server(answer_at_length, "127.0.0.1", 0), "/api/logs", headers,
                    receive, send, timeout=10)
