@@ -697,7 +697,10 @@ def test_the_cluster_overlays_nats_nodes_refuse_a_route_without_the_password(tmp
     secrets = {"tessera-nats-auth": {"route-password": route_password}}
     template = named(docs, "ConfigMap")["nats-config"]["data"]["nats.conf"]
 
-    client_ports, monitor_ports, route_ports = free_ports(4), free_ports(4), free_ports(4)
+    # One call for all twelve: three calls could hand out the same port twice (none is bound
+    # until its server starts), and an outsider whose client port was a node's route port died.
+    ports = free_ports(12)
+    client_ports, monitor_ports, route_ports = ports[0:4], ports[4:8], ports[8:12]
     processes: list[subprocess.Popen] = []
 
     def start(name: str, config: str, environ: dict[str, str]) -> subprocess.Popen:
