@@ -46,6 +46,7 @@ from tessera_kit.logging import configure_logging, get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
 
 log = get_logger(__name__)
+POOL_CLOSE_SECONDS = 10.0
 
 
 @dataclass
@@ -240,7 +241,13 @@ async def stop_context(spec: ServiceSpec, ctx: ServiceContext) -> None:
     if ctx.relay:
         await ctx.relay.stop()
     await ctx.bus.close()
-    await ctx.pool.close()
+    try:
+        # asyncpg waits for every connection to come back; one kept by a task that never
+        # ended would hold the stop for ever. Past the bound the pool is terminated.
+        async with asyncio.timeout(POOL_CLOSE_SECONDS):
+            await ctx.pool.close()
+    except TimeoutError:
+        log.warning("pool closed by force: a connection was not given back", service=spec.name)
 
 
 @get("/health/live", include_in_schema=False, sync_to_thread=False)

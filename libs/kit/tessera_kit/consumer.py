@@ -32,6 +32,7 @@ from tessera_kit.context import actor_var, request_id_var, tenant_var
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
 from tessera_kit.outage import is_outage
+from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -153,11 +154,7 @@ class EventConsumer:
                 await asyncio.wait_for(self._idle.wait(), 5.0)
             except asyncio.TimeoutError:
                 pass
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(self._task)
 
     async def pending(self) -> int:
         """Messages in the stream this consumer has not yet acked (its lag)."""

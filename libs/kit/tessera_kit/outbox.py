@@ -34,6 +34,7 @@ from tessera_kit.context import current_actor, current_request_id, current_tenan
 from tessera_kit.ids import new_id
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
+from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -283,7 +284,7 @@ class OutboxRelay:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), 5.0)
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                self._task.cancel()
+                await cancel_and_wait(self._task)
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()

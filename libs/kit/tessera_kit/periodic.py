@@ -20,11 +20,11 @@ the job runs in every replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Awaitable, Callable, Protocol
 
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
+from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -58,10 +58,7 @@ class Periodic:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _forever(self) -> None:
         if not self.at_start:

@@ -33,6 +33,7 @@ from tessera_kit.crypto import AtRestEncryption
 # The HKDF label of the signing keys' encryption (changing it makes stored keys unreadable).
 SIGNING_KEYS_LABEL = "tessera oidc signing keys at rest"
 from tessera_kit.logging import get_logger
+from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -210,12 +211,7 @@ class KeyRing:
         self._task = asyncio.create_task(loop(), name="oidc-key-refresh")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
 
     # ------------------------------------------------------------ JOSE
 

@@ -5,7 +5,6 @@ questions it asks rbac. Built at start-up (wiring.ON_STARTUP), one per tenant, k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -41,6 +40,7 @@ from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 from tessera_kit.outbox import GroupCommitEmitter
 from tessera_kit.context import current_tenant
+from tessera_kit.tasks import cancel_all_and_wait
 
 log = get_logger(__name__)
 
@@ -127,11 +127,7 @@ class Provider:
     async def stop(self) -> None:
         if self._purge is not None:
             await self._purge.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all_and_wait(self._tasks)
         await self.keys.stop()
         if self._forget_cached in self.ctx.bus.reconnect_listeners:
             self.ctx.bus.reconnect_listeners.remove(self._forget_cached)

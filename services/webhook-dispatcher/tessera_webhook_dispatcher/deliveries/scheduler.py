@@ -20,6 +20,7 @@ import asyncpg
 from tessera_kit.ids import new_id
 from tessera_kit.logging import get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
+from tessera_kit.tasks import cancel_all_and_wait, cancel_and_wait
 from tessera_webhook_dispatcher.clock import Clock
 from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.deliveries.domain import request_headers
@@ -63,11 +64,10 @@ class Scheduler:
             try:
                 await asyncio.wait_for(self._loop_task, 5.0)
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                self._loop_task.cancel()
+                await cancel_and_wait(self._loop_task)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.settings.webhooks_timeout_seconds + 1)
-        for task in list(self._tasks):
-            task.cancel()
+        await cancel_all_and_wait(list(self._tasks))
         await self.sender.close()
 
     def _on_notify(self, *_args: Any) -> None:
