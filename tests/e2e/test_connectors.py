@@ -40,3 +40,30 @@ def test_connectors_through_the_gateway(stack):
             assert (unknown.status_code, unknown.json()["code"]) == (404, "entity.not_found")
         finally:
             assert client.delete(f"/api/connectors/{connector_id}").status_code == 204
+
+
+MOCK_SMS = {"accountSID": "AC1", "authToken": "e2e-SECRET", "fromMessagingServiceSID": "MG1",
+            "templates": [{"usageType": u, "content": "code {{code}}"} for u in ("SignIn", "Register", "ForgotPassword", "Generic")]}
+
+
+def test_connectors_just_created_may_be_required_at_once(stack):
+    """Logto's verification-code suite: create an Email and an SMS connector, then at once
+    require them in the sign-in experience. experience asks connectors (rpc, NATS permission
+    included) rather than its read model, which the connectors' events reach a little later."""
+    with httpx.Client(base_url=stack.url, headers=ADMIN, timeout=30) as client:
+        before = client.get("/api/sign-in-exp").json()
+        for _ in range(3):
+            created = [client.post("/api/connectors", json={"connectorId": factory, "config": config}).json()["id"]
+                       for factory, config in (("mock-email-service", MOCK_MAIL),
+                                               ("mock-short-message-service", MOCK_SMS))]
+            try:
+                required = client.patch("/api/sign-in-exp", json={
+                    "signUp": {"identifiers": ["email", "phone"], "password": False, "verify": True},
+                    "signIn": {"methods": [{"identifier": i, "password": False, "verificationCode": True,
+                                            "isPasswordPrimary": False} for i in ("email", "phone")]}})
+                assert required.status_code == 200, required.text
+            finally:
+                restored = client.patch("/api/sign-in-exp", json={"signUp": before["signUp"], "signIn": before["signIn"]})
+                assert restored.status_code == 200, restored.text
+                for connector_id in created:
+                    assert client.delete(f"/api/connectors/{connector_id}").status_code == 204

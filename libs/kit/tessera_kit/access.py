@@ -89,6 +89,7 @@ ACCESS: dict[str, ServiceAccess] = {
                 oidc.ABORT_INTERACTION,
                 connectors.SEND_MESSAGE, connectors.AUTHORIZATION_URI,
                 connectors.INTERACTION_USER_INFO, connectors.DELETE_CONNECTORS,
+                connectors.LIST_CONNECTORS,
             ),
             consumes=(Consumes("experience-connectors", (STREAMS["connectors"],)),),
         ),

@@ -4,18 +4,22 @@ Replies carry what the caller needs, never a connector's config."""
 from __future__ import annotations
 
 from tessera_connectors import service
+from tessera_connectors.domain import snapshot
 from tessera_connectors.factories.base import AuthorizationRequest
 from tessera_events.contracts.connectors import (
     AUTHORIZATION_URI,
     DELETE_CONNECTORS,
     INTERACTION_USER_INFO,
+    LIST_CONNECTORS,
     SEND_MESSAGE,
     AuthorizationUri,
     AuthorizationUriRequest,
+    ConnectorList,
     DeleteConnectorsRequest,
     DeletedConnectors,
     InteractionUserInfo,
     InteractionUserInfoRequest,
+    ListConnectorsRequest,
     MessageSent,
     SendMessageRequest,
 )
@@ -59,9 +63,16 @@ async def delete_connectors(ctx: ServiceContext, r: DeleteConnectorsRequest) -> 
     return DeletedConnectors(ids=await service.delete(ctx, list(r.ids), missing_is_error=False))
 
 
+async def list_connectors(ctx: ServiceContext, r: ListConnectorsRequest) -> ConnectorList:
+    async with ctx.pool.acquire() as conn:
+        found = await service.instances(ctx, conn)
+    return ConnectorList(connectors=[snapshot(i) for i in found])
+
+
 HANDLERS = [
     RpcHandler(SEND_MESSAGE, send_message, with_context=True),
     RpcHandler(AUTHORIZATION_URI, authorization_uri, with_context=True),
     RpcHandler(INTERACTION_USER_INFO, interaction_user_info, with_context=True),
     RpcHandler(DELETE_CONNECTORS, delete_connectors, with_context=True),
+    RpcHandler(LIST_CONNECTORS, list_connectors, with_context=True),
 ]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from tessera_connectors.service import associated, library
+from tessera_events.contracts.connectors import LIST_CONNECTORS, ListConnectorsRequest
+from tessera_kit.context import tenant_scope
 
 MAIL_TEMPLATES = [
     {"usageType": u, "type": "text/plain", "subject": f"{u} code", "content": f"{u}: {{{{code}}}}"}
@@ -225,3 +229,20 @@ async def test_a_config_moved_to_another_row_is_not_opened(connectors):
         " SELECT tenant_id, 'copy', 'mock-email-service', config_encrypted, kek_id, metadata FROM connectors")
     assert len((await connectors.client.get("/api/connectors")).json()) == 1
     await fails(await connectors.client.get("/api/connectors/copy"), 404, "entity.not_found")
+
+
+async def test_the_connector_list_over_rpc_is_what_is_stored_now_without_configs(connectors):
+    """What experience checks a sign-in experience against (its read model may lag)."""
+    email = await create(connectors.client, "mock-email-service", MOCK_MAIL)
+    social = await create(connectors.client, "mock-social-connector", MOCK_SOCIAL)
+    reply = await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest())
+    listed = {c.id: c for c in reply.connectors}
+    assert set(listed) == {email["id"], social["id"]}
+    assert (listed[email["id"]].type, listed[social["id"]].type) == ("Email", "Social")
+    assert listed[social["id"]].target == social["target"]
+    assert "SECRET" not in msgspec.json.encode(reply).decode()
+    with tenant_scope("other"):
+        assert (await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id="other"))).connectors == []
+    await connectors.client.delete(f"/api/connectors/{email['id']}")
+    reply = await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest())
+    assert [c.id for c in reply.connectors] == [social["id"]]

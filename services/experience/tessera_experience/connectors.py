@@ -3,6 +3,10 @@
 The sign-in experience needs to know which social connectors exist (targets, metadata for
 `/.well-known/sign-in-exp`) and whether an Email or SMS connector exists (sign-up rules,
 forgot password, sending codes). Until a connectors service publishes, the model is empty.
+
+The model follows the owner some milliseconds late, so what decides a write, or refuses a
+connector by id, asks the owner first (`connectors_now`, `find_connector_now`): an admin who
+has just created an Email connector may at once require e-mail verification.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import msgspec
 
 from tessera_events import STREAMS, Envelope, decode_data
 from tessera_events.connectors import ConnectorCreated, ConnectorDeleted, ConnectorSnapshot, ConnectorUpdated
+from tessera_events.contracts.connectors import LIST_CONNECTORS, ListConnectorsRequest
+from tessera_kit.app import ServiceContext
 from tessera_kit.consumer import Subscription
+from tessera_kit.errors import RequestError
 
 DEMO_SOCIAL_FACTORY = "logto-social-demo"
 
@@ -60,6 +67,31 @@ async def find_connector(conn: Executor, tenant_id: str, connector_id: str) -> C
         "SELECT snapshot FROM connectors WHERE tenant_id = $1 AND id = $2", tenant_id, connector_id
     )
     return msgspec.convert(snapshot, ConnectorSnapshot) if snapshot is not None else None
+
+
+async def _owners_list(ctx: ServiceContext, tenant_id: str) -> list[ConnectorSnapshot] | None:
+    """The connectors service's list as it is now; None when it cannot answer (503)."""
+    try:
+        reply = await ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id=tenant_id))
+    except RequestError as exc:
+        if exc.status != 503:
+            raise
+        return None
+    return reply.connectors
+
+
+async def connectors_now(ctx: ServiceContext, tenant_id: str) -> list[ConnectorSnapshot]:
+    """What a write checks against: the owner's list, or the read model while it is away."""
+    owners = await _owners_list(ctx, tenant_id)
+    return owners if owners is not None else await all_connectors(ctx.pool, tenant_id)
+
+
+async def find_connector_now(ctx: ServiceContext, tenant_id: str, connector_id: str) -> ConnectorSnapshot | None:
+    """The read model's answer, and the owner's when the model has not heard of the connector."""
+    found = await find_connector(ctx.pool, tenant_id, connector_id)
+    if found is None:
+        found = next((c for c in await _owners_list(ctx, tenant_id) or () if c.id == connector_id), None)
+    return found
 
 
 def social_connector_response(connector: ConnectorSnapshot) -> dict[str, Any]:

@@ -285,14 +285,17 @@ class FakeConnectors:
         self.failing_sends = 0  # how many next send_message calls fail as a provider would
 
     async def add(self, type_: str, *, target: str | None = None, factory: str | None = None,
-                  platform: str | None = None) -> ConnectorSnapshot:
+                  platform: str | None = None, announce: bool = True) -> ConnectorSnapshot:
+        """`announce=False`: created, its event not (yet) out, so experience's read model has
+        not heard of it (what a check right after the creation meets)."""
         snapshot = ConnectorSnapshot(
             id=new_id(12), connector_factory_id=factory or f"mock-{type_.lower()}", type=type_,
             target=target or f"mock-{type_.lower()}", platform=platform, name={"en": f"Mock {type_}"},
             logo="https://logo.test/x.svg",
         )
         self.instances[snapshot.id] = snapshot
-        await self.publish(ConnectorCreated(connector=snapshot))
+        if announce:
+            await self.publish(ConnectorCreated(connector=snapshot))
         return snapshot
 
     async def send_message(self, r: connector_contracts.SendMessageRequest):
@@ -329,6 +332,9 @@ class FakeConnectors:
         return connector_contracts.InteractionUserInfo(target=instance.target, sync_profile=instance.sync_profile,
                                                        user_info=info)
 
+    async def list_connectors(self, r: connector_contracts.ListConnectorsRequest):
+        return connector_contracts.ConnectorList(connectors=list(self.instances.values()))
+
     def last_code(self) -> str:
         return self.sent[-1].payload["code"]
 
@@ -336,6 +342,7 @@ class FakeConnectors:
         return [
             rpc.RpcHandler(connector_contracts.SEND_MESSAGE, self.send_message),
             rpc.RpcHandler(connector_contracts.DELETE_CONNECTORS, self.delete_connectors),
+            rpc.RpcHandler(connector_contracts.LIST_CONNECTORS, self.list_connectors),
             rpc.RpcHandler(connector_contracts.AUTHORIZATION_URI, self.authorization_uri),
             rpc.RpcHandler(connector_contracts.INTERACTION_USER_INFO, self.interaction_user_info),
         ]

@@ -110,6 +110,30 @@ async def test_sign_up_with_connectors_needs_verify(deployment):
     assert ok.status_code == 200, ok.text
 
 
+async def test_a_connector_just_created_counts_before_its_event_arrives(deployment):
+    """Logto's verification-code suite creates an Email and an SMS connector and at once
+    requires them: the read model, some milliseconds behind, refused it (400) in one run of three."""
+    await deployment.connectors.add("Email", announce=False)
+    await deployment.connectors.add("Sms", announce=False)
+    sign_up = {"identifiers": ["email", "phone"], "password": False, "verify": True}
+    sign_in = {"methods": [method("email", password=False, code=True), method("phone", password=False, code=True)]}
+    ok = await patch(deployment, {"signUp": sign_up, "signIn": sign_in})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["signUp"] == sign_up
+    assert await deployment.ctx.pool.fetchval("SELECT count(*) FROM connectors") == 0  # the model had not heard
+
+
+async def test_with_the_connectors_service_away_the_read_model_decides(deployment):
+    await deployment.connectors.add("Email", announce=False)
+    await deployment.connectors.add("Sms")
+    await deployment.wait_for_connectors(1)
+    await deployment.stop_serving("connectors")
+    phone = {"identifiers": ["phone"], "password": False, "verify": True}
+    assert (await patch(deployment, {"signUp": phone})).status_code == 200
+    email = {"identifiers": ["email"], "password": False, "verify": True}
+    error(await patch(deployment, {"signUp": email}), 400, "sign_in_experiences.enabled_connector_not_found")
+
+
 def method(identifier, password=True, code=False):
     return {"identifier": identifier, "password": password, "verificationCode": code, "isPasswordPrimary": True}
 

@@ -657,6 +657,19 @@ async def test_social_authorization_uri(deployment):
     assert session["state"] == "st"
 
 
+async def test_a_social_connector_just_created_is_usable_before_its_event_arrives(deployment):
+    d = deployment
+    social = await d.connectors.add("Social", target="mock-social", announce=False)
+    d.use_interaction()
+    await put(d, {"event": "SignIn"})
+    response = await d.client.post("/api/interaction/verification/social-authorization-uri",
+                                   json={"connectorId": social.id, "state": "s", "redirectUri": "https://app.test/cb"})
+    assert response.status_code == 200, response.text
+    identifier = {"connectorId": social.id, "connectorData": {"code": "c", "userId": "s-1"}}
+    assert (await d.client.patch("/api/interaction/identifiers", json=identifier)).status_code == 204
+    assert await d.ctx.pool.fetchval("SELECT count(*) FROM connectors") == 0  # the model had not heard
+
+
 async def test_social_sign_in_and_register(deployment):
     d = deployment
     social = await social_connector(d)

@@ -6,6 +6,10 @@
 - INTERACTION_USER_INFO  a social connector's user info for what the provider sent back.
 - DELETE_CONNECTORS      delete connector instances (the sign-in experience's
                          `removeUnusedDemoSocialConnector`).
+- LIST_CONNECTORS        the tenant's connector instances as they are now (snapshots, never
+                         configs): what a write checks against, where experience's read model
+                         (fed by events, some milliseconds behind) could refuse a connector
+                         the caller has just created.
 
 Errors are Logto's (`RequestError`s reach the caller as they are):
 - no connector of the type (SEND_MESSAGE): 400 `connector.not_found`;
@@ -26,6 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from tessera_events.connectors import ConnectorSnapshot
 from tessera_events.rpc import RpcOperation
 
 MessageType = Literal["Email", "Sms"]
@@ -103,9 +108,18 @@ class DeletedConnectors(msgspec.Struct, frozen=True, kw_only=True):
     ids: list[str]
 
 
+class ListConnectorsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: str = "default"
+
+
+class ConnectorList(msgspec.Struct, frozen=True, kw_only=True):
+    connectors: list[ConnectorSnapshot]
+
+
 SEND_MESSAGE = RpcOperation("connectors", "send_message", SendMessageRequest, MessageSent)
 AUTHORIZATION_URI = RpcOperation("connectors", "authorization_uri", AuthorizationUriRequest, AuthorizationUri)
 INTERACTION_USER_INFO = RpcOperation(
     "connectors", "interaction_user_info", InteractionUserInfoRequest, InteractionUserInfo
 )
 DELETE_CONNECTORS = RpcOperation("connectors", "delete_connectors", DeleteConnectorsRequest, DeletedConnectors)
+LIST_CONNECTORS = RpcOperation("connectors", "list_connectors", ListConnectorsRequest, ConnectorList)

@@ -56,7 +56,7 @@ async def update_sign_in_experience(
     domain.check_patch_shape(data)
     values = domain.patch_values(data)
     tenant = current_tenant()
-    known = await connectors.all_connectors(ctx.pool, tenant)
+    known = await connectors.connectors_now(ctx, tenant)
     types = {c.type for c in known}
     if "languageInfo" in values:
         custom = await store.custom_language_tags(ctx.pool, tenant)

@@ -179,7 +179,7 @@ class InteractionService:
         return await self.ctx.call(FIND_USER, FindUserRequest(tenant_id=self.tenant, **request))
 
     async def _social_connector(self, connector_id: str) -> connectors.ConnectorSnapshot:
-        connector = await connectors.find_connector(self.ctx.pool, self.tenant, connector_id)
+        connector = await connectors.find_connector_now(self.ctx, self.tenant, connector_id)
         if connector is None or connector.type != "Social":
             raise RequestError("session.invalid_connector_id", 422, connectorId=connector_id)
         return connector
@@ -408,7 +408,7 @@ class InteractionService:
             entry.update(request)
             if not request["state"] or not request["redirectUri"]:
                 raise RequestError("session.insufficient_info", 400)
-            connector = await connectors.find_connector(self.ctx.pool, self.tenant, request["connectorId"])
+            connector = await connectors.find_connector_now(self.ctx, self.tenant, request["connectorId"])
             if connector is None:
                 raise RequestError("entity.not_found", 404)
             if connector.type != "Social":
