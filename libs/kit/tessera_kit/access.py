@@ -94,7 +94,8 @@ ACCESS: dict[str, ServiceAccess] = {
             consumes=(Consumes("experience-connectors", (STREAMS["connectors"],)),),
         ),
         ServiceAccess(
-            "audit-log", consumes=(Consumes("audit-log", tuple(STREAMS.values())),),
+            "audit-log", calls=(identity.USER_COUNTS,),
+            consumes=(Consumes("audit-log", tuple(STREAMS.values())),),
         ),
         ServiceAccess(
             "webhook-dispatcher",

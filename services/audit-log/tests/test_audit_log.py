@@ -9,6 +9,8 @@ from tessera_audit_log.main import spec as audit_spec
 from tessera_events import STREAMS
 from tessera_events.identity import TokenIssued, UserCreated, UserDeleted, UserSnapshot
 from tessera_kit.config import ServiceSettings
+from tessera_events.contracts.identity import USER_COUNTS, UserCounts
+from tessera_kit import rpc
 from tessera_kit.testing import publisher, service_client, started
 
 _count = itertools.count()
@@ -24,6 +26,7 @@ async def deployment(database_url, nats_url, namespace):
         database_url, nats_url, namespace=ns, stream=STREAMS["identity"], schema=f"pub_{ns}"
     ) as identity:
         async with service_client(app, base_url="http://audit") as client:
+            client.identity_bus = identity.bus
             yield client, identity.publish, ctx
 
 
@@ -93,6 +96,33 @@ async def test_dashboard_follows_user_events(deployment):
     assert active["dau"] == {"count": 1, "delta": 1}
     assert len(active["dauCurve"]) == 14 and active["dauCurve"][-1]["count"] == 1
     assert (await client.get("/api/dashboard/users/active", params={"date": "bad"})).status_code == 400
+
+
+async def test_user_counts_come_from_identity_when_it_answers(deployment):
+    """The copy here follows identity's events; an admin who has just created a user (no
+    event applied yet) sees it counted, as identity knows it."""
+    client, publish, _ = deployment
+    asked = []
+
+    async def counts(request):
+        asked.append(request)
+        return UserCounts(total=41, created=[5, 3, 12, 20])
+
+    served = await rpc.serve(client.identity_bus, rpc.RpcHandler(USER_COUNTS, counts))
+    await client.identity_bus.nc.flush()
+    try:
+        assert (await client.get("/api/dashboard/users/total")).json() == {"totalUserCount": 41}
+        new = (await client.get("/api/dashboard/users/new")).json()
+        assert new == {"today": {"count": 5, "delta": 2}, "last7Days": {"count": 12, "delta": -8}}
+        day, week = 86_400_000, 7 * 86_400_000
+        assert asked[0].windows == []
+        (today, before, last7, previous7) = asked[1].windows
+        assert today[1] - today[0] == day and before == (today[0] - day, today[0])
+        assert last7 == (today[1] - week, today[1]) and previous7 == (today[1] - 2 * week, today[1] - week)
+    finally:
+        await served.unsubscribe()
+    # identity away: the copy answers (no event applied here: nobody)
+    assert (await client.get("/api/dashboard/users/total")).json() == {"totalUserCount": 0}
 
 
 async def test_an_event_delivered_twice_is_logged_once(deployment):

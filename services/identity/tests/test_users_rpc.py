@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tessera_events.contracts.identity import (
     CREATE_USER,
     FIND_USER,
     UPDATE_USER,
+    USER_COUNTS,
     CreateUserRequest,
     FindUserRequest,
     Identity,
     UpdateUserRequest,
+    UserCountsRequest,
 )
 from tessera_kit import rpc
 from tessera_kit.errors import RequestError
@@ -127,3 +131,22 @@ async def test_create_user_with_an_idempotency_key_creates_once(identity, unique
     # Deleting the user forgets its key.
     await identity.ctx.pool.execute("DELETE FROM users WHERE id = $1", first.id)
     assert await identity.ctx.pool.fetchval("SELECT count(*) FROM user_creation_keys WHERE key = $1", key) == 0
+
+
+async def test_user_counts_are_the_users_now_and_those_created_in_each_window(identity, unique):
+    now = int(time.time() * 1000)
+    hour, day = 3_600_000, 86_400_000
+    windows = [(now - hour, now + hour), (now - 2 * day, now - day)]
+    before = await call(identity, USER_COUNTS, UserCountsRequest(windows=windows))
+    first = await identity.create_user(username=unique())
+    await identity.create_user(username=unique())
+    after = await call(identity, USER_COUNTS, UserCountsRequest(windows=windows))
+    assert after.total == before.total + 2
+    assert after.created == [before.created[0] + 2, before.created[1]]
+    assert (await identity.client.delete(f"/api/users/{first['id']}")).status_code == 204
+    gone = await call(identity, USER_COUNTS, UserCountsRequest(windows=windows))
+    assert (gone.total, gone.created) == (before.total + 1, [before.created[0] + 1, before.created[1]])
+    assert (await call(identity, USER_COUNTS, UserCountsRequest())).created == []
+    with pytest.raises(RequestError) as caught:
+        await call(identity, USER_COUNTS, UserCountsRequest(windows=windows * 5))
+    assert caught.value.status == 400

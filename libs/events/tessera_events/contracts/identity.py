@@ -10,6 +10,9 @@ Answered by identity (`rpc.identity.<name>`):
 - HASH_PASSWORD        a new password's hash, for a caller that must keep it for a while
                        (an interaction's profile) and may not keep it in clear.
 - APPLICATION_CLIENT   an application's client metadata (never its secret); `None` if unknown.
+- USER_COUNTS          how many users a tenant has, and how many of them were created in given
+                       windows: the dashboard's figures where the users are (audit-log's copy
+                       follows identity's events milliseconds late).
 
 Errors reach the caller as Logto `RequestError`s (status + code), e.g. 422
 `user.username_already_in_use`, 422 `session.invalid_credentials`, 401 `user.suspended`,
@@ -177,9 +180,24 @@ class ApplicationClient(msgspec.Struct, frozen=True, kw_only=True):
     created_at: int = 0
 
 
+class UserCountsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """`windows`: `[since, until)` pairs in epoch milliseconds."""
+
+    windows: list[tuple[int, int]] = []
+    tenant_id: str = "default"
+
+
+class UserCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """`created`: the users created in each window (existing now), in the request's order."""
+
+    total: int
+    created: list[int]
+
+
 FIND_USER = RpcOperation("identity", "find_user", FindUserRequest, UserInfo | None)
 VERIFY_PASSWORD = RpcOperation("identity", "verify_password", VerifyPasswordRequest, UserInfo)
 CREATE_USER = RpcOperation("identity", "create_user", CreateUserRequest, UserInfo)
 UPDATE_USER = RpcOperation("identity", "update_user", UpdateUserRequest, UserInfo)
 HASH_PASSWORD = RpcOperation("identity", "hash_password", HashPasswordRequest, PasswordHash)
 APPLICATION_CLIENT = RpcOperation("identity", "application_client", ApplicationRequest, ApplicationClient | None)
+USER_COUNTS = RpcOperation("identity", "user_counts", UserCountsRequest, UserCounts)

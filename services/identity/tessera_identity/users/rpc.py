@@ -11,12 +11,15 @@ from tessera_events.contracts.identity import (
     FIND_USER,
     HASH_PASSWORD,
     UPDATE_USER,
+    USER_COUNTS,
     VERIFY_PASSWORD,
     CreateUserRequest,
     FindUserRequest,
     HashPasswordRequest,
     PasswordHash,
     UpdateUserRequest,
+    UserCounts,
+    UserCountsRequest,
     UserInfo,
     VerifyPasswordRequest,
 )
@@ -165,10 +168,19 @@ async def hash_password(ctx: ServiceContext, request: HashPasswordRequest) -> Pa
     return PasswordHash(digest=await passwords.hash_password(request.password), algorithm=passwords.ARGON2ID,
                         same_as_current=same)
 
+async def user_counts(ctx: ServiceContext, request: UserCountsRequest) -> UserCounts:
+    _same_tenant(ctx, request.tenant_id)
+    if len(request.windows) > 8:  # the dashboard asks four
+        raise RequestError("request.invalid_input", 400, details="at most 8 windows")
+    total, created = await store.count_users(ctx.pool, current_tenant(), request.windows)
+    return UserCounts(total=total, created=created)
+
+
 HANDLERS = [
     RpcHandler(FIND_USER, find_user, with_context=True),
     RpcHandler(VERIFY_PASSWORD, verify_password, with_context=True),
     RpcHandler(CREATE_USER, create_user, with_context=True),
     RpcHandler(UPDATE_USER, update_user, with_context=True),
     RpcHandler(HASH_PASSWORD, hash_password, with_context=True),
+    RpcHandler(USER_COUNTS, user_counts, with_context=True),
 ]

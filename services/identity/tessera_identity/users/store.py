@@ -228,3 +228,21 @@ async def trigram_statistics(conn, cache: dict[str, Any]) -> dict[str, frozenset
     frequent = frequent_trigrams({c: s for c, s in statistics.items() if c in USER_SEARCH_FIELDS})
     cache["user_trigrams"] = (time.monotonic(), frequent)
     return frequent
+
+
+_COUNT_USERS = (
+    "SELECT (SELECT coalesce(sum(total), 0)::bigint FROM user_counts WHERE tenant_id = $1) AS total,"
+    " ARRAY(SELECT (SELECT count(*) FROM users WHERE tenant_id = $1"
+    "               AND created_at >= w.since AND created_at < w.until)"
+    "       FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS w(since, until, n)"
+    "       ORDER BY w.n) AS created"
+)
+
+
+async def count_users(pool: asyncpg.Pool, tenant_id: str, windows: list[tuple[int, int]]) -> tuple[int, list[int]]:
+    """The tenant's users (the trigger-kept counter), and those created in each `[since, until)`
+    window of epoch milliseconds (off the (tenant_id, created_at) index)."""
+    since = [dt.datetime.fromtimestamp(s / 1000, dt.timezone.utc) for s, _ in windows]
+    until = [dt.datetime.fromtimestamp(u / 1000, dt.timezone.utc) for _, u in windows]
+    row = await pool.fetchrow(_COUNT_USERS, tenant_id, since, until)
+    return row["total"], list(row["created"])
