@@ -39,6 +39,7 @@ from tessera_kit.http import (
     internal_error_handler,
     request_error_handler,
 )
+from tessera_kit.errors import RequestError
 from tessera_kit.outage import OUTAGE_EXCEPTIONS, is_outage, outage_error
 from tessera_kit.openapi_docs import document_operations
 from tessera_kit.text_guard import text_guard_middleware
@@ -77,6 +78,16 @@ class ServiceContext:
             raise RuntimeError(f"{self.name} calls {operation.subject}, which tessera_kit.access does "
                                f"not give it: add it to the service's `calls`")
         return await rpc.call(self.bus, operation, request, timeout=timeout)
+
+    async def call_unless_away(self, operation, request, *, timeout: float = 3.0):
+        """`call`, or None when the other service cannot answer (503): for a caller that has
+        a copy of its own to fall back on (a read model fed by the other's events)."""
+        try:
+            return await self.call(operation, request, timeout=timeout)
+        except RequestError as exc:
+            if exc.status != 503:
+                raise
+            return None
 
     async def is_ready(self) -> bool:
         if not (self.migrated and self.bus.connected):

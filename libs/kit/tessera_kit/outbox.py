@@ -34,7 +34,7 @@ from tessera_kit.context import current_actor, current_request_id, current_tenan
 from tessera_kit.ids import new_id
 from tessera_kit import metrics
 from tessera_kit.logging import get_logger
-from tessera_kit.tasks import cancel_and_wait
+from tessera_kit.tasks import stop_within
 
 log = get_logger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -280,11 +280,7 @@ class OutboxRelay:
         """Finish the batch in flight (cancelling mid-query would break the connection)."""
         self._stopping = True
         self._wake.set()
-        if self._task:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), 5.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await cancel_and_wait(self._task)
+        await stop_within(self._task, 5.0)
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()

@@ -4,7 +4,9 @@ Python 3.11's `asyncio.wait_for` returns the inner result when a cancel arrives 
 loop turn as that result (gh-86296, fixed in 3.12), and nats.py waits for every reply with it:
 a task cancelled during an rpc or a fetch may go on as if never cancelled, and a stop that
 cancels once and awaits the task waits for ever (seen in CI: a test's teardown hung 600 s on
-identity's rbac-link retry loop). So cancel again until the task ends, within a bound.
+identity's rbac-link retry loop). So cancel again while the task still runs, within a bound.
+A task may rightly take a while after a cancel (the outbox relay marks what it published and
+lets go of its lock in `finally`): each cancel gets `grace` seconds before the next.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from tessera_kit.logging import get_logger
 log = get_logger(__name__)
 
 
-async def cancel_and_wait(task: asyncio.Task | None, *, every: float = 0.05, give_up_after: float = 10.0) -> bool:
+async def cancel_and_wait(task: asyncio.Task | None, *, grace: float = 2.5, give_up_after: float = 10.0) -> bool:
     """Cancel `task` until it is done; False (logged) if it still runs after `give_up_after`."""
     if task is None:
         return True
@@ -27,11 +29,20 @@ async def cancel_and_wait(task: asyncio.Task | None, *, every: float = 0.05, giv
             log.warning("task would not stop", task=task.get_name())
             return False
         task.cancel()
-        await asyncio.wait({task}, timeout=every)
-    if not task.cancelled():
-        task.exception()  # retrieved: asyncio would log an ending failure as never seen
+        await asyncio.wait({task}, timeout=min(grace, max(0.0, deadline - loop.time())))
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("task ended with an error while stopping", task=task.get_name(), error=repr(task.exception()))
     return True
 
 
 async def cancel_all_and_wait(tasks, **kwargs) -> None:
     await asyncio.gather(*(cancel_and_wait(task, **kwargs) for task in tasks))
+
+
+async def stop_within(task: asyncio.Task | None, seconds: float) -> None:
+    """Let `task` end on its own (it was told to stop) for `seconds`, then cancel it. A cancel
+    of the caller is not swallowed (unlike `wait_for`, which would also cancel `task` at once)."""
+    if task is None:
+        return
+    await asyncio.wait({task}, timeout=seconds)
+    await cancel_and_wait(task)

@@ -3,6 +3,7 @@ waits for every reply with it) is sent again; a stop never waits for ever."""
 
 import asyncio
 import random
+import sys
 
 import asyncpg
 import pytest
@@ -37,7 +38,7 @@ async def test_a_task_waiting_on_nats_replies_stops_when_cancelled_during_a_repl
     for _ in range(20):
         task = asyncio.create_task(_asking_nobody(bus))
         await asyncio.sleep(random.random() * 0.003)
-        assert await cancel_and_wait(task, give_up_after=5.0)
+        assert await cancel_and_wait(task, grace=0.05, give_up_after=5.0)
         assert task.cancelled()
     # The loop above is the one that hung teardowns; a cancel sent once loses to it:
     lost = 0
@@ -47,13 +48,33 @@ async def test_a_task_waiting_on_nats_replies_stops_when_cancelled_during_a_repl
         task.cancel()
         await asyncio.wait({task}, timeout=0.1)
         lost += not task.done()
-        await cancel_and_wait(task)
-    assert lost > 0  # the hazard is real here, so the first loop tested something
+        await cancel_and_wait(task, grace=0.05)
+    if sys.version_info < (3, 12):  # fixed in 3.12
+        assert lost > 0  # the hazard is real here, so the first loop tested something
+
+
+async def test_a_task_tidying_up_after_a_cancel_is_given_its_grace():
+    """The outbox relay marks what it published in `finally`: a second cancel would cut it."""
+    tidied = []
+
+    async def tidy() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.2)
+            tidied.append(True)
+
+    task = asyncio.create_task(tidy())
+    await asyncio.sleep(0)
+    assert await cancel_and_wait(task, grace=1.0)
+    assert tidied == [True]
 
 
 async def test_a_task_that_swallows_cancels_is_given_up_on_within_the_bound():
+    released = asyncio.Event()
+
     async def stubborn() -> None:
-        while True:
+        while not released.is_set():
             try:
                 await asyncio.sleep(10)
             except asyncio.CancelledError:
@@ -61,9 +82,10 @@ async def test_a_task_that_swallows_cancels_is_given_up_on_within_the_bound():
 
     task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
-    assert await cancel_and_wait(task, give_up_after=0.3) is False
+    assert await cancel_and_wait(task, grace=0.05, give_up_after=0.3) is False
     assert not task.done()
-    task.get_coro().close()  # what the test does with a task nobody can stop
+    released.set()
+    assert await cancel_and_wait(task)
     # what a well-behaved task gets: the first cancel ends it
     assert await cancel_and_wait(asyncio.create_task(asyncio.sleep(10)))
 
@@ -71,10 +93,10 @@ async def test_a_task_that_swallows_cancels_is_given_up_on_within_the_bound():
 async def test_a_periodic_job_in_an_rpc_retry_loop_stops(bus):
     """identity's rbac-link loop (ask, no answer, ask again) made the whole stop hang."""
     periodic = Periodic("asks-nobody", 0.001, lambda: _asking_nobody(bus))
-    for _ in range(20):
+    for _ in range(4):  # a cancel is lost 2 times in 3 here: the old stop hung (99 % of runs)
         periodic.start()
         await asyncio.sleep(random.random() * 0.003)
-        assert await _ends_within(periodic.stop(), 5.0)
+        assert await _ends_within(periodic.stop(), 12.0)  # cancel_and_wait gives up after 10 s
 
 
 async def test_stopping_a_service_ends_even_if_a_pool_connection_is_never_given_back(

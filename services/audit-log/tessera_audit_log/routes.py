@@ -7,6 +7,7 @@ user expects to see it counted. The copy answers while identity is away."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from litestar import Request, Response, get
@@ -16,7 +17,6 @@ from tessera_audit_log import store
 from tessera_audit_log.domain import CountDelta, count_delta, parse_day
 from tessera_events.contracts.identity import USER_COUNTS, UserCounts, UserCountsRequest
 from tessera_kit.app import Ctx, ServiceContext
-from tessera_kit.errors import RequestError
 from tessera_kit.errors import ValidationIssue, invalid_input, not_found
 from tessera_kit.http import paginated
 from tessera_kit.pagination import parse_page
@@ -44,15 +44,13 @@ async def get_log(ctx: Ctx, log_id: FromPath[str]) -> dict[str, Any]:
     return row
 
 
-async def _identitys_counts(ctx: ServiceContext, windows: list[tuple[dt.datetime, dt.datetime]]) -> UserCounts | None:
-    """identity's figures; None while it cannot answer (503)."""
-    millis = [(int(since.timestamp() * 1000), int(until.timestamp() * 1000)) for since, until in windows]
-    try:
-        return await ctx.call(USER_COUNTS, UserCountsRequest(windows=millis, tenant_id=current_tenant()))
-    except RequestError as exc:
-        if exc.status != 503:
-            raise
-        return None
+async def _identitys_counts(ctx: ServiceContext, windows: list[tuple[int, int]]) -> UserCounts | None:
+    """identity's figures (windows in epoch milliseconds); None while it cannot answer (503)."""
+    return await ctx.call_unless_away(USER_COUNTS, UserCountsRequest(windows=windows, tenant_id=current_tenant()))
+
+
+def _at(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
 
 
 @get("/api/dashboard/users/total", operation_id="GetTotalUserCount", tags=["Dashboard"])
@@ -64,15 +62,16 @@ async def total_users(ctx: Ctx) -> dict[str, int]:
 
 @get("/api/dashboard/users/new", operation_id="GetNewUserCounts", tags=["Dashboard"])
 async def new_users(ctx: Ctx) -> dict[str, CountDelta]:
-    now = dt.datetime.now(dt.timezone.utc)
-    day, week = dt.timedelta(days=1), dt.timedelta(days=7)
+    now = time.time_ns() // 1_000_000  # one integer: adjacent windows share their bounds exactly
+    day, week = 86_400_000, 7 * 86_400_000
     # today, the day before, the last 7 days, the 7 before
     windows = [(now - day, now), (now - 2 * day, now - day), (now - week, now), (now - 2 * week, now - week)]
     counts = await _identitys_counts(ctx, windows)
     if counts is not None:
         created = counts.created
     else:
-        created = [await store.count_new_users(ctx.pool, current_tenant(), since, until) for since, until in windows]
+        created = [await store.count_new_users(ctx.pool, current_tenant(), _at(since), _at(until))
+                   for since, until in windows]
     return {"today": count_delta(created[0], created[1]), "last7Days": count_delta(created[2], created[3])}
 
 

@@ -4,7 +4,6 @@ Replies carry what the caller needs, never a connector's config."""
 from __future__ import annotations
 
 from tessera_connectors import service
-from tessera_connectors.domain import snapshot
 from tessera_connectors.factories.base import AuthorizationRequest
 from tessera_events.contracts.connectors import (
     AUTHORIZATION_URI,
@@ -65,8 +64,7 @@ async def delete_connectors(ctx: ServiceContext, r: DeleteConnectorsRequest) -> 
 
 async def list_connectors(ctx: ServiceContext, r: ListConnectorsRequest) -> ConnectorList:
     async with ctx.pool.acquire() as conn:
-        found = await service.instances(ctx, conn)
-    return ConnectorList(connectors=[snapshot(i) for i in found])
+        return ConnectorList(connectors=await service.snapshots(ctx, conn))
 
 
 HANDLERS = [

@@ -36,7 +36,14 @@ from tessera_connectors.factories.base import (
     to_request_error,
 )
 from tessera_connectors.settings import ConnectorsSettings, load
-from tessera_events.connectors import ConnectorCreated, ConnectorDeleted, ConnectorUpdated, MessageFailed, MessageSent
+from tessera_events.connectors import (
+    ConnectorCreated,
+    ConnectorDeleted,
+    ConnectorSnapshot,
+    ConnectorUpdated,
+    MessageFailed,
+    MessageSent,
+)
 from tessera_kit.app import ServiceContext
 from tessera_kit.crypto import AtRestEncryption
 from tessera_kit.errors import RequestError
@@ -109,6 +116,16 @@ async def instances(ctx: ServiceContext, conn: asyncpg.Connection) -> list[Insta
     lib, tenant = library(ctx), current_tenant()
     found = [_instance(lib, tenant, row) for row in await store.list_connectors(conn, tenant)]
     return [i for i in found if i is not None]
+
+
+async def snapshots(ctx: ServiceContext, conn: asyncpg.Connection) -> list[ConnectorSnapshot]:
+    """The tenant's connectors as events describe them: no config is opened (the rpc that asks
+    runs on anonymous sign-in requests, one per unknown connector id)."""
+    lib = library(ctx)
+    return [snapshot(Instance(row["id"], lib.factories[row["connector_id"]], row["sync_profile"], {},
+                              dict(row["metadata"] or {})))
+            for row in await store.list_connectors(conn, current_tenant())
+            if row["connector_id"] in lib.factories and row["kek_id"] == lib.encryption.kek_id]
 
 
 async def instance(ctx: ServiceContext, conn: asyncpg.Connection, connector_id: str) -> Instance:

@@ -21,7 +21,6 @@ from tessera_events.connectors import ConnectorCreated, ConnectorDeleted, Connec
 from tessera_events.contracts.connectors import LIST_CONNECTORS, ListConnectorsRequest
 from tessera_kit.app import ServiceContext
 from tessera_kit.consumer import Subscription
-from tessera_kit.errors import RequestError
 
 DEMO_SOCIAL_FACTORY = "logto-social-demo"
 
@@ -71,13 +70,8 @@ async def find_connector(conn: Executor, tenant_id: str, connector_id: str) -> C
 
 async def _owners_list(ctx: ServiceContext, tenant_id: str) -> list[ConnectorSnapshot] | None:
     """The connectors service's list as it is now; None when it cannot answer (503)."""
-    try:
-        reply = await ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id=tenant_id))
-    except RequestError as exc:
-        if exc.status != 503:
-            raise
-        return None
-    return reply.connectors
+    reply = await ctx.call_unless_away(LIST_CONNECTORS, ListConnectorsRequest(tenant_id=tenant_id))
+    return reply.connectors if reply is not None else None
 
 
 async def connectors_now(ctx: ServiceContext, tenant_id: str) -> list[ConnectorSnapshot]:

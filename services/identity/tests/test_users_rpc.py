@@ -147,6 +147,7 @@ async def test_user_counts_are_the_users_now_and_those_created_in_each_window(id
     gone = await call(identity, USER_COUNTS, UserCountsRequest(windows=windows))
     assert (gone.total, gone.created) == (before.total + 1, [before.created[0] + 1, before.created[1]])
     assert (await call(identity, USER_COUNTS, UserCountsRequest())).created == []
-    with pytest.raises(RequestError) as caught:
-        await call(identity, USER_COUNTS, UserCountsRequest(windows=windows * 5))
-    assert caught.value.status == 400
+    for bad in (windows * 5, [(now, now - 1)], [(-1, now)], [(0, 10**17)]):  # a datetime ends at year 9999
+        with pytest.raises(RequestError) as caught:
+            await call(identity, USER_COUNTS, UserCountsRequest(windows=bad))
+        assert caught.value.status == 400, bad

@@ -56,7 +56,9 @@ async def update_sign_in_experience(
     domain.check_patch_shape(data)
     values = domain.patch_values(data)
     tenant = current_tenant()
-    known = await connectors.connectors_now(ctx, tenant)
+    # Only the connector rules need the connectors (asked of their owner).
+    needs_connectors = not values.keys().isdisjoint({"signUp", "signIn", "socialSignInConnectorTargets"})
+    known = await connectors.connectors_now(ctx, tenant) if needs_connectors else []
     types = {c.type for c in known}
     if "languageInfo" in values:
         custom = await store.custom_language_tags(ctx.pool, tenant)

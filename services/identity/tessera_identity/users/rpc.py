@@ -170,10 +170,13 @@ async def hash_password(ctx: ServiceContext, request: HashPasswordRequest) -> Pa
 
 async def user_counts(ctx: ServiceContext, request: UserCountsRequest) -> UserCounts:
     _same_tenant(ctx, request.tenant_id)
-    if len(request.windows) > 8:  # the dashboard asks four
-        raise RequestError("request.invalid_input", 400, details="at most 8 windows")
+    if len(request.windows) > 8 or not all(0 <= since <= until <= _LATEST_MS for since, until in request.windows):
+        raise RequestError("request.invalid_input", 400, details="at most 8 windows, 0 <= since <= until <= year 9999")
     total, created = await store.count_users(ctx.pool, current_tenant(), request.windows)
     return UserCounts(total=total, created=created)
+
+
+_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
 
 
 HANDLERS = [

@@ -242,7 +242,7 @@ _COUNT_USERS = (
 async def count_users(pool: asyncpg.Pool, tenant_id: str, windows: list[tuple[int, int]]) -> tuple[int, list[int]]:
     """The tenant's users (the trigger-kept counter), and those created in each `[since, until)`
     window of epoch milliseconds (off the (tenant_id, created_at) index)."""
-    since = [dt.datetime.fromtimestamp(s / 1000, dt.timezone.utc) for s, _ in windows]
-    until = [dt.datetime.fromtimestamp(u / 1000, dt.timezone.utc) for _, u in windows]
+    since = [from_ms(s) for s, _ in windows]
+    until = [from_ms(u) for _, u in windows]
     row = await pool.fetchrow(_COUNT_USERS, tenant_id, since, until)
     return row["total"], list(row["created"])

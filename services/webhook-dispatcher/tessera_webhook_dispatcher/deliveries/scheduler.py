@@ -20,7 +20,7 @@ import asyncpg
 from tessera_kit.ids import new_id
 from tessera_kit.logging import get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
-from tessera_kit.tasks import cancel_all_and_wait, cancel_and_wait
+from tessera_kit.tasks import cancel_all_and_wait, stop_within
 from tessera_webhook_dispatcher.clock import Clock
 from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.deliveries.domain import request_headers
@@ -60,11 +60,7 @@ class Scheduler:
         """Stop claiming; let the requests in flight finish (up to the timeout), then close."""
         self._stopping = True
         self._wake.set()
-        if self._loop_task:
-            try:
-                await asyncio.wait_for(self._loop_task, 5.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await cancel_and_wait(self._loop_task)
+        await stop_within(self._loop_task, 5.0)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.settings.webhooks_timeout_seconds + 1)
         await cancel_all_and_wait(list(self._tasks))
