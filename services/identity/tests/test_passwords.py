@@ -48,6 +48,26 @@ async def test_new_hashes_are_argon2id_with_explicit_owasp_parameters():
     assert not await passwords.verify_password(encoded, "Bcrypt", "horse-battery-1")
 
 
+async def test_libsodiums_hashes_and_argon2_cffis_are_one_format():
+    """New hashes come from libsodium; they check with argon2-cffi and the other way round,
+    and what libsodium cannot take (p > 1) is checked by argon2-cffi."""
+    from argon2 import PasswordHasher
+
+    reference = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
+    ours = await passwords.hash_password("horse-battery-1")
+    assert reference.verify(ours, "horse-battery-1")
+    assert not reference.check_needs_rehash(ours)
+    theirs = reference.hash("horse-battery-3")
+    assert await passwords.verify_password(theirs, "Argon2id", "horse-battery-3")
+    assert not await passwords.verify_password(theirs, "Argon2id", "horse-battery-4")
+    two_lanes = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=2).hash("lanes-1")
+    assert await passwords.verify_password(two_lanes, "Argon2id", "lanes-1")
+    assert not await passwords.verify_password(two_lanes, "Argon2id", "lanes-2")
+    for broken in ("$argon2id$garbage", ours[:-4], ours.replace("$argon2id$", "$argon2d$"), ours + "é"):
+        assert not await passwords.verify_password(broken, "Argon2id", "horse-battery-1"), broken
+    assert await passwords.verify_password(await passwords.hash_password("pässwörd-ü1"), "Argon2id", "pässwörd-ü1")
+
+
 async def test_an_imported_logto_hash_verifies_and_is_upgraded_on_success(identity, unique):
     """A user row imported from a Logto database (argon2i) signs in; the hash is replaced
     by an argon2id one, without an event (the password did not change)."""
