@@ -126,6 +126,10 @@ async def test_swagger_and_asyncapi_documents(api):
         body = swagger["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
         name = body["$ref"].rsplit("/", 1)[-1]
         assert swagger["components"]["schemas"][name]["properties"], (path, method)
+    # A 404 without an id in the path is declared where it happens (a new role's unknown scopeIds).
+    assert "404" in swagger["paths"]["/api/roles"]["post"]["responses"]
+    # The token endpoint's rate limit on failures.
+    assert "429" in swagger["paths"]["/oidc/token"]["post"]["responses"]
     # Logto serves OpenAPI 3.0 and its suite validates the document as such.
     assert swagger["openapi"] == "3.0.3"
     errors = list(OpenAPIV30SpecValidator(swagger).iter_errors())

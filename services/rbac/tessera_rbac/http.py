@@ -31,9 +31,12 @@ _NOT_MACHINE_TO_MACHINE = {"422": error_response(
     "Only machine-to-machine applications have roles (`application.invalid_type`).")}
 
 # What the kit's OpenAPI rules cannot know (its `documented_operations`): the routes answering
-# `created_text()` / `ok_text()` (Litestar would say JSON), and an application's roles, which
-# answer 422 for an application that is not machine-to-machine, reads included.
+# `created_text()` / `ok_text()` (Litestar would say JSON), an application's roles, which
+# answer 422 for an application that is not machine-to-machine, reads included, and a new
+# role's unknown `scopeIds` (404 with no id in the path; found by the schema fuzzer).
 DOCUMENTED_OPERATIONS: dict[str, dict[str, Any]] = {
+    "CreateRole": {"responses": {"404": error_response(
+        "A `scopeIds` entry names no scope (`entity.not_exists_with_id`); no role is created.")}},
     **{name: {"responses": _text("201", "Created")} for name in (
         "CreateRoleUsers", "CreateRoleApplications", "CreateUserRoles")},
     "CreateApplicationRoles": {"responses": {**_text("201", "Created"), **_NOT_MACHINE_TO_MACHINE}},

@@ -135,6 +135,9 @@ OIDC_OPERATIONS: dict[str, dict[str, Any]] = {
     "OidcToken": {"replaceResponses": True, "requestBody": _form(TOKEN), "responses": {
         "200": {"description": "The tokens.", "content": {"application/json": {"schema": TOKEN_SET}}},
         "400": _BAD, "401": _CLIENT_FAILED, "413": _TOO_LARGE,
+        "429": {**_error("Too many failed token requests from this address (`invalid_request`); "
+                         "`Retry-After` says when to try again (found by the schema fuzzer)."),
+                "headers": {"retry-after": {"schema": {"type": "integer"}, "description": "Seconds."}}},
     }},
     "OidcRevoke": {"replaceResponses": True, "requestBody": _form(TOKEN_ABOUT), "responses": {
         "200": {"description": "Revoked, or was not valid (RFC 7009 §2.2).",
