@@ -56,6 +56,8 @@ async def test_create_without_events_is_missing_events(dispatcher, body):
     {"events": ["PostSignIn"]},
     {"events": ["PostSignIn"], "config": {"url": "https://example.com/", "retries": 4}},
     {"events": ["PostSignIn"], "config": {}},
+    # past what a datetime holds: was a 500 (found by the schema fuzzer)
+    {"events": ["PostSignIn"], "config": {"url": "https://example.com/"}, "createdAt": 1e20},
 ])
 async def test_create_with_bad_input_is_guard_invalid_input(dispatcher, body):
     response = await dispatcher.client.post("/api/hooks", json=body)
@@ -125,6 +127,10 @@ async def test_patch_errors(dispatcher):
     hook = await dispatcher.create_hook("https://example.com/1")
     empty = await dispatcher.client.patch(f"/api/hooks/{hook['id']}", json={"events": []})
     assert empty.status_code == 400 and empty.json()["code"] == "guard.invalid_input"
+    for far in (1e20, -1e20, 253_402_300_800_000):  # was a 500 (found by the schema fuzzer)
+        out_of_range = await dispatcher.client.patch(f"/api/hooks/{hook['id']}", json={"createdAt": far})
+        assert out_of_range.status_code == 400 and out_of_range.json()["code"] == "guard.invalid_input", far
+    assert (await dispatcher.client.get(f"/api/hooks/{hook['id']}")).json()["createdAt"] == hook["createdAt"]
 
 
 async def test_signing_key_is_replaced(dispatcher):

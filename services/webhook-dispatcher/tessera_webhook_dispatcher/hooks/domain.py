@@ -32,6 +32,8 @@ USER_AGENT = "Logto (https://logto.io/)"
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 Url = Annotated[str, Meta(max_length=2048)]
 Events = Annotated[list[HookEvent], Meta(min_length=1)]
+# Epoch milliseconds a datetime can hold (years 1 to 9999): beyond, 400 rather than a 500.
+EpochMs = Annotated[float, Meta(ge=-62_135_596_800_000, le=253_402_300_799_999)]
 
 
 class HookConfig(msgspec.Struct, omit_defaults=True):
@@ -49,7 +51,7 @@ class CreateHook(msgspec.Struct, rename="camel"):
     event: HookEvent | None | UnsetType = UNSET
     events: Events | UnsetType = UNSET
     enabled: bool = True
-    created_at: int | float | UnsetType = UNSET
+    created_at: EpochMs | UnsetType = UNSET
     tenant_id: Annotated[str, Meta(max_length=21)] | None = None  # accepted and ignored (§1.2)
 
 
@@ -59,7 +61,7 @@ class UpdateHook(msgspec.Struct, rename="camel"):
     event: HookEvent | None | UnsetType = UNSET
     events: Events | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
-    created_at: int | float | UnsetType = UNSET
+    created_at: EpochMs | UnsetType = UNSET
     tenant_id: Annotated[str, Meta(max_length=21)] | None = None
 
 
