@@ -32,8 +32,9 @@ USER_AGENT = "Logto (https://logto.io/)"
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 Url = Annotated[str, Meta(max_length=2048)]
 Events = Annotated[list[HookEvent], Meta(min_length=1)]
-# Epoch milliseconds a datetime can hold (years 1 to 9999): beyond, 400 rather than a 500.
-EpochMs = Annotated[float, Meta(ge=-62_135_596_800_000, le=253_402_300_799_999)]
+# Epoch milliseconds from 1970 to the end of year 9999 (a datetime's last): beyond, 400 rather
+# than a 500. Not from year 1: asyncpg sends datetime.min as -infinity (a 500 again).
+EpochMs = Annotated[float, Meta(ge=0, le=253_402_300_799_999)]
 
 
 class HookConfig(msgspec.Struct, omit_defaults=True):
