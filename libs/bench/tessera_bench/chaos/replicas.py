@@ -39,6 +39,7 @@ from .run import RECOVERY_LIMIT, RoundReport, Settings, classify, table
 RELAY = "outbox relay"
 LEADER_METRICS = {"tessera_outbox_relay_leader": RELAY, "tessera_periodic_leader": None}  # None: by job
 SAMPLE_EVERY = 0.5
+HANDOVER_LIMIT = 10.0  # a relay's standby takes the lock within its poll interval (1 s)
 # Services whose outbox feeds a stream: each must have one relay leader.
 RELAY_SERVICES = frozenset(schema.replace("_", "-") for schema in PUBLISHERS.values())
 
@@ -92,6 +93,15 @@ class LeaderWatch:
                 if sample.value == 1:
                     leads.append(LEADER_METRICS[family.name] or f"job {sample.labels.get('job')}")
         return leads
+
+    async def handed_over(self, service: str, former: str, limit: float) -> bool:
+        """Wait (at most `limit` s) until a sample shows another replica leading the relay."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.current.get((service, RELAY), {former}) - {former}:
+                return True
+            await asyncio.sleep(0.1)
+        return False
 
     def leader_of(self, service: str) -> str | None:
         """The replica leading the service's relay (else one of its jobs) in the last sample."""
@@ -184,6 +194,10 @@ async def replica_chaos(stack: ChaosStack, services: list[str], settings: Settin
             kills.append((asked, time.monotonic()))
             print(f"round {service}: killed {target}", file=out, flush=True)
             await asyncio.sleep(settings.down)
+            if service in RELAY_SERVICES:
+                # A standby relay tries the lock once per poll (1 s): restarted sooner, the killed
+                # replica could take its own lock back first and no handover would be seen.
+                await watch.handed_over(service, target, HANDOVER_LIMIT)
             restarted_at = time.monotonic()
             await asyncio.to_thread(stack.restart, target)
             if wait_each:
