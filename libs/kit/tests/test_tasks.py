@@ -95,8 +95,10 @@ async def test_a_periodic_job_in_an_rpc_retry_loop_stops(bus):
     periodic = Periodic("asks-nobody", 0.001, lambda: _asking_nobody(bus))
     for _ in range(4):  # a cancel is lost 2 times in 3 here: the old stop hung (99 % of runs)
         periodic.start()
+        job = periodic._task
         await asyncio.sleep(random.random() * 0.003)
         assert await _ends_within(periodic.stop(), 12.0)  # cancel_and_wait gives up after 10 s
+        assert job.done()  # stopped, not given up on
 
 
 async def test_stopping_a_service_ends_even_if_a_pool_connection_is_never_given_back(

@@ -111,7 +111,7 @@ def log_entry_for(envelope: Envelope) -> LogEntry:
         payload["requestId"] = envelope.request_id
     if "data" in payload:
         payload["data"] = _camel_keys(payload["data"])
-    return LogEntry(key, mask_passwords(payload), _from_ms(envelope.occurred_at))
+    return LogEntry(key, mask_passwords(payload), from_ms(envelope.occurred_at))
 
 
 def _hook_attempt_entry(envelope: Envelope, data: dict[str, Any]) -> LogEntry:
@@ -131,10 +131,10 @@ def _hook_attempt_entry(envelope: Envelope, data: dict[str, Any]) -> LogEntry:
         payload["error"] = data.get("error")
     payload.update(deliveryId=attempt["delivery_id"], attempt=attempt["attempt"], eventId=envelope.id,
                    eventType=envelope.type, actor=msgspec.to_builtins(envelope.actor))
-    return LogEntry(key, mask_passwords(payload), _from_ms(envelope.occurred_at), id=attempt["attempt_id"])
+    return LogEntry(key, mask_passwords(payload), from_ms(envelope.occurred_at), id=attempt["attempt_id"])
 
 
-def _from_ms(ms: int) -> dt.datetime:
+def from_ms(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
 
 

@@ -14,7 +14,7 @@ from litestar import Request, Response, get
 from litestar.params import FromPath, FromQuery
 
 from tessera_audit_log import store
-from tessera_audit_log.domain import CountDelta, count_delta, parse_day
+from tessera_audit_log.domain import CountDelta, count_delta, from_ms, parse_day
 from tessera_events.contracts.identity import USER_COUNTS, UserCounts, UserCountsRequest
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import ValidationIssue, invalid_input, not_found
@@ -49,10 +49,6 @@ async def _identitys_counts(ctx: ServiceContext, windows: list[tuple[int, int]])
     return await ctx.call_unless_away(USER_COUNTS, UserCountsRequest(windows=windows, tenant_id=current_tenant()))
 
 
-def _at(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-
-
 @get("/api/dashboard/users/total", operation_id="GetTotalUserCount", tags=["Dashboard"])
 async def total_users(ctx: Ctx) -> dict[str, int]:
     counts = await _identitys_counts(ctx, [])
@@ -70,7 +66,7 @@ async def new_users(ctx: Ctx) -> dict[str, CountDelta]:
     if counts is not None:
         created = counts.created
     else:
-        created = [await store.count_new_users(ctx.pool, current_tenant(), _at(since), _at(until))
+        created = [await store.count_new_users(ctx.pool, current_tenant(), from_ms(since), from_ms(until))
                    for since, until in windows]
     return {"today": count_delta(created[0], created[1]), "last7Days": count_delta(created[2], created[3])}
 
