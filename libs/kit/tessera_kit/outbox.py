@@ -283,7 +283,8 @@ class OutboxRelay:
         await stop_within(self._task, 5.0)
 
     def _on_notify(self, *_args) -> None:
-        self._wake.set()
+        if self.is_leader:  # a commit's NOTIFY is for the leader; a standby tries on its timer
+            self._wake.set()
 
     async def _run(self) -> None:
         lock_key = zlib.crc32(f"tessera-relay:{self.outbox.schema}".encode())
@@ -294,10 +295,10 @@ class OutboxRelay:
                     try:
                         await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
-                            # Another replica leads: try again in a while. A NOTIFY (every
-                            # commit's) only wakes the leader; not cleared, it made this loop spin.
-                            self._wake.clear()
+                            # Another replica leads: try again in a while, or at once for
+                            # stop() or a new listen() (a wake during the query is kept).
                             await self._sleep(self.poll_interval)
+                            self._wake.clear()
                             if self._stopping:
                                 return
                             await self._listen_to_new(conn)

@@ -229,6 +229,9 @@ async def test_a_config_moved_to_another_row_is_not_opened(connectors):
         " SELECT tenant_id, 'copy', 'mock-email-service', config_encrypted, kek_id, metadata FROM connectors")
     assert len((await connectors.client.get("/api/connectors")).json()) == 1
     await fails(await connectors.client.get("/api/connectors/copy"), 404, "entity.not_found")
+    # nor does the rpc experience checks against list it (it did while it opened no config)
+    listed = (await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest())).connectors
+    assert [c.id for c in listed] != [] and "copy" not in [c.id for c in listed]
 
 
 async def test_the_connector_list_over_rpc_is_what_is_stored_now_without_configs(connectors):

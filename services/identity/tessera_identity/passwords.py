@@ -132,7 +132,10 @@ def _verify_sync(encoded: str, password: str) -> bool:
     try:
         # The PHC prefix says which variant ($argon2i$ or $argon2id$) and which parameters.
         parameters = extract_parameters(encoded)
-        if parameters.type is Type.ID and parameters.parallelism == 1:
+        # libsodium takes one lane and strings up to PWHASH_SIZE (an imported hash with a
+        # longer salt or hash is not one: argon2-cffi checks it; PWHASH_SIZE is 127).
+        if (parameters.type is Type.ID and parameters.parallelism == 1
+                and len(encoded) <= nacl.pwhash.argon2id.PWHASH_SIZE):
             return nacl.pwhash.argon2id.verify(encoded.encode("ascii"), password.encode())
         return _hasher.verify(encoded, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError, nacl.exceptions.CryptoError,

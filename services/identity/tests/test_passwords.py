@@ -60,6 +60,10 @@ async def test_libsodiums_hashes_and_argon2_cffis_are_one_format():
     theirs = reference.hash("horse-battery-3")
     assert await passwords.verify_password(theirs, "Argon2id", "horse-battery-3")
     assert not await passwords.verify_password(theirs, "Argon2id", "horse-battery-4")
+    long_hash = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1, hash_len=64, salt_len=32).hash("long-1")
+    assert len(long_hash) > 127  # past what libsodium reads: was refused
+    assert await passwords.verify_password(long_hash, "Argon2id", "long-1")
+    assert not await passwords.verify_password(long_hash, "Argon2id", "long-2")
     two_lanes = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=2).hash("lanes-1")
     assert await passwords.verify_password(two_lanes, "Argon2id", "lanes-1")
     assert not await passwords.verify_password(two_lanes, "Argon2id", "lanes-2")
