@@ -13,7 +13,7 @@ from tessera_kit.app import ServiceSpec, start_context, stop_context
 from tessera_kit import app as kit_app
 from tessera_kit.config import ServiceSettings
 from tessera_kit.periodic import Periodic
-from tessera_kit.tasks import cancel_and_wait
+from tessera_kit.tasks import cancel_and_wait, stop_within
 from tessera_kit.testing import INTERNAL_KEY
 
 
@@ -123,3 +123,13 @@ async def test_stopping_a_service_ends_even_if_a_pool_connection_is_never_given_
             pytest.fail("the connection kept by nobody still has its backend")
     finally:
         await other.close()
+
+
+async def test_a_stop_given_up_by_its_caller_does_not_leave_the_task_running():
+    task = asyncio.create_task(asyncio.sleep(10))
+    stopping = asyncio.create_task(stop_within(task, 5.0))
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    await asyncio.wait({stopping})
+    await asyncio.sleep(0)
+    assert task.cancelled()

@@ -197,7 +197,9 @@ async def replica_chaos(stack: ChaosStack, services: list[str], settings: Settin
             if service in RELAY_SERVICES:
                 # A standby relay tries the lock once per poll (1 s): restarted sooner, the killed
                 # replica could take its own lock back first and no handover would be seen.
-                await watch.handed_over(service, target, HANDOVER_LIMIT)
+                if not await watch.handed_over(service, target, HANDOVER_LIMIT):
+                    print(f"  no other replica took {service}'s relay within {HANDOVER_LIMIT:.0f}s",
+                          file=out, flush=True)
             restarted_at = time.monotonic()
             await asyncio.to_thread(stack.restart, target)
             if wait_each:
