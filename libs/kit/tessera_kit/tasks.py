@@ -1,4 +1,4 @@
-"""Stopping a background task for sure.
+"""Stopping a background task for sure, and sharing one call among concurrent callers.
 
 Python 3.11's `asyncio.wait_for` returns the inner result when a cancel arrives in the same
 loop turn as that result (gh-86296, fixed in 3.12), and nats.py waits for every reply with it:
@@ -13,6 +13,8 @@ quickly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 from tessera_kit.logging import get_logger
 
@@ -57,3 +59,37 @@ async def stop_within(task: asyncio.Task | None, seconds: float) -> None:
         task.cancel()  # the caller gives up: the task does not outlive its stop
         raise
     await cancel_and_wait(task)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class SharedCalls(Generic[K, V]):
+    """Concurrent callers asking for the same key share one call (a cache miss under load is
+    one read or one rpc, not one per request in flight). The call runs as a task of its own:
+    a caller that goes away (cancelled) does not cancel it for the others."""
+
+    def __init__(self) -> None:
+        self._under_way: dict[K, asyncio.Future[V]] = {}
+
+    async def call(self, key: K, start: Callable[[], Awaitable[V]]) -> V:
+        """The answer of the call under way for `key`, else of `start()`, begun now."""
+        under_way = self._under_way.get(key)
+        if under_way is None:
+            under_way = asyncio.ensure_future(start())
+            self._under_way[key] = under_way
+            under_way.add_done_callback(lambda done: self._under_way.pop(key, None)
+                                        if self._under_way.get(key) is done else None)
+        # shield: a caller cancelled leaves the call running, and its failure is marked
+        # retrieved (asyncio.shield does that for a cancelled caller) rather than reported.
+        return await asyncio.shield(under_way)
+
+    def forget(self, key: K | None = None) -> None:
+        """Callers from now on start a new call (for `key`, or for every key): the one under
+        way answers only those who already wait for it."""
+        if key is None:
+            self._under_way.clear()
+        else:
+            self._under_way.pop(key, None)
+

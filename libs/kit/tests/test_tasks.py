@@ -1,5 +1,6 @@
 """Stopping background work for sure: a cancel that Python 3.11's wait_for swallows (nats.py
-waits for every reply with it) is sent again; a stop never waits for ever."""
+waits for every reply with it) is sent again; a stop never waits for ever. Concurrent callers
+share one call."""
 
 import asyncio
 import random
@@ -13,7 +14,7 @@ from tessera_kit.app import ServiceSpec, start_context, stop_context
 from tessera_kit import app as kit_app
 from tessera_kit.config import ServiceSettings
 from tessera_kit.periodic import Periodic
-from tessera_kit.tasks import cancel_and_wait, stop_within
+from tessera_kit.tasks import SharedCalls, cancel_and_wait, stop_within
 from tessera_kit.testing import INTERNAL_KEY
 
 
@@ -133,3 +134,76 @@ async def test_a_stop_given_up_by_its_caller_does_not_leave_the_task_running():
     await asyncio.wait({stopping})
     await asyncio.sleep(0)
     assert task.cancelled()
+
+
+class _Answering:
+    """Calls that wait for the test to answer them, counted."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.answer: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def __call__(self) -> str:
+        self.started += 1
+        return await self.answer
+
+
+async def test_concurrent_callers_share_one_call_and_the_next_caller_starts_a_new_one():
+    calls, first = SharedCalls[str, str](), _Answering()
+    waiting = [asyncio.create_task(calls.call("key", first)) for _ in range(5)]
+    other = asyncio.create_task(calls.call("other key", _Answering()))
+    await asyncio.sleep(0)
+    first.answer.set_result("answer")
+    assert await asyncio.gather(*waiting) == ["answer"] * 5
+    assert first.started == 1
+    second = _Answering()
+    second.answer.set_result("later")
+    assert await calls.call("key", second) == "later"  # a finished call is not a cache
+    assert second.started == 1
+    other.cancel()
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_call_for_the_others():
+    calls, answering = SharedCalls[str, str](), _Answering()
+    leaving = asyncio.create_task(calls.call("key", answering))
+    staying = asyncio.create_task(calls.call("key", answering))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    answering.answer.set_result("answer")
+    assert await staying == "answer"
+    assert leaving.cancelled() and answering.started == 1
+
+
+async def test_a_failure_reaches_every_caller():
+    calls = SharedCalls[str, str]()
+    failing = _Answering()
+    callers = [asyncio.create_task(calls.call("key", failing)) for _ in range(2)]
+    await asyncio.sleep(0)
+    failing.answer.set_exception(RuntimeError("rbac away"))
+    for caller in callers:
+        with pytest.raises(RuntimeError, match="rbac away"):
+            await caller
+    assert failing.started == 1
+
+
+async def test_after_forget_callers_start_a_new_call_and_the_old_one_answers_its_own():
+    calls, old, new = SharedCalls[str, str](), _Answering(), _Answering()
+    before = asyncio.create_task(calls.call("key", old))
+    await asyncio.sleep(0)
+    calls.forget("key")
+    after = asyncio.create_task(calls.call("key", new))
+    await asyncio.sleep(0)
+    old.answer.set_result("stale")  # the old call finishing must not unlist the new one
+    await asyncio.sleep(0)
+    third = asyncio.create_task(calls.call("key", _Answering()))  # never answered if it started anew
+    await asyncio.sleep(0)
+    new.answer.set_result("fresh")
+    await asyncio.wait({third}, timeout=5)
+    assert third.done(), "a caller after the old call ended started a new call: the new one was unlisted"
+    assert (await before, await after, await third) == ("stale", "fresh", "fresh")
+    assert old.started == new.started == 1
+    calls.forget()  # every key
+    again = _Answering()
+    again.answer.set_result("again")
+    assert await calls.call("key", again) == "again"

@@ -19,7 +19,6 @@ back from a read that started before it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from tessera_identity.oidc import store
+from tessera_kit.tasks import SharedCalls
 
 DEMO_APP_ID = "demo-app"
 DEFAULT_ID_TOKEN_TTL = 3600
@@ -140,7 +140,7 @@ class ClientCache:
         # Logto's user tenants have the demo app; the admin tenant has not.
         self._demo = _demo_app(endpoint) if demo_app else None
         self._cache: dict[str, Client] = {}
-        self._reading: dict[str, asyncio.Task] = {}  # client id -> the read under way
+        self._reading: SharedCalls[str, Client | None] = SharedCalls()  # by client id
         self._generation = 0  # one more at each eviction
 
     async def get(self, client_id: str, *, fresh: bool = False, conn: asyncpg.Connection | None = None
@@ -148,22 +148,13 @@ class ClientCache:
         """`conn`: a caller inside a transaction reads on its own connection, never waiting
         for a second one from the pool (a miss is read there, not shared with other callers).
         `fresh`: read now (not the cache, nor a read under way)."""
-        if fresh:
+        if not fresh:
+            cached = self._cache.get(client_id)
+            if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
+                return cached
+        if fresh or conn is not None:
             return await self._read(client_id, conn, self._generation)
-        cached = self._cache.get(client_id)
-        if cached is not None and time.monotonic() - cached.loaded_at < self.ttl:
-            return cached
-        if conn is not None:
-            return await self._read(client_id, conn, self._generation)
-        reading = self._reading.get(client_id)
-        if reading is None:
-            # A task of its own: a caller that goes away (cancelled) must not fail the others.
-            reading = asyncio.ensure_future(self._read(client_id, None, self._generation))
-            reading.add_done_callback(mark_retrieved)
-            self._reading[client_id] = reading
-            reading.add_done_callback(lambda done: self._reading.pop(client_id, None)
-                                      if self._reading.get(client_id) is done else None)
-        return await asyncio.shield(reading)
+        return await self._reading.call(client_id, lambda: self._read(client_id, None, self._generation))
 
     async def _read(self, client_id: str, conn: asyncpg.Connection | None, generation: int) -> Client | None:
         row = await store.find_application(conn or self.pool, self.tenant_id, client_id)
@@ -189,14 +180,6 @@ class ClientCache:
         self._generation += 1
         if client_id is None:
             self._cache.clear()
-            self._reading.clear()
         else:
             self._cache.pop(client_id, None)
-            self._reading.pop(client_id, None)
-
-
-def mark_retrieved(task: asyncio.Task) -> None:
-    """A shared read's (or question's) failure reaches its callers; if all of them went away,
-    it is still retrieved here, so asyncio does not report it as never retrieved."""
-    if not task.cancelled():
-        task.exception()
+        self._reading.forget(client_id)

@@ -25,7 +25,7 @@ from tessera_events.contracts.rbac import (
     UserScopesRequest,
 )
 from tessera_identity.oidc import store
-from tessera_identity.oidc.clients import ClientCache, mark_retrieved
+from tessera_identity.oidc.clients import ClientCache
 from tessera_identity.oidc.crypto import CookieSigner
 from tessera_identity.oidc.keys import SIGNING_KEYS_LABEL
 from tessera_kit.crypto import AtRestEncryption, derive
@@ -40,7 +40,7 @@ from tessera_kit.errors import RequestError
 from tessera_kit.logging import get_logger
 from tessera_kit.outbox import GroupCommitEmitter
 from tessera_kit.context import current_tenant
-from tessera_kit.tasks import cancel_all_and_wait
+from tessera_kit.tasks import SharedCalls, cancel_all_and_wait
 
 log = get_logger(__name__)
 
@@ -89,7 +89,7 @@ class Provider:
         self._rbac_subscription = None
         # (application id, indicator) -> (AllowedScopes, monotonic time): see application_scopes.
         self._application_scopes: dict[tuple[str, str], tuple[AllowedScopes, float]] = {}
-        self._scopes_asked: dict[tuple[str, str], asyncio.Task] = {}  # the question under way
+        self._scopes_asked: SharedCalls[tuple[str, str], AllowedScopes] = SharedCalls()  # questions under way
         # The tenant's default resource and when rbac answered it (see default_resource).
         self._default_resource: tuple[ResourceInfo | None, float] | None = None
         # One more at each rbac event (or reconnect): an answer asked before one is not kept.
@@ -158,7 +158,7 @@ class Provider:
         the change)."""
         self._rbac_generation += 1
         self._application_scopes.clear()
-        self._scopes_asked.clear()
+        self._scopes_asked.forget()
         self._default_resource = None
 
     # ------------------------------------------------------------ events
@@ -230,15 +230,7 @@ class Provider:
         if cached is not None and time.monotonic() - cached[1] < ttl:
             if requested is None or set(requested) <= set(cached[0].scopes):
                 return cached[0]
-        asked = self._scopes_asked.get(key)
-        if asked is None:
-            # A task of its own: a request that goes away (cancelled) must not fail the others.
-            asked = asyncio.ensure_future(self._ask_application_scopes(key, self._rbac_generation))
-            asked.add_done_callback(mark_retrieved)
-            self._scopes_asked[key] = asked
-            asked.add_done_callback(lambda done: self._scopes_asked.pop(key, None)
-                                    if self._scopes_asked.get(key) is done else None)
-        return await asyncio.shield(asked)
+        return await self._scopes_asked.call(key, lambda: self._ask_application_scopes(key, self._rbac_generation))
 
     async def _ask_application_scopes(self, key: tuple[str, str], generation: int | None) -> AllowedScopes:
         application_id, indicator = key
