@@ -92,15 +92,6 @@ class ServiceContext:
     async def is_ready(self) -> bool:
         if not (self.migrated and self.bus.connected):
             return False
-        # With no pooled connection idle, the relay's (held for its lock and LISTEN) answering
-        # lately is enough: a probe opening a connection of its own kept a second PostgreSQL
-        # backend (2-5 MB) per service alive for as long as probes came (a pooled connection
-        # closes after db_idle_seconds unused).
-        if self.relay is not None and self.pool.get_idle_size() == 0:
-            if self.relay.database_answered_lately():
-                return True
-            if await self.relay.first_answer(within=1.0):  # starting: moments away
-                return True
         try:
             async with self.pool.acquire(timeout=1.0) as conn:
                 await conn.fetchval("SELECT 1")

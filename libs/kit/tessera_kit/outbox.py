@@ -258,8 +258,6 @@ class OutboxRelay:
         self._stopping = False
         self.is_leader = False  # holds the advisory lock
         self._confirmed_at = 0.0  # when the lock's connection last answered a query (loop time)
-        self._answered_at = 0.0  # as _confirmed_at, a standby's lock attempts included
-        self._answered_first = asyncio.Event()
         self._unmarked: list[int] = []  # published, to be marked with the next SELECT
         # The channels LISTENed on the relay's connection: its own, then the service's others.
         self._listeners: list[tuple[str, Callable[..., None]]] = [(outbox.channel, self._on_notify)]
@@ -296,7 +294,7 @@ class OutboxRelay:
                     self._listening = 0
                     try:
                         await self._listen_to_new(conn)
-                        while not await self._try_lock(conn, lock_key):
+                        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
                             # Another replica leads: try again in a while, or at once for
                             # stop() or a new listen() (a wake during the query is kept).
                             await self._sleep(self.poll_interval)
@@ -316,29 +314,8 @@ class OutboxRelay:
                 log.warning("outbox relay restarting", error=str(exc))
                 await self._sleep(self.poll_interval)
 
-    async def _try_lock(self, conn: asyncpg.Connection, lock_key: int) -> bool:
-        locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key)
-        self._answered_at = asyncio.get_running_loop().time()
-        self._answered_first.set()
-        return locked
-
     def _confirm(self) -> None:
-        self._confirmed_at = self._answered_at = asyncio.get_running_loop().time()
-
-    def database_answered_lately(self) -> bool:
-        """The relay's connection, leading or standing by, answered within two of its polls:
-        the database is there (what a readiness probe asks), learnt with no connection of
-        the probe's own."""
-        return asyncio.get_running_loop().time() - self._answered_at < 2 * self.poll_interval + 1.0
-
-    async def first_answer(self, *, within: float) -> bool:
-        """Wait (at most `within` seconds) for the relay's first answer; False if none came, or
-        the first came long ago."""
-        try:
-            await asyncio.wait_for(self._answered_first.wait(), within)
-        except asyncio.TimeoutError:
-            return False
-        return self.database_answered_lately()
+        self._confirmed_at = asyncio.get_running_loop().time()
 
     def leads(self) -> bool:
         """Holds the lock, as its connection confirmed lately: the leader queries at least every

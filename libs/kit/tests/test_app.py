@@ -1,6 +1,5 @@
 """The app factory: a tiny service built with the kit, on real PostgreSQL and NATS."""
 
-import asyncio
 import json
 import time
 
@@ -74,37 +73,6 @@ async def test_ready_once_database_migrations_and_nats_are(client):
     await ctx.bus.nc.close()  # NATS gone: no longer ready
     assert (await client.get("/health/ready")).status_code == 503
     assert (await client.get("/health/live")).status_code == 200
-
-
-async def test_a_readiness_probe_opens_no_connection_of_its_own(client):
-    """With no pooled connection idle, the relay's connection answering lately says the
-    database is there: a probe that opened a connection kept a second PostgreSQL backend per
-    service alive for as long as probes came. A silent relay: the probe asks the database."""
-    ctx: ServiceContext = client.app.state.ctx
-    for _ in range(100):
-        if ctx.relay.database_answered_lately():
-            break
-        await asyncio.sleep(0.05)
-    held = []
-    while ctx.pool.get_idle_size():  # every pooled connection busy, as under load
-        held.append(await ctx.pool.acquire())
-    try:
-        opened = ctx.pool.get_size()
-        for _ in range(3):
-            assert (await client.get("/health/ready")).status_code == 200
-        assert ctx.pool.get_size() == opened
-
-        await ctx.relay.stop()  # silent from now on (its connection back in the pool)
-        while ctx.relay.database_answered_lately():
-            await asyncio.sleep(0.1)
-        while ctx.pool.get_idle_size():
-            held.append(await ctx.pool.acquire())
-        opened = ctx.pool.get_size()
-        assert (await client.get("/health/ready")).status_code == 200  # asked the database itself
-        assert ctx.pool.get_size() == opened + 1
-    finally:
-        for conn in held:
-            await ctx.pool.release(conn)
 
 
 async def test_validation_error_shape_and_unknown_keys_dropped(client):
