@@ -78,11 +78,11 @@ class SharedCalls(Generic[K, V]):
         under_way = self._under_way.get(key)
         if under_way is None:
             under_way = asyncio.ensure_future(start())
+            under_way.add_done_callback(_retrieved)
             self._under_way[key] = under_way
             under_way.add_done_callback(lambda done: self._under_way.pop(key, None)
                                         if self._under_way.get(key) is done else None)
-        # shield: a caller cancelled leaves the call running, and its failure is marked
-        # retrieved (asyncio.shield does that for a cancelled caller) rather than reported.
+        # shield: a caller cancelled leaves the call running for the others.
         return await asyncio.shield(under_way)
 
     def forget(self, key: K | None = None) -> None:
@@ -93,3 +93,9 @@ class SharedCalls(Generic[K, V]):
         else:
             self._under_way.pop(key, None)
 
+
+def _retrieved(task: asyncio.Future) -> None:
+    # A failure reaches every caller still waiting; when all went away before it (shield then
+    # drops its own retrieval), it is retrieved here, not logged as "never retrieved".
+    if not task.cancelled():
+        task.exception()

@@ -3,6 +3,7 @@ waits for every reply with it) is sent again; a stop never waits for ever. Concu
 share one call."""
 
 import asyncio
+import gc
 import random
 import sys
 
@@ -151,7 +152,8 @@ class _Answering:
 async def test_concurrent_callers_share_one_call_and_the_next_caller_starts_a_new_one():
     calls, first = SharedCalls[str, str](), _Answering()
     waiting = [asyncio.create_task(calls.call("key", first)) for _ in range(5)]
-    other = asyncio.create_task(calls.call("other key", _Answering()))
+    other_answer = _Answering()
+    other = asyncio.create_task(calls.call("other key", other_answer))
     await asyncio.sleep(0)
     first.answer.set_result("answer")
     assert await asyncio.gather(*waiting) == ["answer"] * 5
@@ -160,7 +162,8 @@ async def test_concurrent_callers_share_one_call_and_the_next_caller_starts_a_ne
     second.answer.set_result("later")
     assert await calls.call("key", second) == "later"  # a finished call is not a cache
     assert second.started == 1
-    other.cancel()
+    other_answer.answer.set_result("other")
+    assert await other == "other"
 
 
 async def test_a_caller_that_goes_away_does_not_cancel_the_call_for_the_others():
@@ -185,6 +188,29 @@ async def test_a_failure_reaches_every_caller():
         with pytest.raises(RuntimeError, match="rbac away"):
             await caller
     assert failing.started == 1
+
+
+async def test_a_failure_after_every_caller_went_away_is_not_reported_as_never_retrieved():
+    """Clients gone during an rbac or database outage: the shared call fails with nobody
+    waiting, and asyncio must not log it as a lost exception (shield does not retrieve it)."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context.get("message", "")))
+    try:
+        calls, abandoned = SharedCalls[str, str](), _Answering()
+        gone = asyncio.create_task(calls.call("key", abandoned))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.sleep(0)
+        abandoned.answer.set_exception(RuntimeError("nobody listens"))
+        await asyncio.sleep(0.01)
+        del gone, abandoned
+        for _ in range(3):  # the report comes when the failed task is collected
+            gc.collect()
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert [m for m in reported if "never retrieved" in m] == []
 
 
 async def test_after_forget_callers_start_a_new_call_and_the_old_one_answers_its_own():
