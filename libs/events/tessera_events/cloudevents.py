@@ -20,9 +20,9 @@ every field: a Tessera subscriber reads the body as before.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import msgspec
+
+from tessera_events.epoch_ms import from_ms
 
 SPEC_VERSION = "1.0"
 
@@ -41,7 +41,7 @@ _decode_attributes = msgspec.json.Decoder(_Attributes).decode
 
 
 def rfc3339(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    moment = from_ms(ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from tessera_events.epoch_ms import from_ms
 from tessera_events import Envelope
 
 # identity.token.* grant types -> Logto's `ExchangeTokenBy.<X>` keys (§9.2).
@@ -133,9 +134,6 @@ def _hook_attempt_entry(envelope: Envelope, data: dict[str, Any]) -> LogEntry:
                    eventType=envelope.type, actor=msgspec.to_builtins(envelope.actor))
     return LogEntry(key, mask_passwords(payload), from_ms(envelope.occurred_at), id=attempt["attempt_id"])
 
-
-def from_ms(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
 
 
 def is_user_activity(entry: LogEntry) -> bool:

@@ -14,7 +14,8 @@ from litestar import Request, Response, get
 from litestar.params import FromPath, FromQuery
 
 from tessera_audit_log import store
-from tessera_audit_log.domain import CountDelta, count_delta, from_ms, parse_day
+from tessera_audit_log.domain import CountDelta, count_delta, parse_day
+from tessera_events.epoch_ms import from_ms
 from tessera_events.contracts.identity import USER_COUNTS, UserCounts, UserCountsRequest
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import ValidationIssue, invalid_input, not_found

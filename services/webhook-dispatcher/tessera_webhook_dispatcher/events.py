@@ -3,12 +3,12 @@ written in the transaction that consumes the event (with the inbox row), so none
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from tessera_events.epoch_ms import from_ms
 from tessera_events import STREAMS, Envelope
 from tessera_kit.consumer import Subscription
 from tessera_webhook_dispatcher.deliveries import store as deliveries
@@ -25,9 +25,6 @@ from tessera_webhook_dispatcher.hooks.domain import (
     with_hook_id,
 )
 
-
-def _at(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
 
 
 def subscriptions(channel: str, clock) -> list[Subscription]:
@@ -49,14 +46,14 @@ def subscriptions(channel: str, clock) -> list[Subscription]:
         if hook_event is None:
             return
         data = msgspec.json.decode(envelope.data)
-        await enqueue(conn, envelope, hook_event, interaction_payload(hook_event, data, _at(envelope.occurred_at)))
+        await enqueue(conn, envelope, hook_event, interaction_payload(hook_event, data, from_ms(envelope.occurred_at)))
 
     async def on_data(conn: asyncpg.Connection, envelope: Envelope) -> None:
         found = data_hook(envelope.type, msgspec.json.decode(envelope.data))
         if found is None:
             return
         hook_event, data = found
-        await enqueue(conn, envelope, hook_event, data_payload(hook_event, data, _at(envelope.occurred_at)))
+        await enqueue(conn, envelope, hook_event, data_payload(hook_event, data, from_ms(envelope.occurred_at)))
 
     return [
         Subscription("webhook-dispatcher-interactions", (STREAMS["experience"],), on_interaction,

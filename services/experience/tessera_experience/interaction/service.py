@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import asyncpg
 import msgspec
 
+from tessera_events.epoch_ms import from_ms
 from tessera_events.contracts.connectors import (
     AUTHORIZATION_URI,
     INTERACTION_USER_INFO,
@@ -161,7 +162,7 @@ class InteractionService:
         # Any change to the interaction is a new attempt: an unfinished registration's user
         # is not signed in by a later submit of a different profile.
         storage = {k: v for k, v in storage.items() if k != "registered"}
-        expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
+        expires_at = from_ms(details.expires_at)
         await self._save_with_events(details.uid, storage, expires_at, steps)
 
     async def _save_with_events(self, uid: str, storage: dict[str, Any], expires_at: dt.datetime, steps: StepLog,
@@ -529,7 +530,7 @@ class InteractionService:
 
     async def _remember_registration(self, details: InteractionDetails, storage: dict[str, Any],
                                      registered: dict[str, Any]) -> None:
-        expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
+        expires_at = from_ms(details.expires_at)
         await store.save(self.ctx.pool, self.tenant, details.uid, {**storage, "registered": registered}, expires_at)
 
     async def _identify(self, storage: dict[str, Any], identifiers: list[Identifier], profile: Payload) -> str:
@@ -721,7 +722,7 @@ class InteractionService:
         else:
             announced = InteractionPasswordReset(
                 user_id=user.id, context=context, user=snapshot(user), application=application)
-        expires_at = dt.datetime.fromtimestamp(details.expires_at / 1000, tz=dt.timezone.utc)
+        expires_at = from_ms(details.expires_at)
         # The new password is identity's now; it need not wait here in clear.
         kept = {k: v for k, v in profile.items() if k != "password"}
         storage = {"event": event, "identifiers": identifiers, "profile": kept, "accountId": user.id}

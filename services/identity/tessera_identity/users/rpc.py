@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from tessera_events.epoch_ms import LATEST_MS
 from tessera_events.contracts.identity import (
     CREATE_USER,
     FIND_USER,
@@ -124,7 +125,7 @@ async def create_user(ctx: ServiceContext, request: CreateUserRequest) -> UserIn
         "primary_phone": request.primary_phone, "name": request.name, "avatar": request.avatar,
         "custom_data": request.custom_data, "identities": identities_json(request.identities),
         "application_id": request.application_id,
-        "last_sign_in_at": store.from_ms(request.last_sign_in_at),
+        "last_sign_in_at": store.from_ms_or_none(request.last_sign_in_at),
     }
     _check_fields(values, request.password)
     digest = _imported_digest(request.password_digest, request.password_algorithm)
@@ -145,7 +146,7 @@ async def update_user(ctx: ServiceContext, request: UpdateUserRequest) -> UserIn
     if request.identities is not msgspec.UNSET:
         values["identities"] = identities_json(request.identities)
     if request.last_sign_in_at is not msgspec.UNSET:
-        values["last_sign_in_at"] = store.from_ms(request.last_sign_in_at)
+        values["last_sign_in_at"] = store.from_ms_or_none(request.last_sign_in_at)
     password = None if request.password is msgspec.UNSET else request.password
     _check_fields(values, password)
     digest = None if request.password_digest is msgspec.UNSET else _imported_digest(
@@ -170,13 +171,11 @@ async def hash_password(ctx: ServiceContext, request: HashPasswordRequest) -> Pa
 
 async def user_counts(ctx: ServiceContext, request: UserCountsRequest) -> UserCounts:
     _same_tenant(ctx, request.tenant_id)
-    if len(request.windows) > 8 or not all(0 <= since <= until <= _LATEST_MS for since, until in request.windows):
+    if len(request.windows) > 8 or not all(0 <= since <= until <= LATEST_MS for since, until in request.windows):
         raise RequestError("request.invalid_input", 400, details="at most 8 windows, 0 <= since <= until <= year 9999")
     total, created = await store.count_users(ctx.pool, current_tenant(), request.windows)
     return UserCounts(total=total, created=created)
 
-
-_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
 
 
 HANDLERS = [

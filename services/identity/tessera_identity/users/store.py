@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from tessera_events.epoch_ms import from_ms
 from tessera_identity.users.search import NEVER_UPPER_CASE, USER_SEARCH_FIELDS, frequent_trigrams, like_narrowing
 from tessera_kit.search import Search, build_conditions
 
@@ -41,8 +42,8 @@ IDENTIFIER_WHERE = {
 }
 
 
-def from_ms(ms: int | None) -> dt.datetime | None:
-    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+def from_ms_or_none(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else from_ms(ms)
 
 
 async def find_user(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, user_id: str) -> asyncpg.Record | None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from tessera_events.epoch_ms import LATEST_MS
 from tessera_kit.errors import RequestError
 
 INTERACTION_EVENTS = ("PostRegister", "PostSignIn", "PostResetPassword")
@@ -34,7 +35,7 @@ Url = Annotated[str, Meta(max_length=2048)]
 Events = Annotated[list[HookEvent], Meta(min_length=1)]
 # Epoch milliseconds from 1970 to the end of year 9999 (a datetime's last): beyond, 400 rather
 # than a 500. Not from year 1: asyncpg sends datetime.min as -infinity (a 500 again).
-EpochMs = Annotated[float, Meta(ge=0, le=253_402_300_799_999)]
+EpochMs = Annotated[float, Meta(ge=0, le=LATEST_MS)]
 
 
 class HookConfig(msgspec.Struct, omit_defaults=True):

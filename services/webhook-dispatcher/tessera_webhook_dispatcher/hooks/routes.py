@@ -10,6 +10,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import UNSET
 
+from tessera_events.epoch_ms import from_ms
 from tessera_events.webhooks import HookCreated, HookDeleted, HookSnapshot, HookUpdated
 from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import RequestError, not_found as not_exists_with_id
@@ -80,7 +81,7 @@ async def create_hook(data: JSONBody[CreateHook], ctx: Ctx) -> dict[str, Any]:
         "events": unique_events(data.events) if data.events is not UNSET else [],
         "config": config_json(data.config),
         "enabled": data.enabled,
-        "created_at": store.from_ms(data.created_at) if data.created_at is not UNSET else None,
+        "created_at": from_ms(data.created_at) if data.created_at is not UNSET else None,
     }
     async with ctx.pool.acquire() as conn, conn.transaction():
         hook = await store.insert_hook(conn, current_tenant(), fields)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import asyncpg
 
+from tessera_events.epoch_ms import from_ms
 from tessera_kit.ids import new_id
 
 HOOK_COLUMNS = (
@@ -17,9 +17,6 @@ HOOK_COLUMNS = (
 COLUMNS = {"name": "name", "event": "event", "events": "events", "config": "config", "enabled": "enabled",
            "createdAt": "created_at"}
 
-
-def from_ms(ms: int | float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
 
 
 async def insert_hook(conn: asyncpg.Connection, tenant_id: str, fields: dict[str, Any]) -> dict[str, Any]:
