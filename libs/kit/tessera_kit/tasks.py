@@ -77,13 +77,18 @@ class SharedCalls(Generic[K, V]):
         """The answer of the call under way for `key`, else of `start()`, begun now."""
         under_way = self._under_way.get(key)
         if under_way is None:
-            under_way = asyncio.ensure_future(start())
-            under_way.add_done_callback(_retrieved)
-            self._under_way[key] = under_way
-            under_way.add_done_callback(lambda done: self._under_way.pop(key, None)
-                                        if self._under_way.get(key) is done else None)
+            under_way = self._under_way[key] = asyncio.ensure_future(start())
+            under_way.add_done_callback(lambda done: self._ended(key, done))
         # shield: a caller cancelled leaves the call running for the others.
         return await asyncio.shield(under_way)
+
+    def _ended(self, key: K, done: asyncio.Future) -> None:
+        if self._under_way.get(key) is done:  # not a newer call begun after forget()
+            del self._under_way[key]
+        # A failure reaches every caller still waiting; when all went away before it (shield
+        # then drops its own retrieval), it is retrieved here, not logged as "never retrieved".
+        if not done.cancelled():
+            done.exception()
 
     def forget(self, key: K | None = None) -> None:
         """Callers from now on start a new call (for `key`, or for every key): the one under
@@ -93,9 +98,3 @@ class SharedCalls(Generic[K, V]):
         else:
             self._under_way.pop(key, None)
 
-
-def _retrieved(task: asyncio.Future) -> None:
-    # A failure reaches every caller still waiting; when all went away before it (shield then
-    # drops its own retrieval), it is retrieved here, not logged as "never retrieved".
-    if not task.cancelled():
-        task.exception()
