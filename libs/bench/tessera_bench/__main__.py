@@ -325,7 +325,8 @@ def local_stack():
         )
         cleanup.callback(stack.stop_all)
         stack.start_all()
-        # The fork server too: it holds the pages its services share (tessera_kit.forkserver).
+        supervisor.release_fork_server()  # as `make run` does
+        # The fork server too: after its release, what it still holds (tessera_kit.forkserver).
         server = supervisor.fork_server_pid
         pids = ([server] if server else []) + [supervisor.get(n).pid for n in stack.names]
         yield stack, admin, database, nats.admin_url, pids, [postgres.process.pid, nats.process.pid]

@@ -190,6 +190,23 @@ class ForkServerConnection:
             return None
         return reply["process"]
 
+    def release(self, timeout: float = 30.0) -> None:
+        """Have the server drop its preload once the stack is started (tessera_kit.forkserver
+        says why): its children run on, and later spawns are refused (the caller execs them)."""
+        if self._eof:
+            raise ForkServerError(f"the fork server (pid {self.pid}) is gone")
+        ident = next(self._ids)
+        with self._send_lock:
+            try:
+                self.control.send(json.dumps({"release": ident}).encode())
+            except OSError as error:
+                raise ForkServerError(f"the fork server (pid {self.pid}) is gone: {error}") from None
+        with self._reply_ready:
+            if not self._reply_ready.wait_for(lambda: ident in self._replies or self._eof, timeout):
+                raise ForkServerError(f"the fork server (pid {self.pid}) was not released in {timeout:.0f}s")
+            if self._replies.pop(ident, None) is None:
+                raise ForkServerError(f"the fork server (pid {self.pid}) died while being released")
+
     def close(self) -> None:
         try:
             self.control.shutdown(socket.SHUT_RDWR)
@@ -215,6 +232,8 @@ class ForkServerConnection:
                     self._reply({**message, "process": process}, message["spawned"])
                 elif "refused" in message:
                     self._reply(message, message["refused"])
+                elif "released" in message:
+                    self._reply(message, message["released"])
                 elif "exited" in message:
                     process = self._children.pop(message["exited"], None)
                     if process is not None:

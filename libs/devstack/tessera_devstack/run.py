@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         cleanup.callback(stack.stop_all)  # runs before supervisor.close: gateway first
         _say(f"starting {', '.join(stack.names) or 'nothing'}")
         stack.start_all()
+        supervisor.release_fork_server()  # ~20 MB: a service restarted later is exec'd
         print(_banner(stack, admin), flush=True)
 
         while True:

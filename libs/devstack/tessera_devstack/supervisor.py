@@ -233,6 +233,22 @@ class Supervisor:
         server = self._fork_server
         return server.pid if server is not None and server.process.poll() is None else None
 
+    def release_fork_server(self) -> bool:
+        """Once everything is started: the fork server drops its preload (~20 MB that only it
+        still holds by then, see tessera_kit.forkserver); what starts later is exec'd.
+        False: there was none to release, or it could not be (said in its log)."""
+        with self._lock:
+            server = self._fork_server
+            if server is None or server.process.poll() is not None or server.closed.is_set():
+                return False
+            try:
+                server.release()
+            except ForkServerError as error:
+                self._note(FORK_SERVER, f"not released: {error}")
+                return False
+            self._note(FORK_SERVER, f"released its preload (pid {server.pid}): what starts from now on is exec'd")
+            return True
+
     def _fork(self, name: str, launch: Launch) -> ForkedProcess | None:
         """Fork `launch` from the fork server; None: exec it instead (said in its log)."""
         invocation = forking.module_invocation(launch.argv)

@@ -212,3 +212,36 @@ def test_a_request_with_other_interpreter_start_variables_is_execd_instead(super
     said = _said(supervisor, "execd")
     assert not execd.forked and said["ppid"] == os.getpid() and not said["preloaded"]
     assert "not forked, exec'd: the fork server refused" in supervisor.logs("execd")
+
+
+def test_a_released_fork_server_keeps_its_processes_and_later_ones_are_execd(tmp_path, probe_dir):
+    supervisor = Supervisor(log_dir=tmp_path / "logs", echo=False, report_to=io.StringIO())
+    try:
+        victim, graceful = _start(supervisor, "victim", probe_dir), _start(supervisor, "graceful", probe_dir, "--graceful")
+        _said(supervisor, "victim"), _said(supervisor, "graceful")
+        server = supervisor.fork_server_pid
+        preloaded_rss = psutil.Process(server).memory_info().rss
+
+        assert supervisor.release_fork_server()
+        # The same process (its children's parent, their PR_SET_PDEATHSIG), without the preload.
+        assert supervisor.fork_server_pid == server
+        assert psutil.Process(server).memory_info().rss < preloaded_rss / 2
+        assert {p.ppid() for p in map(psutil.Process, (victim.pid, graceful.pid))} == {server}
+        assert "released its preload" in (tmp_path / "logs" / f"{FORK_SERVER}.log").read_text()
+        assert supervisor.release_fork_server()  # a second time: nothing more to drop
+
+        # It still reports deaths, and a stop ends in the process's own exit code.
+        os.killpg(victim.pid, signal.SIGKILL)
+        death = supervisor.wait_for_death(timeout=30)
+        assert death is not None and (death.name, death.pid, death.returncode) == ("victim", victim.pid, -9)
+        assert supervisor.stop("graceful", timeout=10) == 0
+
+        # What starts now is exec'd, and says why.
+        again = _start(supervisor, "victim", probe_dir)
+        said = _said(supervisor, "victim")
+        assert not again.forked and said["pid"] == again.pid and said["ppid"] == os.getpid()
+        assert "the fork server refused: it was released" in supervisor.logs("victim")
+    finally:
+        supervisor.close(timeout=5)
+    assert _gone(server, timeout=5) and _gone(again.pid, timeout=5)
+    assert supervisor.deaths == [death]
