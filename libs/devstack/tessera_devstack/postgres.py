@@ -53,6 +53,9 @@ LOCAL_SETTINGS = {
     # WAL buffers are written over at start (default: 1/32 of shared_buffers, 4 MB): 2 MB hold
     # more than a second of the bench's heaviest writing between two WAL writer rounds.
     "wal_buffers": "2MB",
+    # No logical replication here: without workers PostgreSQL starts no launcher process for
+    # them (~1 MB PSS); the default is 4.
+    "max_logical_replication_workers": "0",
 }
 # PostgreSQL 18's asynchronous I/O, unknown to the older servers a Debian fallback may run:
 # reads in flight per backend (default: up to 64, sized from shared_buffers), and the I/O done

@@ -75,7 +75,10 @@ async def test_the_local_server_runs_with_the_smaller_shared_memory_settings(pos
     """Sized for local stacks (idle memory), not PostgreSQL's defaults."""
     shown = {name: await _scalar(postgres_dsn, f"SHOW {name}") for name in LOCAL_SETTINGS}
     assert shown == {"max_locks_per_transaction": "32", "max_pred_locks_per_transaction": "16",
-                     "wal_buffers": "2MB"}
+                     "wal_buffers": "2MB", "max_logical_replication_workers": "0"}
+    # ... and so no logical replication launcher among its processes.
+    assert await _scalar(postgres_dsn, "SELECT count(*) FROM pg_stat_activity"
+                                       " WHERE backend_type = 'logical replication launcher'") == 0
     assert await _scalar(postgres_dsn, "SHOW max_connections") == "300"
     if int(await _scalar(postgres_dsn, "SHOW server_version_num")) >= 180000:
         assert await _scalar(postgres_dsn, "SHOW io_max_concurrency") == "16"
