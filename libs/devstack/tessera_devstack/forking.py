@@ -204,8 +204,11 @@ class ForkServerConnection:
         with self._reply_ready:
             if not self._reply_ready.wait_for(lambda: ident in self._replies or self._eof, timeout):
                 raise ForkServerError(f"the fork server (pid {self.pid}) was not released in {timeout:.0f}s")
-            if self._replies.pop(ident, None) is None:
-                raise ForkServerError(f"the fork server (pid {self.pid}) died while being released")
+            reply = self._replies.pop(ident, None)
+        if reply is None:
+            raise ForkServerError(f"the fork server (pid {self.pid}) died while being released")
+        if "refused" in reply:
+            raise ForkServerError(f"the fork server (pid {self.pid}) was not released: {reply['error']}")
 
     def close(self) -> None:
         try:

@@ -137,6 +137,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._output_lock = threading.Lock()
         self._closed = threading.Event()
+        self._release_wanted = False  # release_fork_server() was called
         self._fork_server: ForkServerConnection | None = None  # the one new forks come from
         # Every fork server started and neither stopped nor mourned yet (one that died may have
         # been replaced by start() before the monitor saw it die).
@@ -238,16 +239,19 @@ class Supervisor:
         still holds by then, see tessera_kit.forkserver); what starts later is exec'd.
         False: there was none to release, or it could not be (said in its log)."""
         with self._lock:
-            server = self._fork_server
-            if server is None or server.process.poll() is not None or server.closed.is_set():
-                return False
-            try:
-                server.release()
-            except ForkServerError as error:
-                self._note(FORK_SERVER, f"not released: {error}")
-                return False
-            self._note(FORK_SERVER, f"released its preload (pid {server.pid}): what starts from now on is exec'd")
-            return True
+            self._release_wanted = True  # a server started again after a death is released too
+            return self._release(self._fork_server)
+
+    def _release(self, server: ForkServerConnection | None) -> bool:
+        if server is None or server.process.poll() is not None or server.closed.is_set():
+            return False
+        try:
+            server.release()
+        except ForkServerError as error:
+            self._note(FORK_SERVER, f"not released: {error}")
+            return False
+        self._note(FORK_SERVER, f"released its preload (pid {server.pid}): what starts from now on is exec'd")
+        return True
 
     def _fork(self, name: str, launch: Launch) -> ForkedProcess | None:
         """Fork `launch` from the fork server; None: exec it instead (said in its log)."""
@@ -389,7 +393,9 @@ class Supervisor:
                 except Exception as error:  # e.g. its port still taken: say so, as a death
                     self._write(self.report_to, f"!! [{m.name}] could not be started again: {error}\n")
                     self._report_death(m)
-            if self._fork_server is None:  # nothing to fork again: a new one waits all the same
+            if self._release_wanted:  # what it forked again now holds what it writes to
+                self._release(self._fork_server)
+            elif self._fork_server is None:  # nothing to fork again: a new one waits all the same
                 try:
                     self._running_fork_server(server.env, server.cwd)
                 except ForkServerError as error:

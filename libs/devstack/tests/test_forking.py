@@ -222,16 +222,16 @@ def test_a_released_fork_server_keeps_its_processes_and_later_ones_are_execd(tmp
         server = supervisor.fork_server_pid
         preloaded_rss = psutil.Process(server).memory_info().rss
 
+        os.killpg(victim.pid, signal.SIGKILL)  # exits while the server execs, or just before
         assert supervisor.release_fork_server()
         # The same process (its children's parent, their PR_SET_PDEATHSIG), without the preload.
         assert supervisor.fork_server_pid == server
         assert psutil.Process(server).memory_info().rss < preloaded_rss / 2
-        assert {p.ppid() for p in map(psutil.Process, (victim.pid, graceful.pid))} == {server}
+        assert psutil.Process(graceful.pid).ppid() == server
         assert "released its preload" in (tmp_path / "logs" / f"{FORK_SERVER}.log").read_text()
         assert supervisor.release_fork_server()  # a second time: nothing more to drop
 
         # It still reports deaths, and a stop ends in the process's own exit code.
-        os.killpg(victim.pid, signal.SIGKILL)
         death = supervisor.wait_for_death(timeout=30)
         assert death is not None and (death.name, death.pid, death.returncode) == ("victim", victim.pid, -9)
         assert supervisor.stop("graceful", timeout=10) == 0
@@ -245,3 +245,25 @@ def test_a_released_fork_server_keeps_its_processes_and_later_ones_are_execd(tmp
         supervisor.close(timeout=5)
     assert _gone(server, timeout=5) and _gone(again.pid, timeout=5)
     assert supervisor.deaths == [death]
+
+
+def test_a_fork_server_started_again_after_a_release_is_released_too(supervisor, probe_dir, tmp_path):
+    first = _start(supervisor, "first", probe_dir)
+    _said(supervisor, "first")
+    assert supervisor.release_fork_server()
+    released = supervisor.fork_server_pid
+    released_rss = psutil.Process(released).memory_info().rss
+
+    os.kill(released, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and supervisor.get("first").pid == first.pid:
+        time.sleep(0.1)
+    said = _said(supervisor, "first")
+    server = supervisor.fork_server_pid
+    assert server not in (None, released) and said["ppid"] == server  # forked again, by a new one
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (tmp_path / "logs" / f"{FORK_SERVER}.log").read_text().count(
+            "released its preload") < 2:
+        time.sleep(0.1)
+    assert (tmp_path / "logs" / f"{FORK_SERVER}.log").read_text().count("released its preload") == 2
+    assert psutil.Process(server).memory_info().rss < 2 * released_rss  # not the preloaded size

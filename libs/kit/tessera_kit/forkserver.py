@@ -103,6 +103,8 @@ STOP_TIMEOUT = 10.0
 TITLE_ROOM = 256
 _PR_SET_PDEATHSIG = 1
 RELEASED = "--released"
+_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_HANDLED = {signal.SIGCHLD, *_STOPS}
 _MAX_MESSAGE = 1 << 20
 
 
@@ -194,8 +196,11 @@ class ForkServer:
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_write, False)
         signal.set_wakeup_fd(self.wake_write, warn_on_full_buffer=False)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in _HANDLED:
             signal.signal(sig, _noticed)  # the wakeup descriptor says which
+        # Blocked by release() across its exec, so none is lost or kills us on the way: what
+        # came meanwhile is delivered now, to the handlers above.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
 
     @property
     def own_fds(self) -> set[int]:
@@ -225,7 +230,7 @@ class ForkServer:
                     received = os.read(self.wake_read, 512)
                 except BlockingIOError:
                     received = b""
-                stop = any(s in received for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+                stop = any(s in received for s in _STOPS)
             self.reap()
             if stop:
                 break
@@ -240,7 +245,8 @@ class ForkServer:
                 if "release" in request:
                     for fd in fds:
                         os.close(fd)
-                    self.release(request["release"])  # returns only if already released
+                    if self.release(request["release"]):  # returns only if it did not exec
+                        break  # a stop signal came first
                     continue
                 job = self.handle(request, fds)
                 if job is not None:
@@ -289,19 +295,32 @@ class ForkServer:
             os.close(pidfd)
         return None
 
-    def release(self, ident) -> None:
+    def release(self, ident) -> bool:
         """Replace this process's image with one without the preload (see the module's
         docstring), keeping the pid, the children and the control socket."""
         if self.released:
             self.send({"released": ident})
-            return
+            return False
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)  # the new image unblocks them
+        try:
+            noticed = os.read(self.wake_read, 512)
+        except BlockingIOError:
+            noticed = b""
+        if any(sig in noticed for sig in _STOPS):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            return True
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        signal.set_wakeup_fd(-1)
-        os.set_inheritable(self.control.fileno(), True)
         state = json.dumps({"release": ident, "children": self.children})
-        os.execv(sys.executable, [sys.executable, "-m", "tessera_kit.forkserver", str(self.control.fileno()),
-                                  "." * TITLE_ROOM, RELEASED, state])
+        try:
+            os.set_inheritable(self.control.fileno(), True)
+            os.execv(sys.executable, [sys.executable, "-m", "tessera_kit.forkserver", str(self.control.fileno()),
+                                      "." * TITLE_ROOM, RELEASED, state])
+        except OSError as error:  # still the preloaded server: keep serving as one
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            self.send({"refused": ident, "error": f"exec failed: {error}"})
+            self.reap()  # what the drained wakeup bytes may have said
+            return False
 
     def leave(self) -> None:
         """In a new child: drop everything of the server's before becoming a service."""
@@ -410,7 +429,7 @@ def main(argv: list[str]) -> None:
         preload()
         server = ForkServer(control)
     else:
-        children = {int(pid): stop_signal for pid, stop_signal in released["children"].items()}
+        children = {int(pid): int(stop_signal) for pid, stop_signal in released["children"].items()}
         server = ForkServer(control, children, released=True)
         server.send({"released": released["release"]})
     job = server.run()
