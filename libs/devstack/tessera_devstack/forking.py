@@ -168,23 +168,10 @@ class ForkServerConnection:
               stop_signal: int, output: int, timeout: float = 30.0) -> ForkedProcess | None:
         """Fork `python -m module args` with `output` as its stdout+stderr. None: the server
         refused (e.g. other interpreter-start variables), so the caller execs it instead."""
-        if self._eof:
-            raise ForkServerError(f"the fork server (pid {self.pid}) is gone")
-        ident = next(self._ids)
-        request = {"spawn": ident, "module": module, "args": list(args), "env": dict(env),
-                   "cwd": str(cwd) if cwd is not None else None, "stop_signal": int(stop_signal)}
-        with self._send_lock:
-            try:
-                socket.send_fds(self.control, [json.dumps(request).encode()], [output])
-            except OSError as error:
-                raise ForkServerError(f"the fork server (pid {self.pid}) is gone: {error}") from None
-        with self._reply_ready:
-            if not self._reply_ready.wait_for(lambda: ident in self._replies or self._eof, timeout):
-                self._abandoned.add(ident)  # a late child is killed, not left running unseen
-                raise ForkServerError(f"the fork server (pid {self.pid}) did not answer in {timeout:.0f}s")
-            reply = self._replies.pop(ident, None)
-        if reply is None:
-            raise ForkServerError(f"the fork server (pid {self.pid}) died while forking {module}")
+        reply = self._ask("spawn", {"module": module, "args": list(args), "env": dict(env),
+                                    "cwd": str(cwd) if cwd is not None else None,
+                                    "stop_signal": int(stop_signal)},
+                          [output], timeout, doing=f"forking {module}")
         if "refused" in reply:
             self.refusal = reply["error"]
             return None
@@ -193,22 +180,32 @@ class ForkServerConnection:
     def release(self, timeout: float = 30.0) -> None:
         """Have the server drop its preload once the stack is started (tessera_kit.forkserver
         says why): its children run on, and later spawns are refused (the caller execs them)."""
+        reply = self._ask("release", {}, [], timeout, doing="being released")
+        if "refused" in reply:
+            raise ForkServerError(f"the fork server (pid {self.pid}) was not released: {reply['error']}")
+
+    def _ask(self, verb: str, fields: dict, fds: list[int], timeout: float, *, doing: str) -> dict:
+        """Send `{verb: id, **fields}` (with `fds`) and wait for the server's reply to that id."""
         if self._eof:
             raise ForkServerError(f"the fork server (pid {self.pid}) is gone")
         ident = next(self._ids)
+        data = json.dumps({verb: ident, **fields}).encode()
         with self._send_lock:
             try:
-                self.control.send(json.dumps({"release": ident}).encode())
+                if fds:
+                    socket.send_fds(self.control, [data], fds)
+                else:
+                    self.control.send(data)
             except OSError as error:
                 raise ForkServerError(f"the fork server (pid {self.pid}) is gone: {error}") from None
         with self._reply_ready:
             if not self._reply_ready.wait_for(lambda: ident in self._replies or self._eof, timeout):
-                raise ForkServerError(f"the fork server (pid {self.pid}) was not released in {timeout:.0f}s")
+                self._abandoned.add(ident)  # a late child is killed, a late reply dropped
+                raise ForkServerError(f"the fork server (pid {self.pid}) did not answer in {timeout:.0f}s")
             reply = self._replies.pop(ident, None)
         if reply is None:
-            raise ForkServerError(f"the fork server (pid {self.pid}) died while being released")
-        if "refused" in reply:
-            raise ForkServerError(f"the fork server (pid {self.pid}) was not released: {reply['error']}")
+            raise ForkServerError(f"the fork server (pid {self.pid}) died while {doing}")
+        return reply
 
     def close(self) -> None:
         try:

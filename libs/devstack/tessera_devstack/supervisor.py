@@ -137,7 +137,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._output_lock = threading.Lock()
         self._closed = threading.Event()
-        self._release_wanted = False  # release_fork_server() was called
+        self._released = False  # release_fork_server() was called: nothing is forked any more
         self._fork_server: ForkServerConnection | None = None  # the one new forks come from
         # Every fork server started and neither stopped nor mourned yet (one that died may have
         # been replaced by start() before the monitor saw it die).
@@ -236,27 +236,29 @@ class Supervisor:
 
     def release_fork_server(self) -> bool:
         """Once everything is started: the fork server drops its preload (~20 MB that only it
-        still holds by then, see tessera_kit.forkserver); what starts later is exec'd.
-        False: there was none to release, or it could not be (said in its log)."""
+        still holds by then, see tessera_kit.forkserver). From now on nothing is forked: what
+        starts later is exec'd, the services a dying server takes along too, and no new
+        server is started. False: there was none to release, or it could not be (its log says)."""
         with self._lock:
-            self._release_wanted = True  # a server started again after a death is released too
-            return self._release(self._fork_server)
-
-    def _release(self, server: ForkServerConnection | None) -> bool:
-        if server is None or server.process.poll() is not None or server.closed.is_set():
-            return False
-        try:
-            server.release()
-        except ForkServerError as error:
-            self._note(FORK_SERVER, f"not released: {error}")
-            return False
-        self._note(FORK_SERVER, f"released its preload (pid {server.pid}): what starts from now on is exec'd")
-        return True
+            self._released = True
+            server = self._fork_server
+            if server is None or server.process.poll() is not None or server.closed.is_set():
+                return False
+            try:
+                server.release()
+            except ForkServerError as error:
+                self._note(FORK_SERVER, f"not released: {error}")
+                return False
+            self._note(FORK_SERVER, f"released its preload (pid {server.pid}): what starts from now on is exec'd")
+            return True
 
     def _fork(self, name: str, launch: Launch) -> ForkedProcess | None:
         """Fork `launch` from the fork server; None: exec it instead (said in its log)."""
         invocation = forking.module_invocation(launch.argv)
         if invocation is None or not forking.supported():
+            return None
+        if self._released:
+            self._note(name, "not forked, exec'd: the fork server was released after start-up")
             return None
         env = dict(os.environ if launch.env is None else launch.env)
         try:
@@ -393,16 +395,18 @@ class Supervisor:
                 except Exception as error:  # e.g. its port still taken: say so, as a death
                     self._write(self.report_to, f"!! [{m.name}] could not be started again: {error}\n")
                     self._report_death(m)
-            if self._release_wanted:  # what it forked again now holds what it writes to
-                self._release(self._fork_server)
-            elif self._fork_server is None:  # nothing to fork again: a new one waits all the same
+            if self._fork_server is None and not self._released:  # nothing forked again: one waits all the same
                 try:
                     self._running_fork_server(server.env, server.cwd)
                 except ForkServerError as error:
                     self._write(self.report_to, f"!! [{FORK_SERVER}] could not be started again: {error}\n")
-        now = self.fork_server_pid
-        self._write(self.report_to, f"!! [{FORK_SERVER}] started again (pid {now}); forked again what "
-                    f"died with it: {', '.join(restarted) or 'nothing'}\n")
+        again = ', '.join(restarted) or 'nothing'
+        if self._released:
+            self._write(self.report_to, f"!! [{FORK_SERVER}] not started again (it was released); "
+                        f"exec'd again what died with it: {again}\n")
+        else:
+            self._write(self.report_to, f"!! [{FORK_SERVER}] started again (pid {self.fork_server_pid}); "
+                        f"forked again what died with it: {again}\n")
 
     def stop(self, name: str, timeout: float = 10.0) -> int | None:
         """Stop `name` on purpose (no crash report); waits for it and its process group."""

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import psutil
@@ -236,34 +237,58 @@ def test_a_released_fork_server_keeps_its_processes_and_later_ones_are_execd(tmp
         assert death is not None and (death.name, death.pid, death.returncode) == ("victim", victim.pid, -9)
         assert supervisor.stop("graceful", timeout=10) == 0
 
-        # What starts now is exec'd, and says why.
+        # What starts now is exec'd, and says why; asked anyway, the server refuses to fork.
         again = _start(supervisor, "victim", probe_dir)
         said = _said(supervisor, "victim")
         assert not again.forked and said["pid"] == again.pid and said["ppid"] == os.getpid()
-        assert "the fork server refused: it was released" in supervisor.logs("victim")
+        assert "not forked, exec'd: the fork server was released" in supervisor.logs("victim")
+        read_end, write_end = os.pipe()
+        try:
+            assert supervisor._fork_server.spawn("probe", [], env=dict(os.environ), cwd=str(probe_dir),
+                                                 stop_signal=signal.SIGTERM, output=write_end) is None
+        finally:
+            os.close(read_end), os.close(write_end)
+        assert "released" in supervisor._fork_server.refusal
     finally:
         supervisor.close(timeout=5)
     assert _gone(server, timeout=5) and _gone(again.pid, timeout=5)
     assert supervisor.deaths == [death]
 
 
-def test_a_fork_server_started_again_after_a_release_is_released_too(supervisor, probe_dir, tmp_path):
+def test_after_a_release_what_a_dying_fork_server_takes_along_is_execd_again(supervisor, probe_dir):
     first = _start(supervisor, "first", probe_dir)
     _said(supervisor, "first")
     assert supervisor.release_fork_server()
     released = supervisor.fork_server_pid
-    released_rss = psutil.Process(released).memory_info().rss
 
     os.kill(released, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and supervisor.get("first").pid == first.pid:
         time.sleep(0.1)
     said = _said(supervisor, "first")
-    server = supervisor.fork_server_pid
-    assert server not in (None, released) and said["ppid"] == server  # forked again, by a new one
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (tmp_path / "logs" / f"{FORK_SERVER}.log").read_text().count(
-            "released its preload") < 2:
-        time.sleep(0.1)
-    assert (tmp_path / "logs" / f"{FORK_SERVER}.log").read_text().count("released its preload") == 2
-    assert psutil.Process(server).memory_info().rss < 2 * released_rss  # not the preloaded size
+    assert said["pid"] == supervisor.get("first").pid != first.pid
+    assert said["ppid"] == os.getpid() and not said["preloaded"]  # exec'd, no new preload
+    assert supervisor.fork_server_pid is None and _gone(first.pid)
+    assert "not started again (it was released); exec'd again what died with it: first" in supervisor.report.getvalue()
+    assert supervisor.deaths == []
+
+
+def test_a_release_the_server_refuses_is_an_error_not_a_hang():
+    ours, theirs = forking.ForkServerConnection.socket_pair()
+
+    def refusing_server():
+        theirs.send(json.dumps({"ready": 1, "modules": 0}).encode())
+        request = json.loads(theirs.recv(1 << 16))
+        theirs.send(json.dumps({"refused": request["release"], "error": "exec failed: no such file"}).encode())
+
+    server = threading.Thread(target=refusing_server)
+    server.start()
+    connection = forking.ForkServerConnection(subprocess.Popen([sys.executable, "-c", "pass"]), ours)
+    try:
+        connection.wait_ready(10)
+        with pytest.raises(forking.ForkServerError, match="was not released: exec failed"):
+            connection.release(timeout=10)
+    finally:
+        server.join(10)
+        theirs.close()
+        connection.close()

@@ -53,7 +53,7 @@ pages it writes to (reference counts, the interpreter's specialised bytecode), s
 the last holder of ~20 MB of pages no one else uses (measured with /proc/<pid>/pagemap: 13 MB
 that all eight services had copied, 7 MB of library pages only the server had touched). The
 server then execs itself without the preload (same pid, so the children keep their parent and
-their PR_SET_PDEATHSIG; ~5 MB), and goes on reaping, reporting and stopping its children.
+their PR_SET_PDEATHSIG; ~8 MB PSS), and goes on reaping, reporting and stopping its children.
 Later spawns are refused: the supervisor execs those services instead.
 """
 
