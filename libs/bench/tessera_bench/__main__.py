@@ -295,14 +295,16 @@ def local_stack():
     from tessera_devstack.identities import service_identities
     from tessera_devstack.nats import NatsAccess, start_nats
     from tessera_devstack.ports import free_ports
-    from tessera_devstack.postgres import create_database, start_postgres
+    from tessera_devstack.postgres import connections_for, create_database, start_postgres
     from tessera_devstack.services import ServiceStack, available_services
     from tessera_devstack.supervisor import Supervisor
 
     root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, root, True)
-        postgres = start_postgres(root / "postgres", log_path=root / "postgres.log", fast_unsafe=True)
+        services = available_services()
+        postgres = start_postgres(root / "postgres", log_path=root / "postgres.log", fast_unsafe=True,
+                                  max_connections=connections_for([s.name for s in services]))
         cleanup.callback(postgres.stop)
         # As `make run`: each service on its own NATS user and PostgreSQL role; the bench's
         # own clients (events, rpc) use the admin.
@@ -310,7 +312,6 @@ def local_stack():
         nats = start_nats(root / "nats", log_path=root / "nats.log", access=access)
         cleanup.callback(nats.stop)
         database = create_database(postgres.dsn, "bench")
-        services = available_services()
         identities = service_identities([s.name for s in services], admin_dsn=database,
                                         nats_access=access, nats_url=nats.url, namespace="bench")
         supervisor = Supervisor(log_dir=root / "logs", echo=False)

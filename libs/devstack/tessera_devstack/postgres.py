@@ -28,7 +28,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from .processes import DirectoryLock, die_with_parent, stop_pid, stop_process, t
 DEFAULT_USER = "tessera"
 DEFAULT_PASSWORD = "tessera"
 OS_USER_WHEN_ROOT = "embedded_postgres"
-# Every service keeps a small pool; e2e runs seven services plus the tests themselves.
+# A test session's server: many stacks' services and the tests themselves on one server.
 MAX_CONNECTIONS = 300
 # Shared memory PostgreSQL sizes by max_connections and touches at start whether used or not
 # (~7 MB PSS of the idle stack at the defaults). Local stacks (tests, `make run`, the bench)
@@ -62,6 +62,28 @@ LOCAL_SETTINGS = {
 # by the backends themselves, as PostgreSQL 17 did, instead of by three I/O worker processes
 # (io_method=worker, ~5 MB PSS); a local stack's data sits in memory.
 LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync"}
+
+# Beside its pool, a service opens a connection to check its schema at start, and identity a
+# small pool for its key rotation; superusers keep PostgreSQL's 3 reserved slots.
+_EXTRA_PER_SERVICE = 3
+_CLIENTS = 20  # psql, the bench's own clients, an operator's tool
+_RESERVED = 3
+
+
+def connections_for(service_names: Iterable[str], *, replicas: int = 1, environ=os.environ) -> int:
+    """max_connections for a local stack of these services (each `replicas` times): every
+    pool of those that use PostgreSQL full at once (TESSERA_DB_POOL_SIZE, as the services read
+    it) and room for clients, at least PostgreSQL's default of 100. Each slot is ~18 KB of
+    shared memory the postmaster touches at start: 300 cost a stack ~3.7 MB PSS that 100 do not."""
+    from tessera_kit.access import service_access
+    from tessera_kit.config import DB_POOL_SIZE
+
+    pooled = sum(service_access(name).uses_database for name in service_names)
+    pool_size = int(environ.get("TESSERA_DB_POOL_SIZE") or DB_POOL_SIZE)
+    needed = pooled * replicas * (pool_size + _EXTRA_PER_SERVICE) + _CLIENTS + _RESERVED
+    return max(100, needed)
+
+
 _BIND_FAILURES = ("could not bind", "Address already in use", "could not create any TCP/IP sockets")
 
 
@@ -338,12 +360,13 @@ def _spawn_server(
     os_user: _OsUser | None,
     log_path: Path,
     fast_unsafe: bool,
+    max_connections: int,
 ) -> subprocess.Popen:
     settings = {
         "listen_addresses": LOCALHOST,
         "port": str(port),
         "unix_socket_directories": "",
-        "max_connections": str(MAX_CONNECTIONS),
+        "max_connections": str(max_connections),
         **LOCAL_SETTINGS,
         **(LOCAL_SETTINGS_18 if binaries_major_version(bin_dir) >= 18 else {}),
     }
@@ -375,12 +398,14 @@ def start_postgres(
     log_path: Path | str | None = None,
     fast_unsafe: bool = False,
     timeout: float = 60.0,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> PostgresServer:
     """Start (initialising if needed) a server on `data_dir`, listening on 127.0.0.1:`port`.
 
     `port=None` picks a free port. A server still running on the same data dir from an earlier,
     dead run is stopped first; a live devstack holding the dir makes this fail (DirectoryInUse).
     `user`/`password` only apply when the cluster is created. `fast_unsafe` turns fsync off (tests).
+    `max_connections`: a test session's default; a single stack asks for `connections_for` it.
     """
     data_dir = Path(data_dir).absolute()
     log_path = Path(log_path).absolute() if log_path else data_dir.with_name(data_dir.name + ".log")
@@ -396,7 +421,8 @@ def start_postgres(
         for attempt in range(attempts):
             chosen_port = port if port is not None else free_port()
             log_start = log_path.stat().st_size if log_path.exists() else 0
-            process = _spawn_server(bin_dir, data_dir, chosen_port, os_user, log_path, fast_unsafe)
+            process = _spawn_server(bin_dir, data_dir, chosen_port, os_user, log_path, fast_unsafe,
+                                    max_connections)
             try:
                 _wait_until_ready(process, data_dir, chosen_port, log_path, timeout)
             except PostgresError as error:

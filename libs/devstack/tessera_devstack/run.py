@@ -44,7 +44,7 @@ from tessera_kit.access import nats_user
 
 from .nats import NatsAccess, NatsError, start_nats
 from .ports import free_ports, port_is_free
-from .postgres import PostgresError, create_database, start_postgres
+from .postgres import PostgresError, connections_for, create_database, start_postgres
 from .processes import DirectoryInUse
 from .services import ADMIN_GATEWAY, ADMIN_GATEWAY_SPEC, GATEWAY, ServiceSpec, ServiceStack, ServiceStartError, available_services
 from .supervisor import Supervisor
@@ -164,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"starting PostgreSQL (data {state_dir / 'postgres'}, "
                 f"log {log_dir / 'postgres.log'})"
             )
-            postgres = start_postgres(state_dir / "postgres", log_path=log_dir / "postgres.log")
+            postgres = start_postgres(
+                state_dir / "postgres", log_path=log_dir / "postgres.log",
+                max_connections=connections_for([s.name for s in services], replicas=args.replicas),
+            )
             cleanup.callback(postgres.stop)
             database_url = create_database(postgres.dsn, DATABASE_NAME)
             _say(f"PostgreSQL ready: {database_url}")

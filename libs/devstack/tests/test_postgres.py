@@ -2,6 +2,7 @@ import asyncpg
 import pytest
 from tessera_devstack.postgres import (
     LOCAL_SETTINGS,
+    connections_for,
     create_database,
     database_dsn,
     drop_database,
@@ -83,3 +84,22 @@ async def test_the_local_server_runs_with_the_smaller_shared_memory_settings(pos
     if int(await _scalar(postgres_dsn, "SHOW server_version_num")) >= 180000:
         assert await _scalar(postgres_dsn, "SHOW io_max_concurrency") == "16"
         assert await _scalar(postgres_dsn, "SHOW io_method") == "sync"
+
+
+STACK = ["identity", "rbac", "connectors", "experience", "audit-log", "webhook-dispatcher", "gateway"]
+
+
+def test_a_stacks_server_has_room_for_every_pool_full_and_no_more():
+    # Six services hold a pool (the gateway none): 10 each, 3 beside it, 23 for clients.
+    assert connections_for(STACK, environ={}) == 6 * 13 + 23 == 101
+    assert connections_for(STACK, replicas=2, environ={}) == 2 * 6 * 13 + 23
+    assert connections_for(STACK, environ={"TESSERA_DB_POOL_SIZE": "30"}) == 6 * 33 + 23
+    assert connections_for(["gateway"], environ={}) == 100  # never below PostgreSQL's default
+
+
+async def test_a_server_starts_with_the_connections_it_is_given(tmp_path):
+    server = start_postgres(tmp_path / "pg", fast_unsafe=True, max_connections=101)
+    try:
+        assert await _scalar(server.dsn, "SHOW max_connections") == "101"
+    finally:
+        server.stop()

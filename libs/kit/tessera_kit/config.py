@@ -62,6 +62,7 @@ def _without_password(url: str) -> str:
 
 
 DB_IDLE_SECONDS = 300.0
+DB_POOL_SIZE = 10
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name):
@@ -80,7 +81,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True, rename=env_name
     admin_endpoint: str = ""
     # Any further tenants, `id=<endpoint>,id=<endpoint>` (each with a gateway listening there).
     tenant_endpoints: str = ""
-    db_pool_size: int = 10
+    db_pool_size: int = DB_POOL_SIZE
     # A pooled connection unused this long is closed (asyncpg's max_inactive_connection_lifetime):
     # each is a PostgreSQL backend of a few MB; a long-idle service keeps only the one its outbox
     # relay holds. Not shorter by default: opening one costs ~4 ms, and with 30 s Logto's suite
