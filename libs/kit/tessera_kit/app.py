@@ -31,7 +31,7 @@ from tessera_kit.bus import Bus
 from tessera_kit.config import ServiceSettings, load_settings
 from tessera_kit.access import ACCESS
 from tessera_kit.consumer import EventConsumer, Subscription
-from tessera_kit.db import create_pool, migrate
+from tessera_kit.db import brief_connection, create_pool, migrate
 from tessera_kit.http import (
     EXCEPTION_HANDLERS,
     answer_after_the_body,
@@ -45,6 +45,7 @@ from tessera_kit.openapi_docs import document_operations
 from tessera_kit.text_guard import text_guard_middleware
 from tessera_kit.logging import configure_logging, get_logger
 from tessera_kit.outbox import Outbox, OutboxRelay
+from tessera_kit.periodic import Periodic
 
 log = get_logger(__name__)
 POOL_CLOSE_SECONDS = 10.0
@@ -71,6 +72,16 @@ class ServiceContext:
         entry = ACCESS.get(self.name)
         self.may_call = frozenset(entry.calls) if entry is not None and entry.uses_nats else None
 
+    def upkeep(self, name: str, every_seconds: float, job: Callable[[asyncpg.Connection], Awaitable[object]],
+               *, at_start: bool = True) -> Periodic:
+        """A timed job (tessera_kit.periodic) run by the replica whose relay leads, each run on a
+        connection of its own closed after it (`brief_connection`): one every minute or more
+        costs a connect, while a pooled one would be kept alive at rest. Call `start()` on it."""
+        async def run() -> None:
+            async with brief_connection(self.settings.database_url, self.outbox.schema) as conn:
+                await job(conn)
+        return Periodic(name, every_seconds, run, at_start=at_start, leader=self.relay)
+
     async def call(self, operation, request, *, timeout: float = 3.0):
         if self.may_call is not None and operation not in self.may_call:
             # NATS would refuse the request, which looks like a responder that never answers
@@ -92,6 +103,8 @@ class ServiceContext:
     async def is_ready(self) -> bool:
         if not (self.migrated and self.bus.connected):
             return False
+        if self.relay is not None and self.relay.answered_lately():
+            return True  # its session answered just now: no pooled connection needed for the check
         try:
             async with self.pool.acquire(timeout=1.0) as conn:
                 await conn.fetchval("SELECT 1")
@@ -214,6 +227,7 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
             await bus.ensure_stream(spec.publishes, owner=True)
             ctx.relay = OutboxRelay(pool, bus, outbox)
             ctx.relay.start()
+            await ctx.relay.first_answer(timeout=2.0)
 
         async def answer_ping(_: Ping) -> Pong:
             return Pong(service=spec.name, ready=await ctx.is_ready())

@@ -257,7 +257,8 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._stopping = False
         self.is_leader = False  # holds the advisory lock
-        self._confirmed_at = 0.0  # when the lock's connection last answered a query (loop time)
+        self._confirmed_at = 0.0  # when its connection last answered a query (loop time), 0: failed
+        self._answered = asyncio.Event()  # its connection has answered once
         self._unmarked: list[int] = []  # published, to be marked with the next SELECT
         # The channels LISTENed on the relay's connection: its own, then the service's others.
         self._listeners: list[tuple[str, Callable[..., None]]] = [(outbox.channel, self._on_notify)]
@@ -295,6 +296,7 @@ class OutboxRelay:
                     try:
                         await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                            self._confirm()
                             # Another replica leads: try again in a while, or at once for
                             # stop() or a new listen() (a wake during the query is kept).
                             await self._sleep(self.poll_interval)
@@ -311,11 +313,22 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._confirmed_at = 0.0  # not answering: neither leads nor vouches for the database
                 log.warning("outbox relay restarting", error=str(exc))
                 await self._sleep(self.poll_interval)
 
     def _confirm(self) -> None:
         self._confirmed_at = asyncio.get_running_loop().time()
+        self._answered.set()
+
+    async def first_answer(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) for its connection's first answer: readiness, asked as soon
+        as the service starts, then needs no pooled connection either. False: none yet."""
+        try:
+            await asyncio.wait_for(self._answered.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def leads(self) -> bool:
         """Holds the lock, as its connection confirmed lately: the leader queries at least every
@@ -327,6 +340,13 @@ class OutboxRelay:
             return False
         return (asyncio.get_running_loop().time() - self._confirmed_at
                 < 3 * self.poll_interval + PUBLISH_TIMEOUT_SECONDS + 2.0)
+
+    def answered_lately(self) -> bool:
+        """Its connection answered a query within about two rounds (the leader's and a standby's
+        loops each query every `poll_interval`), and none has failed since: the database is
+        there for this service. Readiness asks this first, so a probe needs no pooled connection
+        of its own (a PostgreSQL backend, ~2 MB, kept by every probed service at rest)."""
+        return asyncio.get_running_loop().time() - self._confirmed_at < 2 * self.poll_interval + 1.0
 
     async def _let_go(self, conn: asyncpg.Connection) -> None:
         """Unlock and unlisten before the connection goes back to the pool (pooled connections

@@ -4,6 +4,9 @@ service, surviving failures (the database may be away a while).
     purge = Periodic("lockout-purge", 600, lambda: lockout.purge_expired(ctx.pool), leader=ctx.relay)
     purge.start()  ...  await purge.stop()
 
+A service's own purges go through `ServiceContext.upkeep`, which builds this with its relay as
+the leader and runs each job on a connection of its own, closed after (tessera_kit.db.brief_connection).
+
 With `leader` (the service's outbox relay), one replica at a time runs the job: the one whose
 relay leads. The relay holds its advisory lock on the connection every replica keeps for it
 anyway, so the jobs need no connection of their own (each was a PostgreSQL backend, ~2 MB, per

@@ -1,5 +1,6 @@
 """The app factory: a tiny service built with the kit, on real PostgreSQL and NATS."""
 
+import asyncio
 import json
 import time
 
@@ -73,6 +74,50 @@ async def test_ready_once_database_migrations_and_nats_are(client):
     await ctx.bus.nc.close()  # NATS gone: no longer ready
     assert (await client.get("/health/ready")).status_code == 503
     assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_ready_from_the_relays_session_without_a_connection_of_the_pool(client):
+    ctx: ServiceContext = client.app.state.ctx
+    assert ctx.relay.answered_lately()  # the start waited for its first answer
+    # Every connection the pool may open is taken (the relay holds one): a probe that needed one
+    # would wait out its second and say 503.
+    held = [await ctx.pool.acquire() for _ in range(ctx.settings.db_pool_size - 1)]
+    try:
+        assert (await client.get("/health/ready")).status_code == 200
+        ctx.relay.answered_lately = lambda: False  # as after a failed query: the pool is asked, and has none
+        assert (await client.get("/health/ready")).status_code == 503
+        del ctx.relay.answered_lately
+    finally:
+        for conn in held:
+            await ctx.pool.release(conn)
+    assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_upkeep_runs_each_time_on_a_connection_of_its_own_closed_after(client):
+    ctx: ServiceContext = client.app.state.ctx
+    runs: list[tuple[int, int, object]] = []
+
+    async def job(conn) -> None:
+        # Set up as the pool's: the service's schema first, JSON decoded.
+        runs.append((await conn.fetchval("SELECT pg_backend_pid()"),
+                     await conn.fetchval("SELECT count(*) FROM schema_migrations"),
+                     await conn.fetchval("""SELECT '{"a": 1}'::jsonb""")))
+
+    upkeep = ctx.upkeep("test-upkeep", 0.05, job)
+    upkeep.start()
+    try:
+        for _ in range(200):
+            if len(runs) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await upkeep.stop()
+    assert len(runs) >= 2
+    (first, migrations, document), (second, _, _) = runs[:2]
+    assert first != second and migrations >= 1 and document == {"a": 1}
+    # Both sessions are over: no backend stays behind at rest.
+    assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+                                   [pid for pid, _, _ in runs]) == 0
 
 
 async def test_validation_error_shape_and_unknown_keys_dropped(client):

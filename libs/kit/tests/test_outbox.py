@@ -176,10 +176,39 @@ async def test_one_relay_leads_per_schema(pool, bus, unique):
     first, second = OutboxRelay(pool, bus, outbox), OutboxRelay(pool, bus, outbox)
     first.start()
     second.start()
-    await asyncio.sleep(0.5)
-    assert [first.is_leader, second.is_leader].count(True) == 1
-    await first.stop()
-    await second.stop()
+    try:
+        await asyncio.sleep(0.5)
+        assert [first.is_leader, second.is_leader].count(True) == 1
+        # Leading or standing by, each one's connection answers (readiness asks this).
+        assert first.answered_lately() and second.answered_lately()
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(pool, bus, unique, database_url):
+    relay = OutboxRelay(pool, bus, Outbox(unique), poll_interval=30.0)  # no retry within the test
+    relay.start()
+    try:
+        await wait_until(lambda: _true(relay.is_leader))
+        assert relay.answered_lately()
+        admin = await asyncpg.connect(database_url)
+        try:
+            assert await admin.fetchval(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())")
+        finally:
+            await admin.close()
+        relay._wake.set()  # its next query, on the dead connection
+        await wait_until(lambda: _true(not relay.is_leader))
+        # It answered a second ago, but its last query failed: readiness must ask the pool.
+        assert not relay.answered_lately()
+    finally:
+        await relay.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_envelope_carries_request_id_and_actor(pool, bus, unique):

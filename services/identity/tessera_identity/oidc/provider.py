@@ -116,8 +116,7 @@ class Provider:
         # a reconnect nothing cached can be trusted (without this, only the TTLs would end it).
         bus.reconnect_listeners.append(self._forget_cached)
         if self.purges:
-            self._purge = Periodic("oidc-purge", PURGE_EVERY_SECONDS,
-                                   lambda: store.purge_expired(self.pool), at_start=False, leader=self.ctx.relay)
+            self._purge = self.ctx.upkeep("oidc-purge", PURGE_EVERY_SECONDS, store.purge_expired, at_start=False)
             self._purge.start()
 
     def background(self, work, name: str) -> None:

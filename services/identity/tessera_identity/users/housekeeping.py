@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from tessera_identity.users import lockout
 from tessera_kit.app import ServiceContext
-from tessera_kit.periodic import Periodic
 
 PURGE_EVERY_SECONDS = 600.0
 _JOB = "identity-lockout-purge"
 
 
 async def start(ctx: ServiceContext) -> None:
-    job = ctx.extras[_JOB] = Periodic(_JOB, PURGE_EVERY_SECONDS, lambda: lockout.purge_expired(ctx.pool),
-                                     leader=ctx.relay)
+    job = ctx.extras[_JOB] = ctx.upkeep(_JOB, PURGE_EVERY_SECONDS, lockout.purge_expired)
     job.start()
 
 
