@@ -63,8 +63,8 @@ LOCAL_SETTINGS = {
 # (io_method=worker, ~5 MB PSS); a local stack's data sits in memory.
 LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync"}
 
-# Beside its pool, a service opens a connection to check its schema at start, and identity a
-# small pool for its key rotation; superusers keep PostgreSQL's 3 reserved slots.
+# Beside its pool, a service opens a connection to check its schema at start and one for each
+# run of its timed upkeep (ServiceContext.brief_connection); superusers keep 3 reserved slots.
 _EXTRA_PER_SERVICE = 3
 _CLIENTS = 20  # psql, the bench's own clients, an operator's tool
 _RESERVED = 3

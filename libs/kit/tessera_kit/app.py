@@ -12,7 +12,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, AsyncContextManager, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 import msgspec
@@ -78,9 +78,14 @@ class ServiceContext:
         connection of its own closed after it (`brief_connection`): one every minute or more
         costs a connect, while a pooled one would be kept alive at rest. Call `start()` on it."""
         async def run() -> None:
-            async with brief_connection(self.settings.database_url, self.outbox.schema) as conn:
+            async with self.brief_connection() as conn:
                 await job(conn)
         return Periodic(name, every_seconds, run, at_start=at_start, leader=self.relay)
+
+    def brief_connection(self) -> AsyncContextManager[asyncpg.Connection]:
+        """A connection of the service's own, set up as the pool's, closed after the block: for
+        work done every half minute or more, which would keep a pooled one open at rest."""
+        return brief_connection(self.settings.database_url, self.outbox.schema)
 
     async def call(self, operation, request, *, timeout: float = 3.0):
         if self.may_call is not None and operation not in self.may_call:

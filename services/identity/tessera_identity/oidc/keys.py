@@ -20,7 +20,8 @@ import functools
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncContextManager, AsyncIterator, Callable
 
 import asyncpg
 import msgspec
@@ -36,6 +37,19 @@ from tessera_kit.logging import get_logger
 from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
+
+Database = asyncpg.Pool | asyncpg.Connection
+
+
+@asynccontextmanager
+async def _transaction(db: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on a connection of the pool, or on the connection given."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
 
 _CURVES = {"ES384": "P-384", "ES256": "P-256"}
 SUPPORTED_ALGS = ("ES384", "ES256", "RS256")
@@ -99,10 +113,10 @@ class KeyRing:
         log.info("oidc signing key created", kid=kid, alg=alg, status=status)
         return kid
 
-    async def ensure(self, pool: asyncpg.Pool) -> None:
+    async def ensure(self, db: Database) -> None:
         """First start: a current key now. A configured algorithm that differs from the
         current key's: stage a key of the new algorithm (promoted after propagation)."""
-        async with pool.acquire() as conn, conn.transaction():
+        async with _transaction(db) as conn:
             # Replicas starting together must not both create the first key.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('oidc-keys:' || $1))", self.tenant_id)
             rows = await conn.fetch(
@@ -117,18 +131,18 @@ class KeyRing:
                 log.warning("oidc signing algorithm changed: staging a new key",
                             current=current["alg"], configured=self.alg)
                 await self._insert(conn, self.alg, "next")
-        await self.promote_due(pool)
-        await self.reload(pool)
+        await self.promote_due(db)
+        await self.reload(db)
 
-    async def stage(self, pool: asyncpg.Pool, alg: str | None = None) -> str:
+    async def stage(self, db: Database, alg: str | None = None) -> str:
         """Start a rotation: a new key, published now, signing after propagation."""
-        async with pool.acquire() as conn, conn.transaction():
+        async with _transaction(db) as conn:
             return await self._insert(conn, alg or self.alg, "next")
 
-    async def promote_due(self, pool: asyncpg.Pool, *, now_offset: float = 0.0) -> bool:
+    async def promote_due(self, db: Database, *, now_offset: float = 0.0) -> bool:
         """Promote the oldest staged key published long enough; retire the current one.
         `now_offset` lets tests and the CLI's `--now` skip the wait."""
-        async with pool.acquire() as conn, conn.transaction():
+        async with _transaction(db) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('oidc-keys:' || $1))", self.tenant_id)
             staged = await conn.fetchrow(
                 "SELECT kid FROM oidc_signing_keys WHERE tenant_id = $1 AND status = 'next'"
@@ -155,8 +169,8 @@ class KeyRing:
             log.info("oidc signing key promoted", kid=staged["kid"])
             return True
 
-    async def reload(self, pool: asyncpg.Pool) -> None:
-        rows = await pool.fetch(
+    async def reload(self, db: Database) -> None:
+        rows = await db.fetch(
             "SELECT kid, alg, status, public_jwk, private_key_encrypted, kek_id FROM oidc_signing_keys"
             " WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > now())"
             " ORDER BY CASE status WHEN 'current' THEN 0 WHEN 'next' THEN 1 ELSE 2 END, created_at DESC",
@@ -196,13 +210,16 @@ class KeyRing:
 
     # ------------------------------------------------------------ background
 
-    def start(self, pool: asyncpg.Pool, every: float) -> None:
+    def start(self, connect: Callable[[], AsyncContextManager[asyncpg.Connection]], every: float) -> None:
+        """Every `every` seconds, on a connection `connect()` opens for the round (a brief one:
+        a pooled connection used every 30 s would never close at rest)."""
         async def loop() -> None:
             while True:
                 await asyncio.sleep(every)
                 try:
-                    await self.promote_due(pool)
-                    await self.reload(pool)
+                    async with connect() as conn:
+                        await self.promote_due(conn)
+                        await self.reload(conn)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # keep signing with what we have

@@ -100,8 +100,10 @@ class Provider:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        await self.keys.ensure(self.pool)
-        self.keys.start(self.pool, self.settings.oidc_key_refresh_seconds)
+        # Key upkeep on connections of its own, as the timed purges: none kept open at rest.
+        async with self.ctx.brief_connection() as conn:
+            await self.keys.ensure(conn)
+        self.keys.start(self.ctx.brief_connection, self.settings.oidc_key_refresh_seconds)
         # Every algorithm a published key signs with (a staged key of a new algorithm included).
         algs = sorted({self.keys.signing_alg, self.settings.oidc_signing_alg, *self.keys.published_algs.values()})
         self.discovery_json = msgspec.json.encode(discovery_document(self.issuer, algs))
