@@ -56,12 +56,16 @@ LOCAL_SETTINGS = {
     # No logical replication here: without workers PostgreSQL starts no launcher process for
     # them (~1 MB PSS); the default is 4.
     "max_logical_replication_workers": "0",
+    # Nor physical replication: no WAL sender or replication slot (defaults 10 each).
+    "max_wal_senders": "0",
+    "max_replication_slots": "0",
 }
 # PostgreSQL 18's asynchronous I/O, unknown to the older servers a Debian fallback may run:
 # reads in flight per backend (default: up to 64, sized from shared_buffers), and the I/O done
 # by the backends themselves, as PostgreSQL 17 did, instead of by three I/O worker processes
 # (io_method=worker, ~5 MB PSS); a local stack's data sits in memory.
-LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync"}
+# Autovacuum's worker slots, sized at start (default 16): as many as it may run (3).
+LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync", "autovacuum_worker_slots": "3"}
 
 # Beside its pool, a service opens a connection to check its schema at start and one for each
 # run of its timed upkeep (ServiceContext.brief_connection); superusers keep 3 reserved slots.

@@ -76,7 +76,8 @@ async def test_the_local_server_runs_with_the_smaller_shared_memory_settings(pos
     """Sized for local stacks (idle memory), not PostgreSQL's defaults."""
     shown = {name: await _scalar(postgres_dsn, f"SHOW {name}") for name in LOCAL_SETTINGS}
     assert shown == {"max_locks_per_transaction": "32", "max_pred_locks_per_transaction": "16",
-                     "wal_buffers": "2MB", "max_logical_replication_workers": "0"}
+                     "wal_buffers": "2MB", "max_logical_replication_workers": "0",
+                     "max_wal_senders": "0", "max_replication_slots": "0"}
     # ... and so no logical replication launcher among its processes.
     assert await _scalar(postgres_dsn, "SELECT count(*) FROM pg_stat_activity"
                                        " WHERE backend_type = 'logical replication launcher'") == 0
@@ -84,6 +85,7 @@ async def test_the_local_server_runs_with_the_smaller_shared_memory_settings(pos
     if int(await _scalar(postgres_dsn, "SHOW server_version_num")) >= 180000:
         assert await _scalar(postgres_dsn, "SHOW io_max_concurrency") == "16"
         assert await _scalar(postgres_dsn, "SHOW io_method") == "sync"
+        assert await _scalar(postgres_dsn, "SHOW autovacuum_worker_slots") == "3"
 
 
 STACK = ["identity", "rbac", "connectors", "experience", "audit-log", "webhook-dispatcher", "gateway"]
