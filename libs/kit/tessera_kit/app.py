@@ -230,9 +230,11 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
         ctx.migrated = True
         if spec.publishes is not None:
             await bus.ensure_stream(spec.publishes, owner=True)
+            # Made now (start-up hooks give it their LISTENs and timed jobs), started after them:
+            # until then the hooks' work and the consumers' first batches share the connection it
+            # would hold for good, so a service at rest keeps one backend fewer (their events
+            # wait in the outbox meanwhile).
             ctx.relay = OutboxRelay(pool, bus, outbox)
-            ctx.relay.start()
-            await ctx.relay.first_answer(timeout=2.0)
 
         async def answer_ping(_: Ping) -> Pong:
             return Pong(service=spec.name, ready=await ctx.is_ready())
@@ -246,6 +248,9 @@ async def start_context(spec: ServiceSpec) -> ServiceContext:
                 ctx.consumers.append(consumer)
         for hook in spec.on_startup:
             await hook(ctx)
+        if ctx.relay is not None:
+            ctx.relay.start()
+            await ctx.relay.first_answer(timeout=2.0)
         # Last: a replica joins its rpc queue groups only once what the handlers use is started
         # (identity's provider, rate limits), or the replica starting beside a running one
         # would be handed requests it cannot answer yet.

@@ -93,6 +93,31 @@ async def test_ready_from_the_relays_session_without_a_connection_of_the_pool(cl
     assert (await client.get("/health/ready")).status_code == 200
 
 
+async def test_start_up_hooks_and_the_relay_share_one_connection(database_url, nats_url, unique):
+    """The relay starts after the hooks: their work goes through the connection it then holds,
+    so the service at rest has one backend, and what they emitted is published once it starts."""
+    async def seed(ctx: ServiceContext) -> None:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await ctx.outbox.emit(conn, UserCreated(user=UserSnapshot(id="seeded")))
+
+    spec = ServiceSpec(name=f"svc-{unique}", route_handlers=[], publishes=STREAMS["identity"], on_startup=[seed],
+                       settings=ServiceSettings(database_url=database_url, nats_url=nats_url, namespace=unique,
+                                                internal_key=INTERNAL_KEY))
+    ctx = await start_context(spec)
+    try:
+        assert ctx.relay.answered_lately()
+        assert ctx.pool.get_size() == 1
+        for _ in range(100):
+            if not await ctx.relay.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+                break
+            await asyncio.sleep(0.05)
+        name = ctx.bus.stream_name(STREAMS["identity"].name)
+        raw = await ctx.bus.js.get_msg(name, (await ctx.bus.js.stream_info(name)).state.last_seq)
+        assert msgspec.json.decode(decode_envelope(raw.data).data)["user"]["id"] == "seeded"
+    finally:
+        await stop_context(spec, ctx)
+
+
 async def test_upkeep_runs_each_time_on_a_connection_of_its_own_closed_after(client):
     ctx: ServiceContext = client.app.state.ctx
     runs: list[tuple[int, int, object]] = []
