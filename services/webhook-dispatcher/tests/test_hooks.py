@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tessera_events.webhooks import HookCreated  # noqa: F401  (catalogue import)
@@ -162,3 +164,21 @@ async def test_recent_logs_of_unknown_hook_is_empty(dispatcher):
     response = await dispatcher.client.get("/api/hooks/nope/recent-logs")
     assert response.status_code == 200 and response.json() == []
     assert response.headers["total-number"] == "0"
+
+
+async def test_the_http_client_is_loaded_only_once_there_is_a_hook(dispatcher, receiver):
+    """A dispatcher without hooks never imports aiohttp (~7 MB); creating one answers once it is."""
+    from tessera_kit.testing import started
+    from tessera_webhook_dispatcher.main import build_spec
+
+    sender = dispatcher.scheduler.sender
+    await asyncio.sleep(0.5)  # the scheduler has started and looked for hooks: none
+    assert sender._imported is None
+    await dispatcher.create_hook(receiver.url)
+    assert sender._imported is not None and sender._imported.done() and not sender._imported.exception()
+    # A replica starting where a hook exists loads it at once.
+    second_spec = build_spec(dispatcher.settings, clock=dispatcher.clock, name=dispatcher.ctx.name)
+    async with started(second_spec) as (_, second):
+        async def loading() -> bool:
+            return second.extras["scheduler"].sender._imported is not None
+        await dispatcher.until(loading)

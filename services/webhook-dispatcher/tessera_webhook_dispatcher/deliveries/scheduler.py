@@ -26,6 +26,7 @@ from tessera_webhook_dispatcher.deliveries import store
 from tessera_webhook_dispatcher.deliveries.domain import request_headers
 from tessera_webhook_dispatcher.deliveries.recorder import Recorder
 from tessera_webhook_dispatcher.deliveries.sender import Sender
+from tessera_webhook_dispatcher.hooks import store as hook_store
 from tessera_webhook_dispatcher.settings import DispatcherSettings
 
 log = get_logger(__name__)
@@ -73,7 +74,12 @@ class Scheduler:
         # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
         # else every webhooks_poll_seconds (retries come due, a NOTIFY missed while reconnecting).
         self.relay.listen(self.channel, self._on_notify)
-        self.sender.warm()
+        try:
+            async with self.pool.acquire() as conn:
+                if await hook_store.any_hook(conn):
+                    self.sender.warm()  # else at the first hook's creation (see sender.py)
+        except Exception as exc:  # the first delivery imports it then
+            log.warning("webhook scheduler: could not look for hooks", error=str(exc))
         while not self._stopping:
             self._wake.clear()
             try:

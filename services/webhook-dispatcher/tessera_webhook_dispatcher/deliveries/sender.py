@@ -7,12 +7,15 @@ connection resolves through `_CheckedResolver`, which checks every address it re
 only checked peers are ever connected to; a kept-alive connection is reused only with the
 peer it was opened to.
 
-aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported in a thread when the scheduler
-starts, not by the service's first import: on the event loop its ~0.2 s of CPU held every
-event and answer of the service (the bench's webhook p99 went from ~20 to ~200 ms when the
-first delivery imported it there), and imported only once a hook exists, the first delivery
-after the first hook came too late for Logto's own suite (hook.stats reads the log right after
-the sign-in that fires it). tessera_kit.serve.import_declared says why it goes through there.
+aiohttp (with yarl, attrs and ~80 modules, ~7 MB) is imported in a thread, not by the service's
+first import: on the event loop its ~0.2 s of CPU held every event and answer of the service
+(the bench's webhook p99 went from ~20 to ~200 ms when the first delivery imported it there).
+And only once there is a hook to send to (a dispatcher without hooks never loads it): when the
+scheduler starts if a hook exists, and in the request that creates one, which answers only once
+it is imported (`ready`), so the first delivery is not late: Logto's own suite reads hook.stats
+right after the sign-in that fires a hook it has just created. A replica that saw no hook at
+start and created none imports it with its first delivery. tessera_kit.serve.import_declared
+says why it goes through there.
 """
 
 from __future__ import annotations
@@ -111,6 +114,10 @@ class Sender:
     async def _aiohttp(self):
         self.warm()
         return await asyncio.shield(self._imported)
+
+    async def ready(self) -> None:
+        """Return once aiohttp is imported (in a thread, the first time)."""
+        await self._aiohttp()
 
     def _client(self, aiohttp) -> aiohttp.ClientSession:
         # Made on first use, inside the running loop (aiohttp binds a session to it).

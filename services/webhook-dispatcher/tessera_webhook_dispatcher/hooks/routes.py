@@ -16,6 +16,7 @@ from tessera_kit.app import Ctx, ServiceContext
 from tessera_kit.errors import RequestError, not_found as not_exists_with_id
 from tessera_kit.http import paginated
 from tessera_kit.ids import new_id
+from tessera_kit.logging import get_logger
 from tessera_kit.pagination import parse_page
 from tessera_kit.context import current_tenant
 from tessera_webhook_dispatcher.deliveries import store as deliveries
@@ -35,6 +36,8 @@ from tessera_webhook_dispatcher.ssrf import check_url
 
 TAGS = ["Hooks"]
 DAY = dt.timedelta(days=1)
+
+log = get_logger(__name__)
 
 
 def _now(ctx: ServiceContext) -> dt.datetime:
@@ -86,6 +89,12 @@ async def create_hook(data: JSONBody[CreateHook], ctx: Ctx) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
         hook = await store.insert_hook(conn, current_tenant(), fields)
         await _announce(ctx, conn, HookCreated(hook=_snapshot(hook)), hook["id"])
+    # Its HTTP client is loaded before the answer, so the first delivery is not late (sender.py);
+    # the hook is created either way (a failed import is tried again by the first delivery).
+    try:
+        await ctx.extras["scheduler"].sender.ready()
+    except Exception as exc:
+        log.warning("webhook client not loaded yet", error=repr(exc))
     return hook
 
 

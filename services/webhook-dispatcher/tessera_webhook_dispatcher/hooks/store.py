@@ -19,6 +19,11 @@ COLUMNS = {"name": "name", "event": "event", "events": "events", "config": "conf
 
 
 
+async def any_hook(conn: asyncpg.Connection) -> bool:
+    """Whether any tenant has a hook (the dispatcher then needs its HTTP client)."""
+    return await conn.fetchval("SELECT EXISTS (SELECT FROM hooks)")
+
+
 async def insert_hook(conn: asyncpg.Connection, tenant_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     row = await conn.fetchrow(
         "INSERT INTO hooks (tenant_id, id, name, event, events, config, signing_key, enabled, created_at)"
