@@ -92,16 +92,16 @@ STACK = ["identity", "rbac", "connectors", "experience", "audit-log", "webhook-d
 
 
 def test_a_stacks_server_has_room_for_every_pool_full_and_no_more():
-    # Six services hold a pool (the gateway none): 10 each, 3 beside it, 23 for clients.
-    assert connections_for(STACK, environ={}) == 6 * 13 + 23 == 101
-    assert connections_for(STACK, replicas=2, environ={}) == 2 * 6 * 13 + 23
-    assert connections_for(STACK, environ={"TESSERA_DB_POOL_SIZE": "30"}) == 6 * 33 + 23
+    # Six services hold a pool (the gateway none): 10 each, 6 beside it, 23 for clients.
+    assert connections_for(STACK, environ={}) == 6 * 16 + 23 == 119
+    assert connections_for(STACK, replicas=2, environ={}) == 2 * 6 * 16 + 23
+    assert connections_for(STACK, environ={"TESSERA_DB_POOL_SIZE": "30"}) == 6 * 36 + 23
     assert connections_for(["gateway"], environ={}) == 100  # never below PostgreSQL's default
 
 
 async def test_a_server_starts_with_the_connections_it_is_given(tmp_path):
-    server = start_postgres(tmp_path / "pg", fast_unsafe=True, max_connections=101)
+    server = start_postgres(tmp_path / "pg", fast_unsafe=True, max_connections=119)
     try:
-        assert await _scalar(server.dsn, "SHOW max_connections") == "101"
+        assert await _scalar(server.dsn, "SHOW max_connections") == "119"
     finally:
         server.stop()

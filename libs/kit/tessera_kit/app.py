@@ -108,8 +108,12 @@ class ServiceContext:
     async def is_ready(self) -> bool:
         if not (self.migrated and self.bus.connected):
             return False
-        if self.relay is not None and self.relay.answered_lately():
-            return True  # its session answered just now: no pooled connection needed for the check
+        pool = self.pool
+        if (self.relay is not None and self.relay.answered_lately()
+                and (pool.get_idle_size() > 0 or pool.get_size() < pool.get_max_size())):
+            # Its session answered just now and the pool has room: no connection opened for
+            # the check. A full pool is asked as before (503 if none comes free within 1 s).
+            return True
         try:
             async with self.pool.acquire(timeout=1.0) as conn:
                 await conn.fetchval("SELECT 1")

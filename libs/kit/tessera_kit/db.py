@@ -71,11 +71,16 @@ async def brief_connection(dsn: str, schema: str, *, timeout: float = 10.0) -> A
         await _init_connection(conn)
         yield conn
     finally:
+        # A close that fails or hangs ends the session at once instead, and never replaces
+        # what the block raised (or fails a run that worked).
         try:
             await asyncio.wait_for(conn.close(), timeout)
-        except BaseException:
+        except asyncio.CancelledError:
             conn.terminate()
             raise
+        except Exception as exc:
+            conn.terminate()
+            log.warning("closing a brief connection failed", error=repr(exc))
 
 
 async def ensure_schema(dsn: str, schema: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 import zlib
 from typing import Callable
@@ -257,7 +258,9 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._stopping = False
         self.is_leader = False  # holds the advisory lock
-        self._confirmed_at = 0.0  # when its connection last answered a query (loop time), 0: failed
+        # When its connection last answered a query (loop time); -inf: not since it was opened,
+        # or its last query failed (0.0 would not do: the loop's clock counts from boot).
+        self._confirmed_at = -math.inf
         self._answered = asyncio.Event()  # its connection has answered once
         self._unmarked: list[int] = []  # published, to be marked with the next SELECT
         # The channels LISTENed on the relay's connection: its own, then the service's others.
@@ -309,11 +312,12 @@ class OutboxRelay:
                         await self._lead(conn)
                     finally:
                         self.is_leader = False
+                        self._confirmed_at = -math.inf  # vouches for nothing until it answers again
                         await self._let_go(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._confirmed_at = 0.0  # not answering: neither leads nor vouches for the database
+                self._confirmed_at = -math.inf
                 log.warning("outbox relay restarting", error=str(exc))
                 await self._sleep(self.poll_interval)
 

@@ -1,6 +1,7 @@
 """The transactional outbox and its relay against real PostgreSQL and JetStream."""
 
 import asyncio
+import zlib
 
 import asyncpg
 import pytest
@@ -193,16 +194,19 @@ async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(poo
         await wait_until(lambda: _true(relay.is_leader))
         assert relay.answered_lately()
         admin = await asyncpg.connect(database_url)
-        try:
+        try:  # this relay's session: the one holding its lock
             assert await admin.fetchval(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())")
+                " AND classid = 0 AND objid = $1::bigint::oid"
+                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
+                zlib.crc32(f"tessera-relay:{unique}".encode()))
         finally:
             await admin.close()
         relay._wake.set()  # its next query, on the dead connection
-        await wait_until(lambda: _true(not relay.is_leader))
-        # It answered a second ago, but its last query failed: readiness must ask the pool.
-        assert not relay.answered_lately()
+        # It answered a second ago, but its last query failed: it no longer vouches (and with
+        # poll_interval=30 it would for a minute more without the reset).
+        await wait_until(lambda: _true(not relay.answered_lately()))
+        assert not relay.is_leader
     finally:
         await relay.stop()
 

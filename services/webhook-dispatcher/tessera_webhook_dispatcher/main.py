@@ -25,7 +25,7 @@ def build_spec(settings: DispatcherSettings | None = None, *, clock: Clock | Non
     async def start_scheduler(ctx: ServiceContext) -> None:
         ctx.extras["clock"] = clock
         ctx.extras["scheduler"] = scheduler = Scheduler(ctx.pool, ctx.outbox, ctx.relay, settings, clock, channel)
-        scheduler.start()
+        await scheduler.start()
 
     async def stop_scheduler(ctx: ServiceContext) -> None:
         if "scheduler" in ctx.extras:

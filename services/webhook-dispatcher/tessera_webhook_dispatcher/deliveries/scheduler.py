@@ -51,7 +51,15 @@ class Scheduler:
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start claiming; first, load the HTTP client in the background if any hook exists
+        (else the first hook's creation loads it: see sender.py)."""
+        try:
+            async with self.pool.acquire() as conn:
+                if await hook_store.any_hook(conn):
+                    self.sender.warm()
+        except Exception as exc:  # the first delivery loads it then
+            log.warning("webhook scheduler: could not look for hooks", error=str(exc))
         self._loop_task = asyncio.create_task(self._run(), name="webhook-scheduler")
 
     def wake(self) -> None:
@@ -74,12 +82,6 @@ class Scheduler:
         # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
         # else every webhooks_poll_seconds (retries come due, a NOTIFY missed while reconnecting).
         self.relay.listen(self.channel, self._on_notify)
-        try:
-            async with self.pool.acquire() as conn:
-                if await hook_store.any_hook(conn):
-                    self.sender.warm()  # else at the first hook's creation (see sender.py)
-        except Exception as exc:  # the first delivery imports it then
-            log.warning("webhook scheduler: could not look for hooks", error=str(exc))
         while not self._stopping:
             self._wake.clear()
             try:

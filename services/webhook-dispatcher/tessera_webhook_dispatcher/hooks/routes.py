@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -92,7 +93,8 @@ async def create_hook(data: JSONBody[CreateHook], ctx: Ctx) -> dict[str, Any]:
     # Its HTTP client is loaded before the answer, so the first delivery is not late (sender.py);
     # the hook is created either way (a failed import is tried again by the first delivery).
     try:
-        await ctx.extras["scheduler"].sender.ready()
+        async with asyncio.timeout(10):  # a stalled import holds no answer for long
+            await ctx.extras["scheduler"].sender.ready()
     except Exception as exc:
         log.warning("webhook client not loaded yet", error=repr(exc))
     return hook
