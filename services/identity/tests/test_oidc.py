@@ -491,17 +491,19 @@ async def test_key_rotation_publishes_before_signing_and_keeps_the_old_key(deplo
 
     old_kid = ring.signing.kid
     old_token = await cc_token()
-    new_kid = await ring.stage(dep.ctx.pool)
-    await ring.promote_due(dep.ctx.pool)  # not yet: the propagation time has not passed
-    await ring.reload(dep.ctx.pool)
+    async with dep.ctx.pool.acquire() as conn:
+        new_kid = await ring.stage(conn)
+        await ring.promote_due(conn)  # not yet: the propagation time has not passed
+        await ring.reload(conn)
     async with dep.browser() as http:
         kids = [k["kid"] for k in (await http.get("/oidc/jwks")).json()["keys"]]
     assert set(kids) == {old_kid, new_kid}  # published before it signs
     assert jwt.decode(await cc_token(), await keyset(dep), algorithms=["ES384"]).header["kid"] == old_kid
 
     # Once propagated, the new key signs; the old one stays published for its tokens.
-    assert await ring.promote_due(dep.ctx.pool, now_offset=ring.propagation_seconds + 1)
-    await ring.reload(dep.ctx.pool)
+    async with dep.ctx.pool.acquire() as conn:
+        assert await ring.promote_due(conn, now_offset=ring.propagation_seconds + 1)
+        await ring.reload(conn)
     assert jwt.decode(await cc_token(), await keyset(dep), algorithms=["ES384"]).header["kid"] == new_kid
     decoded = jwt.decode(old_token, await keyset(dep), algorithms=["ES384"])
     assert decoded.header["kid"] == old_kid
@@ -528,11 +530,13 @@ async def test_the_key_refresh_runs_each_round_on_a_connection_of_its_own_closed
     serving = dep.provider.keys
     ring = KeyRing("default", serving.encryption, alg=serving.alg, propagation_seconds=serving.propagation_seconds,
                    retired_seconds=serving.retired_seconds)
-    await ring.reload(dep.ctx.pool)
+    async with dep.ctx.pool.acquire() as conn:
+        await ring.reload(conn)
     ring.start(connect, 0.05)
     try:
-        new_kid = await serving.stage(dep.ctx.pool)
-        assert await serving.promote_due(dep.ctx.pool, now_offset=serving.propagation_seconds + 1)
+        async with dep.ctx.pool.acquire() as conn:
+            new_kid = await serving.stage(conn)
+            assert await serving.promote_due(conn, now_offset=serving.propagation_seconds + 1)
         for _ in range(200):  # the refresh finds the new current key
             if ring.signing is not None and ring.signing.kid == new_kid and len(sessions) >= 2:
                 break
@@ -556,7 +560,8 @@ async def test_keys_encrypted_with_another_key_encryption_key_are_refused(deploy
     ring = KeyRing("default", AtRestEncryption("another-key-encryption-key-of-32-chars!!", "tessera oidc signing keys at rest"), alg="ES384",
                    propagation_seconds=600, retired_seconds=60)
     with pytest.raises(KeyDecryptionError, match="another TESSERA_KEY_ENCRYPTION_KEY"):
-        await ring.reload(deployment.ctx.pool)
+        async with deployment.ctx.pool.acquire() as conn:
+            await ring.reload(conn)
 
 
 # ------------------------------------------------------------------ browser details

@@ -20,8 +20,7 @@ import functools
 import datetime as dt
 import time
 from dataclasses import dataclass
-from contextlib import asynccontextmanager
-from typing import Any, AsyncContextManager, AsyncIterator, Callable
+from typing import Any, AsyncContextManager, Callable
 
 import asyncpg
 import msgspec
@@ -37,19 +36,6 @@ from tessera_kit.logging import get_logger
 from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
-
-Database = asyncpg.Pool | asyncpg.Connection
-
-
-@asynccontextmanager
-async def _transaction(db: Database) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction on a connection of the pool, or on the connection given."""
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, conn.transaction():
-            yield conn
-    else:
-        async with db.transaction():
-            yield db
 
 _CURVES = {"ES384": "P-384", "ES256": "P-256"}
 SUPPORTED_ALGS = ("ES384", "ES256", "RS256")
@@ -113,10 +99,10 @@ class KeyRing:
         log.info("oidc signing key created", kid=kid, alg=alg, status=status)
         return kid
 
-    async def ensure(self, db: Database) -> None:
+    async def ensure(self, conn: asyncpg.Connection) -> None:
         """First start: a current key now. A configured algorithm that differs from the
         current key's: stage a key of the new algorithm (promoted after propagation)."""
-        async with _transaction(db) as conn:
+        async with conn.transaction():
             # Replicas starting together must not both create the first key.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('oidc-keys:' || $1))", self.tenant_id)
             rows = await conn.fetch(
@@ -131,18 +117,18 @@ class KeyRing:
                 log.warning("oidc signing algorithm changed: staging a new key",
                             current=current["alg"], configured=self.alg)
                 await self._insert(conn, self.alg, "next")
-        await self.promote_due(db)
-        await self.reload(db)
+        await self.promote_due(conn)
+        await self.reload(conn)
 
-    async def stage(self, db: Database, alg: str | None = None) -> str:
+    async def stage(self, conn: asyncpg.Connection, alg: str | None = None) -> str:
         """Start a rotation: a new key, published now, signing after propagation."""
-        async with _transaction(db) as conn:
+        async with conn.transaction():
             return await self._insert(conn, alg or self.alg, "next")
 
-    async def promote_due(self, db: Database, *, now_offset: float = 0.0) -> bool:
+    async def promote_due(self, conn: asyncpg.Connection, *, now_offset: float = 0.0) -> bool:
         """Promote the oldest staged key published long enough; retire the current one.
         `now_offset` lets tests and the CLI's `--now` skip the wait."""
-        async with _transaction(db) as conn:
+        async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('oidc-keys:' || $1))", self.tenant_id)
             staged = await conn.fetchrow(
                 "SELECT kid FROM oidc_signing_keys WHERE tenant_id = $1 AND status = 'next'"
@@ -169,8 +155,8 @@ class KeyRing:
             log.info("oidc signing key promoted", kid=staged["kid"])
             return True
 
-    async def reload(self, db: Database) -> None:
-        rows = await db.fetch(
+    async def reload(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(
             "SELECT kid, alg, status, public_jwk, private_key_encrypted, kek_id FROM oidc_signing_keys"
             " WHERE tenant_id = $1 AND (expires_at IS NULL OR expires_at > now())"
             " ORDER BY CASE status WHEN 'current' THEN 0 WHEN 'next' THEN 1 ELSE 2 END, created_at DESC",
@@ -283,7 +269,7 @@ async def _cli(argv: list[str]) -> int:
 
     from tessera_identity.oidc.settings import load
     from tessera_kit.config import ServiceSettings, load_settings
-    from tessera_kit.db import create_pool
+    from tessera_kit.db import brief_connection
 
     parser = argparse.ArgumentParser(prog="python -m tessera_identity.oidc.keys")
     parser.add_argument("command", choices=["rotate", "list"])
@@ -293,24 +279,21 @@ async def _cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     service = load_settings(ServiceSettings)
     settings = load()
-    pool = await create_pool(service.database_url, "identity", max_size=2)
-    try:
+    async with brief_connection(service.database_url, "identity") as conn:
         encryption = AtRestEncryption(settings.effective_key_encryption_key(), SIGNING_KEYS_LABEL)
         ring = KeyRing(service.tenant_id, encryption,
                        alg=args.alg or settings.oidc_signing_alg,
                        propagation_seconds=settings.oidc_key_propagation_seconds,
                        retired_seconds=settings.oidc_retired_key_seconds)
         if args.command == "rotate":
-            kid = await ring.stage(pool, args.alg)
+            kid = await ring.stage(conn, args.alg)
             print(f"staged {kid}; it signs after {settings.oidc_key_propagation_seconds} s")
             if args.now:
-                await ring.promote_due(pool, now_offset=settings.oidc_key_propagation_seconds + 1)
+                await ring.promote_due(conn, now_offset=settings.oidc_key_propagation_seconds + 1)
                 print(f"promoted {kid}")
-        for row in await pool.fetch("SELECT kid, alg, status, created_at, expires_at FROM oidc_signing_keys"
+        for row in await conn.fetch("SELECT kid, alg, status, created_at, expires_at FROM oidc_signing_keys"
                                     " WHERE tenant_id = $1 ORDER BY created_at", service.tenant_id):
             print(row["status"].ljust(8), row["alg"], row["kid"], row["created_at"], row["expires_at"] or "")
-    finally:
-        await pool.close()
     return 0
 
 
