@@ -46,7 +46,7 @@ MAX_CONNECTIONS = 300
 # (~7 MB PSS of the idle stack at the defaults). Local stacks (tests, `make run`, the bench)
 # need less; production keeps its own settings (deploy/).
 LOCAL_SETTINGS = {
-    # Lock table slots, shared by all sessions (32 x 300 connections); the default is 64.
+    # Lock table slots, shared by all sessions (32 x max_connections); the default is 64.
     "max_locks_per_transaction": "32",
     # Predicate locks serve only SERIALIZABLE transactions, which no service runs; default 64.
     "max_pred_locks_per_transaction": "16",

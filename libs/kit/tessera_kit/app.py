@@ -83,8 +83,7 @@ class ServiceContext:
         return Periodic(name, every_seconds, run, at_start=at_start, leader=self.relay)
 
     def brief_connection(self) -> AsyncContextManager[asyncpg.Connection]:
-        """A connection of the service's own, set up as the pool's, closed after the block: for
-        work done every half minute or more, which would keep a pooled one open at rest."""
+        """tessera_kit.db.brief_connection on this service's database and schema."""
         return brief_connection(self.settings.database_url, self.outbox.schema)
 
     async def call(self, operation, request, *, timeout: float = 3.0):

@@ -64,8 +64,8 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10,
 @asynccontextmanager
 async def brief_connection(dsn: str, schema: str, *, timeout: float = 10.0) -> AsyncIterator[asyncpg.Connection]:
     """A connection of its own, set up as the pool's are, closed when the block ends: for work
-    done every minute or more (timed purges), which would otherwise keep a pooled connection, a
-    PostgreSQL backend of ~2 MB, alive through `db_idle_seconds` after each run."""
+    done every half minute or more (timed purges, key refreshes), which would otherwise keep a
+    pooled connection, a PostgreSQL backend of ~2 MB, alive through `db_idle_seconds`."""
     conn = await asyncpg.connect(dsn, timeout=timeout, server_settings=_server_settings(schema))
     try:
         await _init_connection(conn)

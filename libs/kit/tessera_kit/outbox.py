@@ -325,14 +325,14 @@ class OutboxRelay:
         self._confirmed_at = asyncio.get_running_loop().time()
         self._answered.set()
 
-    async def first_answer(self, timeout: float) -> bool:
+    async def first_answer(self, timeout: float) -> None:
         """Wait (at most `timeout`) for its connection's first answer: readiness, asked as soon
-        as the service starts, then needs no pooled connection either. False: none yet."""
+        as the service starts, then needs no pooled connection either (without one in time,
+        readiness asks the pool)."""
         try:
             await asyncio.wait_for(self._answered.wait(), timeout)
         except asyncio.TimeoutError:
-            return False
-        return True
+            pass
 
     def leads(self) -> bool:
         """Holds the lock, as its connection confirmed lately: the leader queries at least every

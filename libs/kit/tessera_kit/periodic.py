@@ -1,11 +1,12 @@
 """Upkeep on a timer (purging what expired): one task per job, started and stopped with the
 service, surviving failures (the database may be away a while).
 
-    purge = Periodic("lockout-purge", 600, lambda: lockout.purge_expired(ctx.pool), leader=ctx.relay)
+    purge = Periodic("lockout-purge", 600, purge_expired, leader=ctx.relay)
     purge.start()  ...  await purge.stop()
 
-A service's own purges go through `ServiceContext.upkeep`, which builds this with its relay as
-the leader and runs each job on a connection of its own, closed after (tessera_kit.db.brief_connection).
+A service's timed database work goes through `ServiceContext.upkeep`, which builds this with its
+relay as the leader and runs each job on a connection of its own, closed after
+(tessera_kit.db.brief_connection).
 
 With `leader` (the service's outbox relay), one replica at a time runs the job: the one whose
 relay leads. The relay holds its advisory lock on the connection every replica keeps for it
