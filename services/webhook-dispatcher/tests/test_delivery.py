@@ -404,5 +404,25 @@ async def test_the_http_client_is_imported_off_the_event_loop_once_there_is_a_ho
     assert len(await receiver.wait_for(1)) == 1
 
 
+async def test_a_scheduler_that_cannot_look_for_hooks_still_starts(dispatcher, receiver, monkeypatch):
+    """The database refusing the start's look for hooks: the scheduler starts claiming anyway
+    (its first delivery loads the HTTP client, as `Sender._aiohttp` does for any)."""
+    from tessera_webhook_dispatcher.deliveries import scheduler as scheduler_module
+
+    async def refused(conn) -> bool:
+        raise ConnectionError("database away")
+
+    await dispatcher.create_hook(receiver.url)
+    monkeypatch.setattr(scheduler_module.hook_store, "any_hook", refused)
+    scheduler = Scheduler(dispatcher.ctx.pool, dispatcher.ctx.outbox, dispatcher.ctx.relay, dispatcher.settings,
+                          dispatcher.clock, "deliveries_refused")
+    await scheduler.start()
+    try:
+        assert scheduler.sender._imported is None  # not loaded at start this time
+        assert scheduler._loop_task is not None and not scheduler._loop_task.done()
+    finally:
+        await scheduler.stop()
+
+
 async def _true(value: bool) -> bool:
     return value
