@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from tessera_events.epoch_ms import from_ms
 from tessera_events import Envelope
+from tessera_events.epoch_ms import from_ms
 
 # identity.token.* grant types -> Logto's `ExchangeTokenBy.<X>` keys (§9.2).
 GRANT_LOG_KEYS = {
@@ -133,7 +133,6 @@ def _hook_attempt_entry(envelope: Envelope, data: dict[str, Any]) -> LogEntry:
     payload.update(deliveryId=attempt["delivery_id"], attempt=attempt["attempt"], eventId=envelope.id,
                    eventType=envelope.type, actor=msgspec.to_builtins(envelope.actor))
     return LogEntry(key, mask_passwords(payload), from_ms(envelope.occurred_at), id=attempt["attempt_id"])
-
 
 
 def is_user_activity(entry: LogEntry) -> bool:

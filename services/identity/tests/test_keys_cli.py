@@ -45,7 +45,6 @@ async def test_rotate_now_then_list_on_a_connection_closed_after(fresh_database)
         await conn.close()
 
 
-
 _PRINTED = {"staged", "promoted", "current", "next", "retired"}
 
 

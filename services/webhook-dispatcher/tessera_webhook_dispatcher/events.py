@@ -26,7 +26,6 @@ from tessera_webhook_dispatcher.hooks.domain import (
 )
 
 
-
 def subscriptions(channel: str, clock) -> list[Subscription]:
     """The consumers, with the NOTIFY channel that wakes the scheduler and the clock that
     stamps new deliveries due."""

@@ -177,7 +177,6 @@ async def user_counts(ctx: ServiceContext, request: UserCountsRequest) -> UserCo
     return UserCounts(total=total, created=created)
 
 
-
 HANDLERS = [
     RpcHandler(FIND_USER, find_user, with_context=True),
     RpcHandler(VERIFY_PASSWORD, verify_password, with_context=True),

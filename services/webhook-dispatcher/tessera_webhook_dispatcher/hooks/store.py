@@ -18,7 +18,6 @@ COLUMNS = {"name": "name", "event": "event", "events": "events", "config": "conf
            "createdAt": "created_at"}
 
 
-
 async def any_hook(conn: asyncpg.Connection) -> bool:
     """Whether any tenant has a hook (the dispatcher then needs its HTTP client)."""
     return await conn.fetchval("SELECT EXISTS (SELECT FROM hooks)")
