@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from tessera_events.epoch_ms import from_ms
 from tessera_events import STREAMS, Envelope
+from tessera_events.epoch_ms import from_ms
 from tessera_kit.consumer import Subscription
 from tessera_webhook_dispatcher.deliveries import store as deliveries
 from tessera_webhook_dispatcher.deliveries.domain import RETRY_DELAYS
