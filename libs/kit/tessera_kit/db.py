@@ -21,6 +21,8 @@ from tessera_kit.config import DB_IDLE_SECONDS
 from tessera_kit.logging import get_logger
 
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
+# The longest a statement on a brief connection may run: far above what a purge takes.
+BRIEF_COMMAND_TIMEOUT_SECONDS = 120.0
 log = get_logger(__name__)
 
 
@@ -62,11 +64,15 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10,
 
 
 @asynccontextmanager
-async def brief_connection(dsn: str, schema: str, *, timeout: float = 10.0) -> AsyncIterator[asyncpg.Connection]:
+async def brief_connection(dsn: str, schema: str, *, timeout: float = 10.0,
+                           command_timeout: float = BRIEF_COMMAND_TIMEOUT_SECONDS) -> AsyncIterator[asyncpg.Connection]:
     """A connection of its own, set up as the pool's are, closed when the block ends: for work
     done every half minute or more (timed purges, key refreshes), which would otherwise keep a
-    pooled connection, a PostgreSQL backend of ~2 MB, alive through `db_idle_seconds`."""
-    conn = await asyncpg.connect(dsn, timeout=timeout, server_settings=_server_settings(schema))
+    pooled connection, a PostgreSQL backend of ~2 MB, alive through `db_idle_seconds`.
+    A statement still running after `command_timeout` seconds is cancelled (TimeoutError): a
+    purge stuck behind a lock fails that run instead of holding its job for good."""
+    conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=command_timeout,
+                                 server_settings=_server_settings(schema))
     try:
         await _init_connection(conn)
         yield conn
