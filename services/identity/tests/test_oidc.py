@@ -512,47 +512,6 @@ async def test_key_rotation_publishes_before_signing_and_keeps_the_old_key(deplo
     assert status == {old_kid: "retired", new_kid: "current"}
 
 
-async def test_the_key_refresh_runs_each_round_on_a_connection_of_its_own_closed_after(deployment):
-    """No pooled connection is kept alive by the 30 s refresh at rest (tessera_kit brief_connection)."""
-    from contextlib import asynccontextmanager
-
-    from tessera_identity.oidc.keys import KeyRing
-
-    dep = deployment
-    sessions: list[int] = []
-
-    @asynccontextmanager
-    async def connect():
-        async with dep.ctx.brief_connection() as conn:
-            sessions.append(await conn.fetchval("SELECT pg_backend_pid()"))
-            yield conn
-
-    serving = dep.provider.keys
-    ring = KeyRing("default", serving.encryption, alg=serving.alg, propagation_seconds=serving.propagation_seconds,
-                   retired_seconds=serving.retired_seconds)
-    async with dep.ctx.pool.acquire() as conn:
-        await ring.reload(conn)
-    ring.start(connect, 0.05)
-    try:
-        async with dep.ctx.pool.acquire() as conn:
-            new_kid = await serving.stage(conn)
-            assert await serving.promote_due(conn, now_offset=serving.propagation_seconds + 1)
-        for _ in range(200):  # the refresh finds the new current key
-            if ring.signing is not None and ring.signing.kid == new_kid and len(sessions) >= 2:
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        await ring.stop()
-    assert ring.signing.kid == new_kid and new_kid in ring.published
-    assert len(set(sessions)) == len(sessions) >= 2  # a session per round
-    done = sessions[:2]  # rounds that ended before stop(): their sessions close moments later
-    for _ in range(250):
-        if not await dep.ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", done):
-            break
-        await asyncio.sleep(0.02)
-    assert await dep.ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", done) == 0
-
-
 async def test_keys_encrypted_with_another_key_encryption_key_are_refused(deployment):
     from tessera_kit.crypto import AtRestEncryption
     from tessera_identity.oidc.keys import KeyDecryptionError, KeyRing

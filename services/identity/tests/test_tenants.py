@@ -3,7 +3,9 @@ apart, the admin tenant's `admin-console` client and its Me API (`/me*`)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -81,3 +83,46 @@ async def test_the_me_api_is_the_signed_in_users_own_in_the_admin_tenant(served)
         assert (await machine.get("/me/custom-data")).status_code == 403
     async with client(served, "default", me) as default:
         assert (await default.get("/me/custom-data")).status_code == 404
+
+
+async def test_every_tenants_keys_are_refreshed_in_one_session_and_one_failing_stops_no_other(served):
+    """The timed key round (wiring.refresh_keys): one brief session for all tenants, closed
+    after; a tenant whose round fails keeps signing with its key, the next still gets its own."""
+    from tessera_identity.oidc.provider import providers
+    from tessera_identity.oidc.wiring import refresh_keys
+
+    ctx = served[1]
+    built = providers(ctx)
+    assert list(built) == ["default", "admin"]
+    default, admin = built["default"].keys, built["admin"].keys
+    old_default = default.signing.kid
+    sessions: list[int] = []
+
+    @asynccontextmanager
+    async def connect():
+        async with ctx.brief_connection() as conn:
+            sessions.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            yield conn
+
+    async with ctx.pool.acquire() as conn:
+        staged = {ring.tenant_id: await ring.stage(conn) for ring in (default, admin)}
+        # Staged long enough ago to be promoted now; default's own cannot be decrypted here.
+        await conn.execute("UPDATE oidc_signing_keys SET created_at = now() - make_interval(secs => $2)"
+                           " WHERE kid = ANY($1)", list(staged.values()), float(default.propagation_seconds + 1))
+        await conn.execute("UPDATE oidc_signing_keys SET kek_id = 'another' WHERE kid = $1", staged["default"])
+    try:
+        await refresh_keys(built, connect)
+        assert admin.signing.kid == staged["admin"] and staged["admin"] in admin.published
+        assert default.signing.kid == old_default  # its reread failed: it signs with what it had
+        assert len(sessions) == 1
+        for _ in range(250):  # the session ends moments after the client has gone
+            if not await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", sessions[0]):
+                break
+            await asyncio.sleep(0.02)
+        assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", sessions[0]) == 0
+    finally:
+        async with ctx.pool.acquire() as conn:
+            await conn.execute("DELETE FROM oidc_signing_keys WHERE kid = $1", staged["default"])
+            await conn.execute("UPDATE oidc_signing_keys SET status = 'current', retired_at = NULL, expires_at = NULL"
+                               " WHERE kid = $1", old_default)
+            await default.reload(conn)

@@ -20,7 +20,7 @@ import functools
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncContextManager, Callable
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -33,7 +33,6 @@ from tessera_kit.crypto import AtRestEncryption
 # The HKDF label of the signing keys' encryption (changing it makes stored keys unreadable).
 SIGNING_KEYS_LABEL = "tessera oidc signing keys at rest"
 from tessera_kit.logging import get_logger
-from tessera_kit.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -81,7 +80,6 @@ class KeyRing:
         self.published: dict[str, Any] = {}  # kid -> public key (joserfc), for verification
         self.published_algs: dict[str, str] = {}
         self.jwks_json: bytes = b'{"keys":[]}'
-        self._task: asyncio.Task | None = None
 
     # ------------------------------------------------------------ storage
 
@@ -181,6 +179,12 @@ class KeyRing:
         self.published_algs = algs
         self.jwks_json = msgspec.json.encode({"keys": [r["public_jwk"] for r in rows]})
 
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        """The timed round (every `oidc_key_refresh_seconds`, see wiring.refresh_keys): promote a
+        staged key once due, then reread the keys."""
+        await self.promote_due(conn)
+        await self.reload(conn)
+
     def _decrypt(self, row: asyncpg.Record) -> ECKey | RSAKey:
         if row["kek_id"] != self.encryption.kek_id:
             raise KeyDecryptionError(
@@ -193,28 +197,6 @@ class KeyRing:
             raise KeyDecryptionError(f"signing key {row['kid']} cannot be decrypted") from exc
         cls = RSAKey if row["alg"] == "RS256" else ECKey
         return cls.import_key(pem)
-
-    # ------------------------------------------------------------ background
-
-    def start(self, connect: Callable[[], AsyncContextManager[asyncpg.Connection]], every: float) -> None:
-        """Every `every` seconds, on a connection `connect()` opens for the round (a brief one:
-        a pooled connection used every 30 s would never close at rest)."""
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(every)
-                try:
-                    async with connect() as conn:
-                        await self.promote_due(conn)
-                        await self.reload(conn)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # keep signing with what we have
-                    log.warning("oidc key refresh failed", error=str(exc))
-
-        self._task = asyncio.create_task(loop(), name="oidc-key-refresh")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
 
     # ------------------------------------------------------------ JOSE
 

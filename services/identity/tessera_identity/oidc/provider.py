@@ -8,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request
 
@@ -99,11 +100,10 @@ class Provider:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        # Key upkeep on connections of its own, as the timed purges: none kept open at rest.
-        async with self.ctx.brief_connection() as conn:
-            await self.keys.ensure(conn)
-        self.keys.start(self.ctx.brief_connection, self.settings.oidc_key_refresh_seconds)
+    async def start(self, keys_conn: asyncpg.Connection) -> None:
+        """Serve from now on; `keys_conn` finds or makes the tenant's signing key (a brief
+        connection shared by every tenant's start, see wiring; so is their timed refresh)."""
+        await self.keys.ensure(keys_conn)
         # Every algorithm a published key signs with (a staged key of a new algorithm included).
         algs = sorted({self.keys.signing_alg, self.settings.oidc_signing_alg, *self.keys.published_algs.values()})
         self.discovery_json = msgspec.json.encode(discovery_document(self.issuer, algs))
@@ -129,7 +129,6 @@ class Provider:
         if self._purge is not None:
             await self._purge.stop()
         await cancel_all_and_wait(self._tasks)
-        await self.keys.stop()
         if self._forget_cached in self.ctx.bus.reconnect_listeners:
             self.ctx.bus.reconnect_listeners.remove(self._forget_cached)
         for subscription in (self._subscription, self._rbac_subscription):

@@ -7,6 +7,10 @@ in the service context when called and answer 503 until they exist.
 
 from __future__ import annotations
 
+import functools
+from typing import AsyncContextManager, Callable
+
+import asyncpg
 
 from tessera_events.contracts.oidc import (
     ABORT_INTERACTION,
@@ -22,9 +26,14 @@ from tessera_identity.oidc.settings import load
 from tessera_kit.app import ServiceContext
 from tessera_kit.context import current_tenant, tenant_scope
 from tessera_kit.errors import service_unavailable
+from tessera_kit.logging import get_logger
+from tessera_kit.periodic import Periodic
 from tessera_kit.rpc import RpcHandler
 
 INTERACTIONS_KEY = "oidc.interactions"
+KEY_REFRESH_KEY = "oidc.key_refresh"
+
+log = get_logger(__name__)
 
 
 def _interactions(ctx: ServiceContext) -> InteractionRpc:
@@ -41,19 +50,42 @@ async def start(ctx: ServiceContext) -> None:
     built: dict[str, Provider] = {}
     ctx.extras[EXTRAS_KEY] = built
     ctx.extras[INTERACTIONS_KEY] = answers = {}
-    for tenant in ctx.settings.tenants:
-        with tenant_scope(tenant):
-            provider = Provider(ctx, settings, tenant)
-            await provider.start()
-            built[tenant] = provider
-            answers[tenant] = InteractionRpc(provider)
-            if tenant == ctx.settings.tenant_id:
-                # The admin machine-to-machine client of the Management API (the default tenant's).
-                admin_id = await seed_admin_application(provider)
-                provider.background(link_admin_role(provider, admin_id), name="oidc-admin-link")
+    # Key upkeep on a connection of its own, as the timed purges (none kept open at rest), one
+    # for every tenant.
+    async with ctx.brief_connection() as keys_conn:
+        for tenant in ctx.settings.tenants:
+            with tenant_scope(tenant):
+                provider = Provider(ctx, settings, tenant)
+                await provider.start(keys_conn)
+                built[tenant] = provider
+                answers[tenant] = InteractionRpc(provider)
+                if tenant == ctx.settings.tenant_id:
+                    # The admin machine-to-machine client of the Management API (the default tenant's).
+                    admin_id = await seed_admin_application(provider)
+                    provider.background(link_admin_role(provider, admin_id), name="oidc-admin-link")
+    # In every replica (each signs with what it has read), so without a leader.
+    refresh = Periodic("oidc-key-refresh", settings.oidc_key_refresh_seconds,
+                       functools.partial(refresh_keys, built, ctx.brief_connection), at_start=False)
+    refresh.start()
+    ctx.extras[KEY_REFRESH_KEY] = refresh
+
+
+async def refresh_keys(built: dict[str, Provider],
+                       connect: Callable[[], AsyncContextManager[asyncpg.Connection]]) -> None:
+    """Every tenant's timed key round (KeyRing.refresh) in one session: a session per tenant
+    would cost each replica a backend start per tenant every `oidc_key_refresh_seconds`."""
+    async with connect() as conn:
+        for tenant, provider in built.items():
+            try:
+                await provider.keys.refresh(conn)
+            except Exception as exc:  # the others still get theirs; this one signs with what it has
+                log.warning("oidc key refresh failed", tenant_id=tenant, error=str(exc))
 
 
 async def stop(ctx: ServiceContext) -> None:
+    refresh: Periodic | None = ctx.extras.pop(KEY_REFRESH_KEY, None)
+    if refresh is not None:
+        await refresh.stop()
     built: dict[str, Provider] = ctx.extras.pop(EXTRAS_KEY, None) or {}
     for provider in built.values():
         await provider.stop()
