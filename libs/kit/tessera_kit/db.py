@@ -40,7 +40,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Replaces asyncpg's reset on release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL:
     four statements and a round trip on every release, ~9 % of a busy service's CPU).
     Services keep no session state on pooled connections: no SET, and the two users of
-    session locks and LISTEN (migrate, the outbox relay) undo them in `finally`. asyncpg
+    session locks, LISTEN or SET (migrate, the outbox relay) undo them in `finally`. asyncpg
     still rolls back a transaction left open before calling this."""
 
 

@@ -297,6 +297,10 @@ class OutboxRelay:
                 async with self.pool.acquire() as conn:
                     self._listening = 0
                     try:
+                        # Its commits (marks, purges) do not wait for the WAL flush: one lost in a
+                        # server crash is a batch published again, which JetStream drops as
+                        # repeats (its duplicate window is far longer than the flush delay).
+                        await conn.execute("SET synchronous_commit = off")
                         await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
                             self._confirm()
@@ -353,12 +357,12 @@ class OutboxRelay:
         return asyncio.get_running_loop().time() - self._confirmed_at < 2 * self.poll_interval + 1.0
 
     async def _let_go(self, conn: asyncpg.Connection) -> None:
-        """Unlock and unlisten before the connection goes back to the pool (pooled connections
-        are not reset); if that fails or hangs, the connection is closed instead, so no lock or
-        LISTEN stays with a pooled one."""
+        """Unlock, unlisten and reset the commit setting before the connection goes back to the
+        pool (pooled connections are not reset); if that fails or hangs, the connection is
+        closed instead, so no lock, LISTEN or setting stays with a pooled one."""
         try:
             async with asyncio.timeout(2.0):
-                await conn.execute("SELECT pg_advisory_unlock_all()")
+                await conn.execute("SELECT pg_advisory_unlock_all(); RESET synchronous_commit")
                 for channel, callback in self._listeners[:self._listening]:
                     await conn.remove_listener(channel, callback)
         except BaseException:

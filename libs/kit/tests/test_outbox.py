@@ -211,6 +211,30 @@ async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(poo
         await relay.stop()
 
 
+async def test_the_relay_hands_its_connection_back_with_commits_waiting_for_the_flush_again(pool, bus, unique,
+                                                                                            database_url):
+    """The relay's own commits (marks, purges) do not wait for the WAL flush, a setting of its
+    session: when it lets go, the pool gets the connection back as it was, so no other
+    caller's commit returns before it is durable."""
+    from tessera_kit.db import _keep_session
+
+    # One connection (the relay's, then the test's) on the schema `pool` migrated, not reset
+    # on release, as the services' pools, whose sessions start with commits waiting for the
+    # flush (the test server's own default is not to).
+    one = await asyncpg.create_pool(database_url, min_size=1, max_size=1, reset=_keep_session, server_settings={
+        "search_path": f"{unique},public", "synchronous_commit": "on"})
+    try:
+        relay = OutboxRelay(one, bus, Outbox(unique), poll_interval=60.0)
+        relay.start()
+        try:
+            await wait_until(lambda: _true(relay.is_leader))
+        finally:
+            await relay.stop()
+        assert await one.fetchval("SELECT current_setting('synchronous_commit')") == "on"
+    finally:
+        await one.close()
+
+
 async def _true(value: bool) -> bool:
     return value
 
