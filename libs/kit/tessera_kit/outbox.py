@@ -268,14 +268,19 @@ class OutboxRelay:
         self._listening = 0  # how many of them the current connection listens on
 
     def listen(self, channel: str, callback: Callable[..., None]) -> None:
-        """LISTEN on `channel` too, on this relay's connection (and again on each new one)."""
+        """LISTEN on `channel` too, on this relay's connection (and again on each new one).
+        `callback` is also called once each time that LISTEN starts: what was notified before
+        it (the listener new, or the connection replaced) reached no one, so look now."""
         self._listeners.append((channel, callback))
         self._wake.set()
 
     async def _listen_to_new(self, conn: asyncpg.Connection) -> None:
         while self._listening < len(self._listeners):
-            await conn.add_listener(*self._listeners[self._listening])
+            channel, callback = self._listeners[self._listening]
+            await conn.add_listener(channel, callback)
             self._listening += 1
+            if self._listening > 1:  # the relay's own looks at the outbox anyway
+                callback(conn, 0, channel, "")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")

@@ -235,6 +235,33 @@ async def test_the_relay_hands_its_connection_back_with_commits_waiting_for_the_
         await one.close()
 
 
+async def test_a_listener_looks_once_its_listen_starts_and_again_on_each_new_connection(pool, bus, unique,
+                                                                                          database_url):
+    """A NOTIFY sent while no connection listened reached no one (before the LISTEN, or while
+    the relay was between connections): the relay calls the listener as each LISTEN starts,
+    so it looks for what it may have missed."""
+    calls: list[str] = []
+    relay = OutboxRelay(pool, bus, Outbox(unique), poll_interval=0.1)
+    relay.start()
+    try:
+        relay.listen(f"{unique}_woken", lambda _conn, _pid, _channel, payload: calls.append(payload))
+        await wait_until(lambda: _true(calls == [""]))  # its LISTEN started
+        await pool.execute("SELECT pg_notify($1, 'news')", f"{unique}_woken")
+        await wait_until(lambda: _true(calls == ["", "news"]))
+        admin = await asyncpg.connect(database_url)
+        try:  # end the relay's session: it takes another connection and listens again
+            assert await admin.fetchval(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = 0 AND objid = $1::bigint::oid"
+                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
+                zlib.crc32(f"tessera-relay:{unique}".encode()))
+        finally:
+            await admin.close()
+        await wait_until(lambda: _true(calls == ["", "news", ""]))
+    finally:
+        await relay.stop()
+
+
 async def _true(value: bool) -> bool:
     return value
 

@@ -170,6 +170,14 @@ async def dispatcher(database_url, nats_url, namespace) -> AsyncIterator[Deploym
 
 
 @pytest.fixture
+async def resting(database_url, nats_url, namespace) -> AsyncIterator[Deployment]:
+    """A dispatcher whose pool lets a connection go after 0.5 s unused (db_idle_seconds), and
+    whose scheduler looks for due deliveries every 0.05 s while any is pending."""
+    async with deployment(database_url, nats_url, namespace, db_idle_seconds=0.5, webhooks_poll_seconds=0.05) as d:
+        yield d
+
+
+@pytest.fixture
 async def guarded(database_url, nats_url, namespace) -> AsyncIterator[Deployment]:
     """A dispatcher with the SSRF guard on (as deployed)."""
     async with deployment(database_url, nats_url, namespace, webhooks_allow_private=False) as d:

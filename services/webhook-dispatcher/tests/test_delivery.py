@@ -424,5 +424,21 @@ async def test_a_scheduler_that_cannot_look_for_hooks_still_starts(dispatcher, r
         await scheduler.stop()
 
 
+async def test_at_rest_the_scheduler_lets_the_pools_connection_go_and_a_new_delivery_still_wakes_it(resting,
+                                                                                                    receiver):
+    """With nothing pending, the scheduler looks again only after webhooks_idle_poll_seconds (not
+    every webhooks_poll_seconds): the pool lets its idle connection go, only the relay's stays
+    (as in every service at rest), and a delivery made meanwhile is sent at once, its NOTIFY
+    waking the scheduler."""
+    hook = await resting.create_hook(receiver.url)
+    await resting.experience.publish(signed_in())
+    await receiver.wait_for(1)
+    await resting.settled(hook["id"], 1)
+    pool = resting.ctx.pool
+    await resting.until(lambda: _true(pool.get_size() == 1))  # polled every 0.05 s, it never was
+    await resting.experience.publish(signed_in("u2"))
+    assert len(await receiver.wait_for(2)) == 2
+
+
 async def _true(value: bool) -> bool:
     return value

@@ -80,27 +80,35 @@ class Scheduler:
 
     async def _run(self) -> None:
         # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
-        # else every webhooks_poll_seconds (retries come due, a NOTIFY missed while reconnecting).
+        # by an attempt ending and by a retry asked for; else it looks again after
+        # webhooks_poll_seconds while a delivery is pending (a retry comes due, a lease runs
+        # out), or after webhooks_idle_poll_seconds while none is, so the pool's connection
+        # is let go at rest.
         self.relay.listen(self.channel, self._on_notify)
         while not self._stopping:
             self._wake.clear()
+            wait = self.settings.webhooks_poll_seconds
             try:
-                if await self.dispatch_due():
+                claimed, pending = await self.dispatch_due()
+                if claimed:
                     continue  # more may be due
+                if not pending:
+                    wait = self.settings.webhooks_idle_poll_seconds
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("webhook scheduler: claiming failed", error=str(exc))
             try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.webhooks_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
             except asyncio.TimeoutError:
                 pass
 
-    async def dispatch_due(self) -> int:
-        """Claim what is due (within this replica's free slots, each hook's own) and start sending it."""
+    async def dispatch_due(self) -> tuple[int, bool]:
+        """Claim what is due (within this replica's free slots, each hook's own) and start
+        sending it: (how many were claimed, whether any delivery is pending still)."""
         limit = self.settings.webhooks_max_in_flight - len(self._tasks)
         if limit <= 0:
-            return 0
+            return 0, True
         token = new_id()
         async with self.pool.acquire() as conn:
             rows = await store.claim_due(
@@ -108,12 +116,13 @@ class Scheduler:
                 in_flight=dict(self.in_flight), limit=limit, token=token,
                 lease_seconds=self.settings.webhooks_lease_seconds,
             )
+            pending = bool(rows) or bool(self._tasks) or await store.any_pending(conn)
         for row in rows:
             self.in_flight[row["hook_id"]] += 1
             task = asyncio.create_task(self._attempt(row, token))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(rows)
+        return len(rows), pending
 
     async def _attempt(self, row: asyncpg.Record, token: str) -> None:
         outcome = None

@@ -82,6 +82,11 @@ async def claim_due(
     )
 
 
+async def any_pending(conn: asyncpg.Connection) -> bool:
+    """Whether any delivery is still to be made or finished (due or not, leased or not)."""
+    return await conn.fetchval("SELECT EXISTS (SELECT FROM deliveries WHERE status = 'pending')")
+
+
 async def finish_attempts(
     conn: asyncpg.Connection, delivery_ids: list[str], tokens: list[str], statuses: list[str],
     next_attempts: list[dt.datetime | None], now: dt.datetime,
