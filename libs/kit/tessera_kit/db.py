@@ -21,8 +21,11 @@ from tessera_kit.config import DB_IDLE_SECONDS
 from tessera_kit.logging import get_logger
 
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
-# The longest a statement on a brief connection may run: far above what a purge takes.
-BRIEF_COMMAND_TIMEOUT_SECONDS = 120.0
+# A brief connection's statement waits this long for a lock (then fails: the job's next run
+# tries again), and runs this long at most (a connection that stopped answering); the second
+# is far above what an unbatched purge of a large backlog takes.
+BRIEF_LOCK_TIMEOUT_SECONDS = 60.0
+BRIEF_COMMAND_TIMEOUT_SECONDS = 900.0
 log = get_logger(__name__)
 
 
@@ -65,14 +68,16 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10,
 
 @asynccontextmanager
 async def brief_connection(dsn: str, schema: str, *, timeout: float = 10.0,
+                           lock_timeout: float = BRIEF_LOCK_TIMEOUT_SECONDS,
                            command_timeout: float = BRIEF_COMMAND_TIMEOUT_SECONDS) -> AsyncIterator[asyncpg.Connection]:
     """A connection of its own, set up as the pool's are, closed when the block ends: for work
     done every half minute or more (timed purges, key refreshes), which would otherwise keep a
     pooled connection, a PostgreSQL backend of ~2 MB, alive through `db_idle_seconds`.
-    A statement still running after `command_timeout` seconds is cancelled (TimeoutError): a
-    purge stuck behind a lock fails that run instead of holding its job for good."""
-    conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=command_timeout,
-                                 server_settings=_server_settings(schema))
+    A statement waiting `lock_timeout` seconds for a lock fails (LockNotAvailableError), and
+    one still running after `command_timeout` is cancelled (TimeoutError): a job stuck behind
+    a lock or on a dead connection fails that run instead of holding its job for good."""
+    settings = {**_server_settings(schema), "lock_timeout": f"{round(lock_timeout * 1000)}ms"}
+    conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=command_timeout, server_settings=settings)
     try:
         await _init_connection(conn)
         yield conn

@@ -4,6 +4,7 @@ import asyncio
 import json
 import time
 
+import asyncpg
 import msgspec
 import pytest
 from litestar import Request, get, post
@@ -157,25 +158,36 @@ async def test_upkeep_runs_each_time_on_a_connection_of_its_own_closed_after(cli
     assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids) == 0
 
 
-async def test_a_statement_stuck_on_a_brief_connection_is_cancelled_and_its_session_ends(client):
-    """An upkeep run stuck behind a lock fails after command_timeout instead of holding its job
+@pytest.mark.timeout(60)  # without its lock_timeout it would wait for good
+async def test_a_statement_on_a_brief_connection_waits_for_a_lock_only_so_long(client):
+    """An upkeep run stuck behind a lock fails after lock_timeout instead of holding its job
     (and a backend) for good."""
     from tessera_kit.db import brief_connection
 
     ctx: ServiceContext = client.app.state.ctx
     async with ctx.pool.acquire() as holder, holder.transaction():
         await holder.execute("SELECT pg_advisory_xact_lock(4242)")
-        stuck_pid = None
-        with pytest.raises(asyncio.TimeoutError):
-            async with brief_connection(ctx.settings.database_url, ctx.outbox.schema, command_timeout=0.3) as conn:
-                stuck_pid = await conn.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            async with brief_connection(ctx.settings.database_url, ctx.outbox.schema, lock_timeout=0.3) as conn:
                 await conn.execute("SELECT pg_advisory_xact_lock(4242)")  # waits on `holder`
-        # Cancelled on the server too: its session is gone while the lock is still held.
-        for _ in range(250):
-            if not await holder.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", stuck_pid):
-                break
-            await asyncio.sleep(0.02)
-        assert await holder.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", stuck_pid) == 0
+
+
+@pytest.mark.timeout(60)  # without its command_timeout it would wait for the statement
+async def test_a_statement_running_too_long_on_a_brief_connection_is_cancelled_and_its_session_ends(client):
+    from tessera_kit.db import brief_connection
+
+    ctx: ServiceContext = client.app.state.ctx
+    stuck_pid = None
+    with pytest.raises(asyncio.TimeoutError):
+        async with brief_connection(ctx.settings.database_url, ctx.outbox.schema, command_timeout=0.3) as conn:
+            stuck_pid = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("SELECT pg_sleep(120)")
+    # Cancelled on the server too: its session is gone long before the sleep would end.
+    for _ in range(250):
+        if not await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", stuck_pid):
+            break
+        await asyncio.sleep(0.02)
+    assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", stuck_pid) == 0
 
 
 async def test_validation_error_shape_and_unknown_keys_dropped(client):
