@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import math
 import time
 import zlib
-from typing import Callable
+from typing import Any, Callable
 
 import asyncpg
 import msgspec
@@ -236,6 +237,16 @@ MARK_DELAY_SECONDS = 0.1
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
+def _call_soon(callback: Callable[..., Any], conn: asyncpg.Connection, channel: str) -> None:
+    """Call a LISTEN callback as asyncpg calls it for a notification (soon, in the loop, a
+    coroutine function as a task), so whatever it does or raises stays out of the relay's loop."""
+    loop = asyncio.get_running_loop()
+    if inspect.iscoroutinefunction(callback):
+        loop.create_task(callback(conn, 0, channel, ""))
+    else:
+        loop.call_soon(callback, conn, 0, channel, "")
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -280,7 +291,7 @@ class OutboxRelay:
             await conn.add_listener(channel, callback)
             self._listening += 1
             if self._listening > 1:  # the relay's own looks at the outbox anyway
-                callback(conn, 0, channel, "")
+                _call_soon(callback, conn, channel)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
@@ -302,9 +313,10 @@ class OutboxRelay:
                 async with self.pool.acquire() as conn:
                     self._listening = 0
                     try:
-                        # Its commits (marks, purges) do not wait for the WAL flush: one lost in a
-                        # server crash is a batch published again, which JetStream drops as
-                        # repeats (its duplicate window is far longer than the flush delay).
+                        # Its commits (marks, purges) do not wait for the WAL flush: what a server
+                        # crash loses of them (up to ~3 wal_writer_delay) is published again once
+                        # the database is back, and dropped as repeats by JetStream (within its
+                        # duplicate window) or by the consumers' inboxes (after it).
                         await conn.execute("SET synchronous_commit = off")
                         await self._listen_to_new(conn)
                         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
