@@ -69,7 +69,7 @@ LOCAL_SETTINGS_18 = {"io_max_concurrency": "16", "io_method": "sync", "autovacuu
 
 # Beside its pool, a service opens a connection to check its schema at start and one for each
 # run of its timed upkeep (ServiceContext.brief_connection: identity's two purges and its key
-# refresh, one for every tenant, may overlap); superusers keep 3 reserved slots.
+# refresh, one connection for all tenants, may overlap); superusers keep 3 reserved slots.
 _EXTRA_PER_SERVICE = 6
 _CLIENTS = 20  # psql, the bench's own clients, an operator's tool
 _RESERVED = 3

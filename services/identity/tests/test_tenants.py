@@ -89,11 +89,13 @@ async def test_every_tenants_keys_are_refreshed_in_one_session_and_one_failing_s
     """The timed key round (wiring.refresh_keys): one brief session for all tenants, closed
     after; a tenant whose round fails keeps signing with its key, the next still gets its own."""
     from tessera_identity.oidc.provider import providers
-    from tessera_identity.oidc.wiring import refresh_keys
+    from tessera_identity.oidc.wiring import KEY_REFRESH_KEY, refresh_keys
 
     ctx = served[1]
     built = providers(ctx)
     assert list(built) == ["default", "admin"]
+    timed = ctx.extras[KEY_REFRESH_KEY]  # what runs it: every replica, no leader, started
+    assert timed.leader is None and timed.every_seconds == 30.0 and timed._task is not None
     default, admin = built["default"].keys, built["admin"].keys
     old_default = default.signing.kid
     sessions: list[int] = []
@@ -111,7 +113,8 @@ async def test_every_tenants_keys_are_refreshed_in_one_session_and_one_failing_s
                            " WHERE kid = ANY($1)", list(staged.values()), float(default.propagation_seconds + 1))
         await conn.execute("UPDATE oidc_signing_keys SET kek_id = 'another' WHERE kid = $1", staged["default"])
     try:
-        await refresh_keys(built, connect)
+        with pytest.raises(RuntimeError, match="tenants default$"):  # the round counts as failed
+            await refresh_keys(built, connect)
         assert admin.signing.kid == staged["admin"] and staged["admin"] in admin.published
         assert default.signing.kid == old_default  # its reread failed: it signs with what it had
         assert len(sessions) == 1

@@ -73,13 +73,22 @@ async def start(ctx: ServiceContext) -> None:
 async def refresh_keys(built: dict[str, Provider],
                        connect: Callable[[], AsyncContextManager[asyncpg.Connection]]) -> None:
     """Every tenant's timed key round (KeyRing.refresh) in one session: a session per tenant
-    would cost each replica a backend start per tenant every `oidc_key_refresh_seconds`."""
+    would cost each replica a backend start per tenant every `oidc_key_refresh_seconds`.
+    A tenant whose round fails keeps signing with what it has and the next still gets its
+    own; the round then fails as a whole, so the Periodic counts and logs it."""
+    failed: list[str] = []
     async with connect() as conn:
         for tenant, provider in built.items():
+            if conn.is_closed():  # lost under an earlier tenant: the rest wait for the next round
+                failed.append(tenant)
+                continue
             try:
                 await provider.keys.refresh(conn)
-            except Exception as exc:  # the others still get theirs; this one signs with what it has
+            except Exception as exc:
+                failed.append(tenant)
                 log.warning("oidc key refresh failed", tenant_id=tenant, error=str(exc))
+    if failed:
+        raise RuntimeError(f"oidc key refresh failed for tenants {', '.join(failed)}")
 
 
 async def stop(ctx: ServiceContext) -> None:
