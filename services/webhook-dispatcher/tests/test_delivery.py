@@ -3,6 +3,7 @@ schedule (moved by a manual clock), recorded as attempts, logs, stats and events
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -438,6 +439,42 @@ async def test_at_rest_the_scheduler_lets_the_pools_connection_go_and_a_new_deli
     await resting.until(lambda: _true(pool.get_size() == 1))  # polled every 0.05 s, it never was
     await resting.experience.publish(signed_in("u2"))
     assert len(await receiver.wait_for(2)) == 2
+
+
+async def test_a_retry_not_yet_due_keeps_the_scheduler_looking_and_a_disabled_hooks_do_not(resting, receiver):
+    """A pending delivery of an enabled hook keeps the webhooks_poll_seconds look (its retry is
+    taken once due, nothing waking the scheduler); one of a disabled hook does not (the pool's
+    connection goes), until the hook is enabled again, which wakes every replica."""
+    receiver.answers = [(500, {}, "boom"), (500, {}, "boom")]
+    hook = await resting.create_hook(receiver.url)
+    await resting.experience.publish(signed_in())
+    await resting.settled(hook["id"], 1)
+    resting.clock.advance(RETRY_DELAYS[0] * (1 + JITTER) + 1)  # due now; the scheduler is not told
+    await resting.settled(hook["id"], 2)
+    # The next retry pending for a disabled hook: at rest, only the relay's connection stays.
+    patched = await resting.client.patch(f"/api/hooks/{hook['id']}", json={"enabled": False})
+    assert patched.status_code == 200
+    pool = resting.ctx.pool
+    await resting.until(lambda: _true(pool.get_size() == 1))
+    resting.clock.advance(RETRY_DELAYS[1] * (1 + JITTER) + 1)
+    assert (await resting.client.patch(f"/api/hooks/{hook['id']}", json={"enabled": True})).status_code == 200
+    delivery = await resting.settled(hook["id"], 3)
+    assert delivery["status"] == "succeeded"
+
+
+async def test_idle_the_scheduler_looks_again_soon_while_the_relays_connection_does_not_answer(resting):
+    """The NOTIFYs that wake an idle scheduler arrive on the relay's connection: while that one
+    does not answer (here: a relay that never connected), the idle wait is webhooks_poll_seconds,
+    not webhooks_idle_poll_seconds."""
+    from tessera_kit.outbox import OutboxRelay
+
+    ctx = resting.ctx
+    silent = OutboxRelay(ctx.pool, ctx.bus, ctx.outbox)  # not started: it has never answered
+    scheduler = Scheduler(ctx.pool, ctx.outbox, silent, resting.settings, resting.clock, "deliveries_silent")
+    await asyncio.wait_for(scheduler._sleep(idle=True), 10)  # 600 s if it trusted the relay
+    answering = Scheduler(ctx.pool, ctx.outbox, ctx.relay, resting.settings, resting.clock, "deliveries_answering")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(answering._sleep(idle=True), 1.0)
 
 
 async def _true(value: bool) -> bool:

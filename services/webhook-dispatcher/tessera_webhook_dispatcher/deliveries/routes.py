@@ -62,7 +62,7 @@ async def retry_delivery(ctx: Ctx, id: FromPath[str], delivery_id: FromPath[str]
         if not await store.retry_now(conn, current_tenant(), id, delivery_id, ctx.extras["clock"].now()):
             raise RequestError("hook.delivery_in_flight", 409)
         delivery = await store.find_delivery(conn, current_tenant(), id, delivery_id)
-    ctx.extras["scheduler"].wake()
+        await ctx.extras["scheduler"].wake_all(conn)
     return delivery
 
 

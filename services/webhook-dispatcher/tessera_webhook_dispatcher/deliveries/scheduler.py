@@ -65,6 +65,11 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    async def wake_all(self, conn: asyncpg.Connection) -> None:
+        """Wake every replica's scheduler once the caller's transaction commits (a delivery made
+        due, a hook enabled again): the replica asked may be gone before it claims."""
+        await store.notify(conn, self.channel)
+
     async def stop(self) -> None:
         """Stop claiming; let the requests in flight finish (up to the timeout), then close."""
         self._stopping = True
@@ -87,21 +92,31 @@ class Scheduler:
         self.relay.listen(self.channel, self._on_notify)
         while not self._stopping:
             self._wake.clear()
-            wait = self.settings.webhooks_poll_seconds
+            pending = True
             try:
                 claimed, pending = await self.dispatch_due()
                 if claimed:
                     continue  # more may be due
-                if not pending:
-                    wait = self.settings.webhooks_idle_poll_seconds
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("webhook scheduler: claiming failed", error=str(exc))
+            await self._sleep(idle=not pending)
+
+    async def _sleep(self, *, idle: bool) -> None:
+        """Until woken, else webhooks_poll_seconds; idle, up to webhooks_idle_poll_seconds as long
+        as the relay's connection (where the NOTIFYs arrive) answers: while it does not, a
+        NOTIFY may be missed, so it looks every webhooks_poll_seconds again."""
+        poll = self.settings.webhooks_poll_seconds
+        loop = asyncio.get_running_loop()
+        until = loop.time() + (self.settings.webhooks_idle_poll_seconds if idle else poll)
+        while (left := until - loop.time()) > 0:
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                await asyncio.wait_for(self._wake.wait(), min(left, poll))
+                return
             except asyncio.TimeoutError:
-                pass
+                if not self.relay.answered_lately():
+                    return
 
     async def dispatch_due(self) -> tuple[int, bool]:
         """Claim what is due (within this replica's free slots, each hook's own) and start

@@ -83,8 +83,16 @@ async def claim_due(
 
 
 async def any_pending(conn: asyncpg.Connection) -> bool:
-    """Whether any delivery is still to be made or finished (due or not, leased or not)."""
-    return await conn.fetchval("SELECT EXISTS (SELECT FROM deliveries WHERE status = 'pending')")
+    """Whether a delivery of an enabled hook is still to be made or finished (due or not,
+    leased or not). A disabled hook's wait until it is enabled again (which notifies)."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM deliveries d JOIN hooks h ON h.id = d.hook_id"
+        " WHERE d.status = 'pending' AND h.enabled)")
+
+
+async def notify(conn: asyncpg.Connection, channel: str) -> None:
+    """Wake every replica's scheduler when the caller's transaction commits."""
+    await conn.execute("SELECT pg_notify($1, '')", channel)
 
 
 async def finish_attempts(

@@ -132,6 +132,8 @@ async def update_hook(data: JSONBody[UpdateHook], ctx: Ctx, id: FromPath[str]) -
         changed = [k for k, v in given.items() if k != "createdAt" and current.get(k) != v]
         if changed:
             await _announce(ctx, conn, HookUpdated(hook=_snapshot(hook), changed=changed), id)
+        if "enabled" in changed and hook["enabled"]:
+            await ctx.extras["scheduler"].wake_all(conn)  # its waiting deliveries are due again
     return hook
 
 
