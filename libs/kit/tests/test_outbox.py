@@ -225,9 +225,20 @@ async def test_the_relay_hands_its_connection_back_with_commits_waiting_for_the_
         "search_path": f"{unique},public", "synchronous_commit": "on"})
     try:
         relay = OutboxRelay(one, bus, Outbox(unique), poll_interval=60.0)
+        sessions: list[asyncpg.Connection] = []  # a listener is handed the relay's connection
+        relay.listen(f"{unique}_seen", lambda conn, *_: sessions.append(conn))
         relay.start()
         try:
-            await wait_until(lambda: _true(relay.is_leader))
+            await wait_until(lambda: _true(relay.is_leader and bool(sessions)))
+
+            async def relay_asleep() -> bool:  # its first round ends with the purge, then it sleeps
+                return bool(await pool.fetchval(
+                    "SELECT true FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
+                    " WHERE l.locktype = 'advisory' AND l.objid = $1::bigint::oid AND a.state = 'idle'"
+                    " AND a.query LIKE 'DELETE FROM outbox%'", zlib.crc32(f"tessera-relay:{unique}".encode())))
+            await wait_until(relay_asleep)
+            # Asked on its connection while it sleeps (nothing to publish, no wake for a minute).
+            assert await sessions[0].fetchval("SELECT current_setting('synchronous_commit')") == "off"
         finally:
             await relay.stop()
         assert await one.fetchval("SELECT current_setting('synchronous_commit')") == "on"
