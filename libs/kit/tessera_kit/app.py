@@ -82,9 +82,10 @@ class ServiceContext:
                 await job(conn)
         return Periodic(name, every_seconds, run, at_start=at_start, leader=self.relay)
 
-    def brief_connection(self) -> AsyncContextManager[asyncpg.Connection]:
-        """tessera_kit.db.brief_connection on this service's database and schema."""
-        return brief_connection(self.settings.database_url, self.outbox.schema)
+    def brief_connection(self, **limits: float) -> AsyncContextManager[asyncpg.Connection]:
+        """tessera_kit.db.brief_connection on this service's database and schema (`limits`: its
+        lock_timeout and command_timeout)."""
+        return brief_connection(self.settings.database_url, self.outbox.schema, **limits)
 
     async def call(self, operation, request, *, timeout: float = 3.0):
         if self.may_call is not None and operation not in self.may_call:

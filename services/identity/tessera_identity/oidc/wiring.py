@@ -32,6 +32,11 @@ from tessera_kit.rpc import RpcHandler
 
 INTERACTIONS_KEY = "oidc.interactions"
 KEY_REFRESH_KEY = "oidc.key_refresh"
+# A key statement's limit (a brief connection's default is for purges: 900 s). A connection that
+# stops answering holds a round for about twice this (the statement, then its rollback's wait
+# for the cancel), which must stay well below oidc_key_propagation_seconds: a replica stuck
+# longer could miss a staged key and not verify the others' tokens once it signs.
+KEY_STATEMENT_SECONDS = 60.0
 
 log = get_logger(__name__)
 
@@ -52,7 +57,7 @@ async def start(ctx: ServiceContext) -> None:
     ctx.extras[INTERACTIONS_KEY] = answers = {}
     # Key upkeep on a connection of its own, as the timed purges (none kept open at rest), one
     # for every tenant.
-    async with ctx.brief_connection() as keys_conn:
+    async with ctx.brief_connection(command_timeout=KEY_STATEMENT_SECONDS) as keys_conn:
         for tenant in ctx.settings.tenants:
             with tenant_scope(tenant):
                 provider = Provider(ctx, settings, tenant)
@@ -64,8 +69,9 @@ async def start(ctx: ServiceContext) -> None:
                     admin_id = await seed_admin_application(provider)
                     provider.background(link_admin_role(provider, admin_id), name="oidc-admin-link")
     # In every replica (each signs with what it has read), so without a leader.
+    connect = functools.partial(ctx.brief_connection, command_timeout=KEY_STATEMENT_SECONDS)
     refresh = Periodic("oidc-key-refresh", settings.oidc_key_refresh_seconds,
-                       functools.partial(refresh_keys, built, ctx.brief_connection), at_start=False)
+                       functools.partial(refresh_keys, built, connect), at_start=False)
     refresh.start()
     ctx.extras[KEY_REFRESH_KEY] = refresh
 
