@@ -266,7 +266,7 @@ class OutboxRelay:
         self.retention_seconds = retention_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._last_purge = 0.0
+        self._last_purge = -math.inf  # the first round purges (the monotonic clock counts from boot)
         self._stopping = False
         self.is_leader = False  # holds the advisory lock
         # When its connection last answered a query (loop time); -inf: not since it was opened,
