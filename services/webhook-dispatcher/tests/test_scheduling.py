@@ -75,3 +75,26 @@ async def test_outcomes_arriving_together_are_written_in_one_transaction_and_a_l
     assert len({a["tx"] for a in attempts}) == 1  # one transaction for the batch
     succeeded = await dispatcher.events("webhooks.delivery.succeeded")
     assert sorted(data["attempt"]["delivery_id"] for _, data in succeeded) == sorted([rows[0]["id"], rows[2]["id"]])
+
+
+async def test_a_disabled_hooks_backlog_is_not_read_by_the_schedulers_looks(dispatcher, receiver):
+    """The scheduler's looks (claim_due, and any_pending every second while a delivery is
+    pending) probe each enabled hook's own deliveries: with the only backlog a disabled hook's
+    (a receiver that failed for days), a plan by due time across hooks read all of it each time."""
+    disabled = await dispatcher.create_hook(receiver.url, enabled=False)
+    await dispatcher.create_hook(receiver.url)
+    pool = dispatcher.ctx.pool
+    await pool.execute(
+        "INSERT INTO deliveries (tenant_id, id, hook_id, event, source_event_id, body, status, attempts,"
+        " max_attempts, next_attempt_at, created_at, updated_at)"
+        " SELECT 'default', 'd' || g, $1, 'PostSignIn', 's' || g, '{}', 'pending', 0, 3,"
+        " now() - interval '1 hour', now(), now() FROM generate_series(1, 5000) g", disabled["id"])
+    await pool.execute("ANALYZE deliveries")  # statistics that know only the disabled hook's rows
+    async with pool.acquire() as conn, conn.transaction():
+        assert await store.claim_due(conn, now=dt.datetime.now(dt.timezone.utc), per_hook=4, in_flight={},
+                                     limit=8, token=new_id(), lease_seconds=30) == []
+        assert await store.any_pending(conn) is False
+        read = await conn.fetchval(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+            " WHERE schemaname = current_schema() AND relname = 'deliveries'")
+    assert read < 50  # index probes; the backlog is 5,000 rows
