@@ -187,21 +187,26 @@ async def test_one_relay_leads_per_schema(pool, bus, unique):
         await second.stop()
 
 
+async def end_the_relays_session(database_url: str, schema: str) -> None:
+    """Terminate the session of the relay of `schema`: the one holding its lock."""
+    admin = await asyncpg.connect(database_url)
+    try:
+        assert await admin.fetchval(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = 0 AND objid = $1::bigint::oid"
+            " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
+            zlib.crc32(f"tessera-relay:{schema}".encode()))
+    finally:
+        await admin.close()
+
+
 async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(pool, bus, unique, database_url):
     relay = OutboxRelay(pool, bus, Outbox(unique), poll_interval=30.0)  # no retry within the test
     relay.start()
     try:
         await wait_until(lambda: _true(relay.is_leader))
         assert relay.answered_lately()
-        admin = await asyncpg.connect(database_url)
-        try:  # this relay's session: the one holding its lock
-            assert await admin.fetchval(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = 0 AND objid = $1::bigint::oid"
-                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
-                zlib.crc32(f"tessera-relay:{unique}".encode()))
-        finally:
-            await admin.close()
+        await end_the_relays_session(database_url, unique)
         relay._wake.set()  # its next query, on the dead connection
         # It answered a second ago, but its last query failed: it no longer vouches (and with
         # poll_interval=30 it would for a minute more without the reset).
@@ -259,15 +264,7 @@ async def test_a_listener_looks_once_its_listen_starts_and_again_on_each_new_con
         await wait_until(lambda: _true(calls == [""]))  # its LISTEN started
         await pool.execute("SELECT pg_notify($1, 'news')", f"{unique}_woken")
         await wait_until(lambda: _true(calls == ["", "news"]))
-        admin = await asyncpg.connect(database_url)
-        try:  # end the relay's session: it takes another connection and listens again
-            assert await admin.fetchval(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = 0 AND objid = $1::bigint::oid"
-                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
-                zlib.crc32(f"tessera-relay:{unique}".encode()))
-        finally:
-            await admin.close()
+        await end_the_relays_session(database_url, unique)  # it takes another connection, listens again
         await wait_until(lambda: _true(calls == ["", "news", ""]))
     finally:
         await relay.stop()
