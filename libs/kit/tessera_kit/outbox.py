@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import math
 import time
 import zlib
-from typing import Any, Callable
+from typing import Callable
 
 import asyncpg
 import msgspec
@@ -237,16 +236,6 @@ MARK_DELAY_SECONDS = 0.1
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
-def _call_soon(callback: Callable[..., Any], conn: asyncpg.Connection, channel: str) -> None:
-    """Call a LISTEN callback as asyncpg calls it for a notification (soon, in the loop, a
-    coroutine function as a task), so whatever it does or raises stays out of the relay's loop."""
-    loop = asyncio.get_running_loop()
-    if inspect.iscoroutinefunction(callback):
-        loop.create_task(callback(conn, 0, channel, ""))
-    else:
-        loop.call_soon(callback, conn, 0, channel, "")
-
-
 class OutboxRelay:
     def __init__(
         self,
@@ -266,6 +255,8 @@ class OutboxRelay:
         self.retention_seconds = retention_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        # Its advisory lock's key: one relay leads per schema.
+        self.lock_key = zlib.crc32(f"tessera-relay:{outbox.schema}".encode())
         self._last_purge = -math.inf  # the first round purges (the monotonic clock counts from boot)
         self._stopping = False
         self.is_leader = False  # holds the advisory lock
@@ -291,7 +282,8 @@ class OutboxRelay:
             await conn.add_listener(channel, callback)
             self._listening += 1
             if self._listening > 1:  # the relay's own looks at the outbox anyway
-                _call_soon(callback, conn, channel)
+                # Soon, as asyncpg calls it for a NOTIFY: what it raises stays out of this loop.
+                asyncio.get_running_loop().call_soon(callback, conn, 0, channel, "")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.outbox.schema}")
@@ -307,7 +299,6 @@ class OutboxRelay:
             self._wake.set()
 
     async def _run(self) -> None:
-        lock_key = zlib.crc32(f"tessera-relay:{self.outbox.schema}".encode())
         while not self._stopping:
             try:
                 async with self.pool.acquire() as conn:
@@ -319,7 +310,7 @@ class OutboxRelay:
                         # duplicate window) or by the consumers' inboxes (after it).
                         await conn.execute("SET synchronous_commit = off")
                         await self._listen_to_new(conn)
-                        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
                             self._confirm()
                             # Another replica leads: try again in a while, or at once for
                             # stop() or a new listen() (a wake during the query is kept).

@@ -1,7 +1,6 @@
 """The transactional outbox and its relay against real PostgreSQL and JetStream."""
 
 import asyncio
-import zlib
 
 import asyncpg
 import pytest
@@ -187,15 +186,15 @@ async def test_one_relay_leads_per_schema(pool, bus, unique):
         await second.stop()
 
 
-async def end_the_relays_session(database_url: str, schema: str) -> None:
-    """Terminate the session of the relay of `schema`: the one holding its lock."""
+async def end_the_relays_session(database_url: str, relay: OutboxRelay) -> None:
+    """Terminate the relay's session: the one holding its lock."""
     admin = await asyncpg.connect(database_url)
     try:
         assert await admin.fetchval(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND classid = 0 AND objid = $1::bigint::oid"
             " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
-            zlib.crc32(f"tessera-relay:{schema}".encode()))
+            relay.lock_key)
     finally:
         await admin.close()
 
@@ -206,7 +205,7 @@ async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(poo
     try:
         await wait_until(lambda: _true(relay.is_leader))
         assert relay.answered_lately()
-        await end_the_relays_session(database_url, unique)
+        await end_the_relays_session(database_url, relay)
         relay._wake.set()  # its next query, on the dead connection
         # It answered a second ago, but its last query failed: it no longer vouches (and with
         # poll_interval=30 it would for a minute more without the reset).
@@ -240,7 +239,7 @@ async def test_the_relay_hands_its_connection_back_with_commits_waiting_for_the_
                 return bool(await pool.fetchval(
                     "SELECT true FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
                     " WHERE l.locktype = 'advisory' AND l.objid = $1::bigint::oid AND a.state = 'idle'"
-                    " AND a.query LIKE 'DELETE FROM outbox%'", zlib.crc32(f"tessera-relay:{unique}".encode())))
+                    " AND a.query LIKE 'DELETE FROM outbox%'", relay.lock_key))
             await wait_until(relay_asleep)
             # Asked on its connection while it sleeps (nothing to publish, no wake for a minute).
             assert await sessions[0].fetchval("SELECT current_setting('synchronous_commit')") == "off"
@@ -264,7 +263,7 @@ async def test_a_listener_looks_once_its_listen_starts_and_again_on_each_new_con
         await wait_until(lambda: _true(calls == [""]))  # its LISTEN started
         await pool.execute("SELECT pg_notify($1, 'news')", f"{unique}_woken")
         await wait_until(lambda: _true(calls == ["", "news"]))
-        await end_the_relays_session(database_url, unique)  # it takes another connection, listens again
+        await end_the_relays_session(database_url, relay)  # it takes another connection, listens again
         await wait_until(lambda: _true(calls == ["", "news", ""]))
     finally:
         await relay.stop()
