@@ -56,8 +56,9 @@ async def start(ctx: ServiceContext) -> None:
     ctx.extras[EXTRAS_KEY] = built
     ctx.extras[INTERACTIONS_KEY] = answers = {}
     # Key upkeep on a connection of its own, as the timed purges (none kept open at rest), one
-    # for every tenant.
-    async with ctx.brief_connection(command_timeout=KEY_STATEMENT_SECONDS) as keys_conn:
+    # for every tenant, at start and then every round.
+    connect = functools.partial(ctx.brief_connection, command_timeout=KEY_STATEMENT_SECONDS)
+    async with connect() as keys_conn:
         for tenant in ctx.settings.tenants:
             with tenant_scope(tenant):
                 provider = Provider(ctx, settings, tenant)
@@ -69,7 +70,6 @@ async def start(ctx: ServiceContext) -> None:
                     admin_id = await seed_admin_application(provider)
                     provider.background(link_admin_role(provider, admin_id), name="oidc-admin-link")
     # In every replica (each signs with what it has read), so without a leader.
-    connect = functools.partial(ctx.brief_connection, command_timeout=KEY_STATEMENT_SECONDS)
     refresh = Periodic("oidc-key-refresh", settings.oidc_key_refresh_seconds,
                        functools.partial(refresh_keys, built, connect), at_start=False)
     refresh.start()

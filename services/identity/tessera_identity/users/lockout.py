@@ -193,9 +193,9 @@ async def forget(conn: asyncpg.Connection, tenant_id: str, keys: list[str]) -> N
     )
 
 
-async def purge_expired(db: asyncpg.Pool | asyncpg.Connection, policy: Policy = DEFAULT_POLICY) -> int:
+async def purge_expired(conn: asyncpg.Connection, policy: Policy = DEFAULT_POLICY) -> int:
     """Counters whose window and lock are both over carry no information any more."""
-    result = await db.execute(
+    result = await conn.execute(
         "DELETE FROM password_attempts WHERE in_flight = 0 AND ("
         " (locked_until IS NULL AND window_started_at < clock_timestamp() - $1::interval)"
         " OR locked_until < clock_timestamp())",

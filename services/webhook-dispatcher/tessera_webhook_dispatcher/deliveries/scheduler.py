@@ -81,11 +81,12 @@ class Scheduler:
         await self.sender.close()
 
     def _on_notify(self, *_args: Any) -> None:
-        self._wake.set()
+        self.wake()
 
     async def _run(self) -> None:
-        # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here),
-        # by an attempt ending and by a retry asked for; else it looks again after
+        # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here)
+        # for a new delivery, a retry asked for or a hook enabled again, in whichever replica,
+        # and by an attempt ending; else it looks again after
         # webhooks_poll_seconds while a delivery is pending (a retry comes due, a lease runs
         # out), or after webhooks_idle_poll_seconds while none is, so the pool's connection
         # is let go at rest.
