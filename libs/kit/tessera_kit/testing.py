@@ -12,10 +12,13 @@ real PostgreSQL and NATS of the test session.
   running as a process (the e2e stack's `service_url`).
 - `publisher(...)`: another service's outbox and relay on one stream, so a test publishes
   that service's events exactly as it would (through an outbox, with dedupe ids).
+- `sessions_ended(db, pids)`: PostgreSQL sessions whose client has gone are gone from the server
+  (its process leaves `pg_stat_activity` moments after the client closed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from contextlib import asynccontextmanager
@@ -144,3 +147,14 @@ async def outbox_events(pool, *, prefix: str = "", type_: str | None = None) -> 
     envelopes = [msgspec.json.decode(row["envelope"], type=Envelope) for row in rows]
     return [(e.type, msgspec.json.decode(e.data)) for e in envelopes
             if e.type.startswith(prefix) and (type_ is None or e.type == type_)]
+
+
+async def sessions_ended(db, pids: list[int], timeout: float = 5.0) -> None:
+    """Wait until none of these backends is left on the server (`db`: a pool or a connection);
+    AssertionError if one still is after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    query = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+    while await db.fetchval(query, pids):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"sessions {pids} still on the server after {timeout} s")
+        await asyncio.sleep(0.02)

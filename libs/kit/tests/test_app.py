@@ -21,7 +21,7 @@ from tessera_kit.errors import RequestError
 from tessera_kit.http import paginated
 from tessera_kit.logging import get_logger
 from tessera_kit.pagination import parse_page
-from tessera_kit.testing import INTERNAL_KEY, acting_as, service_client
+from tessera_kit.testing import INTERNAL_KEY, acting_as, service_client, sessions_ended
 
 
 class CreateThing(msgspec.Struct):
@@ -148,14 +148,7 @@ async def test_upkeep_runs_each_time_on_a_connection_of_its_own_closed_after(cli
     assert len(runs) >= 2
     (first, migrations, document), (second, _, _) = runs[:2]
     assert first != second and migrations >= 1 and document == {"a": 1}
-    # Both sessions are over: no backend stays behind at rest (a closed session's process
-    # leaves pg_stat_activity moments after the client has gone).
-    pids = [pid for pid, _, _ in runs[:2]]
-    for _ in range(250):
-        if not await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids):
-            break
-        await asyncio.sleep(0.02)
-    assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids) == 0
+    await sessions_ended(ctx.pool, [pid for pid, _, _ in runs[:2]])  # no backend stays behind at rest
 
 
 @pytest.mark.timeout(60)  # without its lock_timeout it would wait for good
@@ -182,12 +175,7 @@ async def test_a_statement_running_too_long_on_a_brief_connection_is_cancelled_a
         async with brief_connection(ctx.settings.database_url, ctx.outbox.schema, command_timeout=0.3) as conn:
             stuck_pid = await conn.fetchval("SELECT pg_backend_pid()")
             await conn.execute("SELECT pg_sleep(120)")
-    # Cancelled on the server too: its session is gone long before the sleep would end.
-    for _ in range(250):
-        if not await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", stuck_pid):
-            break
-        await asyncio.sleep(0.02)
-    assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", stuck_pid) == 0
+    await sessions_ended(ctx.pool, [stuck_pid])  # cancelled on the server too, long before the sleep ends
 
 
 async def test_validation_error_shape_and_unknown_keys_dropped(client):

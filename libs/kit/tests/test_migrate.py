@@ -6,6 +6,7 @@ import asyncio
 import asyncpg
 
 from tessera_kit.db import _lock_key, create_pool, migrate
+from tessera_kit.testing import sessions_ended
 
 
 async def test_replicas_starting_together_migrate_once(database_url, unique, tmp_path):
@@ -76,12 +77,7 @@ async def test_the_backend_that_ran_the_migrations_is_not_kept_in_the_pool(datab
         async with pool.acquire() as conn:
             after = await conn.fetchval("SELECT pg_backend_pid()")
             assert after != before
-            for _ in range(100):  # the old backend ends once asyncpg has closed its connection
-                if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", before):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the backend that ran the migrations is still there")
+            await sessions_ended(conn, [before])  # the backend that ran the migrations ends
         assert await migrate(pool, unique, tmp_path) == []
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT pg_backend_pid()") == after

@@ -16,7 +16,7 @@ from tessera_kit import app as kit_app
 from tessera_kit.config import ServiceSettings
 from tessera_kit.periodic import Periodic
 from tessera_kit.tasks import SharedCalls, cancel_and_wait, stop_within
-from tessera_kit.testing import INTERNAL_KEY
+from tessera_kit.testing import INTERNAL_KEY, sessions_ended
 
 
 async def _ends_within(work, seconds: float) -> bool:
@@ -117,12 +117,7 @@ async def test_stopping_a_service_ends_even_if_a_pool_connection_is_never_given_
         await kept.fetchval("SELECT 1")
     other = await asyncpg.connect(database_url)
     try:
-        for _ in range(100):  # the backend goes once PostgreSQL sees the socket closed
-            if not await other.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", backend):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the connection kept by nobody still has its backend")
+        await sessions_ended(other, [backend])  # the backend goes once PostgreSQL sees the socket closed
     finally:
         await other.close()
 

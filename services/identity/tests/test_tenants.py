@@ -3,7 +3,6 @@ apart, the admin tenant's `admin-console` client and its Me API (`/me*`)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from contextlib import asynccontextmanager
 
@@ -12,7 +11,7 @@ import pytest
 from tessera_events import Actor, decode_envelope
 from tessera_identity.main import build_spec
 from tessera_kit.config import ServiceSettings
-from tessera_kit.testing import service_client, started
+from tessera_kit.testing import service_client, sessions_ended, started
 
 ADMIN = Actor(type="user", id="integration-admin")
 
@@ -118,11 +117,7 @@ async def test_every_tenants_keys_are_refreshed_in_one_session_and_one_failing_s
         assert admin.signing.kid == staged["admin"] and staged["admin"] in admin.published
         assert default.signing.kid == old_default  # its reread failed: it signs with what it had
         assert len(sessions) == 1
-        for _ in range(250):  # the session ends moments after the client has gone
-            if not await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", sessions[0]):
-                break
-            await asyncio.sleep(0.02)
-        assert await ctx.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", sessions[0]) == 0
+        await sessions_ended(ctx.pool, sessions)
     finally:
         async with ctx.pool.acquire() as conn:
             await conn.execute("DELETE FROM oidc_signing_keys WHERE kid = $1", staged["default"])
