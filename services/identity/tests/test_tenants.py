@@ -118,6 +118,17 @@ async def test_every_tenants_keys_are_refreshed_in_one_session_and_one_failing_s
         assert default.signing.kid == old_default  # its reread failed: it signs with what it had
         assert len(sessions) == 1
         await sessions_ended(ctx.pool, sessions)
+
+        @asynccontextmanager
+        async def lost():  # a session gone before the round asks it anything
+            async with ctx.brief_connection() as conn:
+                conn.terminate()
+                yield conn
+
+        before = {tenant: provider.keys.signing.kid for tenant, provider in built.items()}
+        with pytest.raises(RuntimeError, match="tenants default, admin$"):  # each failed, each tried
+            await refresh_keys(built, lost)
+        assert {tenant: provider.keys.signing.kid for tenant, provider in built.items()} == before
     finally:
         async with ctx.pool.acquire() as conn:
             await conn.execute("DELETE FROM oidc_signing_keys WHERE kid = $1", staged["default"])

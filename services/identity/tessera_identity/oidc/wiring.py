@@ -85,9 +85,6 @@ async def refresh_keys(built: dict[str, Provider],
     failed: list[str] = []
     async with connect() as conn:
         for tenant, provider in built.items():
-            if conn.is_closed():  # lost under an earlier tenant: the rest wait for the next round
-                failed.append(tenant)
-                continue
             try:
                 await provider.keys.refresh(conn)
             except Exception as exc:
