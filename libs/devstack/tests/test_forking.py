@@ -120,6 +120,17 @@ def test_a_forked_process_that_exits_is_reported_with_its_code_and_last_lines(su
     assert "[failing] exited with code 3" in supervisor.report.getvalue()
 
 
+def test_a_forked_service_runs_its_preloaded_module_as_python_m_would_without_a_warning(supervisor, tmp_path):
+    # tessera_kit.serve is imported by the preload: run as __main__ beside that copy, runpy
+    # printed a RuntimeWarning ("found in sys.modules ... unpredictable behaviour") at the
+    # top of every service's log.
+    supervisor.start("serve", [sys.executable, "-m", "tessera_kit.serve"], cwd=tmp_path, fork=True,
+                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    death = supervisor.wait_for_death(timeout=60)
+    assert death is not None and (death.name, death.returncode) == ("serve", 1)
+    assert death.last_lines == ("usage: python -m tessera_kit.serve <module>:<app>",), death.last_lines
+
+
 def test_a_sigkilled_forked_process_is_noticed_and_can_be_started_again(supervisor, probe_dir):
     killed = _start(supervisor, "victim", probe_dir)
     bystander = _start(supervisor, "bystander", probe_dir)
