@@ -20,11 +20,12 @@ class DispatcherSettings(ServiceSettings, frozen=True, kw_only=True, rename=env_
     # Requests in flight in one process, all hooks together (also the HTTP connection limit):
     # it takes this many / per-hook hanging receivers to hold up the others.
     webhooks_max_in_flight: int = 512
-    # How often the scheduler looks for due deliveries when nothing wakes it while any is
-    # pending (a retry not yet due, a lease running)...
+    # How often the scheduler reads its clock for the next due delivery, and looks again for
+    # one that is due but was not claimed (a lease running out elsewhere)...
     webhooks_poll_seconds: float = 1.0
-    # ...and while none is (a new one comes with a NOTIFY): longer than `db_idle_seconds`, so at
-    # rest the pool lets its idle connection go (a PostgreSQL backend, ~2 MB).
+    # ...and the longest it goes without looking (a new delivery comes with a NOTIFY): longer
+    # than `db_idle_seconds`, so at rest the pool lets its idle connection go (a PostgreSQL
+    # backend, ~2 MB).
     webhooks_idle_poll_seconds: float = 600.0
     # A hook whose deliveries have only failed for this long is disabled (Svix: 5 days).
     webhooks_disable_after_seconds: float = 5 * 86400.0

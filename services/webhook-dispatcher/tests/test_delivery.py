@@ -441,14 +441,17 @@ async def test_at_rest_the_scheduler_lets_the_pools_connection_go_and_a_new_deli
     assert len(await receiver.wait_for(2)) == 2
 
 
-async def test_a_retry_not_yet_due_keeps_the_scheduler_looking_and_a_disabled_hooks_do_not(resting, receiver):
-    """A pending delivery of an enabled hook keeps the webhooks_poll_seconds look (its retry is
-    taken once due, nothing waking the scheduler); one of a disabled hook does not (the pool's
-    connection goes), until the hook is enabled again, which wakes every replica."""
+async def test_a_retry_not_yet_due_costs_no_look_until_it_is_and_a_disabled_hooks_waits_for_it(resting, receiver):
+    """A pending delivery of an enabled hook whose retry is not yet due: the scheduler does not
+    look (no claim every webhooks_poll_seconds, so the pool lets its connection go) until the
+    retry is due by its clock, and then takes it, nothing waking it. One of a disabled hook
+    waits until the hook is enabled again, which wakes every replica."""
     receiver.answers = [(500, {}, "boom"), (500, {}, "boom")]
     hook = await resting.create_hook(receiver.url)
     await resting.experience.publish(signed_in())
     await resting.settled(hook["id"], 1)
+    pool = resting.ctx.pool
+    await resting.until(lambda: _true(pool.get_size() == 1))  # it looked every 0.05 s until due
     resting.clock.advance(RETRY_DELAYS[0] * (1 + JITTER) + 1)  # due now; the scheduler is not told
     await resting.settled(hook["id"], 2)
     # The next retry pending for a disabled hook: at rest, only the relay's connection stays.
@@ -471,11 +474,11 @@ async def test_idle_the_scheduler_looks_again_soon_while_the_relays_connection_d
     ctx = resting.ctx
     silent = OutboxRelay(ctx.pool, ctx.bus, ctx.outbox)  # not started: it has never answered
     scheduler = Scheduler(ctx.pool, ctx.outbox, silent, resting.settings, resting.clock, "deliveries_silent")
-    await asyncio.wait_for(scheduler._sleep(idle=True), 10)  # 600 s if it trusted the relay
+    await asyncio.wait_for(scheduler._sleep(None), 10)  # 600 s if it trusted the relay
     await resting.until(lambda: _true(ctx.relay.answered_lately()))
     answering = Scheduler(ctx.pool, ctx.outbox, ctx.relay, resting.settings, resting.clock, "deliveries_answering")
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(answering._sleep(idle=True), 1.0)
+        await asyncio.wait_for(answering._sleep(None), 1.0)
 
 
 async def _true(value: bool) -> bool:

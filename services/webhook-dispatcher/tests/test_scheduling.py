@@ -78,8 +78,8 @@ async def test_outcomes_arriving_together_are_written_in_one_transaction_and_a_l
 
 
 async def test_a_disabled_hooks_backlog_is_not_read_by_the_schedulers_looks(dispatcher, receiver):
-    """The scheduler's looks (claim_due, and any_pending every second while a delivery is
-    pending) probe each enabled hook's own deliveries: with the only backlog a disabled hook's
+    """The scheduler's looks (claim_due, and next_attempt_at after each claim that found
+    nothing) probe each enabled hook's own deliveries: with the only backlog a disabled hook's
     (a receiver that failed for days), a plan by due time across hooks read all of it each time."""
     disabled = await dispatcher.create_hook(receiver.url, enabled=False)
     await dispatcher.create_hook(receiver.url)
@@ -93,7 +93,7 @@ async def test_a_disabled_hooks_backlog_is_not_read_by_the_schedulers_looks(disp
     async with pool.acquire() as conn, conn.transaction():
         assert await store.claim_due(conn, now=dt.datetime.now(dt.timezone.utc), per_hook=4, in_flight={},
                                      limit=8, token=new_id(), lease_seconds=30) == []
-        assert await store.any_pending(conn) is False
+        assert await store.next_attempt_at(conn) is None
         read = await conn.fetchval(
             "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
             " WHERE schemaname = current_schema() AND relname = 'deliveries'")

@@ -12,6 +12,7 @@ no more of a hook's deliveries are claimed than it has free slots.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections import Counter
 from typing import Any
 
@@ -86,59 +87,64 @@ class Scheduler:
     async def _run(self) -> None:
         # Woken by NOTIFY on the relay's connection (OutboxRelay.listen: no connection held here)
         # for a new delivery, a retry asked for or a hook enabled again, in whichever replica,
-        # and by an attempt ending; else it looks again after
-        # webhooks_poll_seconds while a delivery is pending (a retry comes due, a lease runs
-        # out), or after webhooks_idle_poll_seconds while none is, so the pool's connection
-        # is let go at rest.
+        # and by an attempt ending; else it looks again when the next pending delivery comes
+        # due by its clock (a retry hours away costs no look meanwhile), after
+        # webhooks_poll_seconds while one is due but could not be claimed (a lease running out
+        # elsewhere), and after webhooks_idle_poll_seconds at the most, so the pool's
+        # connection is let go at rest.
         self.relay.listen(self.channel, self._on_notify)
         while not self._stopping:
             self._wake.clear()
-            pending = True
+            due: dt.datetime | None = self.clock.now()
             try:
-                claimed, pending = await self.dispatch_due()
+                claimed, due = await self.dispatch_due()
                 if claimed:
                     continue  # more may be due
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("webhook scheduler: claiming failed", error=str(exc))
-            await self._sleep(idle=not pending)
+            await self._sleep(due)
 
-    async def _sleep(self, *, idle: bool) -> None:
-        """Until woken, else webhooks_poll_seconds; idle, up to webhooks_idle_poll_seconds as long
-        as the relay's connection (where the NOTIFYs arrive) answers: while it does not, a
-        NOTIFY may be missed, so it looks every webhooks_poll_seconds again."""
+    async def _sleep(self, due: dt.datetime | None) -> None:
+        """Until woken, or until `due` (None: nothing is pending) by the dispatcher's clock,
+        read every webhooks_poll_seconds (so one due already, yet not claimed, is looked for
+        again then), for webhooks_idle_poll_seconds at the most. While the relay's connection
+        (where the NOTIFYs arrive) does not answer, a NOTIFY may be missed, so it looks again
+        every webhooks_poll_seconds."""
         poll = self.settings.webhooks_poll_seconds
         loop = asyncio.get_running_loop()
-        until = loop.time() + (self.settings.webhooks_idle_poll_seconds if idle else poll)
+        until = loop.time() + self.settings.webhooks_idle_poll_seconds
         while (left := until - loop.time()) > 0:
             try:
                 await asyncio.wait_for(self._wake.wait(), min(left, poll))
                 return
             except asyncio.TimeoutError:
-                if not self.relay.answered_lately():
+                if not self.relay.answered_lately() or (due is not None and self.clock.now() >= due):
                     return
 
-    async def dispatch_due(self) -> tuple[int, bool]:
+    async def dispatch_due(self) -> tuple[int, dt.datetime | None]:
         """Claim what is due (within this replica's free slots, each hook's own) and start
-        sending it: (how many were claimed, whether any delivery is pending still)."""
+        sending it: (how many were claimed, when the earliest delivery still pending is due:
+        now while any is being sent here, None when none is pending)."""
+        now = self.clock.now()
         limit = self.settings.webhooks_max_in_flight - len(self._tasks)
         if limit <= 0:
-            return 0, True
+            return 0, now
         token = new_id()
         async with self.pool.acquire() as conn:
             rows = await store.claim_due(
-                conn, now=self.clock.now(), per_hook=self.settings.webhooks_per_hook_concurrency,
+                conn, now=now, per_hook=self.settings.webhooks_per_hook_concurrency,
                 in_flight=dict(self.in_flight), limit=limit, token=token,
                 lease_seconds=self.settings.webhooks_lease_seconds,
             )
-            pending = bool(rows) or bool(self._tasks) or await store.any_pending(conn)
+            due = now if rows or self._tasks else await store.next_attempt_at(conn)
         for row in rows:
             self.in_flight[row["hook_id"]] += 1
             task = asyncio.create_task(self._attempt(row, token))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(rows), pending
+        return len(rows), due
 
     async def _attempt(self, row: asyncpg.Record, token: str) -> None:
         outcome = None

@@ -82,15 +82,16 @@ async def claim_due(
     )
 
 
-async def any_pending(conn: asyncpg.Connection) -> bool:
-    """Whether a delivery of an enabled hook is still to be made or finished (due or not,
-    leased or not). A disabled hook's wait until it is enabled again (which notifies)."""
+async def next_attempt_at(conn: asyncpg.Connection) -> dt.datetime | None:
+    """When the earliest delivery of an enabled hook still to be made is due (it may be due
+    already, and leased), or None when there is none. A disabled hook's wait until it is
+    enabled again (which notifies)."""
     # Hook by hook, one probe each of deliveries_due_per_hook (the order asks for that index), as
-    # claim_due: a join or a scan could read a disabled hook's whole backlog every second.
+    # claim_due: a join or a scan could read a disabled hook's whole backlog at every look.
     return await conn.fetchval(
-        "SELECT EXISTS (SELECT FROM hooks h, LATERAL (SELECT FROM deliveries d"
+        "SELECT min(p.next_attempt_at) FROM hooks h, LATERAL (SELECT d.next_attempt_at FROM deliveries d"
         " WHERE d.hook_id = h.id AND d.status = 'pending' ORDER BY d.next_attempt_at LIMIT 1) p"
-        " WHERE h.enabled)")
+        " WHERE h.enabled")
 
 
 async def notify(conn: asyncpg.Connection, channel: str) -> None:
