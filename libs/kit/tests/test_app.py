@@ -411,7 +411,7 @@ async def test_an_rpc_the_access_table_does_not_give_is_refused_before_nats(bus)
     table does not list is not restricted (NATS does not restrict it either)."""
     from tessera_events.contracts.rbac import USER_SCOPES, UserScopesRequest
 
-    request = UserScopesRequest(user_id="u1", indicator="https://api.example")
+    request = UserScopesRequest(user_id="u1", indicator="https://api.example", tenant_id="default")
     rbac = ServiceContext("rbac", ServiceSettings(), pool=None, bus=bus, outbox=None)  # rbac calls nothing
     with pytest.raises(RuntimeError, match="rbac calls rpc.rbac.user_scopes, which tessera_kit.access does not"):
         await rbac.call(USER_SCOPES, request)

@@ -92,7 +92,7 @@ async def add(connectors, factory: str, config: dict) -> dict:
 
 async def send(connectors, to: str, template: str = "SignIn", type_: str = "Email", code: str = "123456"):
     return await connectors.ctx.call(SEND_MESSAGE, SendMessageRequest(type=type_, to=to, template=template,
-                                                                      payload={"code": code}), timeout=10)
+                                                                      payload={"code": code}, tenant_id="default"), timeout=10)
 
 
 async def test_a_code_arrives_by_smtp_with_its_template_and_starttls(connectors, certificate):

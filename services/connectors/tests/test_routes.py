@@ -230,7 +230,7 @@ async def test_a_config_moved_to_another_row_is_not_opened(connectors):
     assert len((await connectors.client.get("/api/connectors")).json()) == 1
     await fails(await connectors.client.get("/api/connectors/copy"), 404, "entity.not_found")
     # nor does the rpc experience checks against list it (it did while it opened no config)
-    listed = (await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest())).connectors
+    listed = (await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id="default"))).connectors
     assert [c.id for c in listed] != [] and "copy" not in [c.id for c in listed]
 
 
@@ -238,7 +238,7 @@ async def test_the_connector_list_over_rpc_is_what_is_stored_now_without_configs
     """What experience checks a sign-in experience against (its read model may lag)."""
     email = await create(connectors.client, "mock-email-service", MOCK_MAIL)
     social = await create(connectors.client, "mock-social-connector", MOCK_SOCIAL)
-    reply = await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest())
+    reply = await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id="default"))
     listed = {c.id: c for c in reply.connectors}
     assert set(listed) == {email["id"], social["id"]}
     assert (listed[email["id"]].type, listed[social["id"]].type) == ("Email", "Social")
@@ -247,5 +247,5 @@ async def test_the_connector_list_over_rpc_is_what_is_stored_now_without_configs
     with tenant_scope("other"):
         assert (await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id="other"))).connectors == []
     await connectors.client.delete(f"/api/connectors/{email['id']}")
-    reply = await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest())
+    reply = await connectors.ctx.call(LIST_CONNECTORS, ListConnectorsRequest(tenant_id="default"))
     assert [c.id for c in reply.connectors] == [social["id"]]

@@ -34,13 +34,13 @@ async def add(connectors, factory: str, config: dict, **body) -> dict:
 
 async def authorize(connectors, connector_id: str):
     return await connectors.ctx.call(AUTHORIZATION_URI, AuthorizationUriRequest(
-        connector_id=connector_id, state="st-1", redirect_uri=REDIRECT, interaction_id="jti-1"), timeout=10)
+        connector_id=connector_id, state="st-1", redirect_uri=REDIRECT, interaction_id="jti-1", tenant_id="default"), timeout=10)
 
 
 async def user_info(connectors, connector_id: str, data: dict, session: dict | None, interaction_id: str = "jti-1"):
     return await connectors.ctx.call(INTERACTION_USER_INFO, InteractionUserInfoRequest(
         connector_id=connector_id, connector_data=data, connector_session=session,
-        interaction_id=interaction_id), timeout=10)
+        interaction_id=interaction_id, tenant_id="default"), timeout=10)
 
 
 class Op:

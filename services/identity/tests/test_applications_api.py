@@ -129,7 +129,7 @@ async def test_demo_app_is_synthetic_in_the_api_and_a_client_for_oidc(identity):
         "oidcClientMetadata": {"redirectUris": [], "postLogoutRedirectUris": []},
         "customClientMetadata": {}, "createdAt": 0, "isAdmin": False,
     }
-    client = await rpc.call(identity.ctx.bus, APPLICATION_CLIENT, ApplicationRequest(application_id="demo-app"))
+    client = await rpc.call(identity.ctx.bus, APPLICATION_CLIENT, ApplicationRequest(application_id="demo-app", tenant_id="default"))
     assert client.type == "SPA" and client.redirect_uris == ["http://tessera.test/demo-app"]
     assert client.post_logout_redirect_uris == ["http://tessera.test/demo-app"]
     for method in ("PATCH", "DELETE"):
@@ -196,8 +196,8 @@ async def test_delete_application(identity):
 async def test_client_metadata_over_rpc_never_has_the_secret(identity):
     app = await create(identity, name="Native", type="Native", oidcClientMetadata={
         "redirectUris": ["io.logto.app:/cb"], "postLogoutRedirectUris": []}, customClientMetadata={"idTokenTtl": 5})
-    client = await rpc.call(identity.ctx.bus, APPLICATION_CLIENT, ApplicationRequest(application_id=app["id"]))
+    client = await rpc.call(identity.ctx.bus, APPLICATION_CLIENT, ApplicationRequest(application_id=app["id"], tenant_id="default"))
     assert (client.id, client.name, client.type) == (app["id"], "Native", "Native")
     assert client.redirect_uris == ["io.logto.app:/cb"] and client.custom_client_metadata == {"idTokenTtl": 5}
     assert not hasattr(client, "secret")
-    assert await rpc.call(identity.ctx.bus, APPLICATION_CLIENT, ApplicationRequest(application_id="none")) is None
+    assert await rpc.call(identity.ctx.bus, APPLICATION_CLIENT, ApplicationRequest(application_id="none", tenant_id="default")) is None

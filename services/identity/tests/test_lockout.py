@@ -91,7 +91,7 @@ async def test_a_right_password_does_not_count_as_a_failure(identity, unique):
 async def sign_in(identity, by: str, value: str, password: str):
     try:
         return await rpc.call(identity.ctx.bus, VERIFY_PASSWORD, VerifyPasswordRequest(
-            by=by, value=value, password=password), timeout=30)
+            by=by, value=value, password=password, tenant_id="default"), timeout=30)
     except RequestError as error:
         return error
 
@@ -131,7 +131,7 @@ async def test_sign_in_of_a_suspended_user(identity, unique):
     right = await sign_in(identity, "username", name, "right-pass-1")
     assert (right.status, right.code) == (401, "user.suspended")
     allowed = await rpc.call(identity.ctx.bus, VERIFY_PASSWORD, VerifyPasswordRequest(
-        by="username", value=name, password="right-pass-1", reject_suspended=False), timeout=10)
+        by="username", value=name, password="right-pass-1", reject_suspended=False, tenant_id="default"), timeout=10)
     assert allowed.is_suspended is True
 
 
@@ -142,7 +142,7 @@ async def test_checks_that_are_not_guesses_need_not_count(identity, unique):
     for _ in range(3):
         try:
             await rpc.call(identity.ctx.bus, VERIFY_PASSWORD, VerifyPasswordRequest(
-                by="username", value=name, password="wrong", count_failures=False), timeout=10)
+                by="username", value=name, password="wrong", count_failures=False, tenant_id="default"), timeout=10)
         except RequestError as error:
             assert error.code == "session.invalid_credentials"
         else:

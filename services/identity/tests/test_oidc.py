@@ -795,9 +795,9 @@ async def test_a_password_change_revokes_sessions_grants_and_tokens(whole_identi
                     user_id=user_id, password="new-pass-456", tenant_id="default"))
             else:  # what experience does: the interaction keeps identity's hash, then sets it
                 hashed = await rpc.call(dep.ctx.bus, HASH_PASSWORD, HashPasswordRequest(
-                    password="new-pass-456", compare_with_user_id=user_id), timeout=10)
+                    password="new-pass-456", compare_with_user_id=user_id, tenant_id="default"), timeout=10)
                 await rpc.call(dep.ctx.bus, UPDATE_USER, UpdateUserRequest(
-                    user_id=user_id, password_digest=hashed.digest, password_algorithm=hashed.algorithm))
+                    user_id=user_id, password_digest=hashed.digest, password_algorithm=hashed.algorithm, tenant_id="default"))
 
             await _old_credentials_are_dead(dep, app, token, browser)
         revoked = [e for e in await dep.event_data("identity.user.sessions_revoked") if e["user_id"] == user_id]

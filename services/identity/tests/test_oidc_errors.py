@@ -175,14 +175,14 @@ async def test_interaction_rpc_errors(dep, apps):
     from tessera_kit.errors import RequestError
 
     with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie="forged.sig"))
+        await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie="forged.sig", tenant_id="default"))
     assert (error.value.status, error.value.code) == (400, "session.not_found")
     async with dep.browser() as browser:
         await browser.get("/oidc/auth", params=auth_params(apps["spa"]["id"], resource=API, scope="openid read"))
         cookie = interaction_cookies(browser)
     # The value without its `_interaction.sig` is not enough.
     with pytest.raises(RequestError) as error:
-        await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie=cookie["interaction_cookie"]))
+        await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie=cookie["interaction_cookie"], tenant_id="default"))
     assert error.value.code == "session.not_found"
     details = await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(**cookie))
     assert details.client_id == apps["spa"]["id"] and details.prompt.name == "login"

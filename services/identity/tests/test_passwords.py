@@ -103,17 +103,17 @@ async def test_import_by_rpc_with_a_logto_digest(identity, unique):
     name = unique()
     digest = logto_hash("imported-1")
     created = await rpc.call(identity.ctx.bus, CREATE_USER, CreateUserRequest(
-        username=name, password_digest=digest, password_algorithm="Argon2i"))
+        username=name, password_digest=digest, password_algorithm="Argon2i", tenant_id="default"))
     assert created.has_password is True
     verified = await rpc.call(identity.ctx.bus, VERIFY_PASSWORD, VerifyPasswordRequest(
-        by="username", value=name, password="imported-1"), timeout=10)
+        by="username", value=name, password="imported-1", tenant_id="default"), timeout=10)
     assert verified.id == created.id
     method = await identity.ctx.pool.fetchval("SELECT password_encryption_method FROM users WHERE id = $1", created.id)
     assert method == "Argon2id"
     # A digest must be what it says it is.
     with pytest.raises(Exception) as caught:
         await rpc.call(identity.ctx.bus, CREATE_USER, CreateUserRequest(
-            username=unique(), password_digest="$2b$10$bcrypt", password_algorithm="Argon2i"))
+            username=unique(), password_digest="$2b$10$bcrypt", password_algorithm="Argon2i", tenant_id="default"))
     assert caught.value.code == "password.unsupported_encryption_method"
 
 

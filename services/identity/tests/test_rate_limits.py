@@ -55,7 +55,7 @@ async def new_user(dep: Deployment) -> dict:
 async def sign_in(dep: Deployment, by: str, value: str, password: str, ip: str | None):
     try:
         return await rpc.call(dep.ctx.bus, VERIFY_PASSWORD, VerifyPasswordRequest(
-            by=by, value=value, password=password, client_ip=ip), timeout=60)
+            by=by, value=value, password=password, client_ip=ip, tenant_id="default"), timeout=60)
     except RequestError as error:
         return error
 
@@ -132,7 +132,7 @@ async def test_the_address_limit_holds_across_accounts_and_instances(tight):
     users = [await new_user(first) for _ in range(6)]
     attacker = address()
     request = lambda user, ip: VerifyPasswordRequest(by="username", value=user["username"], password="wrong-1",
-                                                     client_ip=ip)
+                                                     client_ip=ip, tenant_id="default")
     answers = []
     for n, user in enumerate(users):
         instance = (first, second)[n % 2]  # each instance answers in its own process state

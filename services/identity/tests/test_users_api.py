@@ -284,7 +284,7 @@ async def test_nobody_deletes_themselves(identity, unique):
 
 async def link(identity, user_id: str, target: str, identity_user_id: str) -> None:
     await rpc.call(identity.ctx.bus, UPDATE_USER, UpdateUserRequest(
-        user_id=user_id, identities={target: Identity(user_id=identity_user_id, details={"id": identity_user_id})}))
+        user_id=user_id, identities={target: Identity(user_id=identity_user_id, details={"id": identity_user_id})}, tenant_id="default"))
 
 
 async def test_unlink_identity(identity, unique):

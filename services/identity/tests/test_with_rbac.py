@@ -31,7 +31,7 @@ async def services(database_url, nats_url, namespace):
     rbac_spec.name = f"rbac-{ns}"  # own schema per module
     async with started(identity_spec) as (identity_app, identity_ctx), started(rbac_spec) as (rbac_app, _):
         try:
-            await identity_ctx.call(ROLE_USER_IDS, RoleRef(role_id="probe"))
+            await identity_ctx.call(ROLE_USER_IDS, RoleRef(role_id="probe", tenant_id="default"))
         except RequestError as error:
             if error.code == "service.unavailable":
                 pytest.skip("rbac does not answer rbac.role_user_ids yet")

@@ -100,8 +100,8 @@ async def test_a_deleted_application_loses_its_roles_even_the_admin_role(rbac):
     await rbac.applications("app1")
     await rbac.client.post("/api/applications/app1/roles", json={"roleIds": [robot["id"]]})
     # identity links the admin role to apps rbac may not have seen yet
-    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="unseen", is_admin=True))
-    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="app1", is_admin=True))
+    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="unseen", is_admin=True, tenant_id="default"))
+    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="app1", is_admin=True, tenant_id="default"))
     await rbac.publish(ApplicationDeleted(application_id="app1"), ApplicationDeleted(application_id="unseen"))
     await rbac.applied()
     assert await rbac.ctx.pool.fetchval("SELECT count(*) FROM applications_roles") == 0

@@ -219,7 +219,7 @@ async def test_replacing_an_applications_roles_keeps_its_admin_link(rbac):
 
     robot = await create_role(rbac, "robot", "MachineToMachine")
     await rbac.applications("app1")
-    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="app1", is_admin=True))
+    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="app1", is_admin=True, tenant_id="default"))
     assert (await rbac.client.put("/api/applications/app1/roles", json={"roleIds": [robot["id"]]})).status_code == 200
     assert await links(rbac, "applications_roles") == sorted([("app1", "admin-role"), ("app1", robot["id"])])
     assert [r["id"] for r in (await rbac.client.get("/api/applications/app1/roles")).json()] == [robot["id"]]

@@ -48,13 +48,13 @@ async def role(rbac, name: str, scope_ids: list[str], type: str = "User") -> str
 
 
 async def test_resources_by_indicator_and_the_default_one(rbac):
-    assert await rbac.ctx.call(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator="https://default.logto.app/api")) \
+    assert await rbac.ctx.call(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator="https://default.logto.app/api", tenant_id="default")) \
         == MANAGEMENT_API
-    assert await rbac.ctx.call(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator="https://nowhere")) is None
-    assert await rbac.ctx.call(DEFAULT_RESOURCE, TenantRef()) is None
+    assert await rbac.ctx.call(RESOURCE_BY_INDICATOR, ResourceByIndicator(indicator="https://nowhere", tenant_id="default")) is None
+    assert await rbac.ctx.call(DEFAULT_RESOURCE, TenantRef(tenant_id="default")) is None
     resource, _ = await api(rbac, "https://api.example.com", ttl=120)
     await rbac.client.patch(f"/api/resources/{resource['id']}/is-default", json={"isDefault": True})
-    assert await rbac.ctx.call(DEFAULT_RESOURCE, TenantRef()) == ResourceInfo(
+    assert await rbac.ctx.call(DEFAULT_RESOURCE, TenantRef(tenant_id="default")) == ResourceInfo(
         id=resource["id"], name="https://api.example.com", indicator="https://api.example.com",
         access_token_ttl=120, is_default=True,
     )
@@ -67,29 +67,29 @@ async def test_user_scopes_are_the_names_held_through_roles_on_that_resource_onl
     writer = await role(rbac, "writer", [order_scopes["write"], order_scopes["read"]])
     await rbac.users("u1", "u2")
     await rbac.client.post("/api/users/u1/roles", json={"roleIds": [reader, writer]})
-    answer = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://orders"))
+    answer = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://orders", tenant_id="default"))
     assert answer.scopes == ["read", "write"]
     assert answer.resource.id == orders["id"]
-    assert (await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://billing"))).scopes == ["read"]
-    none = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u2", indicator="https://orders"))
+    assert (await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://billing", tenant_id="default"))).scopes == ["read"]
+    none = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u2", indicator="https://orders", tenant_id="default"))
     assert none == AllowedScopes(resource=answer.resource, scopes=[])
-    unknown = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://nowhere"))
+    unknown = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://nowhere", tenant_id="default"))
     assert unknown == AllowedScopes(resource=None, scopes=[])
     # Links change, answers follow at once (no cache).
     await rbac.client.delete(f"/api/roles/{writer}/scopes/{order_scopes['write']}")
-    assert (await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://orders"))).scopes == ["read"]
+    assert (await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id="u1", indicator="https://orders", tenant_id="default"))).scopes == ["read"]
 
 
 async def test_the_admin_flag_gives_an_application_the_management_api(rbac):
-    request = ApplicationScopesRequest(application_id="m2m", indicator="https://default.logto.app/api")
+    request = ApplicationScopesRequest(application_id="m2m", indicator="https://default.logto.app/api", tenant_id="default")
     assert (await rbac.ctx.call(APPLICATION_SCOPES, request)).scopes == []
-    state = await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="m2m", is_admin=True))
+    state = await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="m2m", is_admin=True, tenant_id="default"))
     assert (state.application_id, state.is_admin) == ("m2m", True)
-    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="m2m", is_admin=True))
+    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="m2m", is_admin=True, tenant_id="default"))
     assert await rbac.ctx.call(APPLICATION_SCOPES, request) == AllowedScopes(resource=MANAGEMENT_API, scopes=["all"])
-    assert (await rbac.ctx.call(IS_APPLICATION_ADMIN, ApplicationRef(application_id="m2m"))).is_admin is True
-    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="m2m", is_admin=False))
-    assert (await rbac.ctx.call(IS_APPLICATION_ADMIN, ApplicationRef(application_id="m2m"))).is_admin is False
+    assert (await rbac.ctx.call(IS_APPLICATION_ADMIN, ApplicationRef(application_id="m2m", tenant_id="default"))).is_admin is True
+    await rbac.ctx.call(SET_APPLICATION_ADMIN, ApplicationAdminRequest(application_id="m2m", is_admin=False, tenant_id="default"))
+    assert (await rbac.ctx.call(IS_APPLICATION_ADMIN, ApplicationRef(application_id="m2m", tenant_id="default"))).is_admin is False
     assert (await rbac.ctx.call(APPLICATION_SCOPES, request)).scopes == []
     link_events = [(t.rsplit(".", 1)[1], e["role_id"], e["application_ids"]) for t, e in await rbac.events()
                    if ".applications_" in t]
@@ -103,7 +103,7 @@ async def test_application_scopes_through_machine_to_machine_roles(rbac):
     await rbac.applications("app1")
     await rbac.client.post(f"/api/roles/{robot}/applications", json={"applicationIds": ["app1"]})
     answer = await rbac.ctx.call(APPLICATION_SCOPES, ApplicationScopesRequest(application_id="app1",
-                                                                              indicator="https://orders"))
+                                                                              indicator="https://orders", tenant_id="default"))
     assert answer.scopes == ["write"]
 
 
@@ -111,8 +111,8 @@ async def test_role_user_ids(rbac):
     editor = await role(rbac, "editor", [])
     await rbac.users("u1", "u2", "u3")
     await rbac.client.post(f"/api/roles/{editor}/users", json={"userIds": ["u2", "u1"]})
-    assert await rbac.ctx.call(ROLE_USER_IDS, RoleRef(role_id=editor)) == ["u2", "u1"]
-    assert await rbac.ctx.call(ROLE_USER_IDS, RoleRef(role_id="nope")) == []
+    assert await rbac.ctx.call(ROLE_USER_IDS, RoleRef(role_id=editor, tenant_id="default")) == ["u2", "u1"]
+    assert await rbac.ctx.call(ROLE_USER_IDS, RoleRef(role_id="nope", tenant_id="default")) == []
 
 
 async def test_user_scopes_under_concurrency_answer_each_caller_its_own_scopes(rbac):
@@ -137,7 +137,7 @@ async def test_user_scopes_under_concurrency_answer_each_caller_its_own_scopes(r
             await rbac.client.put("/api/users/churner/roles", json={"roleIds": [roles[i % 8]]})
 
     async def ask(user: str) -> tuple[str, list[str]]:
-        answer = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id=user, indicator="https://orders"),
+        answer = await rbac.ctx.call(USER_SCOPES, UserScopesRequest(user_id=user, indicator="https://orders", tenant_id="default"),
                                      timeout=30.0)
         return user, answer.scopes
 

@@ -140,7 +140,7 @@ async def user_scopes_rpc(
     from tessera_kit.bus import Bus
 
     user_id, indicator = await _scopes_fixture(ctx, client)
-    request = UserScopesRequest(user_id=user_id, indicator=indicator)
+    request = UserScopesRequest(user_id=user_id, indicator=indicator, tenant_id="default")
     bus = await Bus.connect(nats_url, namespace=namespace, name="bench-rbac-rpc")
     try:
         answer = await rpc.call(bus, USER_SCOPES, request)

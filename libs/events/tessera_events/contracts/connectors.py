@@ -46,7 +46,7 @@ class SendMessageRequest(msgspec.Struct, frozen=True, kw_only=True):
     to: str
     template: MessageTemplate
     payload: dict[str, str]
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class MessageSent(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,7 +64,7 @@ class AuthorizationUriRequest(msgspec.Struct, frozen=True, kw_only=True):
     redirect_uri: str
     interaction_id: str
     user_agent: str | None = None
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class AuthorizationUri(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,7 +84,7 @@ class InteractionUserInfoRequest(msgspec.Struct, frozen=True, kw_only=True):
     connector_data: dict[str, Any]
     connector_session: dict[str, Any] | None = None
     interaction_id: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class InteractionUserInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,7 +99,7 @@ class InteractionUserInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 class DeleteConnectorsRequest(msgspec.Struct, frozen=True, kw_only=True):
     ids: list[str]
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class DeletedConnectors(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,7 +109,7 @@ class DeletedConnectors(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ListConnectorsRequest(msgspec.Struct, frozen=True, kw_only=True):
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class ConnectorList(msgspec.Struct, frozen=True, kw_only=True):

@@ -69,7 +69,7 @@ class FindUserRequest(msgspec.Struct, frozen=True, kw_only=True):
     identity_target: str | None = None
     identity_user_id: str | None = None
     idempotency_key: str | None = None
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class VerifyPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,7 +95,7 @@ class VerifyPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
     count_failures: bool = True
     reject_suspended: bool = True
     client_ip: str | None = None
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class CreateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,7 +118,7 @@ class CreateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
     # The same key again answers the user created the first time (a caller retrying after
     # a lost reply), without creating another or announcing it twice.
     idempotency_key: str | None = None
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class UpdateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,7 +142,7 @@ class UpdateUserRequest(msgspec.Struct, frozen=True, kw_only=True):
     password_algorithm: Literal["Argon2i", "Argon2id"] | UnsetType = UNSET
     application_id: str | None | UnsetType = UNSET
     last_sign_in_at: int | None | UnsetType = UNSET
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class HashPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,7 +152,7 @@ class HashPasswordRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     password: str
     compare_with_user_id: str | None = None
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class PasswordHash(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,7 +163,7 @@ class PasswordHash(msgspec.Struct, frozen=True, kw_only=True):
 
 class ApplicationRequest(msgspec.Struct, frozen=True, kw_only=True):
     application_id: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class ApplicationClient(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,7 +184,7 @@ class UserCountsRequest(msgspec.Struct, frozen=True, kw_only=True):
     """`windows`: `[since, until)` pairs in epoch milliseconds."""
 
     windows: list[tuple[int, int]] = []
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class UserCounts(msgspec.Struct, frozen=True, kw_only=True):

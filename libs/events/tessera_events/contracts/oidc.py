@@ -42,7 +42,7 @@ class InteractionRef(msgspec.Struct, frozen=True, kw_only=True):
 
     interaction_cookie: str
     interaction_signature: str = ""  # the `_interaction.sig` cookie
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class Prompt(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +83,7 @@ class FinishLogin(msgspec.Struct, frozen=True, kw_only=True):
     account_id: str
     # Authentication methods used, for the session (e.g. ["pwd"], ["otp"], ["social"]).
     amr: list[str] = []
-    tenant_id: str = "default"
+    tenant_id: str
     # ms since the epoch: also record it as the user's last sign-in, in the same transaction
     # (a sign-in that changes nothing else of the user needs no UPDATE_USER call).
     last_sign_in_at: int | None = None
@@ -95,7 +95,7 @@ class GrantConsent(msgspec.Struct, frozen=True, kw_only=True):
 
     interaction_cookie: str
     interaction_signature: str = ""  # the `_interaction.sig` cookie
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class AbortInteraction(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,7 +105,7 @@ class AbortInteraction(msgspec.Struct, frozen=True, kw_only=True):
     interaction_signature: str = ""  # the `_interaction.sig` cookie
     error: str = "access_denied"
     error_description: str = "End-User aborted interaction"
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class Redirect(msgspec.Struct, frozen=True, kw_only=True):

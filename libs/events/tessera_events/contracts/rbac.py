@@ -25,23 +25,23 @@ class ResourceInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 class ResourceByIndicator(msgspec.Struct, frozen=True, kw_only=True):
     indicator: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class TenantRef(msgspec.Struct, frozen=True, kw_only=True):
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class UserScopesRequest(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     indicator: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class ApplicationScopesRequest(msgspec.Struct, frozen=True, kw_only=True):
     application_id: str
     indicator: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class AllowedScopes(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,12 +55,12 @@ class AllowedScopes(msgspec.Struct, frozen=True, kw_only=True):
 class ApplicationAdminRequest(msgspec.Struct, frozen=True, kw_only=True):
     application_id: str
     is_admin: bool
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class ApplicationRef(msgspec.Struct, frozen=True, kw_only=True):
     application_id: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 class ApplicationAdminState(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,7 +82,7 @@ IS_APPLICATION_ADMIN = RpcOperation("rbac", "is_application_admin", ApplicationR
 
 class RoleRef(msgspec.Struct, frozen=True, kw_only=True):
     role_id: str
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 # The ids of the users holding a role (identity's `GET /users?excludeRoleId=`). An unknown

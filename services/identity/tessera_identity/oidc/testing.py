@@ -184,10 +184,10 @@ def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def interaction_cookies(browser: httpx.AsyncClient) -> dict[str, str]:
-    """The `_interaction` pair a browser holds, as the rpc operations take it."""
+def interaction_cookies(browser: httpx.AsyncClient, tenant_id: str = "default") -> dict[str, str]:
+    """The `_interaction` pair a browser holds, and its tenant, as the rpc operations take them."""
     return {"interaction_cookie": browser.cookies.get("_interaction") or "",
-            "interaction_signature": browser.cookies.get("_interaction.sig") or ""}
+            "interaction_signature": browser.cookies.get("_interaction.sig") or "", "tenant_id": tenant_id}
 
 
 async def complete_interaction(browser: httpx.AsyncClient, bus: Bus, authorization_url: str, user_id: str,
