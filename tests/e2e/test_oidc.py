@@ -146,7 +146,7 @@ async def test_user_flow_through_the_gateway_with_role_scopes(api, stack, bus):
         url, state = rp.create_authorization_url(
             meta["authorization_endpoint"], code_verifier=verifier, redirect_uri=REDIRECT, nonce=nonce,
             scope="openid offline_access profile orders:read orders:write", resource=indicator, prompt="consent")
-        final = await complete_interaction(browser, bus, url, user_id)
+        final = await complete_interaction(browser, bus, url, user_id, tenant_id="default")
         assert final.status_code == 303, final.text
         callback = query_of(final.headers["location"])
         assert callback["state"] == state and callback["iss"] == meta["issuer"]

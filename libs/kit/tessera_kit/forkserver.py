@@ -416,7 +416,9 @@ def become(job: ChildJob) -> None:
     sys.meta_path[:] = [f for f in sys.meta_path if not serve.is_refusal(f)]
     # As `python -m` finds it: not imported yet. The preload imported tessera_kit.serve, and
     # runpy warns (in every service's log) when the module it runs as __main__ is already there.
-    sys.modules.pop(job.module, None)
+    # A package stays (runpy runs its __main__, and its submodules hang on the package object).
+    if not hasattr(sys.modules.get(job.module), "__path__"):
+        sys.modules.pop(job.module, None)
     runpy.run_module(job.module, run_name="__main__", alter_sys=True)
 
 

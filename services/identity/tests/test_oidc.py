@@ -85,7 +85,7 @@ async def sign_in(dep: Deployment, rp: AsyncOAuth2Client, user_id: str, *, redir
     own_browser = browser is None
     browser = browser or dep.browser()
     try:
-        final = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+        final = await complete_interaction(browser, dep.ctx.bus, url, user_id, tenant_id="default")
     finally:
         if own_browser:
             await browser.aclose()
@@ -576,7 +576,7 @@ async def test_the_session_cookie_is_a_koa_signed_pair(deployment):
     params = {"client_id": app["id"], "redirect_uri": SPA_REDIRECT, "response_type": "code", "scope": "openid",
               "code_challenge": "a" * 43, "code_challenge_method": "S256", "state": "s"}
     async with dep.browser() as browser:
-        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id)
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id, tenant_id="default")
         assert final.status_code == 303 and "code=" in final.headers["location"]
         session_id, signature = browser.cookies.get("_session"), browser.cookies.get("_session.sig")
         assert session_id and "." not in session_id
@@ -600,7 +600,7 @@ async def test_form_post_response_mode(deployment):
     async with dep.rp(app["id"], code_challenge_method="S256") as rp, dep.browser() as browser:
         url, state = rp.create_authorization_url(ISSUER + "/auth", code_verifier=verifier, redirect_uri=SPA_REDIRECT,
                                                  scope="openid", response_mode="form_post")
-        response = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+        response = await complete_interaction(browser, dep.ctx.bus, url, user_id, tenant_id="default")
         assert response.status_code == 200 and f'action="{SPA_REDIRECT}"' in response.text
         code = response.text.split('name="code" value="')[1].split('"')[0]
         assert f'name="state" value="{state}"' in response.text
@@ -902,7 +902,7 @@ async def test_a_code_exchange_racing_a_revocation_of_the_user_leaves_no_live_to
         url, _ = rp.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier,
                                              redirect_uri=SPA_REDIRECT, scope="openid offline_access",
                                              prompt="consent")
-        final = await complete_interaction(browser, dep.ctx.bus, url, user_id)
+        final = await complete_interaction(browser, dep.ctx.bus, url, user_id, tenant_id="default")
         code = query_of(final.headers["location"])["code"]
         async with dep.ctx.pool.acquire() as gate, dep.ctx.pool.acquire() as revoker:
             gate_tx = gate.transaction()
@@ -1000,7 +1000,7 @@ async def test_interactions_announce_their_start_and_end(deployment):
         assert started[0]["params"]["state"] == "s" and started[0]["prompt"]["name"] == "login"
         assert started[0]["prompt"]["reasons"] == ["no_session"]
         assert not [e for e in await dep.event_data("identity.interaction.ended") if e["interaction_id"] == login_uid]
-        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id)
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + urlencode(params), user_id, tenant_id="default")
         assert final.status_code == 303 and "code=" in final.headers["location"]
     mine = {e["interaction_id"]: e for e in await dep.event_data("identity.interaction.started")
             if e["application_id"] == app["id"]}

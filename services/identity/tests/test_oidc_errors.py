@@ -130,7 +130,7 @@ async def test_auth_consent_required_with_prompt_none(dep, apps):
     user = await dep.user()
     async with dep.browser() as browser:
         # A session, but no grant for this client yet.
-        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + _qs(auth_params(apps["spa"]["id"])), user)
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + _qs(auth_params(apps["spa"]["id"])), user, tenant_id="default")
         assert "code" in query_of(final.headers["location"])
         response = await browser.get("/oidc/auth", params=auth_params(apps["other"]["id"], redirect_uri="https://other.example/cb", prompt="none"))
     assert query_of(response.headers["location"])["error"] == "consent_required"
@@ -158,7 +158,7 @@ async def test_auth_aborted_interaction_is_access_denied(dep, apps):
         response = await browser.get("/oidc/auth", params=auth_params(apps["spa"]["id"]))
         assert response.headers["location"] == "/sign-in"
         reply = await rpc.call(dep.ctx.bus, ABORT_INTERACTION,
-                               AbortInteraction(**interaction_cookies(browser)))
+                               AbortInteraction(**interaction_cookies(browser, tenant_id="default")))
         uid = browser.cookies.get("_interaction")
         response = await browser.get(reply.redirect_to)
     params = query_of(response.headers["location"])
@@ -179,7 +179,7 @@ async def test_interaction_rpc_errors(dep, apps):
     assert (error.value.status, error.value.code) == (400, "session.not_found")
     async with dep.browser() as browser:
         await browser.get("/oidc/auth", params=auth_params(apps["spa"]["id"], resource=API, scope="openid read"))
-        cookie = interaction_cookies(browser)
+        cookie = interaction_cookies(browser, tenant_id="default")
     # The value without its `_interaction.sig` is not enough.
     with pytest.raises(RequestError) as error:
         await rpc.call(dep.ctx.bus, INTERACTION_DETAILS, InteractionRef(interaction_cookie=cookie["interaction_cookie"], tenant_id="default"))
@@ -230,7 +230,7 @@ def _qs(params: dict) -> str:
 async def code_for(dep, client_id: str, **overrides) -> str:
     user = await dep.user()
     async with dep.browser() as browser:
-        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + _qs(auth_params(client_id, **overrides)), user)
+        final = await complete_interaction(browser, dep.ctx.bus, "/oidc/auth?" + _qs(auth_params(client_id, **overrides)), user, tenant_id="default")
     return query_of(final.headers["location"])["code"]
 
 
@@ -528,7 +528,7 @@ async def test_finish_login_records_the_sign_in_and_answers_the_user_and_client(
     spa = apps["spa"]["id"]
     async with dep.browser() as browser:
         await browser.get("/oidc/auth", params=auth_params(spa, resource=API, scope="openid read"))
-        cookie = interaction_cookies(browser)
+        cookie = interaction_cookies(browser, tenant_id="default")
     suspended = await dep.user(is_suspended=True)
     with pytest.raises(RequestError) as error:
         await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(**cookie, account_id=suspended, last_sign_in_at=1_000))
@@ -605,7 +605,7 @@ async def test_a_user_suspended_before_the_resumption_gets_no_session(dep, apps)
         async with dep.browser() as browser:
             await browser.get("/oidc/auth", params=auth_params(spa, scope="openid"))
             finished = await rpc.call(dep.ctx.bus, FINISH_LOGIN, FinishLogin(
-                **interaction_cookies(browser), account_id=user_id, amr=["pwd"], last_sign_in_at=1_000))
+                **interaction_cookies(browser, tenant_id="default"), account_id=user_id, amr=["pwd"], last_sign_in_at=1_000))
             if suspend:
                 await dep.ctx.pool.execute("UPDATE users SET is_suspended = true WHERE id = $1", user_id)
             response = await browser.get(finished.redirect_to)

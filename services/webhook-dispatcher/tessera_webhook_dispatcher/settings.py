@@ -21,7 +21,8 @@ class DispatcherSettings(ServiceSettings, frozen=True, kw_only=True, rename=env_
     # it takes this many / per-hook hanging receivers to hold up the others.
     webhooks_max_in_flight: int = 512
     # How often the scheduler reads its clock for the next due delivery, and looks again for
-    # one that is due but was not claimed (a lease running out elsewhere)...
+    # one that is due but was not claimed (a lease running out elsewhere) or while attempts of
+    # its own are in flight...
     webhooks_poll_seconds: float = 1.0
     # ...and the longest it goes without looking (a new delivery comes with a NOTIFY): longer
     # than `db_idle_seconds`, so at rest the pool lets its idle connection go (a PostgreSQL

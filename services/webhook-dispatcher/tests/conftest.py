@@ -172,7 +172,7 @@ async def dispatcher(database_url, nats_url, namespace) -> AsyncIterator[Deploym
 @pytest.fixture
 async def resting(database_url, nats_url, namespace) -> AsyncIterator[Deployment]:
     """A dispatcher whose pool lets a connection go after 0.5 s unused (db_idle_seconds), and
-    whose scheduler looks for due deliveries every 0.05 s while any is pending."""
+    whose scheduler reads its clock for the next due delivery every 0.05 s."""
     async with deployment(database_url, nats_url, namespace, db_idle_seconds=0.5, webhooks_poll_seconds=0.05) as d:
         yield d
 

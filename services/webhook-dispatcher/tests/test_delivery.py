@@ -451,15 +451,15 @@ async def test_a_retry_not_yet_due_costs_no_look_until_it_is_and_a_disabled_hook
     await resting.experience.publish(signed_in())
     await resting.settled(hook["id"], 1)
     pool = resting.ctx.pool
-    await resting.until(lambda: _true(pool.get_size() == 1))  # it looked every 0.05 s until due
+    await resting.until(lambda: _true(pool.get_size() == 1))  # no look until the retry is due
     resting.clock.advance(RETRY_DELAYS[0] * (1 + JITTER) + 1)  # due now; the scheduler is not told
     await resting.settled(hook["id"], 2)
-    # The next retry pending for a disabled hook: at rest, only the relay's connection stays.
+    # The next retry, due, of a disabled hook: no look for it (it could not be claimed), so at
+    # rest only the relay's connection stays.
     patched = await resting.client.patch(f"/api/hooks/{hook['id']}", json={"enabled": False})
     assert patched.status_code == 200
-    pool = resting.ctx.pool
-    await resting.until(lambda: _true(pool.get_size() == 1))
     resting.clock.advance(RETRY_DELAYS[1] * (1 + JITTER) + 1)
+    await resting.until(lambda: _true(pool.get_size() == 1))
     assert (await resting.client.patch(f"/api/hooks/{hook['id']}", json={"enabled": True})).status_code == 200
     delivery = await resting.settled(hook["id"], 3)
     assert delivery["status"] == "succeeded"

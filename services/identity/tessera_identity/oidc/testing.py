@@ -184,14 +184,14 @@ def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def interaction_cookies(browser: httpx.AsyncClient, tenant_id: str = "default") -> dict[str, str]:
+def interaction_cookies(browser: httpx.AsyncClient, *, tenant_id: str) -> dict[str, str]:
     """The `_interaction` pair a browser holds, and its tenant, as the rpc operations take them."""
     return {"interaction_cookie": browser.cookies.get("_interaction") or "",
             "interaction_signature": browser.cookies.get("_interaction.sig") or "", "tenant_id": tenant_id}
 
 
 async def complete_interaction(browser: httpx.AsyncClient, bus: Bus, authorization_url: str, user_id: str,
-                               *, consent: bool = True) -> httpx.Response:
+                               *, tenant_id: str, consent: bool = True) -> httpx.Response:
     """Follow an authorization request as a browser whose user signs in (rpc stands in for the
     sign-in pages): returns the final redirect to the client (303 with `code`, or an error)."""
     response = await browser.get(authorization_url)
@@ -201,11 +201,11 @@ async def complete_interaction(browser: httpx.AsyncClient, bus: Bus, authorizati
         location = response.headers["location"]
         path = urlsplit(location).path
         if path in ("/sign-in", "/register"):
-            reply = await rpc.call(bus, FINISH_LOGIN, FinishLogin(**interaction_cookies(browser), account_id=user_id,
+            reply = await rpc.call(bus, FINISH_LOGIN, FinishLogin(**interaction_cookies(browser, tenant_id=tenant_id), account_id=user_id,
                                                                   amr=["pwd"]))
             response = await browser.get(reply.redirect_to)
         elif path == "/sign-in/consent" and consent:
-            reply = await rpc.call(bus, GRANT_CONSENT, GrantConsent(**interaction_cookies(browser)))
+            reply = await rpc.call(bus, GRANT_CONSENT, GrantConsent(**interaction_cookies(browser, tenant_id=tenant_id)))
             response = await browser.get(reply.redirect_to)
         elif "/oidc/auth" in path:
             response = await browser.get(urljoin(str(response.url), location))
