@@ -441,6 +441,27 @@ async def test_at_rest_the_scheduler_lets_the_pools_connection_go_and_a_new_deli
     assert len(await receiver.wait_for(2)) == 2
 
 
+async def test_the_scheduler_outlives_a_failure_of_its_own_and_goes_on_delivering(resting, receiver):
+    """Nothing restarts the scheduler's task: a failure outside the claim (here its wait, as a
+    clock answering a naive time would make it) is logged and the loop goes on; the next
+    delivery is still sent."""
+    await resting.create_hook(receiver.url)
+    scheduler = resting.scheduler
+    sleep, failed = scheduler._sleep, asyncio.Event()
+
+    async def failing_once(due):
+        if not failed.is_set():
+            failed.set()
+            raise TypeError("can't compare offset-naive and offset-aware datetimes")
+        await sleep(due)
+
+    scheduler._sleep = failing_once
+    scheduler.wake()
+    await asyncio.wait_for(failed.wait(), 10)
+    await resting.experience.publish(signed_in())
+    assert len(await receiver.wait_for(1)) == 1
+
+
 async def test_a_retry_not_yet_due_costs_no_look_until_it_is_and_a_disabled_hooks_waits_for_it(resting, receiver):
     """A pending delivery of an enabled hook whose retry is not yet due: the scheduler does not
     look (no claim every webhooks_poll_seconds, so the pool lets its connection go) until the

@@ -95,16 +95,18 @@ class Scheduler:
         self.relay.listen(self.channel, self._on_notify)
         while not self._stopping:
             self._wake.clear()
-            due: dt.datetime | None = self.clock.now()
             try:
                 claimed, due = await self.dispatch_due()
                 if claimed:
                     continue  # more may be due
+                await self._sleep(due)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("webhook scheduler: claiming failed", error=str(exc))
-            await self._sleep(due)
+                # Nothing restarts this task: whatever fails, it goes on after a poll interval
+                # (a NOTIFY meanwhile waits for that), else webhooks would stop unnoticed.
+                log.warning("webhook scheduler: claiming failed", error=repr(exc))
+                await asyncio.sleep(self.settings.webhooks_poll_seconds)
 
     async def _sleep(self, due: dt.datetime | None) -> None:
         """Until woken, or until `due` (None: nothing is pending) by the dispatcher's clock,
