@@ -162,6 +162,50 @@ async def test_a_replaced_secret_and_a_deleted_application_are_refused_by_both_r
                          what=f"replica {name} refuses the deleted application")
 
 
+async def test_a_secret_changed_an_instant_after_a_replica_read_the_client_is_taken_at_once(stack):
+    """A replica's copy of the client, read an instant before its secret changed, with no event
+    telling it yet: the new secret is accepted (a copy read before the request is read again
+    before a refusal, however young), and a wrong one is still refused."""
+    app = await machine(stack, "quickly rotated robot")
+    new = "a-secret-changed-behind-the-caches-0001"
+    clients = stack.b.provider.clients
+
+    async def cached() -> bool:  # the application's creation event, which evicts, is in
+        return (await stack.b.token(app["id"], app["secret"])).status_code == 200 and app["id"] in clients._cache
+
+    await eventually(cached, what="replica b keeps the client")
+    await asyncio.sleep(0.2)  # no event of the set-up left on its way
+    clients.evict(app["id"])
+    assert (await stack.b.token(app["id"], app["secret"])).status_code == 200  # read just now
+    # Changed in the database only, so no event can have told b.
+    await stack.a.ctx.pool.execute("UPDATE applications SET secret = $1 WHERE id = $2", new, app["id"])
+    assert (await stack.b.token(app["id"], new)).status_code == 200
+    assert (await stack.b.token(app["id"], "not-the-secret-of-this-robot")).status_code == 401
+
+
+async def test_a_client_refusing_requests_is_read_again_at_most_once_per_interval(stack, monkeypatch):
+    from types import SimpleNamespace
+
+    from tessera_identity.oidc import clients as clients_module
+
+    app = await machine(stack, "often refused robot")
+    clients = stack.b.provider.clients
+    client = await clients.get(app["id"])
+    reads, read = [], clients_module.store.find_application
+
+    async def counted(*args):
+        reads.append(args)
+        return await read(*args)
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(clients_module.store, "find_application", counted)
+    monkeypatch.setattr(clients_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    assert (await clients.read_again_before_refusing(client)).id == app["id"] and len(reads) == 1
+    assert await clients.read_again_before_refusing(client) is client and len(reads) == 1  # just read
+    now[0] += clients_module.REREAD_SECONDS
+    assert (await clients.read_again_before_refusing(client)).id == app["id"] and len(reads) == 2
+
+
 async def test_after_a_reconnect_a_replica_trusts_nothing_it_cached(stack):
     """Events published while a replica's NATS connection was down never reach it: once it is
     back, every cached client and rbac answer is forgotten (not left to the TTLs)."""

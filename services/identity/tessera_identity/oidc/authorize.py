@@ -169,8 +169,8 @@ async def _client_and_redirect_uri(provider: Provider, params: Params) -> tuple[
     redirect_uri = params.get("redirect_uri")
     if redirect_uri is None:
         raise invalid_request("missing required parameter 'redirect_uri'")
-    if redirect_uri not in client.redirect_uris and provider.clients.is_stale(client):
-        client = await provider.clients.get(client_id, fresh=True) or client  # just registered?
+    if redirect_uri not in client.redirect_uris:
+        client = await provider.clients.read_again_before_refusing(client) or client  # just registered?
     # OIDC Core §3.1.2.1: an exact match with a registered redirection URI.
     if redirect_uri not in client.redirect_uris:
         raise invalid_request("redirect_uri did not match any of the client's registered redirect_uris")

@@ -60,8 +60,8 @@ async def authenticate_client(provider: Provider, request: Request, params: Para
         if not allow_public:
             raise invalid_client("only confidential clients may use this endpoint")
         return client
-    if not _secret_matches(client, secret) and provider.clients.is_stale(client):
-        client = await provider.clients.get(client_id, fresh=True)  # the secret may have changed
+    if not _secret_matches(client, secret):
+        client = await provider.clients.read_again_before_refusing(client)  # a new secret?
     if client is None or not _secret_matches(client, secret):
         raise invalid_client("invalid client secret", basic=method == "client_secret_basic")
     if not allow_public and client.is_public:

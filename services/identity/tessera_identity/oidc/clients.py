@@ -9,7 +9,8 @@
 Lookups are cached for `oidc_client_cache_seconds`; any `identity.application.*` event (seen on
 the bus, from whichever replica changed the row) empties the cache sooner. Callers that find a
 cached client wrong (secret or redirect URI mismatch) reread it once before refusing, so a
-rotated secret or a new redirect URI works at once.
+rotated secret or a new redirect URI works at once; a client is reread so at most once per
+REREAD_SECONDS, so a flood of refused requests costs few reads.
 
 Concurrent misses of one client share one read (a cache entry expiring under load is one query,
 not one per request in flight). A read that was under way when its client was evicted is not
@@ -28,6 +29,9 @@ import asyncpg
 
 from tessera_identity.oidc import store
 from tessera_kit.tasks import SharedCalls
+
+# A client refusing requests is read again at most this often (read_again_before_refusing).
+REREAD_SECONDS = 0.05
 
 DEMO_APP_ID = "demo-app"
 DEFAULT_ID_TOKEN_TTL = 3600
@@ -142,6 +146,7 @@ class ClientCache:
         self._cache: dict[str, Client] = {}
         self._reading: SharedCalls[str, Client | None] = SharedCalls()  # by client id
         self._generation = 0  # one more at each eviction
+        self._read_again_at: dict[str, float] = {}  # by client id: read_again_before_refusing
 
     async def get(self, client_id: str, *, fresh: bool = False, conn: asyncpg.Connection | None = None
                   ) -> Client | None:
@@ -171,9 +176,19 @@ class ClientCache:
             self._cache[client_id] = client
         return client
 
-    def is_stale(self, client: Client) -> bool:
-        """Loaded from the cache rather than just now (worth rereading before refusing)."""
-        return time.monotonic() - client.loaded_at > 0.05
+    async def read_again_before_refusing(self, client: Client) -> Client | None:
+        """The client as the database has it now, before a request is refused on `client`: the
+        copy, however young, may predate a new secret or redirect URI whose event has yet to
+        arrive. Unless this client was read again for a refusal less than REREAD_SECONDS ago
+        (then `client` as it is): a flood of refused requests costs at most one read per client
+        per REREAD_SECONDS."""
+        now = time.monotonic()
+        if now - self._read_again_at.get(client.id, -REREAD_SECONDS) < REREAD_SECONDS:
+            return client
+        if len(self._read_again_at) > 10_000:
+            self._read_again_at.clear()
+        self._read_again_at[client.id] = now
+        return await self.get(client.id, fresh=True)
 
     def evict(self, client_id: str | None = None) -> None:
         """Forget a client (None: every client), and any read of it under way."""

@@ -58,8 +58,8 @@ async def end_session(provider: Provider, params: Params, request: Request) -> R
         client = await provider.clients.get(client_id)
         if client is None:
             raise OAuthError("invalid_client", "client is invalid")
-        if redirect_uri not in client.post_logout_redirect_uris and provider.clients.is_stale(client):
-            client = await provider.clients.get(client_id, fresh=True) or client
+        if redirect_uri not in client.post_logout_redirect_uris:
+            client = await provider.clients.read_again_before_refusing(client) or client
         if redirect_uri not in client.post_logout_redirect_uris:
             raise invalid_request("post_logout_redirect_uri not registered for this client")
     session_id = provider.cookie_value(request, SESSION_COOKIE)
