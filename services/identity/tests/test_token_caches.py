@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from tessera_events import Actor
 from tessera_identity.main import build_spec
+from tessera_identity.oidc import clients as clients_module
 from tessera_identity.oidc.provider import Provider, provider_for
 from tessera_identity.oidc.testing import environment
 from tessera_kit.config import ServiceSettings
@@ -162,7 +165,7 @@ async def test_a_replaced_secret_and_a_deleted_application_are_refused_by_both_r
                          what=f"replica {name} refuses the deleted application")
 
 
-async def test_a_secret_changed_an_instant_after_a_replica_read_the_client_is_taken_at_once(stack):
+async def test_a_secret_changed_an_instant_after_a_replica_read_the_client_is_taken_at_once(stack, monkeypatch):
     """A replica's copy of the client, read an instant before its secret changed, with no event
     telling it yet: the new secret is accepted (a copy read before the request is read again
     before a refusal, however young), and a wrong one is still refused."""
@@ -177,32 +180,68 @@ async def test_a_secret_changed_an_instant_after_a_replica_read_the_client_is_ta
     await asyncio.sleep(0.2)  # no event of the set-up left on its way
     clients.evict(app["id"])
     assert (await stack.b.token(app["id"], app["secret"])).status_code == 200  # read just now
+    # From here b's clock stands still: its copy stays as young as it can be.
+    monkeypatch.setattr(clients_module, "time", SimpleNamespace(monotonic=lambda frozen=time.monotonic(): frozen))
     # Changed in the database only, so no event can have told b.
     await stack.a.ctx.pool.execute("UPDATE applications SET secret = $1 WHERE id = $2", new, app["id"])
     assert (await stack.b.token(app["id"], new)).status_code == 200
     assert (await stack.b.token(app["id"], "not-the-secret-of-this-robot")).status_code == 401
 
 
+async def test_a_redirect_uri_added_an_instant_after_a_replica_read_the_client_is_taken_at_once(stack, monkeypatch):
+    callback, added = "https://spa.example/callback", "https://spa.example/added"
+    created = await stack.identity.post("/api/applications", json={
+        "name": "spa", "type": "SPA", "oidcClientMetadata": {"redirectUris": [callback], "postLogoutRedirectUris": []}})
+    assert created.status_code == 200, created.text
+    client_id, clients = created.json()["id"], stack.b.provider.clients
+
+    async def authorize(redirect_uri: str) -> int:
+        async with service_client(stack.b.app, base_url="http://identity") as http:
+            return (await http.get("/oidc/auth", params={
+                "client_id": client_id, "redirect_uri": redirect_uri, "response_type": "code", "scope": "openid",
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"})).status_code
+
+    async def cached() -> bool:  # the application's creation event, which evicts, is in
+        return await authorize(callback) == 303 and client_id in clients._cache
+
+    await eventually(cached, what="replica b keeps the client")
+    await asyncio.sleep(0.2)  # no event of the set-up left on its way
+    clients.evict(client_id)
+    assert await authorize(callback) == 303  # read just now
+    monkeypatch.setattr(clients_module, "time", SimpleNamespace(monotonic=lambda frozen=time.monotonic(): frozen))
+    # Added in the database only, so no event can have told b.
+    await stack.a.ctx.pool.execute(
+        "UPDATE applications SET oidc_client_metadata = jsonb_set(oidc_client_metadata, '{redirectUris}', $1::jsonb)"
+        " WHERE id = $2", [callback, added], client_id)
+    assert await authorize(added) == 303
+    assert await authorize("https://spa.example/never-registered") == 400
+
+
 async def test_a_client_refusing_requests_is_read_again_at_most_once_per_interval(stack, monkeypatch):
-    from types import SimpleNamespace
-
-    from tessera_identity.oidc import clients as clients_module
-
     app = await machine(stack, "often refused robot")
     clients = stack.b.provider.clients
-    client = await clients.get(app["id"])
+
+    async def cached() -> bool:  # the application's creation event, which evicts, is in
+        return await clients.get(app["id"]) is not None and app["id"] in clients._cache
+
+    await eventually(cached, what="replica b keeps the client")
+    await asyncio.sleep(0.2)  # no event of the set-up left on its way
+    client = clients._cache[app["id"]]
     reads, read = [], clients_module.store.find_application
 
-    async def counted(*args):
-        reads.append(args)
-        return await read(*args)
+    async def counted(executor, tenant_id, client_id):
+        if client_id == app["id"]:
+            reads.append(client_id)
+        return await read(executor, tenant_id, client_id)
 
-    now = [1_000_000.0]
+    now = [1000.0]
     monkeypatch.setattr(clients_module.store, "find_application", counted)
     monkeypatch.setattr(clients_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
     assert (await clients.read_again_before_refusing(client)).id == app["id"] and len(reads) == 1
-    assert await clients.read_again_before_refusing(client) is client and len(reads) == 1  # just read
-    now[0] += clients_module.REREAD_SECONDS
+    now[0] += clients_module.REREAD_SECONDS * 0.99
+    again = await clients.read_again_before_refusing(client)  # the copy that read left in the cache
+    assert again is clients._cache[app["id"]] and len(reads) == 1
+    now[0] += clients_module.REREAD_SECONDS * 0.02
     assert (await clients.read_again_before_refusing(client)).id == app["id"] and len(reads) == 2
 
 

@@ -180,11 +180,11 @@ class ClientCache:
         """The client as the database has it now, before a request is refused on `client`: the
         copy, however young, may predate a new secret or redirect URI whose event has yet to
         arrive. Unless this client was read again for a refusal less than REREAD_SECONDS ago
-        (then `client` as it is): a flood of refused requests costs at most one read per client
-        per REREAD_SECONDS."""
+        (then the cached copy, which that read refreshed): a flood of refused requests costs at
+        most one read per client per REREAD_SECONDS."""
         now = time.monotonic()
         if now - self._read_again_at.get(client.id, -REREAD_SECONDS) < REREAD_SECONDS:
-            return client
+            return self._cache.get(client.id) or client
         if len(self._read_again_at) > 10_000:
             self._read_again_at.clear()
         self._read_again_at[client.id] = now
