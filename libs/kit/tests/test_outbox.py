@@ -242,10 +242,14 @@ async def test_the_relay_hands_its_connection_back_with_commits_waiting_for_the_
                     " AND a.query LIKE 'DELETE FROM outbox%'", relay.lock_key))
             await wait_until(relay_asleep)
             # Asked on its connection while it sleeps (nothing to publish, no wake for a minute).
-            assert await sessions[0].fetchval("SELECT current_setting('synchronous_commit')") == "off"
+            relays_pid, setting = await sessions[0].fetchrow(
+                "SELECT pg_backend_pid(), current_setting('synchronous_commit')")
+            assert setting == "off"
         finally:
             await relay.stop()
-        assert await one.fetchval("SELECT current_setting('synchronous_commit')") == "on"
+        # The same session, back in the pool (not one opened anew after a failed reset).
+        assert tuple(await one.fetchrow("SELECT pg_backend_pid(), current_setting('synchronous_commit')")) \
+            == (relays_pid, "on")
     finally:
         await one.close()
 

@@ -495,11 +495,15 @@ async def test_idle_the_scheduler_looks_again_soon_while_the_relays_connection_d
     ctx = resting.ctx
     silent = OutboxRelay(ctx.pool, ctx.bus, ctx.outbox)  # not started: it has never answered
     scheduler = Scheduler(ctx.pool, ctx.outbox, silent, resting.settings, resting.clock, "deliveries_silent")
-    await asyncio.wait_for(scheduler._sleep(None), 10)  # 600 s if it trusted the relay
-    await resting.until(lambda: _true(ctx.relay.answered_lately()))
     answering = Scheduler(ctx.pool, ctx.outbox, ctx.relay, resting.settings, resting.clock, "deliveries_answering")
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(answering._sleep(None), 1.0)
+    try:
+        await asyncio.wait_for(scheduler._sleep(None), 10)  # 600 s if it trusted the relay
+        await resting.until(lambda: _true(ctx.relay.answered_lately()))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(answering._sleep(None), 1.0)
+    finally:
+        await scheduler.sender.close()
+        await answering.sender.close()
 
 
 async def _true(value: bool) -> bool:

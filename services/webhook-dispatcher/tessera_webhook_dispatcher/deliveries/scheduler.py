@@ -90,8 +90,8 @@ class Scheduler:
         # and by an attempt ending; else it looks again when the next pending delivery comes
         # due by its clock (a retry hours away costs no look meanwhile), after
         # webhooks_poll_seconds while one is due but could not be claimed (a lease running out
-        # elsewhere), and after webhooks_idle_poll_seconds at the most, so the pool's
-        # connection is let go at rest.
+        # elsewhere) or its own attempts are in flight, and after webhooks_idle_poll_seconds at
+        # the most, so the pool's connection is let go at rest.
         self.relay.listen(self.channel, self._on_notify)
         while not self._stopping:
             self._wake.clear()
@@ -105,7 +105,7 @@ class Scheduler:
             except Exception as exc:
                 # Nothing restarts this task: whatever fails, it goes on after a poll interval
                 # (a NOTIFY meanwhile waits for that), else webhooks would stop unnoticed.
-                log.warning("webhook scheduler: claiming failed", error=repr(exc))
+                log.warning("webhook scheduler: round failed", error=repr(exc))
                 await asyncio.sleep(self.settings.webhooks_poll_seconds)
 
     async def _sleep(self, due: dt.datetime | None) -> None:
