@@ -88,13 +88,18 @@ async def test_every_tenants_keys_are_refreshed_in_one_session_and_one_failing_s
     """The timed key round (wiring.refresh_keys): one brief session for all tenants, closed
     after; a tenant whose round fails keeps signing with its key, the next still gets its own."""
     from tessera_identity.oidc.provider import providers
-    from tessera_identity.oidc.wiring import KEY_REFRESH_KEY, refresh_keys
+    from tessera_identity.oidc.wiring import KEY_REFRESH_KEY, KEY_STATEMENT_SECONDS, refresh_keys
 
     ctx = served[1]
     built = providers(ctx)
     assert list(built) == ["default", "admin"]
     timed = ctx.extras[KEY_REFRESH_KEY]  # what runs it: every replica, no leader, started
     assert timed.leader is None and timed.every_seconds == 30.0 and timed._task is not None
+    # ... this round, for these tenants, on sessions whose statements stop after the key limit.
+    assert (timed.job.func, timed.job.args[0]) == (refresh_keys, built)
+    async with timed.job.args[1]() as conn:
+        assert conn._config.command_timeout == KEY_STATEMENT_SECONDS
+        assert await conn.fetchval("SELECT current_setting('lock_timeout')") == "1min"
     default, admin = built["default"].keys, built["admin"].keys
     old_default = default.signing.kid
     sessions: list[int] = []
