@@ -275,7 +275,10 @@ class Proxy:
             return
         except UpstreamError as error:
             log.warning("upstream failed", upstream=pool.name, status=error.status, error=str(error))
-            retry = [(b"retry-after", b"2")] if error.status == 503 else []
+            # Retry-After invites the client to send the request again: not when the service
+            # may have acted on it already (the whole write was up when the service went away).
+            retry = ([(b"retry-after", b"2")]
+                     if error.status == 503 and (method in _IDEMPOTENT or not error.request_sent) else [])
             await send_error(send, RequestError("service.unavailable", error.status, service=pool.name),
                              [*echo, *retry])
             return

@@ -46,6 +46,8 @@ class UpstreamError(Exception):
     """The upstream gave no usable answer; `status` is what the client should get."""
 
     status = 502
+    # The whole request had gone up when this happened: the service may have acted on it.
+    request_sent = False
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -65,7 +67,8 @@ class UpstreamProtocolError(UpstreamError):
         # that is the "closed while idle" race, and the request was most likely never read.
         self.nothing_received = nothing_received
         # A process that died (or restarts) with the request in flight is an outage of that
-        # service, 503 with Retry-After, as when it refuses connections; a garbled answer is 502.
+        # service, 503 as when it refuses connections (with Retry-After unless it may have acted
+        # on the request: `request_sent`, proxy.forward); a garbled answer is 502.
         self.status = 503 if nothing_received else 502
 
 
@@ -387,6 +390,7 @@ class UpstreamPool:
                     if reused and retry_on_stale and error.nothing_received:
                         retry_on_stale = allow_idle = False  # once, on a new connection
                         continue
+                    error.request_sent = connection.sent
                     raise
                 except BaseException:
                     connection.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+import pytest
 
 from tessera_gateway.proxy import IncomingRequest, Proxy
 from tessera_gateway.upstream import UpstreamPool
@@ -230,3 +233,50 @@ async def test_a_client_leaving_a_long_answer_to_its_post_stops_the_download() -
                    receive, send, timeout=10)
     assert messages == []  # the final message was taken by the watch
     assert sum(len(m.get("body", b"")) for m in sent[1:]) < 10_000_000  # far from the 200 MB
+
+
+@pytest.mark.parametrize(("method", "retry_after"), [("POST", None), ("PATCH", None), ("GET", b"2")])
+async def test_retry_after_only_when_the_service_cannot_have_acted(method: str, retry_after: bytes | None) -> None:
+    """The service reads the whole request and dies before answering: 503, the service's
+    outage. Retry-After (an invitation to send it again) only for a method a repeat cannot
+    harm: a write may have been committed just before the death, and sent twice it would
+    create a second application or spend an authorization code twice."""
+    async def read_all_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        writer.transport.abort()
+
+    server = await asyncio.start_server(read_all_then_die, "127.0.0.1", 0)
+    pool = UpstreamPool("identity", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    body = b'{"name": "app"}' if method != "GET" else b""
+    headers = [(b"host", b"public.example"), *([(b"content-length", str(len(body)).encode())] if body else [])]
+    receive, send, sent, _ = _client_leaving_after(99, [{"type": "http.request", "body": body, "more_body": False}])
+    try:
+        await asyncio.wait_for(Proxy().forward({**_scope("/api/applications", headers=headers), "method": method},
+                                               receive, send, pool, IncomingRequest(headers), b"r"), 10)
+    finally:
+        server.close()
+        await pool.close()
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"])["code"] == "service.unavailable"
+    assert dict(sent[0]["headers"]).get(b"retry-after") == retry_after
+
+
+async def test_a_refused_write_is_invited_to_retry() -> None:
+    """Nothing reached the service (its port refuses): a retry cannot repeat anything."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    pool = UpstreamPool("identity", f"http://127.0.0.1:{port}")
+    headers = [(b"host", b"public.example"), (b"content-length", b"2")]
+    receive, send, sent, _ = _client_leaving_after(99, [{"type": "http.request", "body": b"{}", "more_body": False}])
+    try:
+        await asyncio.wait_for(Proxy().forward({**_scope("/api/applications", headers=headers), "method": "POST"},
+                                               receive, send, pool, IncomingRequest(headers), b"r"), 10)
+    finally:
+        await pool.close()
+    assert sent[0]["status"] == 503
+    assert dict(sent[0]["headers"]).get(b"retry-after") == b"2"

@@ -4,8 +4,9 @@ credentials tokens, role changes and user updates (name, password), through the 
 Every request is recorded (`Outcome`: when it started and ended, its status and Logto error
 code), and every write keeps what the client may now believe:
 - a 2xx write happened, so the database must show it;
-- a write that failed may or may not have happened (a 502 when the upstream died mid-request,
-  a timeout): its value becomes a *candidate*, and the check accepts either;
+- a write that failed may or may not have happened (a 503 without Retry-After when the
+  upstream died with it in flight, a 502, a timeout): its value becomes a *candidate*, and the
+  check accepts either;
 - a password replaced by a 2xx change is *retired*: nobody may sign in with it any more.
 Each user belongs to one worker, so its writes are sequential and the last 2xx is the truth.
 """
