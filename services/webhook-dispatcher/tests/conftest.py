@@ -178,6 +178,15 @@ async def resting(database_url, nats_url, namespace) -> AsyncIterator[Deployment
 
 
 @pytest.fixture
+async def saturated(database_url, nats_url, namespace) -> AsyncIterator[Deployment]:
+    """A dispatcher with one slot for attempts in flight, whose scheduler looks on its own
+    only every ten minutes: it must be woken to send anything."""
+    async with deployment(database_url, nats_url, namespace, webhooks_max_in_flight=1,
+                          webhooks_poll_seconds=600) as d:
+        yield d
+
+
+@pytest.fixture
 async def guarded(database_url, nats_url, namespace) -> AsyncIterator[Deployment]:
     """A dispatcher with the SSRF guard on (as deployed)."""
     async with deployment(database_url, nats_url, namespace, webhooks_allow_private=False) as d:

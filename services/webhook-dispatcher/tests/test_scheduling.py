@@ -98,3 +98,25 @@ async def test_a_disabled_hooks_backlog_is_not_read_by_the_schedulers_looks(disp
             "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
             " WHERE schemaname = current_schema() AND relname = 'deliveries'")
     assert read < 50  # index probes; the backlog is 5,000 rows
+
+
+
+async def test_a_full_dispatcher_sends_the_next_as_soon_as_an_attempt_ends(saturated, receiver):
+    """With every slot taken (webhooks_max_in_flight), the end of an attempt frees one, and the
+    next due delivery goes out then: not after a poll interval (here ten minutes), nor only
+    when some other wake-up comes."""
+    hook = await saturated.create_hook(receiver.url)
+    receiver.hold = asyncio.Event()  # the first attempt waits until the test has looked
+    await _due(saturated, hook["id"], 3, saturated.clock.now() - dt.timedelta(minutes=1))
+    saturated.scheduler.wake()
+    await receiver.wait_for(1)
+    await asyncio.sleep(0.2)
+    assert len(receiver.requests) == 1  # one slot
+    receiver.hold.set()
+    await receiver.wait_for(3)
+
+    async def all_succeeded() -> bool:
+        return await saturated.ctx.pool.fetchval(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM deliveries WHERE hook_id = $1",
+            hook["id"]) == 3
+    await saturated.until(all_succeeded)

@@ -145,8 +145,16 @@ class Scheduler:
             self.in_flight[row["hook_id"]] += 1
             task = asyncio.create_task(self._attempt(row, token))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._attempt_ended)
         return len(rows), due
+
+    def _attempt_ended(self, task: asyncio.Task) -> None:
+        # Its slot of webhooks_max_in_flight is free only now, after its outcome was recorded:
+        # when they were all taken, the wake as the receiver answered found none free.
+        full = len(self._tasks) >= self.settings.webhooks_max_in_flight
+        self._tasks.discard(task)
+        if full:
+            self._wake.set()
 
     async def _attempt(self, row: asyncpg.Record, token: str) -> None:
         outcome = None
