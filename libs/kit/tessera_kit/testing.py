@@ -14,6 +14,8 @@ real PostgreSQL and NATS of the test session.
   that service's events exactly as it would (through an outbox, with dedupe ids).
 - `sessions_ended(db, pids)`: PostgreSQL sessions whose client has gone are gone from the server
   (its process leaves `pg_stat_activity` moments after the client closed).
+- `relays_backend(db, relay)`, `end_the_relays_session(database_url, relay)`: the session holding
+  an outbox relay's lock, and its end (as if the server dropped it).
 """
 
 from __future__ import annotations
@@ -158,3 +160,25 @@ async def sessions_ended(db, pids: list[int], timeout: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"sessions {pids} still on the server after {timeout} s")
         await asyncio.sleep(0.02)
+
+
+async def relays_backend(db, relay: OutboxRelay) -> int | None:
+    """The pid of the session holding `relay`'s lock (whichever replica's relay leads)."""
+    return await db.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0"
+        " AND objid = $1::bigint::oid"
+        " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
+        relay.lock_key)
+
+
+async def end_the_relays_session(database_url: str, relay: OutboxRelay) -> None:
+    """Terminate the session holding `relay`'s lock, from a connection of its own."""
+    import asyncpg
+
+    admin = await asyncpg.connect(database_url)
+    try:
+        pid = await relays_backend(admin, relay)
+        assert pid is not None, "no relay holds the lock"
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()

@@ -9,6 +9,7 @@ from nats.js.errors import NoStreamResponseError
 from tessera_events import STREAMS, decode_envelope
 from tessera_events.identity import UserCreated, UserSnapshot, UserUpdated
 from tessera_kit.outbox import Outbox, OutboxRelay
+from tessera_kit.testing import end_the_relays_session, relays_backend
 
 IDENTITY = STREAMS["identity"]
 
@@ -186,19 +187,6 @@ async def test_one_relay_leads_per_schema(pool, bus, unique):
         await second.stop()
 
 
-async def end_the_relays_session(database_url: str, relay: OutboxRelay) -> None:
-    """Terminate the relay's session: the one holding its lock."""
-    admin = await asyncpg.connect(database_url)
-    try:
-        assert await admin.fetchval(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = 0 AND objid = $1::bigint::oid"
-            " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())",
-            relay.lock_key)
-    finally:
-        await admin.close()
-
-
 async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(pool, bus, unique, database_url):
     relay = OutboxRelay(pool, bus, Outbox(unique), poll_interval=30.0)  # no retry within the test
     relay.start()
@@ -269,6 +257,33 @@ async def test_a_listener_looks_once_its_listen_starts_and_again_on_each_new_con
         await wait_until(lambda: _true(calls == ["", "news"]))
         await end_the_relays_session(database_url, relay)  # it takes another connection, listens again
         await wait_until(lambda: _true(calls == ["", "news", ""]))
+    finally:
+        await relay.stop()
+
+
+
+async def test_a_listener_that_raises_leaves_the_relay_and_the_other_listeners_alone(pool, bus, unique,
+                                                                                     database_url):
+    """A listener's failure is its own: called as its LISTEN starts or for a NOTIFY, what it
+    raises never reaches the relay's loop, which goes on with the same connection, the
+    listeners after it, and its events."""
+    def broken(*_args) -> None:
+        raise RuntimeError("a listener's bug")
+
+    calls: list[str] = []
+    relay = OutboxRelay(pool, bus, Outbox(unique), poll_interval=0.1)
+    await bus.ensure_stream(IDENTITY)
+    relay.start()
+    try:
+        relay.listen(f"{unique}_broken", broken)
+        relay.listen(f"{unique}_fine", lambda _conn, _pid, _channel, payload: calls.append(payload))
+        await wait_until(lambda: _true(calls == [""]))
+        backend = await relays_backend(pool, relay)
+        await pool.execute("SELECT pg_notify($1, 'x'), pg_notify($2, 'news')", f"{unique}_broken", f"{unique}_fine")
+        await wait_until(lambda: _true(calls == ["", "news"]))
+        await emit_committed(pool, Outbox(unique), [user_created("u1")])
+        await wait_until(lambda: _zero(unpublished(pool)))
+        assert relay.is_leader and await relays_backend(pool, relay) == backend  # never let go
     finally:
         await relay.stop()
 

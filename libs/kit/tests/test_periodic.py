@@ -3,10 +3,9 @@
 import asyncio
 import math
 
-import asyncpg
-
 from tessera_kit.outbox import Outbox, OutboxRelay
 from tessera_kit.periodic import Periodic
+from tessera_kit.testing import end_the_relays_session
 
 
 async def test_a_failing_job_runs_again_and_stop_ends_it():
@@ -109,14 +108,7 @@ async def test_a_leader_whose_relay_connection_dies_stops_leading_before_its_nex
     await _until(lambda: first.is_leader and runs["a"] == 1)
     second.start()
     try:
-        admin = await asyncpg.connect(database_url)
-        try:
-            killed = await admin.fetchval(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())")
-        finally:
-            await admin.close()
-        assert killed
+        await end_the_relays_session(database_url, relay_a)
         await _until(lambda: second.is_leader and not first.is_leader and runs["b"] == 1)
         assert (first.is_leader, second.is_leader) == (False, True)
         assert runs == {"a": 1, "b": 1}
@@ -127,7 +119,7 @@ async def test_a_leader_whose_relay_connection_dies_stops_leading_before_its_nex
         await relay_b.stop()
 
 
-async def test_the_relay_carries_the_services_other_listens(pool, bus, unique):
+async def test_the_relay_carries_the_services_other_listens(pool, bus, unique, database_url):
     """`OutboxRelay.listen`: a NOTIFY on another channel reaches its callback through the
     relay's connection, also after that connection was replaced."""
     relay, _ = _relays(pool, bus, unique)
@@ -145,10 +137,7 @@ async def test_the_relay_carries_the_services_other_listens(pool, bus, unique):
                 break
             await asyncio.sleep(0.01)
         assert "first" in heard
-        async with pool.acquire() as conn:  # the relay's session ends: it reconnects and listens again
-            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks"
-                               " WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
-                               " AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())")
+        await end_the_relays_session(database_url, relay)  # it reconnects and listens again
         for _ in range(300):
             await notify("again")
             if "again" in heard:
