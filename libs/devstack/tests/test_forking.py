@@ -131,6 +131,16 @@ def test_a_forked_service_runs_its_preloaded_module_as_python_m_would_without_a_
     assert death.last_lines == ("usage: python -m tessera_kit.serve <module>:<app>",), death.last_lines
 
 
+
+def test_a_forked_python_m_of_a_preloaded_package_runs_its_main(supervisor, tmp_path):
+    # A package the preload imported (asyncio, whose __main__ is its REPL) stays in sys.modules:
+    # dropped, runpy would import it anew beside its submodules and fail half-way.
+    supervisor.start("repl", [sys.executable, "-m", "asyncio"], cwd=tmp_path, fork=True,
+                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    death = supervisor.wait_for_death(timeout=60)
+    assert death is not None and (death.name, death.returncode) == ("repl", 0), death
+    assert death.last_lines[0].startswith("asyncio REPL") and death.last_lines[-1] == "exiting asyncio REPL..."
+
 def test_a_sigkilled_forked_process_is_noticed_and_can_be_started_again(supervisor, probe_dir):
     killed = _start(supervisor, "victim", probe_dir)
     bystander = _start(supervisor, "bystander", probe_dir)
