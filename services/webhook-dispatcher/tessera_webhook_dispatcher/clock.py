@@ -13,8 +13,10 @@ class Clock:
 class ManualClock(Clock):
     """Stands still until moved (tests)."""
 
-    def __init__(self, start: dt.datetime | None = None) -> None:
-        self._now = start or dt.datetime.now(dt.timezone.utc)
+    def __init__(self) -> None:
+        # From the real time (aware, UTC), not one a test picks: a naive one would break every
+        # comparison with the database's timestamps.
+        self._now = super().now()
 
     def now(self) -> dt.datetime:
         return self._now
