@@ -137,6 +137,7 @@ async def test_the_relay_carries_the_services_other_listens(pool, bus, unique, d
                 break
             await asyncio.sleep(0.01)
         assert "first" in heard
+        await _until(lambda: relay.is_leader)  # it holds the lock the helper finds its session by
         await end_the_relays_session(database_url, relay)  # it reconnects and listens again
         for _ in range(300):
             await notify("again")

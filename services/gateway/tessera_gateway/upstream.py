@@ -385,9 +385,9 @@ class UpstreamPool:
                             return UpstreamResponse(self, connection, answer)
                         raise
                     return await self._read_head(connection, answer)
-                except UpstreamProtocolError as error:
+                except UpstreamError as error:
                     connection.close()
-                    if reused and retry_on_stale and error.nothing_received:
+                    if reused and retry_on_stale and getattr(error, "nothing_received", False):
                         retry_on_stale = allow_idle = False  # once, on a new connection
                         continue
                     error.request_sent = connection.sent
