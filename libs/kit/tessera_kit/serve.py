@@ -84,6 +84,12 @@ def import_declared(name: str):
             finder.lifted.on = before  # as it was: a call inside another's import leaves it lifted
 
 
+# A kept-alive connection with no request for this long is closed (granian's HTTP/1
+# header_read_timeout, its default made ours): the gateway reuses one only well before
+# (tessera_gateway.upstream.KEEPALIVE_EXPIRY_SECONDS), so no request meets that close.
+IDLE_CONNECTION_SECONDS = 30
+
+
 def release_startup_memory() -> None:
     """Once started: collect start-up's garbage (imports, migrations, app assembly), keep what
     survived out of later collections (gc.freeze: fewer objects for the collector to walk),
@@ -123,6 +129,7 @@ def load(target: str):
 
 async def serve(target: str) -> None:
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
 
@@ -134,6 +141,7 @@ async def serve(target: str) -> None:
         interface=Interfaces.ASGI,
         websockets=False,
         backlog=1024,
+        http1_settings=HTTP1Settings(header_read_timeout=IDLE_CONNECTION_SECONDS * 1000),
         log_access=False,
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
     )

@@ -175,3 +175,56 @@ def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tm
             process.wait()
     assert process.returncode == 0
     assert "app factory loaded: False" in out
+
+
+def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time(tmp_path):
+    """The services' server closes an idle kept-alive connection after IDLE_CONNECTION_SECONDS
+    (the gateway reuses one only well before: tessera_gateway.upstream): here made 1 s, so
+    the close comes long before granian's own default (30 s) would have."""
+    import os
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = "\n".join([
+        "import sys, types",
+        "from tessera_kit import serve",
+        "async def app(scope, receive, send):",
+        "    if scope['type'] == 'lifespan':",
+        "        while True:",
+        "            message = await receive()",
+        "            if message['type'] == 'lifespan.startup':",
+        "                await send({'type': 'lifespan.startup.complete'})",
+        "            else:",
+        "                await send({'type': 'lifespan.shutdown.complete'})",
+        "                return",
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})",
+        "    await send({'type': 'http.response.body', 'body': b'ok'})",
+        "sys.modules['tiny'] = types.SimpleNamespace(app=app)",
+        "serve.IDLE_CONNECTION_SECONDS = 1",
+        "serve.main(['tiny:app'])",
+    ])
+    server = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PORT": str(port)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.05)
+        with connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            connection.settimeout(15)
+            answer = b""
+            while not answer.endswith(b"ok"):
+                answer += connection.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert connection.recv(4096) == b""  # closed by the server, well before 15 s
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

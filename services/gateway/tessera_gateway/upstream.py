@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 import h11
 import httptools
 
+from tessera_kit.serve import IDLE_CONNECTION_SECONDS
+
 Headers = list[tuple[bytes, bytes]]
 
 _HEAD_LIMIT = 64 * 1024  # largest response head accepted
@@ -332,11 +334,17 @@ class UpstreamResponse:
             self._pool._release(connection)
 
 
+# A service closes a kept-alive connection after IDLE_CONNECTION_SECONDS without a request. One
+# reused just as that happens fails under the request, and a write cannot be sent again (the
+# client gets a 503): a connection is reused only well before.
+KEEPALIVE_EXPIRY_SECONDS = IDLE_CONNECTION_SECONDS - 10
+
+
 class UpstreamPool:
     """Keep-alive connections to one upstream service."""
 
     def __init__(self, name: str, base_url: str, *, max_connections: int = 512, connect_timeout: float = 2.0,
-                 read_timeout: float = 60.0, keepalive_expiry: float = 30.0):
+                 read_timeout: float = 60.0, keepalive_expiry: float = KEEPALIVE_EXPIRY_SECONDS):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"bad URL for the {name} service: {base_url!r}")

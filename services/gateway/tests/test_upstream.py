@@ -8,7 +8,9 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tessera_kit.serve import IDLE_CONNECTION_SECONDS
 from tessera_gateway.upstream import (
+    KEEPALIVE_EXPIRY_SECONDS,
     RequestNotSendable,
     UpstreamPool,
     UpstreamProtocolError,
@@ -176,6 +178,23 @@ async def test_stale_connection_retry() -> None:
             await fetch(pool, b"POST", b"data")
         assert dropped.value.status == 503 and dropped.value.request_sent
 
+
+
+async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
+    """A service closes a connection idle for IDLE_CONNECTION_SECONDS; the pool reuses one
+    only before its own expiry, which is well short of that, so no request is written on a
+    connection the service is closing at that moment."""
+
+    assert KEEPALIVE_EXPIRY_SECONDS <= IDLE_CONNECTION_SECONDS - 5
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server:
+        pool = server.pool(keepalive_expiry=0.3)
+        await fetch(pool)
+        await fetch(pool)
+        assert (server.connections, pool.connections_opened) == (1, 1)  # reused while young
+        await asyncio.sleep(0.5)
+        await fetch(pool, b"POST", b"{}")
+        assert (server.connections, pool.connections_opened) == (2, 2)  # too old: a new one
+        await pool.close()
 
 async def test_streamed_request_body_is_chunked() -> None:
     async def body() -> AsyncIterator[bytes]:
