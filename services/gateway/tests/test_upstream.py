@@ -187,11 +187,11 @@ async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
 
     assert KEEPALIVE_EXPIRY_SECONDS <= IDLE_CONNECTION_SECONDS - 5
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server:
-        pool = server.pool(keepalive_expiry=0.3)
+        pool = server.pool(keepalive_expiry=1.0)
         await fetch(pool)
         await fetch(pool)
         assert (server.connections, pool.connections_opened) == (1, 1)  # reused while young
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.2)
         await fetch(pool, b"POST", b"{}")
         assert (server.connections, pool.connections_opened) == (2, 2)  # too old: a new one
         await pool.close()
