@@ -3,7 +3,7 @@
 granian serves about twice uvicorn's requests/s here. It runs embedded in this
 process (one process per service instead of granian's supervisor plus a worker,
 which halves the idle memory of the stack); scale out by running more processes.
-Reads `HOST` and `PORT`; stops cleanly on SIGTERM or SIGINT.
+Reads `HOST`, `PORT` and `TESSERA_IDLE_CONNECTION_SECONDS`; stops cleanly on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -85,9 +85,21 @@ def import_declared(name: str):
 
 
 # A kept-alive connection with no request for this long is closed (granian's HTTP/1
-# header_read_timeout, its default made ours): the gateway reuses one only well before
-# (tessera_gateway.upstream.KEEPALIVE_EXPIRY_SECONDS), so no request meets that close.
+# header_read_timeout, its default made ours; it also bounds how long a request's head may take
+# to arrive): the gateway reuses one only well before (tessera_gateway.upstream
+# .KEEPALIVE_EXPIRY_SECONDS), so no request meets that close. The gateway's own listener may be
+# given longer with TESSERA_IDLE_CONNECTION_SECONDS: a proxy in front of it must never keep a
+# connection longer than the gateway does (ingress-nginx keeps them 60 s, Google's balancers 600 s).
 IDLE_CONNECTION_SECONDS = 30
+
+
+def idle_connection_seconds() -> int:
+    value = os.environ.get("TESSERA_IDLE_CONNECTION_SECONDS", "").strip()
+    if not value:
+        return IDLE_CONNECTION_SECONDS
+    if not value.isdigit() or not 1 <= int(value) <= 3600:
+        raise SystemExit(f"TESSERA_IDLE_CONNECTION_SECONDS must be whole seconds from 1 to 3600, not {value[:20]!r}")
+    return int(value)
 
 
 def release_startup_memory() -> None:
@@ -141,7 +153,7 @@ async def serve(target: str) -> None:
         interface=Interfaces.ASGI,
         websockets=False,
         backlog=1024,
-        http1_settings=HTTP1Settings(header_read_timeout=IDLE_CONNECTION_SECONDS * 1000),
+        http1_settings=HTTP1Settings(header_read_timeout=idle_connection_seconds() * 1000),
         log_access=False,
         log_level=LogLevels(level) if level in LogLevels.__members__ else LogLevels.warning,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 # The lines of a script that try an import the refusal keeps out, and print how it went.
 TRY_A_REFUSED_IMPORT = [
     "try:",
@@ -177,10 +179,10 @@ def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tm
     assert "app factory loaded: False" in out
 
 
-def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time(tmp_path):
-    """The services' server closes an idle kept-alive connection after IDLE_CONNECTION_SECONDS
-    (the gateway reuses one only well before: tessera_gateway.upstream): here made 1 s, so
-    the close comes long before granian's own default (30 s) would have."""
+def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time():
+    """A served process keeps a connection open between requests, and closes it once idle for
+    TESSERA_IDLE_CONNECTION_SECONDS: here 1 s, so the close comes long before granian's own
+    default (30 s) would have."""
     import os
     import socket
     import time
@@ -203,10 +205,10 @@ def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time
         "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})",
         "    await send({'type': 'http.response.body', 'body': b'ok'})",
         "sys.modules['tiny'] = types.SimpleNamespace(app=app)",
-        "serve.IDLE_CONNECTION_SECONDS = 1",
         "serve.main(['tiny:app'])",
     ])
-    server = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PORT": str(port)},
+    server = subprocess.Popen([sys.executable, "-c", script],
+                              env={**os.environ, "PORT": str(port), "TESSERA_IDLE_CONNECTION_SECONDS": "1"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -218,13 +220,29 @@ def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time
                 assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
                 time.sleep(0.05)
         with connection:
-            connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             connection.settimeout(15)
-            answer = b""
-            while not answer.endswith(b"ok"):
-                answer += connection.recv(4096)
-            assert answer.startswith(b"HTTP/1.1 200")
-            assert connection.recv(4096) == b""  # closed by the server, well before 15 s
+            for _ in range(2):  # two requests on the one connection: it is kept alive
+                connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b"ok"):
+                    chunk = connection.recv(4096)
+                    assert chunk, f"closed before the answer: {answer!r}"
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200")
+            assert connection.recv(4096) == b""  # then closed by the server, well before 15 s
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "1.5", "-3", "99999"])
+def test_an_idle_time_that_is_not_whole_seconds_in_range_stops_the_start(monkeypatch, value):
+    from tessera_kit.serve import idle_connection_seconds
+
+    monkeypatch.setenv("TESSERA_IDLE_CONNECTION_SECONDS", value)
+    with pytest.raises(SystemExit, match="TESSERA_IDLE_CONNECTION_SECONDS"):
+        idle_connection_seconds()
+    monkeypatch.setenv("TESSERA_IDLE_CONNECTION_SECONDS", "75")
+    assert idle_connection_seconds() == 75
+    monkeypatch.delenv("TESSERA_IDLE_CONNECTION_SECONDS")
+    assert idle_connection_seconds() == 30

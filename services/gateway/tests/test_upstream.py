@@ -186,6 +186,7 @@ async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
     connection the service is closing at that moment."""
 
     assert KEEPALIVE_EXPIRY_SECONDS <= IDLE_CONNECTION_SECONDS - 5
+    assert UpstreamPool("t", "http://127.0.0.1:1").keepalive_expiry == KEEPALIVE_EXPIRY_SECONDS
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server:
         pool = server.pool(keepalive_expiry=1.0)
         await fetch(pool)
@@ -195,6 +196,7 @@ async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
         await fetch(pool, b"POST", b"{}")
         assert (server.connections, pool.connections_opened) == (2, 2)  # too old: a new one
         await pool.close()
+
 
 async def test_streamed_request_body_is_chunked() -> None:
     async def body() -> AsyncIterator[bytes]:
