@@ -48,6 +48,8 @@ class UpstreamError(Exception):
     """The upstream gave no usable answer; `status` is what the client should get."""
 
     status = 502
+    # The upstream closed before a byte of answer (UpstreamProtocolError says so).
+    nothing_received = False
     # The whole request had gone up when this happened: the service may have acted on it.
     request_sent = False
 
@@ -395,7 +397,7 @@ class UpstreamPool:
                     return await self._read_head(connection, answer)
                 except UpstreamError as error:
                     connection.close()
-                    if reused and retry_on_stale and getattr(error, "nothing_received", False):
+                    if reused and retry_on_stale and error.nothing_received:
                         retry_on_stale = allow_idle = False  # once, on a new connection
                         continue
                     error.request_sent = connection.sent
@@ -499,10 +501,12 @@ class UpstreamPool:
 
     async def _read_head(self, connection: _Connection, answer: _Answer) -> UpstreamResponse:
         if not answer.head_done and answer.error is None:
-            answer.waiter = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(self.read_timeout):
-                    await answer.waiter
+                    # Every read wakes the waiter, and a head may come in several.
+                    while not answer.head_done and answer.error is None:
+                        answer.waiter = asyncio.get_running_loop().create_future()
+                        await answer.waiter
             except TimeoutError:
                 raise UpstreamTimeout("no answer in time") from None
             finally:

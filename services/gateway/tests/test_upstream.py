@@ -179,7 +179,6 @@ async def test_stale_connection_retry() -> None:
         assert dropped.value.status == 503 and dropped.value.request_sent
 
 
-
 async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
     """A service closes a connection idle for IDLE_CONNECTION_SECONDS; the pool reuses one
     only before its own expiry, which is well short of that, so no request is written on a
@@ -195,6 +194,50 @@ async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
         await asyncio.sleep(1.2)
         await fetch(pool, b"POST", b"{}")
         assert (server.connections, pool.connections_opened) == (2, 2)  # too old: a new one
+        await pool.close()
+
+
+async def test_an_answer_head_that_arrives_in_pieces_is_read_whole() -> None:
+    """A head split over several reads (a long one, a slow network): the answer is its status
+    and headers once the head is complete, not whatever the first piece held."""
+    async def in_pieces(reader, writer, n) -> bool:
+        for piece in (b"HTTP/1.1 201 Created\r\nX-Long: ", b"a" * 3000, b"\r\nContent-Le", b"ngth: 2\r\n\r\nok"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        return True
+
+    async with RawServer(in_pieces) as server:
+        pool = server.pool()
+        status, headers, body = await fetch(pool)
+        assert (status, body) == (201, b"ok")
+        assert (b"x-long", b"a" * 3000) in headers
+        await pool.close()
+
+
+async def test_a_reused_connection_that_answered_in_part_is_not_tried_again() -> None:
+    """Only a reused connection closed before a byte of answer (the keep-alive race) gets the
+    request once more: one that began answering, or timed out, was serving it."""
+    state = {"cut_next": False}
+
+    async def script(reader, writer, n) -> bool:
+        if state["cut_next"]:
+            state["cut_next"] = False
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")  # the head cut short, then closed
+            await writer.drain()
+            return False
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        return True
+
+    async with RawServer(script) as server:
+        pool = server.pool()
+        await fetch(pool)
+        state["cut_next"] = True
+        with pytest.raises(UpstreamProtocolError) as cut:
+            await fetch(pool, retry_on_stale=True)
+        assert cut.value.status == 502 and not cut.value.nothing_received
+        assert (len(server.requests), server.connections) == (2, 1)  # not sent again
         await pool.close()
 
 
@@ -224,6 +267,8 @@ async def test_streamed_request_body_is_chunked() -> None:
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
     b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n",
 ])
+
+
 async def test_malformed_answers(raw: bytes) -> None:
     async with RawServer(answer(raw)) as server:
         with pytest.raises(UpstreamProtocolError):
@@ -294,6 +339,8 @@ async def test_the_pool_frames_every_request() -> None:
 
 
 @pytest.mark.parametrize("pieces", [[b"abc"], [b"abc", b"def"]])
+
+
 async def test_a_stream_must_match_its_length(pieces: list[bytes]) -> None:
     """Shorter or longer than announced: refused, and the connection (holding half a request)
     is never used again."""
@@ -309,6 +356,8 @@ async def test_a_stream_must_match_its_length(pieces: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize("value", [b"a\r\nx-injected: 1", b"a\nb", b"a\x00b"])
+
+
 async def test_header_values_cannot_break_the_head(value: bytes) -> None:
     async with RawServer(answer(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
         with pytest.raises(RequestNotSendable):
