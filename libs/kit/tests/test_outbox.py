@@ -261,7 +261,6 @@ async def test_a_listener_looks_once_its_listen_starts_and_again_on_each_new_con
         await relay.stop()
 
 
-
 async def test_a_listener_that_raises_leaves_the_relay_and_the_other_listeners_alone(pool, bus, unique,
                                                                                      database_url):
     """A listener's failure is its own: called as its LISTEN starts or for a NOTIFY, what it

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
+from typing import Iterator
 
 import pytest
 
@@ -140,99 +145,73 @@ def test_the_refusal_is_lifted_only_for_the_thread_that_imports(tmp_path):
     assert "waited: False" in stdout  # tried while the other thread was still importing
 
 
-def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tmp_path):
-    """The gateway is a plain ASGI app: the SIGTERM handler must not pull the kit's app factory
-    (Litestar, asyncpg, nats: ~10 MB) into it, and the app still stops cleanly."""
-    import os
-    import signal
-    import socket
+# A plain ASGI app (not made by the kit), served by `python -m tessera_kit.serve plain_app:app`:
+# says when it has started and, at shutdown, whether the kit's app factory got imported.
+PLAIN_APP = "\n".join([
+    "import sys",
+    "async def app(scope, receive, send):",
+    "    if scope['type'] == 'http':",
+    "        await send({'type': 'http.response.start', 'status': 200, 'headers': []})",
+    "        await send({'type': 'http.response.body', 'body': b'ok'})",
+    "        return",
+    "    while True:",
+    "        message = await receive()",
+    "        if message['type'] == 'lifespan.startup':",
+    "            await send({'type': 'lifespan.startup.complete'})",
+    "            print('started', flush=True)",
+    "        elif message['type'] == 'lifespan.shutdown':",
+    "            print('app factory loaded:', 'tessera_kit.app' in sys.modules, flush=True)",
+    "            await send({'type': 'lifespan.shutdown.complete'})",
+    "            return",
+])
 
-    (tmp_path / "plain_app.py").write_text("\n".join([
-        "import sys",
-        "async def app(scope, receive, send):",
-        "    while True:",
-        "        message = await receive()",
-        "        if message['type'] == 'lifespan.startup':",
-        "            await send({'type': 'lifespan.startup.complete'})",
-        "            print('started', flush=True)",
-        "        elif message['type'] == 'lifespan.shutdown':",
-        "            print('app factory loaded:', 'tessera_kit.app' in sys.modules, flush=True)",
-        "            await send({'type': 'lifespan.shutdown.complete'})",
-        "            return",
-    ]))
+
+@contextlib.contextmanager
+def served_plain_app(tmp_path, **env: str) -> Iterator[tuple[subprocess.Popen, int]]:
+    """The plain app served on a free port, once started: (its process, the port)."""
+    (tmp_path / "plain_app.py").write_text(PLAIN_APP)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PORT": str(port), "LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "tessera_kit.serve", "plain_app:app"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tessera_kit.serve", "plain_app:app"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "PORT": str(port), "LOG_LEVEL": "warning", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         lines = iter(process.stdout.readline, "")  # granian prints a warning of its own first
         assert "started" in (line.strip() for line in lines)
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
+        yield process, port
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_serving_an_app_not_made_by_the_kit_leaves_the_app_factory_unimported(tmp_path):
+    """The gateway is a plain ASGI app: the SIGTERM handler must not pull the kit's app factory
+    (Litestar, asyncpg, nats: ~10 MB) into it, and the app still stops cleanly."""
+    with served_plain_app(tmp_path) as (process, _):
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
     assert process.returncode == 0
     assert "app factory loaded: False" in out
 
 
-def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time():
+def test_a_kept_alive_connection_without_a_request_is_closed_after_the_idle_time(tmp_path):
     """A served process keeps a connection open between requests, and closes it once idle for
     TESSERA_IDLE_CONNECTION_SECONDS: here 1 s, so the close comes long before granian's own
     default (30 s) would have."""
-    import os
-    import socket
-    import time
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    script = "\n".join([
-        "import sys, types",
-        "from tessera_kit import serve",
-        "async def app(scope, receive, send):",
-        "    if scope['type'] == 'lifespan':",
-        "        while True:",
-        "            message = await receive()",
-        "            if message['type'] == 'lifespan.startup':",
-        "                await send({'type': 'lifespan.startup.complete'})",
-        "            else:",
-        "                await send({'type': 'lifespan.shutdown.complete'})",
-        "                return",
-        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})",
-        "    await send({'type': 'http.response.body', 'body': b'ok'})",
-        "sys.modules['tiny'] = types.SimpleNamespace(app=app)",
-        "serve.main(['tiny:app'])",
-    ])
-    server = subprocess.Popen([sys.executable, "-c", script],
-                              env={**os.environ, "PORT": str(port), "TESSERA_IDLE_CONNECTION_SECONDS": "1"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                connection = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.05)
-        with connection:
-            connection.settimeout(15)
-            for _ in range(2):  # two requests on the one connection: it is kept alive
-                connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                answer = b""
-                while not answer.endswith(b"ok"):
-                    chunk = connection.recv(4096)
-                    assert chunk, f"closed before the answer: {answer!r}"
-                    answer += chunk
-                assert answer.startswith(b"HTTP/1.1 200")
-            assert connection.recv(4096) == b""  # then closed by the server, well before 15 s
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with served_plain_app(tmp_path, TESSERA_IDLE_CONNECTION_SECONDS="1") as (_, port), \
+            socket.create_connection(("127.0.0.1", port), timeout=15) as connection:
+        for _ in range(2):  # two requests on the one connection: it is kept alive
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"ok"):
+                chunk = connection.recv(4096)
+                assert chunk, f"closed before the answer: {answer!r}"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+        assert connection.recv(4096) == b""  # then closed by the server, well before 15 s
 
 
 @pytest.mark.parametrize("value", ["0", "abc", "1.5", "-3", "99999"])

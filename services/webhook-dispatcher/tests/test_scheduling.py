@@ -100,7 +100,6 @@ async def test_a_disabled_hooks_backlog_is_not_read_by_the_schedulers_looks(disp
     assert read < 50  # index probes; the backlog is 5,000 rows
 
 
-
 async def test_a_full_dispatcher_sends_the_next_as_soon_as_an_attempt_ends(saturated, receiver):
     """With every slot taken (webhooks_max_in_flight), the end of an attempt frees one, and the
     next due delivery goes out then: not after a poll interval (here ten minutes), nor only
