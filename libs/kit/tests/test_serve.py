@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Iterator
 
 import pytest
@@ -180,6 +181,15 @@ def served_plain_app(tmp_path, **env: str) -> Iterator[tuple[subprocess.Popen, i
     try:
         lines = iter(process.stdout.readline, "")  # granian prints a warning of its own first
         assert "started" in (line.strip() for line in lines)
+        # The app's start-up may complete before granian listens.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server does not listen"
+                time.sleep(0.02)
         yield process, port
     finally:
         if process.poll() is None:
