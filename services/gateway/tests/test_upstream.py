@@ -153,27 +153,30 @@ async def test_interim_answers_are_skipped() -> None:
         assert (await fetch(server.pool()))[0] == 201
 
 
-async def test_stale_connection_retry() -> None:
-    state = {"drop_next": False}
-
+def ok_unless_cut(state: dict) -> Script:
+    """Answers `ok`, except that with bytes in state["cut"] it sends those for the next request
+    and closes the connection (b"": without answering, the keep-alive race)."""
     async def script(reader, writer, n) -> bool:
-        if state["drop_next"]:
-            state["drop_next"] = False
-            return False  # read the request, close without answering (the keep-alive race)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        cut, state["cut"] = state["cut"], None
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" if cut is None else cut)
         await writer.drain()
-        return True
+        return cut is None
 
-    async with RawServer(script) as server:
+    return script
+
+
+async def test_stale_connection_retry() -> None:
+    state = {"cut": None}
+    async with RawServer(ok_unless_cut(state)) as server:
         pool = server.pool()
         await fetch(pool)
-        state["drop_next"] = True
+        state["cut"] = b""
         assert (await fetch(pool, retry_on_stale=True))[2] == b"ok"
         assert server.connections == 2
         # Not for requests that may have had an effect: the client gets a 503 (the service went
         # away with the request: an outage), not a 502 (chaos found a 502 here), and no
         # invitation to retry (`request_sent`: proxy.forward leaves Retry-After out).
-        state["drop_next"] = True
+        state["cut"] = b""
         with pytest.raises(UpstreamProtocolError) as dropped:
             await fetch(pool, b"POST", b"data")
         assert dropped.value.status == 503 and dropped.value.request_sent
@@ -218,22 +221,11 @@ async def test_an_answer_head_that_arrives_in_pieces_is_read_whole() -> None:
 async def test_a_reused_connection_that_answered_in_part_is_not_tried_again() -> None:
     """Only a reused connection closed before a byte of answer (the keep-alive race) gets the
     request once more: one that began answering, or timed out, was serving it."""
-    state = {"cut_next": False}
-
-    async def script(reader, writer, n) -> bool:
-        if state["cut_next"]:
-            state["cut_next"] = False
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")  # the head cut short, then closed
-            await writer.drain()
-            return False
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        return True
-
-    async with RawServer(script) as server:
+    state = {"cut": None}
+    async with RawServer(ok_unless_cut(state)) as server:
         pool = server.pool()
         await fetch(pool)
-        state["cut_next"] = True
+        state["cut"] = b"HTTP/1.1 200 OK\r\nContent-Le"  # the head cut short
         with pytest.raises(UpstreamProtocolError) as cut:
             await fetch(pool, retry_on_stale=True)
         assert cut.value.status == 502 and not cut.value.nothing_received
