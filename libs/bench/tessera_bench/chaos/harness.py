@@ -148,7 +148,12 @@ class ChaosStack:
             if pid is None:
                 raise RuntimeError("the services were not forked: no fork server to kill")
             os.kill(pid, signal.SIGKILL)
-            while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            while True:
+                try:
+                    if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                        break
+                except psutil.NoSuchProcess:  # already reaped, by the supervisor
+                    break
                 time.sleep(0.02)
         elif target == POSTGRES:
             # Each backend leads its own process group: kill them with the postmaster.
