@@ -479,3 +479,33 @@ async def test_a_body_after_a_head_answer_is_not_kept() -> None:
         pool = server.pool()
         assert (await fetch(pool, b"HEAD"))[::2] == (200, b"")
         assert pool._idle == []
+
+
+async def test_a_streamed_body_the_service_read_whole_counts_as_sent() -> None:
+    """A service that read every byte of a streamed body and then went away may have acted on
+    it: the failure says the request was sent, so proxy.forward leaves Retry-After out. The
+    last chunk is far over the socket buffers, so the pool is still waiting for the socket to
+    drain while the service reads; the loss ends that wait, it does not fail the write."""
+    last = 8 * 1024 * 1024
+
+    async def read_slowly_then_go(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while length:
+            length -= len(await reader.read(min(length, 65536)))
+            await asyncio.sleep(0)
+        writer.transport.abort()  # no answer: the service died after reading it all
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x"
+        yield b"y" * last
+
+    server = await asyncio.start_server(read_slowly_then_go, "127.0.0.1", 0)
+    try:
+        pool = UpstreamPool("test", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        for _ in range(5):
+            with pytest.raises(UpstreamProtocolError) as gone:
+                await fetch(pool, b"POST", body(), length=1 + last)
+            assert gone.value.request_sent, gone.value
+    finally:
+        server.close()
