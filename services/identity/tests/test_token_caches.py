@@ -239,6 +239,12 @@ async def test_a_client_refusing_requests_is_read_again_at_most_once_per_interva
     assert again is clients._cache[app["id"]] and len(reads) == 1
     now[0] += clients_module.REREAD_SECONDS * 0.02
     assert (await clients.read_again_before_refusing(client)).id == app["id"] and len(reads) == 2
+    # The times are kept for at most 10,000 clients, then forgotten all at once: memory stays
+    # bounded whatever a flood names, and the next refusal of each client reads it again.
+    clients._read_again_at.update({f"another client {n}": now[0] for n in range(10_000)})
+    now[0] += clients_module.REREAD_SECONDS * 1.01
+    assert (await clients.read_again_before_refusing(client)).id == app["id"] and len(reads) == 3
+    assert clients._read_again_at == {app["id"]: now[0]}
 
 
 async def test_after_a_reconnect_a_replica_trusts_nothing_it_cached(stack):
