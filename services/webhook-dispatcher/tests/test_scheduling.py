@@ -119,3 +119,32 @@ async def test_a_full_dispatcher_sends_the_next_as_soon_as_an_attempt_ends(satur
             "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM deliveries WHERE hook_id = $1",
             hook["id"]) == 3
     await saturated.until(all_succeeded)
+
+
+async def test_a_claim_and_its_outcomes_touch_only_their_own_rows_of_a_backlog(dispatcher, receiver):
+    """Claiming a few of a hook's 5,000 due deliveries, and recording their outcomes, reads those
+    rows by key. With the whole dispatcher's slots free (512) the planner expected the claim to
+    lease hundreds and joined them to every row of the table: a receiver that was down for an
+    hour made each look read the backlog."""
+    hook = await dispatcher.create_hook(receiver.url)
+    pool = dispatcher.ctx.pool
+    due = dispatcher.clock.now() + dt.timedelta(hours=1)  # beyond the dispatcher's own clock
+    await pool.execute(
+        "INSERT INTO deliveries (tenant_id, id, hook_id, event, source_event_id, body, status, attempts,"
+        " max_attempts, next_attempt_at, created_at, updated_at)"
+        " SELECT 'default', 'd' || g, $1, 'PostSignIn', 's' || g, '{}', 'pending', 0, 3,"
+        " $2::timestamptz + g * interval '1 ms', $2::timestamptz + g * interval '1 ms', $2 FROM generate_series(1, 5000) g",
+        hook["id"], due)
+    await pool.execute("ANALYZE deliveries")
+    token = new_id()
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await store.claim_due(conn, now=due + dt.timedelta(minutes=1), per_hook=16, in_flight={},
+                                     limit=512, token=token, lease_seconds=30)
+        assert len(rows) == 16
+        assert await store.finish_attempts(
+            conn, [r["id"] for r in rows], [token] * 16, ["succeeded"] * 16, [None] * 16, due) \
+            == {r["id"]: 1 for r in rows}
+        read = await conn.fetchval(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+            " WHERE schemaname = current_schema() AND relname = 'deliveries'")
+    assert read < 200  # index probes; the backlog is 5,000 rows

@@ -61,7 +61,9 @@ async def claim_due(
     (`per_hook` less what it has in flight), so nothing is claimed that cannot be sent now.
     SKIP LOCKED and the lease keep replicas apart: a row is claimed by one of them until its
     lease runs out. The due conditions sit on the locked rows themselves, so PostgreSQL checks
-    them again on a row another replica has just leased (and skips it)."""
+    them again on a row another replica has just leased (and skips it). The lease is written
+    by key (`= ANY(ARRAY(...))`): joined to the claimed rows instead, the planner expected up
+    to `limit` of them and read the whole table for the join once a backlog had grown."""
     return await conn.fetch(
         "WITH free AS ("
         " SELECT h.id, greatest($2::int - coalesce(u.used, 0), 0) AS slots FROM hooks h"
@@ -73,11 +75,11 @@ async def claim_due(
         "  WHERE d.hook_id = free.id AND d.status = 'pending' AND d.next_attempt_at <= $1"
         "  AND (d.lease_until IS NULL OR d.lease_until <= $1)"
         "  ORDER BY d.next_attempt_at LIMIT free.slots FOR UPDATE OF d SKIP LOCKED) d"
-        " ORDER BY d.next_attempt_at LIMIT $5)"
-        " UPDATE deliveries d SET lease_token = $6, lease_until = $1 + make_interval(secs => $7)"
-        " FROM due, hooks h WHERE d.id = due.id AND h.id = d.hook_id"
-        " RETURNING d.tenant_id, d.id, d.hook_id, d.event, d.body, d.attempts, d.max_attempts,"
-        " h.config, h.signing_key",
+        " ORDER BY d.next_attempt_at LIMIT $5),"
+        " leased AS (UPDATE deliveries d SET lease_token = $6, lease_until = $1 + make_interval(secs => $7)"
+        " WHERE d.id = ANY (ARRAY(SELECT id FROM due))"
+        " RETURNING d.tenant_id, d.id, d.hook_id, d.event, d.body, d.attempts, d.max_attempts)"
+        " SELECT l.*, h.config, h.signing_key FROM leased l JOIN hooks h ON h.id = l.hook_id",
         now, per_hook, list(in_flight), list(in_flight.values()), limit, token, lease_seconds,
     )
 
