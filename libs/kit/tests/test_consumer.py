@@ -235,6 +235,29 @@ async def test_a_backlog_is_applied_in_stream_order_sharing_transactions_up_to_t
     assert consumer.applied == 40
 
 
+async def test_events_that_come_one_by_one_within_the_gathering_time_share_a_transaction(pool, bus):
+    """gather_seconds: a steady stream is applied in batches, not event by event; without it
+    each of these (20 ms apart, the consumer idle in between) has a transaction of its own."""
+    await bus.ensure_stream(IDENTITY)
+    await pool.execute("DROP TABLE IF EXISTS gathered")
+    await pool.execute("CREATE TABLE gathered (event_id text, txid bigint)")
+
+    async def record_with_transaction(conn, envelope):
+        await conn.execute("INSERT INTO gathered VALUES ($1, txid_current())", envelope.id)
+
+    sent = [created(f"g{i}") for i in range(5)]
+    subscription = Subscription("gathering", (IDENTITY,), record_with_transaction, gather_seconds=0.5)
+    async with running(pool, bus, subscription) as consumer:
+        await asyncio.sleep(0.3)  # its pull request is out
+        for envelope in sent:
+            await publish(bus, envelope)
+            await asyncio.sleep(0.02)
+        await wait_until(lambda: _equals(consumer.pending(), 0))
+    rows = await pool.fetch("SELECT event_id, txid FROM gathered")
+    assert sorted(r["event_id"] for r in rows) == sorted(e.id for e in sent)
+    assert len({r["txid"] for r in rows}) == 1
+
+
 async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_in_stream_order(pool, bus):
     """The batch path: one call for the events a transaction applies (each once, in stream
     order, an event already applied left out); a lone message still goes to `handler`."""
