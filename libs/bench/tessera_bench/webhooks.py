@@ -53,7 +53,7 @@ class _Receiver:
 
 
 async def measure_webhook_latency(ctx: BenchContext, client: httpx.AsyncClient, database_url: str, nats_url: str,
-                                  namespace: str, *, rate: int = 200, seconds: int = 10) -> WebhookResult:
+                                  namespace: str, *, rate: int = 500, seconds: int = 10) -> WebhookResult:
     receiver = _Receiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
