@@ -79,11 +79,18 @@ class Subscription:
     # handler locks rows that requests also lock: a batch takes its row locks in stream
     # order, a request in its own, and the two could deadlock.
     max_per_transaction: int = 100
-    # How long a message waits for more to join its transaction. 0: applied at once with
-    # whatever has already arrived. A steady stream (hundreds a second, each alone) otherwise
-    # costs a statement, a commit and a wake-up per event; a consumer whose effect may lag a
-    # little (the audit log) gathers them. Never for one that a user waits on (webhooks).
+    # How long a message of a steady stream waits for more to join its transaction (0: applied
+    # at once with whatever has already arrived). Hundreds a second, each alone, cost a
+    # statement, a commit and a wake-up per event; a consumer whose effect may lag a little
+    # (the audit log) gathers them. Only while messages come faster than GATHER_COMPANY per
+    # gather_seconds: an event of a quiet moment is applied at once, so a read right after the
+    # request that caused it finds it (Logto's API tests read the logs so). At most a second,
+    # well inside stop()'s wait. Never for a consumer a user waits on (webhooks).
     gather_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gather_seconds <= 1.0:
+            raise ValueError("gather_seconds is from 0 to 1")
     # Optional: applies the new events of a batch together (one statement for many rows);
     # `handler` still applies an event on its own (a batch's failure, a lone message).
     batch_handler: BatchHandler | None = None
@@ -111,6 +118,12 @@ def _status_of(msg: Msg) -> str | None:
 # Put in a consumer's queue when the NATS connection came back: its pull request is gone.
 _RECONNECTED = object()
 
+# A message waits to gather company (Subscription.gather_seconds) only when that many more are
+# expected meanwhile, by the stream's pace: a moving average of the time between messages,
+# each new gap weighing PACE_WEIGHT (a burst of a few after a quiet moment does not make one).
+GATHER_COMPANY = 4
+PACE_WEIGHT = 0.2
+
 
 class PoisonMessage(Exception):
     """The message can never be applied (e.g. it is not an envelope)."""
@@ -130,6 +143,8 @@ class EventConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._gap = 1.0  # seconds between messages, averaged (see PACE_WEIGHT)
+        self._last_arrival: float | None = None
 
     async def ensure(self) -> None:
         await self.bus.ensure_stream(self.stream, owner=False)
@@ -153,7 +168,8 @@ class EventConsumer:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.durable}")
 
     async def stop(self) -> None:
-        """Let the message in hand finish (its transaction and ack), then stop pulling."""
+        """Let the messages in hand finish (their transaction and ack; those still gathering
+        company are handed back instead), then stop pulling."""
         self._stopping = True
         if self._task:
             try:
@@ -182,7 +198,10 @@ class EventConsumer:
         inbox = nc.new_inbox()
         arrived: asyncio.Queue[Msg | object] = asyncio.Queue()
 
+        clock = asyncio.get_running_loop().time
+
         async def on_message(msg: Msg) -> None:
+            self._note_arrival(clock())
             arrived.put_nowait(msg)
 
         def on_reconnect() -> None:
@@ -231,10 +250,9 @@ class EventConsumer:
                 messages = [msg]
                 self._idle.clear()
                 try:
-                    gather = self.subscription.gather_seconds
-                    if gather and arrived.qsize() < self.subscription.max_per_transaction - 1 \
-                            and not self._stopping:
-                        await asyncio.sleep(gather)
+                    if self._in_a_stream() and not self._stopping \
+                            and arrived.qsize() < self.subscription.max_per_transaction - 1:
+                        await asyncio.sleep(self.subscription.gather_seconds)
                     while len(messages) < self.subscription.max_per_transaction and not arrived.empty():
                         following = arrived.get_nowait()
                         if following is _RECONNECTED or _status_of(following) is not None:
@@ -255,6 +273,15 @@ class EventConsumer:
         finally:
             self.bus.reconnect_listeners.remove(on_reconnect)
             await sub.unsubscribe()
+
+    def _note_arrival(self, now: float) -> None:
+        if self._last_arrival is not None:
+            self._gap += (now - self._last_arrival - self._gap) * PACE_WEIGHT
+        self._last_arrival = now
+
+    def _in_a_stream(self) -> bool:
+        """Messages come fast enough that waiting gather_seconds would find company."""
+        return self._gap * GATHER_COMPANY < self.subscription.gather_seconds
 
     async def handle_many(self, messages: list[Msg]) -> None:
         """Apply messages that arrived together in one transaction (one inbox statement, then

@@ -235,27 +235,53 @@ async def test_a_backlog_is_applied_in_stream_order_sharing_transactions_up_to_t
     assert consumer.applied == 40
 
 
-async def test_events_that_come_one_by_one_within_the_gathering_time_share_a_transaction(pool, bus):
-    """gather_seconds: a steady stream is applied in batches, not event by event; without it
-    each of these (20 ms apart, the consumer idle in between) has a transaction of its own."""
+async def test_a_steady_stream_is_gathered_into_shared_transactions(pool, bus):
+    """gather_seconds: once events come one by one at a steady pace (here every 5 ms, the
+    consumer idle in between), they wait for company and share transactions; without it each
+    has a transaction of its own."""
     await bus.ensure_stream(IDENTITY)
     await pool.execute("DROP TABLE IF EXISTS gathered")
-    await pool.execute("CREATE TABLE gathered (event_id text, txid bigint)")
+    await pool.execute("CREATE TABLE gathered (event_id text, txid bigint, seq serial)")
 
     async def record_with_transaction(conn, envelope):
-        await conn.execute("INSERT INTO gathered VALUES ($1, txid_current())", envelope.id)
+        await conn.execute("INSERT INTO gathered (event_id, txid) VALUES ($1, txid_current())", envelope.id)
 
-    sent = [created(f"g{i}") for i in range(5)]
-    subscription = Subscription("gathering", (IDENTITY,), record_with_transaction, gather_seconds=0.5)
+    sent = [created(f"g{i}") for i in range(40)]
+    subscription = Subscription("gathering", (IDENTITY,), record_with_transaction, gather_seconds=0.2)
     async with running(pool, bus, subscription) as consumer:
         await asyncio.sleep(0.3)  # its pull request is out
         for envelope in sent:
             await publish(bus, envelope)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.005)
         await wait_until(lambda: _equals(consumer.pending(), 0))
-    rows = await pool.fetch("SELECT event_id, txid FROM gathered")
-    assert sorted(r["event_id"] for r in rows) == sorted(e.id for e in sent)
-    assert len({r["txid"] for r in rows}) == 1
+    rows = await pool.fetch("SELECT event_id, txid FROM gathered ORDER BY seq")
+    assert [r["event_id"] for r in rows] == [e.id for e in sent]
+    # The pace is known after the first dozen or so; the last 20 came within ~0.1 s.
+    assert len({r["txid"] for r in rows[-20:]}) <= 3
+
+
+async def test_an_event_of_a_quiet_moment_is_applied_without_gathering(pool, bus):
+    """A lone event (a request's, read back right after by its client) is not held for
+    company that is not coming."""
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    subscription = Subscription("quiet", (IDENTITY,), record_effect, gather_seconds=1.0)
+    async with running(pool, bus, subscription):
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        for name in ("first", "second"):  # the second a second later: still quiet
+            lone = created(name)
+            published = loop.time()
+            await publish(bus, lone)
+            await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects WHERE event_id = $1",
+                                                    lone.id), 1))
+            assert loop.time() - published < 0.8  # not the second of gathering
+            await asyncio.sleep(1.0)
+
+
+def test_gathering_is_at_most_a_second() -> None:
+    with pytest.raises(ValueError):
+        Subscription("slow", (IDENTITY,), record_effect, gather_seconds=5.0)
 
 
 async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_in_stream_order(pool, bus):
