@@ -509,3 +509,4 @@ async def test_a_streamed_body_the_service_read_whole_counts_as_sent() -> None:
             assert gone.value.request_sent, gone.value
     finally:
         server.close()
+        await server.wait_closed()

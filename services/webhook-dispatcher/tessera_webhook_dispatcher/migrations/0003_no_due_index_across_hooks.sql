@@ -1,5 +1,5 @@
 -- Every look for due deliveries goes hook by hook (deliveries_due_per_hook): claim_due, and
--- next_attempt_at at every look of the scheduler. This index by due time alone served
+-- next_attempt_at when a claim found nothing. This index by due time alone served
 -- none of them, yet where one disabled hook held the only backlog, statistics made it look as
 -- good for an enabled hook's probe, which then read the whole backlog on every look.
 DROP INDEX deliveries_due;
