@@ -213,6 +213,7 @@ class EventConsumer:
         expires = 5.0
         api = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{self.durable}"
         held_back: Msg | None = None  # a status message met while draining a batch
+        unsubscribed = False
 
         async def request_next() -> None:
             body = {"batch": batch, "expires": int(expires * 1e9)}
@@ -260,8 +261,14 @@ class EventConsumer:
                             break
                         messages.append(following)
                     if self._stopping:
-                        for each in messages:
-                            await each.nak()  # hand them back for the next consumer instance
+                        # Give them back once this pull request can take no more: the server
+                        # redelivers a nak'd message at once to a pull request with interest,
+                        # and still ours, it would wait out ack_wait in a queue nobody reads.
+                        if not unsubscribed:
+                            unsubscribed = True
+                            await sub.unsubscribe()
+                            await nc.flush()
+                        await self._hand_back(messages, arrived)
                         continue
                     await self.handle_many(messages)
                 finally:
@@ -272,7 +279,19 @@ class EventConsumer:
                     outstanding = batch
         finally:
             self.bus.reconnect_listeners.remove(on_reconnect)
-            await sub.unsubscribe()
+            if not unsubscribed:
+                await sub.unsubscribe()
+
+    @staticmethod
+    async def _hand_back(messages: list[Msg], arrived: asyncio.Queue) -> None:
+        """Stopping: nak the messages in hand and those delivered but not taken yet, for the
+        next consumer instance."""
+        while not arrived.empty():
+            following = arrived.get_nowait()
+            if following is not _RECONNECTED and _status_of(following) is None:
+                messages.append(following)
+        for each in messages:
+            await each.nak()
 
     def _note_arrival(self, now: float) -> None:
         if self._last_arrival is not None:

@@ -279,6 +279,32 @@ async def test_an_event_of_a_quiet_moment_is_applied_without_gathering(pool, bus
             await asyncio.sleep(1.0)
 
 
+async def test_a_consumer_stopped_while_it_gathers_hands_the_events_back_at_once(pool, bus):
+    """Messages in hand when stop() is called are given back, not left to run out their ack
+    wait (here a minute) in the stopped consumer's pull request: the next instance applies
+    them now."""
+    await effects_table(pool)
+    await bus.ensure_stream(IDENTITY)
+    subscription = Subscription("handing-back", (IDENTITY,), record_effect, gather_seconds=1.0,
+                                ack_wait_seconds=60.0)
+    first = EventConsumer(pool, bus, subscription, IDENTITY)
+    await first.ensure()
+    first.start()
+    first._gap = 0.0  # a stream, as far as it knows: the next message gathers
+    await asyncio.sleep(0.3)
+    envelope = created("handed back")
+    await publish(bus, envelope)
+
+    async def in_hand() -> bool:
+        return not first._idle.is_set()
+    await wait_until(in_hand)
+    await first.stop()
+    assert await count(pool, "SELECT count(*) FROM effects WHERE event_id = $1", envelope.id) == 0
+    async with running(pool, bus, subscription):
+        await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects WHERE event_id = $1",
+                                                envelope.id), 1), timeout=10.0)
+
+
 def test_gathering_is_at_most_a_second() -> None:
     with pytest.raises(ValueError):
         Subscription("slow", (IDENTITY,), record_effect, gather_seconds=5.0)
