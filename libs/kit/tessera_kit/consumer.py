@@ -223,6 +223,8 @@ class EventConsumer:
             await request_next()
             outstanding = batch
             while True:
+                if unsubscribed:  # handed back for stop(): no more pulling (stop cancels this)
+                    await asyncio.Event().wait()
                 if held_back is not None:
                     msg, held_back = held_back, None
                 else:
@@ -264,10 +266,9 @@ class EventConsumer:
                         # Give them back once this pull request can take no more: the server
                         # redelivers a nak'd message at once to a pull request with interest,
                         # and still ours, it would wait out ack_wait in a queue nobody reads.
-                        if not unsubscribed:
-                            unsubscribed = True
-                            await sub.unsubscribe()
-                            await nc.flush()
+                        # The server takes the UNSUB before the naks sent after it.
+                        unsubscribed = True
+                        await sub.unsubscribe()
                         await self._hand_back(messages, arrived)
                         continue
                     await self.handle_many(messages)
