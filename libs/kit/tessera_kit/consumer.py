@@ -87,10 +87,6 @@ class Subscription:
     # request that caused it finds it (Logto's API tests read the logs so). At most a second,
     # well inside stop()'s wait. Never for a consumer a user waits on (webhooks).
     gather_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.gather_seconds <= 1.0:
-            raise ValueError("gather_seconds is from 0 to 1")
     # Optional: applies the new events of a batch together (one statement for many rows);
     # `handler` still applies an event on its own (a batch's failure, a lone message).
     batch_handler: BatchHandler | None = None
@@ -102,6 +98,10 @@ class Subscription:
     # hold (nothing is written then), the handlers apply the events. A failing statement is
     # any failure: a batch goes event by event, then retries and the dead letter.
     statement: StatementBuilder | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gather_seconds <= 1.0:
+            raise ValueError("gather_seconds is from 0 to 1")
 
     def durable_for(self, stream: Stream) -> str:
         return durable_name(self.name, stream)
@@ -117,6 +117,11 @@ def _status_of(msg: Msg) -> str | None:
 
 # Put in a consumer's queue when the NATS connection came back: its pull request is gone.
 _RECONNECTED = object()
+
+
+def _is_event(item: Msg | object) -> bool:
+    """Not the reconnect marker, nor a status message (heartbeat, end of a pull request)."""
+    return item is not _RECONNECTED and _status_of(item) is None
 
 # A message waits to gather company (Subscription.gather_seconds) only when that many more are
 # expected meanwhile, by the stream's pace: a moving average of the time between messages,
@@ -184,7 +189,7 @@ class EventConsumer:
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._pull_loop()
             except asyncio.CancelledError:
@@ -222,9 +227,7 @@ class EventConsumer:
         try:
             await request_next()
             outstanding = batch
-            while True:
-                if unsubscribed:  # handed back for stop(): no more pulling (stop cancels this)
-                    await asyncio.Event().wait()
+            while not unsubscribed:  # once handed back for stop(), no more pulling
                 if held_back is not None:
                     msg, held_back = held_back, None
                 else:
@@ -258,7 +261,7 @@ class EventConsumer:
                         await asyncio.sleep(self.subscription.gather_seconds)
                     while len(messages) < self.subscription.max_per_transaction and not arrived.empty():
                         following = arrived.get_nowait()
-                        if following is _RECONNECTED or _status_of(following) is not None:
+                        if not _is_event(following):
                             held_back = following
                             break
                         messages.append(following)
@@ -289,7 +292,7 @@ class EventConsumer:
         next consumer instance."""
         while not arrived.empty():
             following = arrived.get_nowait()
-            if following is not _RECONNECTED and _status_of(following) is None:
+            if _is_event(following):
                 messages.append(following)
         for each in messages:
             await each.nak()

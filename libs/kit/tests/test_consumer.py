@@ -299,6 +299,7 @@ async def test_a_consumer_stopped_while_it_gathers_hands_the_events_back_at_once
         return not first._idle.is_set()
     await wait_until(in_hand)
     await first.stop()
+    assert not first._task.cancelled()  # it ended as it handed them back: no pulling afterwards
     assert await count(pool, "SELECT count(*) FROM effects WHERE event_id = $1", envelope.id) == 0
     async with running(pool, bus, subscription):
         await wait_until(lambda: _equals(count(pool, "SELECT count(*) FROM effects WHERE event_id = $1",
