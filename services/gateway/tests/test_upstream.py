@@ -259,8 +259,6 @@ async def test_streamed_request_body_is_chunked() -> None:
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
     b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n",
 ])
-
-
 async def test_malformed_answers(raw: bytes) -> None:
     async with RawServer(answer(raw)) as server:
         with pytest.raises(UpstreamProtocolError):
@@ -331,8 +329,6 @@ async def test_the_pool_frames_every_request() -> None:
 
 
 @pytest.mark.parametrize("pieces", [[b"abc"], [b"abc", b"def"]])
-
-
 async def test_a_stream_must_match_its_length(pieces: list[bytes]) -> None:
     """Shorter or longer than announced: refused, and the connection (holding half a request)
     is never used again."""
@@ -348,8 +344,6 @@ async def test_a_stream_must_match_its_length(pieces: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize("value", [b"a\r\nx-injected: 1", b"a\nb", b"a\x00b"])
-
-
 async def test_header_values_cannot_break_the_head(value: bytes) -> None:
     async with RawServer(answer(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
         with pytest.raises(RequestNotSendable):
