@@ -12,7 +12,7 @@ from tessera_events import STREAMS, Envelope
 from tessera_events.epoch_ms import from_ms
 from tessera_kit.consumer import Subscription
 from tessera_webhook_dispatcher.deliveries import store as deliveries
-from tessera_webhook_dispatcher.deliveries.domain import RETRY_DELAYS
+from tessera_webhook_dispatcher.deliveries.domain import RETRY_DELAYS, NewDelivery
 from tessera_webhook_dispatcher.hooks import store as hooks
 from tessera_webhook_dispatcher.hooks.domain import (
     DATA_EVENT_SOURCES,
@@ -26,42 +26,68 @@ from tessera_webhook_dispatcher.hooks.domain import (
 )
 
 
+# An event a hook may select: (the event, its hook event, the body without `hookId`).
+Selecting = tuple[Envelope, str, dict[str, Any]]
+
+
 def subscriptions(channel: str, clock) -> list[Subscription]:
     """The consumers, with the NOTIFY channel that wakes the scheduler and the clock that
-    stamps new deliveries due."""
+    stamps new deliveries due. A batch of events costs two statements in its transaction
+    (the hooks that select them, their deliveries), whatever its size."""
 
-    async def enqueue(conn: asyncpg.Connection, envelope: Envelope, hook_event: str, payload: dict[str, Any]) -> None:
-        selected = await hooks.hooks_for(conn, envelope.tenant_id, hook_event)
-        if selected:
-            await deliveries.insert_deliveries(
-                conn, envelope.tenant_id, hook_ids=[h["id"] for h in selected],
-                bodies=[with_hook_id(h["id"], payload) for h in selected],
-                max_attempts=[max_attempts(h["config"], len(RETRY_DELAYS)) for h in selected],
-                event=hook_event, source_event_id=envelope.id, now=clock.now(), channel=channel,
-            )
+    async def enqueue(conn: asyncpg.Connection, selecting: list[Selecting]) -> None:
+        """A delivery per hook that selects an event."""
+        if not selecting:
+            return
+        selected = await hooks.hooks_selecting(conn, ((e.tenant_id, hook_event) for e, hook_event, _ in selecting))
+        new = [
+            NewDelivery(tenant_id=envelope.tenant_id, hook_id=hook["id"], event=hook_event,
+                        source_event_id=envelope.id, body=with_hook_id(hook["id"], payload),
+                        max_attempts=max_attempts(hook["config"], len(RETRY_DELAYS)))
+            for envelope, hook_event, payload in selecting
+            for hook in selected.get((envelope.tenant_id, hook_event), ())
+        ]
+        if new:
+            await deliveries.insert_deliveries(conn, new, now=clock.now(), channel=channel)
+
+    async def on_interactions(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        await enqueue(conn, [item for envelope in envelopes if (item := interaction(envelope)) is not None])
+
+    async def on_data_changes(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        await enqueue(conn, [item for envelope in envelopes if (item := data_change(envelope)) is not None])
 
     async def on_interaction(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        hook_event = INTERACTION_HOOKS.get(envelope.type)
-        if hook_event is None:
-            return
-        data = msgspec.json.decode(envelope.data)
-        await enqueue(conn, envelope, hook_event, interaction_payload(hook_event, data, from_ms(envelope.occurred_at)))
+        await on_interactions(conn, [envelope])
 
     async def on_data(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        found = data_hook(envelope.type, msgspec.json.decode(envelope.data))
-        if found is None:
-            return
-        hook_event, data = found
-        await enqueue(conn, envelope, hook_event, data_payload(hook_event, data, from_ms(envelope.occurred_at)))
+        await on_data_changes(conn, [envelope])
 
     return [
         Subscription("webhook-dispatcher-interactions", (STREAMS["experience"],), on_interaction,
-                     event_types=tuple(INTERACTION_HOOKS), statement=no_hook_statement),
+                     event_types=tuple(INTERACTION_HOOKS), batch_handler=on_interactions, statement=no_hook_statement),
         Subscription("webhook-dispatcher-identity", (STREAMS["identity"],), on_data, event_types=DATA_EVENT_SOURCES,
-                     statement=no_hook_statement),
+                     batch_handler=on_data_changes, statement=no_hook_statement),
         Subscription("webhook-dispatcher-rbac", (STREAMS["rbac"],), on_data, event_types=RBAC_EVENT_SOURCES,
-                     statement=no_hook_statement),
+                     batch_handler=on_data_changes, statement=no_hook_statement),
     ]
+
+
+def interaction(envelope: Envelope) -> Selecting | None:
+    """An `experience.interaction.*` event as (event, hook event, payload), if a hook may want it."""
+    hook_event = INTERACTION_HOOKS.get(envelope.type)
+    if hook_event is None:
+        return None
+    data = msgspec.json.decode(envelope.data)
+    return envelope, hook_event, interaction_payload(hook_event, data, from_ms(envelope.occurred_at))
+
+
+def data_change(envelope: Envelope) -> Selecting | None:
+    """An identity or rbac event as (event, hook event, payload), if a hook may want it."""
+    found = data_hook(envelope.type, msgspec.json.decode(envelope.data))
+    if found is None:
+        return None
+    hook_event, data = found
+    return envelope, hook_event, data_payload(hook_event, data, from_ms(envelope.occurred_at))
 
 
 def hook_event_of(envelope: Envelope) -> str | None:

@@ -368,6 +368,45 @@ async def test_events_no_hook_selects_cost_one_statement_and_make_no_delivery(di
                                hook["id"]) == [loud.id]
 
 
+async def test_a_batch_of_events_reads_the_hooks_once_and_each_event_gets_its_own_tenants_hooks(dispatcher, receiver):
+    """A consumer's batch (here 20 sign-ins of two tenants, and a registration no hook selects)
+    becomes its deliveries in two statements, whatever its size: each event of a steady stream
+    cost two statements of its own. Each event gets only the hooks of its own tenant."""
+    from tessera_kit.outbox import build_envelope
+
+    pool = dispatcher.ctx.pool
+    consumer = next(c for c in dispatcher.ctx.consumers if c.subscription.name.endswith("interactions"))
+    first = await dispatcher.create_hook(receiver.url)
+    second = await dispatcher.create_hook(receiver.url)
+    await pool.execute(  # another tenant's hook, on the same events
+        "INSERT INTO hooks (tenant_id, id, name, event, events, config, signing_key, enabled, created_at)"
+        " SELECT 'other', 'other-hook', name, event, events, config, signing_key, enabled, created_at"
+        " FROM hooks WHERE id = $1", first["id"])
+    batch = [build_envelope(signed_in(f"u{i}"), tenant_id="default" if i % 2 else "other") for i in range(20)]
+    registered = InteractionRegistered(user_id="u1", context=CONTEXT, user=USER, application=APPLICATION)
+    batch.append(build_envelope(registered))  # no hook selects PostRegister
+    statements: list[str] = []
+
+    def note(logged) -> None:
+        statements.append(logged.query)
+
+    async with pool.acquire() as conn, conn.transaction():
+        conn.add_query_logger(note)
+        try:
+            await consumer.subscription.batch_handler(conn, batch)
+        finally:
+            conn.remove_query_logger(note)
+    assert len(statements) == 2, statements  # the hooks, the deliveries; 41 when each event asked on its own
+    made = await pool.fetch("SELECT tenant_id, hook_id, source_event_id, event, body FROM deliveries")
+    expected = {(e.tenant_id, hook_id, e.id) for e in batch[:20]
+                for hook_id in ([first["id"], second["id"]] if e.tenant_id == "default" else ["other-hook"])}
+    assert {(d["tenant_id"], d["hook_id"], d["source_event_id"]) for d in made} == expected
+    assert len(made) == 30
+    for delivery in made:
+        body = json.loads(delivery["body"])
+        assert (delivery["event"], body["hookId"], body["event"]) == ("PostSignIn", delivery["hook_id"], "PostSignIn")
+
+
 @pytest.fixture
 def import_threads(monkeypatch) -> list[int]:
     """The thread of each import of the webhook client (aiohttp)."""

@@ -89,6 +89,17 @@ def request_headers(
     return headers
 
 
+class NewDelivery(msgspec.Struct, frozen=True):
+    """An event turned into a delivery for one hook that selects it."""
+
+    tenant_id: str
+    hook_id: str
+    event: str  # the hook event (Logto's name)
+    source_event_id: str
+    body: bytes
+    max_attempts: int
+
+
 class Outcome(msgspec.Struct, frozen=True):
     """What one attempt came to."""
 

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from tessera_kit.ids import new_id
+from tessera_webhook_dispatcher.deliveries.domain import NewDelivery
 
 DELIVERY_COLUMNS = (
     'id, hook_id AS "hookId", event, status, attempts, max_attempts AS "maxAttempts",'
@@ -34,22 +35,23 @@ async def insert_delivery(
 
 
 async def insert_deliveries(
-    conn: asyncpg.Connection, tenant_id: str, *, hook_ids: list[str], bodies: list[bytes],
-    max_attempts: list[int], event: str, source_event_id: str, now: dt.datetime, channel: str,
+    conn: asyncpg.Connection, new: list[NewDelivery], *, now: dt.datetime, channel: str,
 ) -> int:
-    """One new delivery, due now, per hook (one statement for all), skipping a hook this
-    event was already turned into a delivery for; if any was written, NOTIFY `channel` (at
-    commit) so every replica's scheduler wakes. Returns how many were written."""
+    """New deliveries, due now (one statement for a whole batch of events), skipping any whose
+    event was already turned into a delivery for its hook; if any was written, NOTIFY
+    `channel` (at commit) so every replica's scheduler wakes. Returns how many were written."""
     return await conn.fetchval(
         "WITH created AS (INSERT INTO deliveries (tenant_id, id, hook_id, event, source_event_id, body,"
         " max_attempts, next_attempt_at, created_at, updated_at)"
-        " SELECT $1, id, hook_id, $5, $6, body, max_attempts, $7, $7, $7"
-        " FROM unnest($2::text[], $3::text[], $4::text[], $8::int[]) AS n(id, hook_id, body, max_attempts)"
+        " SELECT tenant_id, id, hook_id, event, source_event_id, body, max_attempts, $8, $8, $8"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[])"
+        " AS n(tenant_id, id, hook_id, event, source_event_id, body, max_attempts)"
         " ON CONFLICT (hook_id, source_event_id) DO NOTHING RETURNING 1),"
         " counted AS (SELECT count(*) AS n FROM created)"
         " SELECT n FROM counted, LATERAL (SELECT pg_notify($9, '') WHERE n > 0) notified",
-        tenant_id, [new_id() for _ in hook_ids], hook_ids, [b.decode() for b in bodies], event, source_event_id,
-        now, max_attempts, channel,
+        [d.tenant_id for d in new], [new_id() for _ in new], [d.hook_id for d in new], [d.event for d in new],
+        [d.source_event_id for d in new], [d.body.decode() for d in new], [d.max_attempts for d in new],
+        now, channel,
     ) or 0
 
 

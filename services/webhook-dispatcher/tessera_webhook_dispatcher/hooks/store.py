@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -91,12 +92,19 @@ NO_HOOK_SELECTS = (
     "NOT EXISTS (SELECT FROM unnest({tenants}::text[], {events}::text[]) AS t(tenant_id, event)"
     f" JOIN hooks h ON h.tenant_id = t.tenant_id AND {_selects('h', 't.event')})"
 )
-_HOOKS_FOR = f"SELECT h.id, h.config FROM hooks h WHERE h.tenant_id = $1 AND {_selects('h', '$2')}"
+_HOOKS_SELECTING = (
+    "SELECT t.tenant_id, t.event, h.id, h.config FROM unnest($1::text[], $2::text[]) AS t(tenant_id, event)"
+    f" JOIN hooks h ON h.tenant_id = t.tenant_id AND {_selects('h', 't.event')}"
+)
 
 
-async def hooks_for(conn: asyncpg.Connection, tenant_id: str, event: str) -> list[asyncpg.Record]:
-    """Enabled hooks that an event selects."""
-    return await conn.fetch(
-        _HOOKS_FOR,
-        tenant_id, event,
-    )
+async def hooks_selecting(
+    conn: asyncpg.Connection, wanted: Iterable[tuple[str, str]],
+) -> dict[tuple[str, str], list[asyncpg.Record]]:
+    """Enabled hooks that each (tenant, hook event) selects, for many at once (one statement
+    for a consumer's whole batch); a pair no hook selects is absent."""
+    pairs = sorted(set(wanted))
+    selected: dict[tuple[str, str], list[asyncpg.Record]] = {}
+    for row in await conn.fetch(_HOOKS_SELECTING, [t for t, _ in pairs], [e for _, e in pairs]):
+        selected.setdefault((row["tenant_id"], row["event"]), []).append(row)
+    return selected
