@@ -140,7 +140,7 @@ def load(target: str):
 
 
 async def serve(target: str) -> None:
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
@@ -152,6 +152,9 @@ async def serve(target: str) -> None:
         port=int(os.environ.get("PORT", "3000")),
         interface=Interfaces.ASGI,
         websockets=False,
+        # HTTP/1.1 only, as Logto serves: granian's default also takes cleartext HTTP/2 (prior
+        # knowledge), a second protocol and framing at every port that nothing here uses.
+        http=HTTPModes.http1,
         backlog=1024,
         http1_settings=HTTP1Settings(header_read_timeout=idle_connection_seconds() * 1000),
         log_access=False,
