@@ -371,8 +371,10 @@ async def test_events_no_hook_selects_cost_one_statement_and_make_no_delivery(di
 async def test_a_batch_of_events_reads_the_hooks_once_and_each_event_gets_its_own_tenants_hooks(dispatcher, receiver):
     """A consumer's batch (here 20 sign-ins of two tenants, and a registration no hook selects)
     becomes its deliveries in two statements, whatever its size: each event of a steady stream
-    cost two statements of its own. Each event gets only the hooks of its own tenant."""
+    cost two statements of its own. Each event gets only the hooks of its own tenant, and the
+    deliveries keep the stream's order."""
     from tessera_kit.outbox import build_envelope
+    from tessera_webhook_dispatcher.hooks import store as hooks_store
 
     pool = dispatcher.ctx.pool
     consumer = next(c for c in dispatcher.ctx.consumers if c.subscription.name.endswith("interactions"))
@@ -397,7 +399,8 @@ async def test_a_batch_of_events_reads_the_hooks_once_and_each_event_gets_its_ow
         finally:
             conn.remove_query_logger(note)
     assert len(statements) == 2, statements  # the hooks, the deliveries; 41 when each event asked on its own
-    made = await pool.fetch("SELECT tenant_id, hook_id, source_event_id, event, body FROM deliveries")
+    made = await pool.fetch("SELECT tenant_id, hook_id, source_event_id, event, body FROM deliveries"
+                            " ORDER BY created_at, id")  # as the deliveries route lists them
     expected = {(e.tenant_id, hook_id, e.id) for e in batch[:20]
                 for hook_id in ([first["id"], second["id"]] if e.tenant_id == "default" else ["other-hook"])}
     assert {(d["tenant_id"], d["hook_id"], d["source_event_id"]) for d in made} == expected
@@ -405,6 +408,12 @@ async def test_a_batch_of_events_reads_the_hooks_once_and_each_event_gets_its_ow
     for delivery in made:
         body = json.loads(delivery["body"])
         assert (delivery["event"], body["hookId"], body["event"]) == ("PostSignIn", delivery["hook_id"], "PostSignIn")
+    # Listed in stream order, as when each event was applied alone (though the clock stands still).
+    assert [d["source_event_id"] for d in made if d["hook_id"] == first["id"]] == \
+        [e.id for e in batch[:20] if e.tenant_id == "default"]
+    async with pool.acquire() as conn:  # a pair asked for twice: each hook once
+        selected = await hooks_store.hooks_selecting(conn, [("default", "PostSignIn")] * 3)
+    assert sorted(h["id"] for h in selected[("default", "PostSignIn")]) == sorted([first["id"], second["id"]])
 
 
 @pytest.fixture
