@@ -109,7 +109,7 @@ VECTORS: dict[str, tuple[Vector, str]] = {
         lambda m: b"GET /oidc/plain HTTP/1.1\r\nHost: gateway\r\nHost: identity\r\n\r\n", "400"),
     # Cleartext HTTP/2 with prior knowledge: a second protocol (and framing) at the door, which
     # granian speaks unless told HTTP/1.1 only (tessera_kit.serve). It closes the connection.
-    "HTTP/2 prior knowledge": (lambda m: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "closed"),
+    "HTTP/2 prior knowledge": (lambda m: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _smuggled(m), "closed"),
     "pipelined": (
         lambda m: b"GET /oidc/first HTTP/1.1\r\nHost: gateway\r\n\r\n"
                   b"GET /oidc/second HTTP/1.1\r\nHost: gateway\r\n\r\n", "one"),
