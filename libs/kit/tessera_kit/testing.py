@@ -172,13 +172,15 @@ async def relays_backend(db, relay: OutboxRelay) -> int | None:
 
 
 async def end_the_relays_session(database_url: str, relay: OutboxRelay) -> None:
-    """Terminate the session holding `relay`'s lock, from a connection of its own."""
+    """Terminate the session holding `relay`'s lock, from a connection of its own, and wait until
+    it is gone: the signal alone returns at once, and a query the relay sends meanwhile would
+    still be answered (the relay would then vouch for the database, or hold the lock, a while)."""
     import asyncpg
 
     admin = await asyncpg.connect(database_url)
     try:
         pid = await relays_backend(admin, relay)
         assert pid is not None, "no relay holds the lock"
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
     finally:
         await admin.close()

@@ -193,6 +193,10 @@ async def test_a_relay_whose_query_failed_no_longer_vouches_for_the_database(poo
     try:
         await wait_until(lambda: _true(relay.is_leader))
         assert relay.answered_lately()
+        # Idle, between rounds (only its sleep waits on the wake): a query of its first round cut
+        # by the end of the session would fail before the wake below, and the wake would then cut
+        # the retry's wait short, so it would lead again at once on a new connection.
+        await wait_until(lambda: _true(bool(relay._wake._waiters)))
         await end_the_relays_session(database_url, relay)
         relay._wake.set()  # its next query, on the dead connection
         # It answered a second ago, but its last query failed: it no longer vouches (and with
