@@ -27,7 +27,7 @@ from tessera_webhook_dispatcher.hooks.domain import (
 
 
 # An event a hook may select: (the event, its hook event, the body without `hookId`).
-Selecting = tuple[Envelope, str, dict[str, Any]]
+HookCall = tuple[Envelope, str, dict[str, Any]]
 
 
 def subscriptions(channel: str, clock) -> list[Subscription]:
@@ -35,55 +35,45 @@ def subscriptions(channel: str, clock) -> list[Subscription]:
     stamps new deliveries due. A batch of events costs two statements in its transaction
     (the hooks that select them, their deliveries), whatever its size."""
 
-    async def enqueue(conn: asyncpg.Connection, selecting: list[Selecting]) -> None:
+    async def enqueue(conn: asyncpg.Connection, calls: list[HookCall]) -> None:
         """A delivery per hook that selects an event."""
-        if not selecting:
+        if not calls:
             return
-        selected = await hooks.hooks_selecting(conn, ((e.tenant_id, hook_event) for e, hook_event, _ in selecting))
+        selected = await hooks.hooks_selecting(conn, ((e.tenant_id, hook_event) for e, hook_event, _ in calls))
         new = [
             NewDelivery(tenant_id=envelope.tenant_id, hook_id=hook["id"], event=hook_event,
                         source_event_id=envelope.id, body=with_hook_id(hook["id"], payload),
                         max_attempts=max_attempts(hook["config"], len(RETRY_DELAYS)))
-            for envelope, hook_event, payload in selecting
+            for envelope, hook_event, payload in calls
             for hook in selected.get((envelope.tenant_id, hook_event), ())
         ]
         if new:
             await deliveries.insert_deliveries(conn, new, now=clock.now(), channel=channel)
 
-    async def on_interactions(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
-        await enqueue(conn, [item for envelope in envelopes if (item := interaction(envelope)) is not None])
+    async def on_events(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        await enqueue(conn, [call for envelope in envelopes if (call := hook_call_of(envelope)) is not None])
 
-    async def on_data_changes(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
-        await enqueue(conn, [item for envelope in envelopes if (item := data_change(envelope)) is not None])
-
-    async def on_interaction(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        await on_interactions(conn, [envelope])
-
-    async def on_data(conn: asyncpg.Connection, envelope: Envelope) -> None:
-        await on_data_changes(conn, [envelope])
+    async def on_event(conn: asyncpg.Connection, envelope: Envelope) -> None:
+        await on_events(conn, [envelope])
 
     return [
-        Subscription("webhook-dispatcher-interactions", (STREAMS["experience"],), on_interaction,
-                     event_types=tuple(INTERACTION_HOOKS), batch_handler=on_interactions, statement=no_hook_statement),
-        Subscription("webhook-dispatcher-identity", (STREAMS["identity"],), on_data, event_types=DATA_EVENT_SOURCES,
-                     batch_handler=on_data_changes, statement=no_hook_statement),
-        Subscription("webhook-dispatcher-rbac", (STREAMS["rbac"],), on_data, event_types=RBAC_EVENT_SOURCES,
-                     batch_handler=on_data_changes, statement=no_hook_statement),
+        Subscription("webhook-dispatcher-interactions", (STREAMS["experience"],), on_event,
+                     event_types=tuple(INTERACTION_HOOKS), batch_handler=on_events, statement=no_hook_statement),
+        Subscription("webhook-dispatcher-identity", (STREAMS["identity"],), on_event, event_types=DATA_EVENT_SOURCES,
+                     batch_handler=on_events, statement=no_hook_statement),
+        Subscription("webhook-dispatcher-rbac", (STREAMS["rbac"],), on_event, event_types=RBAC_EVENT_SOURCES,
+                     batch_handler=on_events, statement=no_hook_statement),
     ]
 
 
-def interaction(envelope: Envelope) -> Selecting | None:
-    """An `experience.interaction.*` event as (event, hook event, payload), if a hook may want it."""
-    hook_event = INTERACTION_HOOKS.get(envelope.type)
-    if hook_event is None:
-        return None
+def hook_call_of(envelope: Envelope) -> HookCall | None:
+    """An event as (the event, its hook event, the body without `hookId`), if it is one a hook
+    may select: an interaction (Logto §6.1), or a later Logto's data hook."""
     data = msgspec.json.decode(envelope.data)
-    return envelope, hook_event, interaction_payload(hook_event, data, from_ms(envelope.occurred_at))
-
-
-def data_change(envelope: Envelope) -> Selecting | None:
-    """An identity or rbac event as (event, hook event, payload), if a hook may want it."""
-    found = data_hook(envelope.type, msgspec.json.decode(envelope.data))
+    hook_event = INTERACTION_HOOKS.get(envelope.type)
+    if hook_event is not None:
+        return envelope, hook_event, interaction_payload(hook_event, data, from_ms(envelope.occurred_at))
+    found = data_hook(envelope.type, data)
     if found is None:
         return None
     hook_event, data = found

@@ -8,19 +8,21 @@ import datetime as dt
 
 from tessera_kit.ids import new_id
 from tessera_webhook_dispatcher.deliveries import store
-from tessera_webhook_dispatcher.deliveries.domain import Outcome
+from tessera_webhook_dispatcher.deliveries.domain import NewDelivery, Outcome
 
 
 async def _due(dispatcher, hook_id: str, count: int, at: dt.datetime) -> list[str]:
     """Deliveries due at `at` and after (one second apart), beyond the dispatcher's own clock so
     its scheduler leaves them to the test."""
-    ids = []
+    sources = [new_id() for _ in range(count)]
     async with dispatcher.ctx.pool.acquire() as conn:
-        for n in range(count):
-            ids.append(await store.insert_delivery(
-                conn, "default", hook_id=hook_id, event="PostSignIn", source_event_id=new_id(),
-                body=b'{"event":"PostSignIn"}', max_attempts=3, now=at + dt.timedelta(seconds=n)))
-    return ids
+        for n, source in enumerate(sources):
+            new = NewDelivery(tenant_id="default", hook_id=hook_id, event="PostSignIn", source_event_id=source,
+                              body=b'{"event":"PostSignIn"}', max_attempts=3)
+            await store.insert_deliveries(conn, [new], now=at + dt.timedelta(seconds=n), channel="unheard")
+        found = dict(await conn.fetch("SELECT source_event_id, id FROM deliveries WHERE source_event_id = ANY($1)",
+                                      sources))
+    return [found[source] for source in sources]
 
 
 async def test_a_claim_takes_each_hooks_free_slots_and_reaches_a_hook_behind_a_backlog(dispatcher, receiver):

@@ -21,19 +21,6 @@ ATTEMPT_COLUMNS = (
 )
 
 
-async def insert_delivery(
-    conn: asyncpg.Connection, tenant_id: str, *, hook_id: str, event: str, source_event_id: str,
-    body: bytes, max_attempts: int, now: dt.datetime,
-) -> str | None:
-    """A new delivery due now; None if this event was already turned into one for the hook."""
-    return await conn.fetchval(
-        "INSERT INTO deliveries (tenant_id, id, hook_id, event, source_event_id, body, max_attempts,"
-        " next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
-        " ON CONFLICT (hook_id, source_event_id) DO NOTHING RETURNING id",
-        tenant_id, new_id(), hook_id, event, source_event_id, body.decode(), max_attempts, now,
-    )
-
-
 async def insert_deliveries(
     conn: asyncpg.Connection, new: list[NewDelivery], *, now: dt.datetime, channel: str,
 ) -> int:
