@@ -123,6 +123,7 @@ def _is_event(item: Msg | object) -> bool:
     """Not the reconnect marker, nor a status message (heartbeat, end of a pull request)."""
     return item is not _RECONNECTED and _status_of(item) is None
 
+
 # A message waits to gather company (Subscription.gather_seconds) only when that many more are
 # expected meanwhile, by the stream's pace: a moving average of the time between messages,
 # each new gap weighing PACE_WEIGHT (a burst of a few after a quiet moment does not make one).

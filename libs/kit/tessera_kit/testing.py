@@ -172,9 +172,9 @@ async def relays_backend(db, relay: OutboxRelay) -> int | None:
 
 
 async def end_the_relays_session(database_url: str, relay: OutboxRelay) -> None:
-    """Terminate the session holding `relay`'s lock, from a connection of its own, and wait until
-    it is gone: the signal alone returns at once, and a query the relay sends meanwhile would
-    still be answered (the relay would then vouch for the database, or hold the lock, a while)."""
+    """Terminate the session holding `relay`'s lock, from a connection of its own, and wait (up
+    to 5 s) until it is gone, not only signalled: the relay's next query then surely meets a
+    dead session."""
     import asyncpg
 
     admin = await asyncpg.connect(database_url)
